@@ -1,0 +1,45 @@
+# breast-reader: `make run` (GUI on the demo study) and `make test` (whole suite) do all set-up.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-slow lint bench bundle clean
+
+install: $(STAMP)
+
+# torch first: `torch==2.13.0` resolves to the local CPU build here; any other spec pulls CUDA.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torchvision==0.28.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+run: install
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+		$(BIN)/breast-reader demo; \
+	else \
+		mkdir -p screenshots; \
+		QT_QPA_PLATFORM=offscreen $(BIN)/breast-reader demo --screenshot screenshots/demo.png && \
+		echo "No display found: ran the demo offscreen; screenshot saved to $$(pwd)/screenshots/demo.png"; \
+	fi
+
+test: install
+	QT_QPA_PLATFORM=offscreen $(BIN)/lint-imports
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+test-slow: install
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m slow
+
+bench: install
+	mkdir -p benchmarks/results
+	$(BIN)/breast-engine bench io --json | tee benchmarks/results/io.json
+
+bundle: install
+	$(BIN)/python -m pip install -q -e ".[bundle]"
+	$(BIN)/pyinstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller packaging/breast-reader.spec
+
+clean:
+	rm -rf build dist screenshots .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks for `breast-engine bench NAME --json` (one module per benchmark)."""
