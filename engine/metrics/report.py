@@ -1,0 +1,149 @@
+"""Evaluation report (JSON-ready dict) and ROC plot (PNG) for one set of scores."""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from engine.metrics.classification import (
+    _pair,
+    accuracy,
+    auc,
+    best_threshold,
+    confusion_matrix,
+    fbeta,
+    precision,
+    roc_points,
+    sensitivity,
+    specificity,
+)
+
+
+def auc_with_ci(truth: ArrayLike, scores: ArrayLike, level: float = 0.95) -> dict[str, float]:
+    """AUC with its DeLong (1988) confidence interval.
+
+    The variance is DeLong, DeLong & Clarke-Pearson (1988, Biometrics 44:837-845),
+    computed with the midrank algorithm of Sun & Xu (2014, IEEE SPL 21:1389-1393) by
+    :mod:`engine.stats.delong` (the reader-study module; one implementation in the project).
+
+    Args:
+        truth: 0/1 ground truth with both classes.
+        scores: Higher means more likely positive.
+        level: Confidence level.
+
+    Returns:
+        ``{"auc", "ci_low", "ci_high", "se"}``.
+    """
+    t, s = _pair(truth, scores)
+    from engine.stats.delong import auc_ci, delong_covariance
+
+    a, lo, hi = auc_ci(t, s, alpha=1.0 - level)
+    _, cov = delong_covariance(t, s)
+    return {"auc": float(a), "ci_low": float(lo), "ci_high": float(hi),
+            "se": float(np.sqrt(max(float(cov[0, 0]), 0.0)))}
+
+
+def _clean(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def evaluation_report(
+    truth: ArrayLike,
+    scores: ArrayLike,
+    threshold: float | None = None,
+    *,
+    threshold_metric: str = "f2",
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Everything a results table needs for one set of binary scores.
+
+    Args:
+        truth: 0/1 ground truth.
+        scores: Scores (higher = more malignant).
+        threshold: Operating threshold; ``None`` selects it on these scores with
+            :func:`best_threshold` (``threshold_metric``; F2 as in Qi et al. 2019) and
+            says so in ``threshold_source`` (an optimistic, in-sample choice).
+        threshold_metric: Metric for the automatic threshold.
+        level: CI level for the AUC.
+
+    Returns:
+        A JSON-serialisable dict: n, n_pos, n_neg, auc, auc_ci [lo, hi], auc_se,
+        threshold, threshold_source, confusion [[TN, FP], [FN, TP]], accuracy,
+        sensitivity, specificity, precision, f1, f2. Undefined values are ``None``.
+    """
+    t, s = _pair(truth, scores)
+    n_pos = int(t.sum())
+    out: dict[str, Any] = {"n": int(t.size), "n_pos": n_pos, "n_neg": int(t.size - n_pos)}
+    both = 0 < n_pos < t.size
+    if both:
+        ci = auc_with_ci(t, s, level)
+        out.update(auc=ci["auc"], auc_ci=[_clean(ci["ci_low"]), _clean(ci["ci_high"])],
+                   auc_se=_clean(ci["se"]), ci_level=level)
+    else:
+        out.update(auc=None, auc_ci=[None, None], auc_se=None, ci_level=level)
+    if threshold is None:
+        threshold = best_threshold(t, s, threshold_metric) if both else 0.5  # type: ignore[arg-type]
+        out["threshold_source"] = f"best {threshold_metric} on these scores" if both else "default 0.5"
+    else:
+        out["threshold_source"] = "given"
+    out["threshold"] = float(threshold)
+    pred = (s >= threshold).astype(np.int64)
+    out["confusion"] = confusion_matrix(t, pred).tolist()
+    for name, fn in (("accuracy", accuracy), ("sensitivity", sensitivity),
+                     ("specificity", specificity), ("precision", precision)):
+        out[name] = _clean(fn(t, pred))
+    out["f1"] = _clean(fbeta(t, pred, 1.0))
+    out["f2"] = _clean(fbeta(t, pred, 2.0))
+    return out
+
+
+def plot_roc(
+    truth: ArrayLike,
+    scores: ArrayLike | None = None,
+    path: str | PathLike[str] = "roc.png",
+    *,
+    curves: dict[str, tuple[ArrayLike, ArrayLike]] | None = None,
+    title: str = "ROC",
+    operating_point: tuple[float, float] | None = None,
+) -> Path:
+    """Save an ROC plot (PNG, matplotlib Agg; no display needed).
+
+    Args:
+        truth: 0/1 ground truth of the main curve.
+        scores: Scores of the main curve (``None`` when only ``curves`` are drawn).
+        path: Output PNG path (parent folders are created).
+        curves: Extra labelled curves ``{label: (truth, scores)}`` (e.g. one per fold).
+        title: Plot title.
+        operating_point: ``(1 - specificity, sensitivity)`` marked on the plot.
+
+    Returns:
+        The written path.
+    """
+    # A bare Figure renders with Agg without touching pyplot's global backend (GUI-safe).
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 5), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for label, (ct, cs) in (curves or {}).items():
+        fpr, tpr, _ = roc_points(ct, cs)
+        ax.plot(fpr, tpr, lw=1, alpha=0.5, label=f"{label} (AUC {auc(ct, cs):.3f})")
+    if scores is not None:
+        fpr, tpr, _ = roc_points(truth, scores)
+        ax.plot(fpr, tpr, lw=2, color="C3", label=f"pooled (AUC {auc(truth, scores):.3f})")
+    if operating_point is not None:
+        ax.plot([operating_point[0]], [operating_point[1]], "ko", label="operating point")
+    ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("1 - specificity (false-positive rate)")
+    ax.set_ylabel("sensitivity (true-positive rate)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=7)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out

@@ -1,0 +1,465 @@
+"""Training/evaluation configuration: a TOML file + ``--set section.key=value`` overrides.
+
+The layout follows torchvision ``references/classification/train.py`` / timm ``train.py``:
+one resolved configuration that is saved next to every checkpoint. Sections:
+
+``[data]`` what to train on, ``[model]`` registry name + builder options,
+``[augment]`` training-time augmentation (Hijab et al. 2019 / Qi et al. 2019 presets),
+``[optim]`` optimiser (SGD with (Nesterov) momentum, Adam, Adadelta as in Qi et al.),
+``[schedule]`` learning-rate schedule, ``[train]`` epochs, batch, seed, device, selection.
+
+Example::
+
+    [data]
+    kind = "image_folder_csv"
+    path = "../shared/data/busi-dev"
+    labels = "labels.csv"
+    image_size = [224, 224]
+
+    [model]
+    name = "hijab_vgg16_finetune"
+
+    [train]
+    epochs = 10
+    batch_size = 16
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled images are and how they are decoded.
+
+    Attributes:
+        kind: ``image_folder_csv`` (folder + CSV image,label[,group][,mask]),
+            ``manifest`` (CSV path,modality,label[,group,x0,y0,x1,y1]) or ``study``
+            (a breast-reader study folder, :mod:`engine.cases`).
+        path: The folder (image_folder_csv, study) or the manifest CSV.
+        labels: CSV file name inside ``path`` (image_folder_csv only).
+        classes: Class names, negative first (default: ``benign, malignant`` when the
+            labels are those, else sorted). A label outside this list is an error.
+        image_size: Network input ``[h, w]``.
+        grayscale: Decode to one channel (else three; grey images are replicated).
+        in_chans: Channels fed to the model (1 or 3); 0 = 1 if grayscale else 3.
+        resize: ``stretch`` (resize to image_size) or ``shorter_side`` (Qi et al. 2019:
+            scale the shorter side to image_size, keep the aspect, then crop).
+        eval_crops: Crops at evaluation with ``shorter_side``: 1 (centre) or 5 (Qi's
+            multi-input prediction: five uniformly spaced crops, scores averaged).
+        crop_to_box: Manifest only: crop each image to its (x0,y0,x1,y1) box (+ margin).
+        box_margin: Fraction of the box size added on each side when cropping.
+        modality: Keep only manifest/study images of this modality ("" = all).
+        mean: Normalisation mean per channel (default ImageNet for 3 channels, 0.5 for 1).
+        std: Normalisation std per channel (default ImageNet, 0.25 for 1 channel).
+        cache: Keep decoded, resized uint8 images in memory (decode once).
+        val_fraction: Fraction of the training set held out (grouped, stratified) for
+            validation/model selection by ``breast-engine train`` (0 = none).
+    """
+
+    kind: str = "image_folder_csv"
+    path: str = ""
+    labels: str = "labels.csv"
+    classes: list[str] = field(default_factory=list)
+    image_size: list[int] = field(default_factory=lambda: [224, 224])
+    grayscale: bool = False
+    in_chans: int = 0
+    resize: str = "stretch"
+    eval_crops: int = 1
+    crop_to_box: bool = False
+    box_margin: float = 0.1
+    modality: str = ""
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    cache: bool = True
+    val_fraction: float = 0.2
+
+
+@dataclass
+class ModelConfig:
+    """The registered model and its builder keyword options (``[model.cfg]``)."""
+
+    name: str = ""
+    cfg: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation (off at evaluation).
+
+    ``preset = "hijab"`` sets Hijab et al. 2019 Sec. III.A (rotations by 90/180/270,
+    width/height shift, shear, zoom, horizontal flip, nearest filling); ``"qi"`` sets
+    Qi et al. 2019 Sec. 3.3 (shorter side to the input size, random crop); explicit keys
+    override the preset.
+
+    Attributes:
+        preset: ``none``, ``hijab`` or ``qi``.
+        rotate90: Random rotation by a multiple of 90 degrees.
+        shift: Max width/height shift as a fraction of the size.
+        shear: Max shear angle in degrees.
+        zoom: Max zoom change (scale drawn in [1 - zoom, 1 + zoom]).
+        hflip: Random horizontal flip.
+        vflip: Random vertical flip.
+        random_crop: Random crop after the ``shorter_side`` resize (else centre crop).
+    """
+
+    preset: str = "none"
+    rotate90: bool = False
+    shift: float = 0.0
+    shear: float = 0.0
+    zoom: float = 0.0
+    hflip: bool = False
+    vflip: bool = False
+    random_crop: bool = False
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser: ``sgd`` (``momentum``, ``nesterov``), ``adam`` or ``adadelta`` (Qi)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    rho: float = 0.9
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule stepped once per epoch: ``none``, ``step`` or ``cosine``."""
+
+    name: str = "none"
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    """The training run.
+
+    Attributes:
+        epochs: Passes over the training set.
+        batch_size: Global (effective) batch size; split over DDP processes.
+        seed: Seeds torch, numpy, python, the sampler and the augmentation.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``/``cuda:N``.
+        amp: Mixed precision (CUDA only; ignored on CPU).
+        num_workers: DataLoader worker processes (0 = load in the main process).
+        select: Selection metrics on the validation set; the best checkpoint for each
+            is kept (``auc``, ``f2`` (Qi), ``accuracy``, ``loss`` (lowest)).
+        output_dir: Parent folder of run folders.
+        run_name: Run folder name (default: ``<model>-<timestamp>``).
+        deterministic: ``torch.use_deterministic_algorithms`` (warn-only) during fit.
+        threads: torch intra-op threads on CPU (0 = leave torch's default).
+        log_every: Progress callback every N steps.
+    """
+
+    epochs: int = 10
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    select: list[str] = field(default_factory=lambda: ["auc"])
+    output_dir: str = "runs"
+    run_name: str = ""
+    deterministic: bool = True
+    threads: int = 0
+    log_every: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """The complete, resolved configuration (saved as ``config.json``/``config.toml``)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: RunConfig = field(default_factory=RunConfig)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a nested dict, checking every key and type.
+
+        Raises:
+            ConfigError: unknown section/key or a value of the wrong type.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a table of sections")
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for sec, body in d.items():
+            if sec not in sections:
+                raise ConfigError(
+                    f"{source}: unknown section [{sec}]; valid sections: {', '.join(sections)}"
+                )
+            sec_cls = _section_class(sec)
+            if not isinstance(body, dict):
+                raise ConfigError(f"{source}: [{sec}] must be a table")
+            kwargs[sec] = _build_section(sec_cls, sec, body, source)
+        cfg = cls(**kwargs)
+        cfg.apply_presets()
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON/TOML serialisable)."""
+        return asdict(self)
+
+    def copy(self) -> TrainConfig:
+        """A deep copy."""
+        return TrainConfig.from_dict(json.loads(json.dumps(self.to_dict())))
+
+    # --------------------------------------------------------------------- checks
+    def apply_presets(self) -> None:
+        """Fill augmentation fields from ``augment.preset`` where they are at defaults."""
+        preset = self.augment.preset
+        defaults = AugmentConfig()
+        values: dict[str, Any]
+        if preset == "hijab":
+            # Hijab et al. 2019 Sec. III.A: rotations 90/180/270, width/height shift,
+            # shearing, zooming, horizontal flipping, filling (nearest).
+            values = dict(rotate90=True, shift=0.1, shear=10.0, zoom=0.1, hflip=True)
+        elif preset == "qi":
+            # Qi et al. 2019 Sec. 3.3: shorter side -> input size, random crop for training.
+            values = dict(random_crop=True)
+            if self.data.resize == "stretch":
+                self.data.resize = "shorter_side"
+        elif preset == "none":
+            values = {}
+        else:
+            raise ConfigError(f"augment.preset must be none, hijab or qi, not {preset!r}")
+        for k, v in values.items():
+            if getattr(self.augment, k) == getattr(defaults, k):
+                setattr(self.augment, k, v)
+
+    def validate(self) -> None:
+        """Check enumerations and ranges (not the data files: see engine.train.data).
+
+        Raises:
+            ConfigError: naming the key and the allowed values.
+        """
+        _choice("data.kind", self.data.kind, ("image_folder_csv", "manifest", "study"))
+        _choice("data.resize", self.data.resize, ("stretch", "shorter_side"))
+        _choice("data.eval_crops", self.data.eval_crops, (1, 5))
+        _choice("optim.name", self.optim.name, ("sgd", "adam", "adadelta"))
+        _choice("schedule.name", self.schedule.name, ("none", "step", "cosine"))
+        if len(self.data.image_size) != 2 or min(self.data.image_size) < 8:
+            raise ConfigError(f"data.image_size must be [height, width] >= 8, got {self.data.image_size}")
+        if self.data.in_chans not in (0, 1, 3):
+            raise ConfigError(f"data.in_chans must be 0 (auto), 1 or 3, got {self.data.in_chans}")
+        for m in self.train.select:
+            _choice("train.select", m, ("auc", "f2", "accuracy", "loss"))
+        if self.train.epochs < 0 or self.train.batch_size < 1:
+            raise ConfigError("train.epochs must be >= 0 and train.batch_size >= 1")
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
+        if self.optim.lr <= 0:
+            raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+        dev = self.train.device
+        if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
+            raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, not {dev!r}")
+
+    @property
+    def channels(self) -> int:
+        """Channels fed to the model."""
+        return self.data.in_chans or (1 if self.data.grayscale else 3)
+
+    @property
+    def norm(self) -> tuple[list[float], list[float]]:
+        """(mean, std) per channel, defaulted from the channel count."""
+        c = self.channels
+        mean = self.data.mean or (IMAGENET_MEAN if c == 3 else [0.5])
+        std = self.data.std or (IMAGENET_STD if c == 3 else [0.25])
+        if len(mean) != c or len(std) != c:
+            raise ConfigError(f"data.mean/std need {c} values, got {mean} / {std}")
+        return list(mean), list(std)
+
+    # ------------------------------------------------------------------ overrides
+    def override(self, assignments: list[str]) -> TrainConfig:
+        """Apply ``section.key=value`` strings (values parsed as TOML, else as strings).
+
+        Returns:
+            A new, validated configuration.
+
+        Raises:
+            ConfigError: malformed assignment, unknown key (listing the valid ones) or a
+                value of the wrong type.
+        """
+        d = self.to_dict()
+        for a in assignments:
+            if "=" not in a:
+                raise ConfigError(f"--set expects section.key=value, got {a!r}")
+            key, raw = a.split("=", 1)
+            parts = key.strip().split(".")
+            if len(parts) < 2:
+                raise ConfigError(
+                    f"--set key {key!r} needs a section, e.g. train.epochs=5; sections: {', '.join(d)}"
+                )
+            sec, name = parts[0], parts[1]
+            if sec not in d:
+                raise ConfigError(f"--set: unknown section {sec!r}; valid sections: {', '.join(d)}")
+            value = _parse_value(raw.strip())
+            if sec == "model" and name == "cfg" and len(parts) > 2:
+                d["model"]["cfg"][".".join(parts[2:])] = value
+                continue
+            if len(parts) != 2:
+                raise ConfigError(f"--set key {key!r}: use section.key (or model.cfg.option)")
+            if name not in d[sec]:
+                raise ConfigError(
+                    f"--set: unknown key {sec}.{name}; valid keys in [{sec}]: {', '.join(d[sec])}"
+                )
+            d[sec][name] = value
+        return TrainConfig.from_dict(d, source="--set")
+
+    # ---------------------------------------------------------------------- saving
+    def save(self, folder: str | PathLike[str]) -> Path:
+        """Write ``config.toml`` (readable, reloadable) and ``config.json`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(self.to_dict(), indent=2))
+        path = folder / "config.toml"
+        path.write_text(to_toml(self.to_dict()))
+        return path
+
+
+def to_toml(d: dict[str, Any]) -> str:
+    """Serialise a two-level config dict (plus ``[model.cfg]``) to TOML."""
+
+    def val(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v) if not isinstance(v, float) or v == v else "nan"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{json.dumps(k)} = {val(x)}" for k, x in v.items()) + "}"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    lines: list[str] = []
+    for sec, body in d.items():
+        lines.append(f"[{sec}]")
+        for k, v in body.items():
+            if sec == "model" and k == "cfg":
+                continue
+            lines.append(f"{k} = {val(v)}")
+        if sec == "model":
+            lines.append("")
+            lines.append("[model.cfg]")
+            for k, v in body.get("cfg", {}).items():
+                lines.append(f"{json.dumps(k)} = {val(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_config(path: str | PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
+    """Read a TOML config, apply ``--set`` overrides and resolve relative data paths.
+
+    ``data.path`` relative paths are taken relative to the TOML file's folder.
+
+    Raises:
+        ConfigError: missing/unparseable file, unknown keys, wrong types.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str) and data["path"]:
+        dp = Path(data["path"]).expanduser()
+        if not dp.is_absolute():
+            data["path"] = str((p.parent / dp).resolve())
+    cfg = TrainConfig.from_dict(raw, source=str(p))
+    if overrides:
+        cfg = cfg.override(overrides)
+    return cfg
+
+
+# ------------------------------------------------------------------------- helpers
+def _section_class(sec: str) -> type:
+    hints = typing.get_type_hints(TrainConfig)
+    return hints[sec]  # type: ignore[no-any-return]
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare string
+
+
+def _choice(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and item is str:
+            value = [value] if not isinstance(value, str) else [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):  # pragma: no cover - not used yet
+        return value
+    return value
+
+
+def _build_section(sec_cls: type, sec: str, body: dict[str, Any], source: str) -> Any:
+    hints = typing.get_type_hints(sec_cls)
+    valid = [f.name for f in dataclasses.fields(sec_cls)]
+    kwargs: dict[str, Any] = {}
+    for k, v in body.items():
+        if k not in hints:
+            raise ConfigError(
+                f"{source}: unknown key {sec}.{k}; valid keys in [{sec}]: {', '.join(valid)}"
+            )
+        kwargs[k] = _check_type(v, hints[k], f"{source}: {sec}.{k}")
+    return sec_cls(**kwargs)

@@ -1,0 +1,497 @@
+"""Generic labelled-image datasets for training and evaluation.
+
+Three sources, all checked up front so a bad dataset stops before any training with a
+message that says what to fix:
+
+* ``image_folder_csv``: a folder plus a labels CSV with columns ``image,label`` and
+  optionally ``group`` (lesion/patient id for grouped folds) and ``mask`` (BUSI layout).
+* ``manifest``: a CSV ``path,modality,label[,group,x0,y0,x1,y1]`` (paths relative to it).
+* ``study``: a breast-reader study folder (:mod:`engine.cases`); group = case id.
+
+Decoded images are cached in memory as uint8 arrays already resized to the network's
+base size (decode once; workers forked afterwards share the warm cache), so loading does
+not starve the training step. Augmentation (Hijab et al. 2019 Sec. III.A; Qi et al. 2019
+Sec. 3.3) draws its randomness from ``(seed, epoch, index)`` only, so it is identical
+across runs, resumes, DataLoader workers and DDP processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch.utils.data import Dataset
+
+from engine.errors import BreastReaderError, CaseFormatError, ConfigError, ImageReadError
+from engine.progress import CancelToken, ProgressCallback, check, report
+from engine.train.config import AugmentConfig, TrainConfig
+
+_RASTER = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff"}
+_MAX_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image.
+
+    Attributes:
+        path: Absolute image path.
+        label: Class name as written in the source.
+        group: Lesion/patient id; images sharing a group never straddle train and test.
+        box: Optional (x0, y0, x1, y1) crop in pixels.
+        modality: MG/US/MR/OT or "".
+    """
+
+    path: str
+    label: str
+    group: str
+    box: tuple[float, float, float, float] | None = None
+    modality: str = ""
+
+
+@dataclass
+class Transform:
+    """How a cached image becomes a tensor (derived from a :class:`TrainConfig`)."""
+
+    size: tuple[int, int]
+    channels: int
+    resize: str
+    mean: list[float]
+    std: list[float]
+    augment: AugmentConfig
+    eval_crops: int = 1
+    box_margin: float = 0.1
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> Transform:
+        """The transform of ``cfg`` (augmentation parameters included)."""
+        mean, std = cfg.norm
+        h, w = cfg.data.image_size
+        return cls((int(h), int(w)), cfg.channels, cfg.data.resize, mean, std,
+                   cfg.augment, cfg.data.eval_crops, cfg.data.box_margin)
+
+
+class DecodedCache:
+    """Decoded, resized uint8 images keyed by (path, box); shared by dataset subsets."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._store: dict[tuple[str, Any], NDArray[np.uint8]] = {}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def get(self, key: tuple[str, Any]) -> NDArray[np.uint8] | None:
+        """Cached array or None."""
+        return self._store.get(key)
+
+    def put(self, key: tuple[str, Any], arr: NDArray[np.uint8]) -> None:
+        """Store ``arr`` when caching is enabled."""
+        if self.enabled:
+            self._store[key] = arr
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the cache."""
+        return sum(a.nbytes for a in self._store.values())
+
+
+# ----------------------------------------------------------------------------- decoding
+def _to_uint8(a: NDArray[Any]) -> NDArray[np.uint8]:
+    if a.dtype == np.uint8:
+        return a
+    a = a.astype(np.float32)
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    if hi <= lo:
+        return np.zeros(a.shape, np.uint8)
+    return np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+def decode_image(path: str, channels: int) -> NDArray[np.uint8]:
+    """Decode one image to uint8 (rows, cols) for 1 channel or (rows, cols, 3) RGB.
+
+    Common raster formats are read with OpenCV; DICOM and anything else go through
+    :func:`engine.io.reader.read_image` (MR stacks: the middle slice).
+
+    Raises:
+        ImageReadError: the file is missing or cannot be decoded.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImageReadError(path, "file does not exist")
+    arr: NDArray[Any] | None = None
+    if p.suffix.lower() in _RASTER:
+        buf = np.fromfile(str(p), dtype=np.uint8)
+        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if arr is not None and arr.ndim == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    if arr is None:
+        try:
+            from engine.io.reader import read_image
+        except ImportError:  # pragma: no cover - the reader is part of the package
+            raise ImageReadError(path, "cannot decode (no reader for this format)") from None
+        arr = np.asarray(read_image(str(p)).pixels)
+        if arr.ndim == 3 and arr.shape[-1] != 3:  # (frames, rows, cols)
+            arr = arr[arr.shape[0] // 2]
+    arr = _to_uint8(arr)
+    if channels == 1 and arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+    elif channels == 3 and arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(arr)
+
+
+def _crop_box(img: NDArray[np.uint8], box: tuple[float, float, float, float], margin: float) -> NDArray[np.uint8]:
+    x0, y0, x1, y1 = box
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    r0 = max(0, int(math.floor(y0 - my)))
+    r1 = min(img.shape[0], int(math.ceil(y1 + my)))
+    c0 = max(0, int(math.floor(x0 - mx)))
+    c1 = min(img.shape[1], int(math.ceil(x1 + mx)))
+    if r1 - r0 < 2 or c1 - c0 < 2:
+        return img
+    return img[r0:r1, c0:c1]
+
+
+def _base_resize(img: NDArray[np.uint8], size: tuple[int, int], mode: str) -> NDArray[np.uint8]:
+    h, w = size
+    if mode == "stretch":
+        out = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    else:  # shorter side to the input size, aspect kept (Qi et al. 2019 Sec. 3.3)
+        s = max(h / img.shape[0], w / img.shape[1])
+        nh, nw = max(h, round(img.shape[0] * s)), max(w, round(img.shape[1] * s))
+        out = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(out)
+
+
+def _five_offsets(total: int, size: int) -> list[int]:
+    # Qi et al. 2019 Fig. 4: five uniformly spaced crops along the longer side.
+    return [int(round(v)) for v in np.linspace(0, total - size, 5)]
+
+
+def _affine(img: NDArray[np.uint8], aug: AugmentConfig, rng: np.random.Generator) -> NDArray[np.uint8]:
+    """Random rotation (k*90), shift, shear, zoom, flips; nearest filling (Hijab Sec. III.A)."""
+    if aug.rotate90:
+        k = int(rng.integers(0, 4))
+        if k:
+            img = np.rot90(img, k)
+            if img.shape[0] != img.shape[1]:
+                img = cv2.resize(np.ascontiguousarray(img), (img.shape[0], img.shape[1]))
+    if aug.hflip and rng.random() < 0.5:
+        img = img[:, ::-1]
+    if aug.vflip and rng.random() < 0.5:
+        img = img[::-1, :]
+    img = np.ascontiguousarray(img)
+    if aug.shift or aug.shear or aug.zoom:
+        h, w = img.shape[:2]
+        sx = rng.uniform(-aug.shift, aug.shift) * w
+        sy = rng.uniform(-aug.shift, aug.shift) * h
+        z = rng.uniform(1 - aug.zoom, 1 + aug.zoom)
+        sh = math.tan(math.radians(rng.uniform(-aug.shear, aug.shear)))
+        c = np.array([w / 2.0, h / 2.0])
+        a = np.array([[z, z * sh], [0.0, z]])
+        t = c - a @ c + np.array([sx, sy])
+        m = np.hstack([a, t[:, None]]).astype(np.float64)
+        img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return img
+
+
+# ------------------------------------------------------------------------------ dataset
+class LabelledImages(Dataset):  # type: ignore[type-arg]
+    """Labelled images -> ``(tensor, class_index)`` pairs.
+
+    The tensor is float32 (C, H, W), or (5, C, H, W) with 5-crop evaluation (Qi et al.
+    2019 multi-input prediction; :func:`engine.train.loop.predict` averages the crops).
+
+    Attributes:
+        samples: The images.
+        classes: Class names; index 1 is the positive class of a binary task.
+        labels: int64 class index per sample.
+        groups: Group id per sample.
+        train: Whether augmentation/random cropping is applied.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        classes: Sequence[str],
+        transform: Transform,
+        *,
+        train: bool = False,
+        seed: int = 0,
+        cache: DecodedCache | None = None,
+        source: str = "",
+    ) -> None:
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.transform = transform
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.cache = cache if cache is not None else DecodedCache()
+        self.source = source
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.labels: NDArray[np.int64] = np.array([index[s.label] for s in self.samples], dtype=np.int64)
+        self.groups: list[str] = [s.group for s in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of ``epoch`` (called by the training loop)."""
+        self.epoch = epoch
+
+    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> LabelledImages:
+        """A view on ``indices`` sharing the decoded cache."""
+        return LabelledImages([self.samples[int(i)] for i in indices], self.classes, self.transform,
+                              train=train, seed=self.seed, cache=self.cache, source=self.source)
+
+    def with_transform(self, transform: Transform) -> LabelledImages:
+        """Same samples, another transform (new cache: the base size may differ)."""
+        return LabelledImages(self.samples, self.classes, transform, train=self.train,
+                              seed=self.seed, source=self.source)
+
+    def _key(self, s: Sample) -> tuple[str, Any]:
+        t = self.transform
+        return (s.path, (s.box, t.size, t.channels, t.resize))
+
+    def base_image(self, i: int) -> NDArray[np.uint8]:
+        """Decoded, cropped, resized uint8 image ``i`` (from the cache when warm)."""
+        s = self.samples[i]
+        key = self._key(s)
+        arr = self.cache.get(key)
+        if arr is None:
+            img = decode_image(s.path, self.transform.channels)
+            if s.box is not None:
+                img = _crop_box(img, s.box, self.transform.box_margin)
+            arr = _base_resize(img, self.transform.size, self.transform.resize)
+            self.cache.put(key, arr)
+        return arr
+
+    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        """Decode every image once into the cache (before DataLoader workers fork)."""
+        if not self.cache.enabled:
+            return
+        n = len(self)
+        for i in range(n):
+            check(cancel)
+            self.base_image(i)
+            if i % 16 == 0 or i == n - 1:
+                report(progress, i + 1, n, "decoding images")
+
+    def _to_tensor(self, img: NDArray[np.uint8]) -> torch.Tensor:
+        t = self.transform
+        x = torch.from_numpy(np.ascontiguousarray(img)).float().div_(255.0)
+        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+        mean = torch.tensor(t.mean).view(-1, 1, 1)
+        std = torch.tensor(t.std).view(-1, 1, 1)
+        return (x - mean) / std
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img = self.base_image(i)
+        t = self.transform
+        h, w = t.size
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            if t.resize == "shorter_side":
+                H, W = img.shape[:2]
+                if t.augment.random_crop:
+                    r0, c0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+                else:
+                    r0, c0 = (H - h) // 2, (W - w) // 2
+                img = img[r0:r0 + h, c0:c0 + w]
+            img = _affine(img, t.augment, rng)
+            return self._to_tensor(img), int(self.labels[i])
+        if t.resize == "shorter_side":
+            H, W = img.shape[:2]
+            if t.eval_crops == 5:
+                if H >= W:
+                    crops = [img[r:r + h, (W - w) // 2:(W - w) // 2 + w] for r in _five_offsets(H, h)]
+                else:
+                    crops = [img[(H - h) // 2:(H - h) // 2 + h, c:c + w] for c in _five_offsets(W, w)]
+                return torch.stack([self._to_tensor(c) for c in crops]), int(self.labels[i])
+            r0, c0 = (H - h) // 2, (W - w) // 2
+            img = img[r0:r0 + h, c0:c0 + w]
+        return self._to_tensor(img), int(self.labels[i])
+
+
+# ------------------------------------------------------------------------------ loaders
+def _infer_classes(labels: Sequence[str], configured: Sequence[str], source: str) -> list[str]:
+    present = sorted(set(labels))
+    if configured:
+        classes = list(configured)
+        unknown = [lab for lab in present if lab not in classes]
+        if unknown:
+            raise ConfigError(
+                f"{source}: label(s) {', '.join(map(repr, unknown))} are not in data.classes "
+                f"({', '.join(classes)}); fix the labels or data.classes"
+            )
+    elif set(present) <= {"benign", "malignant"}:
+        classes = ["benign", "malignant"]
+    elif set(present) <= {"0", "1"}:
+        classes = ["0", "1"]
+    else:
+        classes = present
+    if len(present) < 2:
+        raise ConfigError(
+            f"{source}: only one class ({present[0] if present else 'none'!r}) in the labels; "
+            "training and AUC need at least two classes (e.g. benign and malignant)"
+        )
+    return classes
+
+
+def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise ConfigError(f"labels file {path} does not exist; set data.path / data.labels")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = [f.strip() for f in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in fields]
+            if missing:
+                raise CaseFormatError(
+                    path, f"missing column(s) {', '.join(missing)}; found: {', '.join(fields) or 'none'}; "
+                    f"the header must include {', '.join(required)}"
+                )
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    except UnicodeDecodeError:
+        raise CaseFormatError(path, "not a UTF-8 text CSV") from None
+    if not rows:
+        raise CaseFormatError(path, "no rows after the header")
+    return rows
+
+
+def _missing_files(samples: Sequence[Sample], rows: Sequence[int], source: Path) -> None:
+    missing = [(r, s.path) for r, s in zip(rows, samples) if not Path(s.path).is_file()]
+    if missing:
+        shown = "; ".join(f"row {r}: {p}" for r, p in missing[:_MAX_LISTED])
+        more = f" (and {len(missing) - _MAX_LISTED} more)" if len(missing) > _MAX_LISTED else ""
+        raise CaseFormatError(
+            source, f"{len(missing)} of {len(samples)} listed images do not exist: {shown}{more}; "
+            "the image column must hold paths relative to the labels file's folder"
+        )
+
+
+def _from_image_folder(cfg: TrainConfig) -> tuple[list[Sample], Path]:
+    root = Path(cfg.data.path)
+    if not root.is_dir():
+        raise ConfigError(f"data.path {root} is not a folder (data.kind = image_folder_csv)")
+    csv_path = root / cfg.data.labels
+    rows = _read_csv(csv_path, ("image", "label"))
+    samples: list[Sample] = []
+    line_nos: list[int] = []
+    for n, r in enumerate(rows, start=2):
+        if not r.get("image") or not r.get("label"):
+            raise CaseFormatError(csv_path, "empty image or label", row=n)
+        img = (root / r["image"]).resolve()
+        samples.append(Sample(str(img), r["label"], r.get("group") or r["image"]))
+        line_nos.append(n)
+    _missing_files(samples, line_nos, csv_path)
+    return samples, csv_path
+
+
+def _float(v: str, path: Path, row: int, col: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        raise CaseFormatError(path, f"column {col} must be a number, got {v!r}", row=row) from None
+
+
+def _from_manifest(cfg: TrainConfig) -> tuple[list[Sample], Path]:
+    path = Path(cfg.data.path)
+    rows = _read_csv(path, ("path", "modality", "label"))
+    samples: list[Sample] = []
+    line_nos: list[int] = []
+    for n, r in enumerate(rows, start=2):
+        if cfg.data.modality and r["modality"].upper() != cfg.data.modality.upper():
+            continue
+        box = None
+        if all(r.get(k) for k in ("x0", "y0", "x1", "y1")):
+            b = tuple(_float(r[k], path, n, k) for k in ("x0", "y0", "x1", "y1"))
+            if b[2] <= b[0] or b[3] <= b[1]:
+                raise CaseFormatError(path, f"box {b} needs x1 > x0 and y1 > y0", row=n)
+            box = b if cfg.data.crop_to_box else None
+        p = Path(r["path"]).expanduser()
+        p = p if p.is_absolute() else (path.parent / p)
+        samples.append(Sample(str(p.resolve()), r["label"], r.get("group") or r["path"], box,
+                              r["modality"].upper()))  # type: ignore[arg-type]
+        line_nos.append(n)
+    if not samples:
+        raise ConfigError(f"{path}: no rows with modality {cfg.data.modality!r}")
+    _missing_files(samples, line_nos, path)
+    return samples, path
+
+
+def _from_study(cfg: TrainConfig) -> tuple[list[Sample], Path]:
+    from engine.cases import load_study
+
+    root = Path(cfg.data.path)
+    if not root.is_dir():
+        raise ConfigError(f"data.path {root} is not a study folder (data.kind = study)")
+    study = load_study(root)
+    samples: list[Sample] = []
+    for case in study.cases:
+        if case.truth is None or not case.truth.label:
+            continue  # unlabelled cases cannot be trained on
+        for im in case.images:
+            if cfg.data.modality and (im.modality or "").upper() != cfg.data.modality.upper():
+                continue
+            samples.append(Sample(str(im.path), case.truth.label, case.case_id, None, im.modality or ""))
+    if not samples:
+        raise ConfigError(f"{root}: no case with a truth label (and modality {cfg.data.modality or 'any'})")
+    _missing_files(samples, list(range(1, len(samples) + 1)), root / "study.json")
+    return samples, root
+
+
+def load_dataset(cfg: TrainConfig, *, train: bool = False) -> LabelledImages:
+    """Build and validate the dataset described by ``cfg.data``.
+
+    Args:
+        cfg: The configuration.
+        train: Apply augmentation (normally set on subsets via :meth:`LabelledImages.subset`).
+
+    Returns:
+        The dataset (images decoded lazily; call :meth:`LabelledImages.warm` to pre-decode).
+
+    Raises:
+        ConfigError: missing folder/file, unknown label, one class only.
+        CaseFormatError: malformed CSV (names the file and row), listed images missing.
+    """
+    if not cfg.data.path:
+        raise ConfigError("data.path is empty; point it at an image folder, manifest CSV or study")
+    loader = {"image_folder_csv": _from_image_folder, "manifest": _from_manifest,
+              "study": _from_study}[cfg.data.kind]
+    samples, source = loader(cfg)
+    classes = _infer_classes([s.label for s in samples], cfg.data.classes, str(source))
+    return LabelledImages(samples, classes, Transform.from_config(cfg), train=train,
+                          seed=cfg.train.seed, cache=DecodedCache(cfg.data.cache), source=str(source))
+
+
+def check_readable(ds: LabelledImages, limit: int = 1) -> None:
+    """Decode the first ``limit`` images so unreadable files fail before training."""
+    for i in range(min(limit, len(ds))):
+        try:
+            ds.base_image(i)
+        except BreastReaderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - turn decoder crashes into one clear line
+            raise ImageReadError(ds.samples[i].path, f"cannot decode: {exc}") from None
+
+
+__all__ = [
+    "DecodedCache",
+    "LabelledImages",
+    "Sample",
+    "Transform",
+    "check_readable",
+    "decode_image",
+    "load_dataset",
+]
