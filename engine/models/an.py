@@ -1,0 +1,486 @@
+"""An et al. 2019: multi-scale tissue patches, aggregated local results and heatmap regression.
+
+"Mammography assessment with multi-scale patches, local aggregation and heatmap regression"
+(An et al., 2019 seed paper). Implemented here:
+
+* Data preparation: every scan flipped to one orientation (chest wall left), cropped without
+  down-sampling to a 2048 x 2048 region right-aligned on the nipple (:func:`orient_and_crop`);
+  tissue samples at magnifications x0.5, x0.33, x0.25; positives centred on the annotations'
+  centres of mass (very large annotations ignored), negatives at a fixed stride of 32 px where
+  the sample does not intersect any annotation (:func:`sample_patches`, :func:`multiscale_patches`).
+* Tissue classifier ``q(z|x')``: a VGG-style CNN (:class:`AnPatchClassifier`) predicting the
+  absence / presence of findings (BI-RADS <= 1 vs >= 2). Its convolutions are *unpadded* and its
+  head is a convolution, so evaluating it densely on the whole image equals evaluating every
+  patch separately at multiples of the network stride (32).
+* Aggregated local results: the classifier evaluated at strides of 64 px
+  (:func:`local_map_dense`, batched/fully convolutional; :func:`local_map_loop`, the per-patch
+  reference it must equal).
+* Heatmap regression (Bulat & Tzimiropoulos 2016): fully convolutional, 256 px in, three
+  max-pools, 32 x 32 out, MSE against Gaussian-blurred down-sampled annotations
+  (:class:`AnHeatmapFCN`, :func:`heatmap_target`), optionally with the local map concatenated
+  before extra final convolutions (Fig. 2).
+* Pixel saliency: ``|dH/dx|`` of the prediction entropy (Geras et al. 2017), kept only for
+  positive patches inside the predicted heatmap and aggregated additively
+  (:func:`entropy_gradient`, :func:`pixel_saliency`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engine.models.common import BreastClassifier
+from engine.models.registry import register_model
+
+PAPER = "An et al., 2019 (multi-scale tissue patches, stride-64 local aggregation, heatmap regression)"
+CROP_SIZE = 2048
+SCALES = (0.5, 0.33, 0.25)
+PATCH = 256
+NEG_STRIDE = 32
+MAP_STRIDE = 64
+HEATMAP_IN = 256
+HEATMAP_OUT = 32
+
+Lesion = tuple[float, float, float]
+"""A finding as ``(cx, cy, radius)`` in image pixels (x = column, y = row from the top)."""
+
+
+# -- preprocessing ------------------------------------------------------------------------------
+@dataclass
+class AnCrop:
+    """A nipple-aligned crop and how to map coordinates between it and the source image.
+
+    Attributes:
+        image: ``(size, size)`` float32 crop (zero-padded where outside the scan).
+        flipped: The source was mirrored left-right (chest wall moved to the left).
+        row0: Source row of the crop's row 0 (after flipping; may be negative).
+        col0: Source column of the crop's column 0 (after flipping; may be negative).
+        source_shape: ``(rows, cols)`` of the source.
+    """
+
+    image: np.ndarray
+    flipped: bool
+    row0: int
+    col0: int
+    source_shape: tuple[int, int]
+
+    def to_crop(self, x: float, y: float) -> tuple[float, float]:
+        """Source pixel ``(x, y)`` -> crop pixel."""
+        if self.flipped:
+            x = self.source_shape[1] - 1 - x
+        return x - self.col0, y - self.row0
+
+    def to_source(self, x: float, y: float) -> tuple[float, float]:
+        """Crop pixel ``(x, y)`` -> source pixel."""
+        x, y = x + self.col0, y + self.row0
+        if self.flipped:
+            x = self.source_shape[1] - 1 - x
+        return x, y
+
+
+def breast_mask(img: np.ndarray) -> np.ndarray:
+    """Boolean breast/tissue mask: Otsu threshold, largest connected component."""
+    import cv2
+
+    a = img.astype(np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    u8 = np.zeros(a.shape, np.uint8) if hi <= lo else ((a - lo) / (hi - lo) * 255).astype(np.uint8)
+    _, th = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((th > 0).astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return th > 0
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return lab == k
+
+
+def orient_and_crop(pixels: np.ndarray, *, size: int = CROP_SIZE) -> AnCrop:
+    """Flip to one orientation (chest wall left) and crop ``size x size`` right-aligned on the nipple.
+
+    The chest-wall side is the side with more tissue; the nipple is taken as the breast pixel
+    farthest from the chest wall. The crop is not down-sampled (An 2019, Data Preparation).
+
+    Args:
+        pixels: ``(rows, cols)`` mammogram.
+        size: Crop side (2048 in the paper).
+    """
+    img = np.asarray(pixels, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError("orient_and_crop expects a (rows, cols) mammogram")
+    mask = breast_mask(img)
+    cols = mask.sum(axis=0)
+    half = img.shape[1] // 2
+    flipped = bool(cols[half:].sum() > cols[:half].sum())
+    if flipped:
+        img = img[:, ::-1]
+        mask = mask[:, ::-1]
+    colsum = mask.any(axis=0)
+    nipple_col = int(np.nonzero(colsum)[0].max()) if colsum.any() else img.shape[1] - 1
+    rows_at = np.nonzero(mask[:, max(nipple_col - 2, 0):nipple_col + 1].any(axis=1))[0]
+    nipple_row = int(rows_at.mean()) if rows_at.size else img.shape[0] // 2
+    col0 = nipple_col + 1 - size
+    row0 = int(np.clip(nipple_row - size // 2, min(0, img.shape[0] - size), max(0, img.shape[0] - size)))
+    out = np.zeros((size, size), np.float32)
+    r_lo, r_hi = max(row0, 0), min(row0 + size, img.shape[0])
+    c_lo, c_hi = max(col0, 0), min(col0 + size, img.shape[1])
+    out[r_lo - row0:r_hi - row0, c_lo - col0:c_hi - col0] = img[r_lo:r_hi, c_lo:c_hi]
+    return AnCrop(out, flipped, row0, col0, (int(pixels.shape[0]), int(pixels.shape[1])))
+
+
+def rescale(img: np.ndarray, scale: float) -> np.ndarray:
+    """Area-resample ``img`` by ``scale`` (magnification x0.5, x0.33, x0.25)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    return cv2.resize(img.astype(np.float32), (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _extract(img: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    out = np.zeros((size, size), np.float32)
+    r0, r1 = max(top, 0), min(top + size, img.shape[0])
+    c0, c1 = max(left, 0), min(left + size, img.shape[1])
+    if r1 > r0 and c1 > c0:
+        out[r0 - top:r1 - top, c0 - left:c1 - left] = img[r0:r1, c0:c1]
+    return out
+
+
+def sample_patches(
+    img: np.ndarray,
+    lesions: Sequence[Lesion],
+    *,
+    scale: float = 0.5,
+    patch: int = PATCH,
+    stride: int = NEG_STRIDE,
+    max_lesion_frac: float = 0.9,
+    max_negatives: int | None = None,
+    rng: random.Random | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue samples of one magnification (An 2019, Data Preparation).
+
+    Positives are centred on each annotation's centre (annotations wider than
+    ``max_lesion_frac * patch`` after scaling are ignored); negatives are taken at a fixed
+    ``stride`` wherever the sample does not intersect any annotation's bounding square.
+
+    Args:
+        img: ``(rows, cols)`` crop at full resolution.
+        lesions: ``(cx, cy, r)`` in ``img`` pixels.
+        scale: Magnification.
+        patch: Sample side at that magnification.
+        stride: Negative sampling stride (32).
+        max_lesion_frac: Size limit for positives.
+        max_negatives: Keep at most this many negatives (random subset), None = all.
+        rng: Random source for the subset.
+
+    Returns:
+        ``(patches (N, patch, patch) float32, labels (N,) int64)``.
+    """
+    small = rescale(img, scale)
+    les = [(cx * scale, cy * scale, r * scale) for cx, cy, r in lesions]
+    pos = [_extract(small, int(round(cy)) - patch // 2, int(round(cx)) - patch // 2, patch)
+           for cx, cy, r in les if 2 * r <= max_lesion_frac * patch]
+    neg_pos: list[tuple[int, int]] = []
+    for top in range(0, max(small.shape[0] - patch, 0) + 1, stride):
+        for left in range(0, max(small.shape[1] - patch, 0) + 1, stride):
+            hit = any(top < cy + r and cy - r < top + patch and left < cx + r and cx - r < left + patch
+                      for cx, cy, r in les)
+            if not hit:
+                neg_pos.append((top, left))
+    if max_negatives is not None and len(neg_pos) > max_negatives:
+        neg_pos = (rng or random).sample(neg_pos, max_negatives)
+    neg = [_extract(small, t, l, patch) for t, l in neg_pos]
+    patches = np.stack(pos + neg) if pos or neg else np.zeros((0, patch, patch), np.float32)
+    labels = np.array([1] * len(pos) + [0] * len(neg), dtype=np.int64)
+    return patches, labels
+
+
+def multiscale_patches(
+    img: np.ndarray, lesions: Sequence[Lesion], *, scales: Sequence[float] = SCALES, **kw: object
+) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """:func:`sample_patches` at every magnification (x0.5, x0.33, x0.25)."""
+    return {s: sample_patches(img, lesions, scale=s, **kw) for s in scales}  # type: ignore[arg-type]
+
+
+# -- tissue classifier --------------------------------------------------------------------------
+class AnPatchClassifier(BreastClassifier):
+    """VGG-style tissue classifier with unpadded convolutions and a convolutional head.
+
+    Five blocks of 3x3 valid convolutions + 2x2 max-pool (network stride 32), then a
+    convolution covering the remaining field and a 1x1 convolution to 2 classes
+    (no finding / finding). On a ``patch x patch`` input the head output is 1 x 1.
+    """
+
+    min_input_size = PATCH
+
+    def __init__(self, *, patch: int = PATCH, widths: Sequence[int] = (16, 32, 64, 128, 128), hidden: int = 128,
+                 dropout: float = 0.3, in_chans: int = 1) -> None:
+        super().__init__(in_chans=in_chans, num_outputs=2, init_description="random (trained from scratch)",
+                         gray="native")
+        layers: list[nn.Module] = []
+        c = in_chans
+        for i, w in enumerate(widths):
+            n = 1 if i == len(widths) - 1 else 2
+            for _ in range(n):
+                layers += [nn.Conv2d(c, w, 3), nn.ReLU(inplace=True)]
+                c = w
+            layers.append(nn.MaxPool2d(2))
+        self.body = nn.Sequential(*layers)
+        self.stride = 2 ** len(widths)
+        with torch.no_grad():
+            k = int(self.body(torch.zeros(1, in_chans, patch, patch)).shape[-1])
+        if k < 1:
+            raise ValueError(f"patch {patch} is too small for {len(widths)} blocks")
+        self.patch = patch
+        self.min_input_size = patch
+        self.head = nn.Sequential(nn.Conv2d(c, hidden, k), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                  nn.Conv2d(hidden, 2, 1))
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def dense_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, h, w)``: logits of every patch at multiples of the network stride."""
+        return self.head(features)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 2)`` (averaged over positions when the input is larger than a patch)."""
+        return self.head(features).mean(dim=(2, 3))
+
+
+def _as_batch(image: np.ndarray | torch.Tensor, patch: int) -> torch.Tensor:
+    t = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)
+    if t.ndim == 2:
+        t = t[None, None]
+    h, w = t.shape[-2:]
+    if h < patch or w < patch:
+        t = F.pad(t, (0, max(0, patch - w), 0, max(0, patch - h)))
+    return t
+
+
+def local_map_grid(shape: tuple[int, int], patch: int, stride: int = MAP_STRIDE) -> tuple[int, int]:
+    """Number of patch positions ``(rows, cols)`` at ``stride`` inside an image of ``shape``."""
+    h, w = max(shape[0], patch), max(shape[1], patch)
+    return (h - patch) // stride + 1, (w - patch) // stride + 1
+
+
+@torch.no_grad()
+def local_map_loop(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, *, stride: int = MAP_STRIDE) -> np.ndarray:
+    """Reference: classify every ``patch`` window at ``stride`` one at a time.
+
+    Returns:
+        ``(rows, cols)`` map of p(finding) at each window (top-left at ``stride * (i, j)``).
+    """
+    model.eval()
+    t = _as_batch(image, model.patch)
+    nr, nc = local_map_grid((t.shape[-2], t.shape[-1]), model.patch, stride)
+    out = np.zeros((nr, nc), np.float32)
+    p = model.patch
+    for i in range(nr):
+        for j in range(nc):
+            x = t[..., i * stride:i * stride + p, j * stride:j * stride + p]
+            out[i, j] = float(torch.softmax(model(x), 1)[0, 1])
+    return out
+
+
+@torch.no_grad()
+def local_map_dense(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, *, stride: int = MAP_STRIDE,
+                    tile: int = 1024) -> np.ndarray:
+    """Fully convolutional stride-64 aggregated local map (equals :func:`local_map_loop`).
+
+    The image is processed in overlapping tiles (``tile`` px of patch origins each) to bound
+    memory; within a tile one convolution pass yields every patch's logits at the network
+    stride, of which every ``stride // model.stride``-th is kept.
+    """
+    if stride % model.stride:
+        raise ValueError(f"stride {stride} must be a multiple of the network stride {model.stride}")
+    model.eval()
+    t = _as_batch(image, model.patch)
+    dev = next(model.parameters()).device
+    nr, nc = local_map_grid((t.shape[-2], t.shape[-1]), model.patch, stride)
+    step = stride // model.stride
+    per_tile = max(1, tile // stride)
+    out = np.zeros((nr, nc), np.float32)
+    p = model.patch
+    for i0 in range(0, nr, per_tile):
+        for j0 in range(0, nc, per_tile):
+            i1, j1 = min(nr, i0 + per_tile), min(nc, j0 + per_tile)
+            x = t[..., i0 * stride:(i1 - 1) * stride + p, j0 * stride:(j1 - 1) * stride + p].to(dev)
+            logits = model.dense_logits(model.forward_features(x))
+            prob = torch.softmax(logits.float(), 1)[0, 1, ::step, ::step]
+            out[i0:i1, j0:j1] = prob[: i1 - i0, : j1 - j0].cpu().numpy()
+    return out
+
+
+# -- heatmap regression -------------------------------------------------------------------------
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class AnHeatmapFCN(nn.Module):
+    """Fully convolutional heatmap regression: 256 x 256 in, three max-pools, 32 x 32 out.
+
+    With ``use_local_map`` the stride-64 local map (resized to 32 x 32) is concatenated before
+    additional final convolutions (An 2019, Fig. 2).
+    """
+
+    output_activation = "none"
+
+    def __init__(self, *, in_chans: int = 1, use_local_map: bool = False, widths: Sequence[int] = (32, 64, 128, 128)) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        self.body = nn.Sequential(
+            *_conv(in_chans, w1), *_conv(w1, w1), nn.MaxPool2d(2),
+            *_conv(w1, w2), *_conv(w2, w2), nn.MaxPool2d(2),
+            *_conv(w2, w3), *_conv(w3, w3), nn.MaxPool2d(2),
+            *_conv(w3, w4), *_conv(w4, w4),
+        )
+        self.use_local_map = use_local_map
+        self.in_chans = in_chans
+        self.num_outputs = 1
+        self.init_description = "random (trained from scratch)"
+        if use_local_map:
+            self.out = nn.Sequential(*_conv(w4 + 1, 64), *_conv(64, 32), nn.Conv2d(32, 1, 1))
+        else:
+            self.out = nn.Conv2d(w4, 1, 1)
+
+    def forward(self, x: torch.Tensor, local_map: torch.Tensor | None = None) -> torch.Tensor:
+        """Heatmap ``(B, 1, H/8, W/8)``; ``local_map`` ``(B, 1, h, w)`` required with ``use_local_map``."""
+        f = self.body(x)
+        if self.use_local_map:
+            if local_map is None:
+                raise ValueError("this heatmap model needs the local map as a second input")
+            lm = F.interpolate(local_map.to(f.dtype), size=f.shape[-2:], mode="bilinear", align_corners=False)
+            f = torch.cat([f, lm], 1)
+        return self.out(f)
+
+    def example_inputs(self, batch: int = 2, size: int = 64) -> tuple[torch.Tensor, ...]:
+        """Random image batch (+ a local map when used)."""
+        s = max(size, 32)
+        x = torch.rand(batch, self.in_chans, s, s)
+        return (x, torch.rand(batch, 1, 8, 8)) if self.use_local_map else (x,)
+
+
+def heatmap_target(lesions: Sequence[Lesion], shape: tuple[int, int], *, out: int = HEATMAP_OUT,
+                   sigma: float = 1.0) -> np.ndarray:
+    """Down-sampled annotation discs, Gaussian blurred (MSE target of the heatmap model).
+
+    Args:
+        lesions: ``(cx, cy, r)`` in pixels of an image of ``shape`` ``(rows, cols)``.
+        shape: Image shape.
+        out: Output side (32).
+        sigma: Blur in output pixels.
+
+    Returns:
+        ``(out, out)`` float32 in [0, 1] (max 1 when any lesion).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    rows, cols = shape
+    yy, xx = np.mgrid[0:out, 0:out].astype(np.float32)
+    xx = (xx + 0.5) * cols / out
+    yy = (yy + 0.5) * rows / out
+    t = np.zeros((out, out), np.float32)
+    for cx, cy, r in lesions:
+        rr = max(r, 0.5 * max(rows, cols) / out)
+        t[(xx - cx) ** 2 + (yy - cy) ** 2 <= rr**2] = 1.0
+    t = gaussian_filter(t, sigma).astype(np.float32)
+    m = float(t.max())
+    return t / m if m > 0 else t
+
+
+def heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pixel-wise mean squared error (An 2019)."""
+    return F.mse_loss(pred, target.to(pred.dtype))
+
+
+# -- entropy-gradient pixel saliency --------------------------------------------------------------
+def entropy_gradient(model: BreastClassifier, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``|dH/dx|`` per pixel of the prediction entropy ``H = -sum p log p`` (An 2019 Sec. 3).
+
+    Args:
+        model: A classifier returning logits.
+        patches: ``(B, C, h, w)``.
+
+    Returns:
+        ``(saliency (B, h, w) summed over channels, p(positive) (B,))``.
+    """
+    x = patches.detach().clone().requires_grad_(True)
+    logits = model(x)
+    logp = torch.log_softmax(logits.float(), 1)
+    h = -(logp.exp() * logp).sum(1)
+    (g,) = torch.autograd.grad(h.sum(), x)
+    return g.abs().sum(1).detach(), logp.exp()[:, 1].detach()
+
+
+def pixel_saliency(model: AnPatchClassifier, image: np.ndarray, heatmap: np.ndarray, *, stride: int = MAP_STRIDE,
+                   heat_threshold: float = 0.5, batch: int = 16) -> np.ndarray:
+    """Full-scale saliency: entropy gradients of positive patches inside the predicted heatmap.
+
+    Only patches classified positive whose centre lies where the (resized) heatmap exceeds
+    ``heat_threshold * max`` contribute; their saliency is added at its global position and
+    anything outside the heatmap is dropped (An 2019 Sec. 4.2).
+
+    Args:
+        model: Tissue classifier.
+        image: ``(rows, cols)`` image at the classifier's magnification.
+        heatmap: Predicted heatmap (any size; resized to the image).
+        stride: Patch stride.
+        heat_threshold: Fraction of the heatmap maximum defining "inside".
+        batch: Patches per backward pass.
+
+    Returns:
+        ``(rows, cols)`` float32 saliency (not normalised).
+    """
+    import cv2
+
+    model.eval()
+    img = np.asarray(image, np.float32)
+    rows, cols = img.shape
+    hm = cv2.resize(np.asarray(heatmap, np.float32), (cols, rows), interpolation=cv2.INTER_LINEAR)
+    mx = float(hm.max())
+    inside = hm >= heat_threshold * mx if mx > 0 else np.zeros_like(hm, bool)
+    p = model.patch
+    t = _as_batch(img, p)[0, 0]
+    nr, nc = local_map_grid((rows, cols), p, stride)
+    cand = [(i * stride, j * stride) for i in range(nr) for j in range(nc)
+            if inside[min(i * stride + p // 2, rows - 1), min(j * stride + p // 2, cols - 1)]]
+    acc = torch.zeros_like(t)
+    dev = next(model.parameters()).device
+    for k in range(0, len(cand), batch):
+        chunk = cand[k:k + batch]
+        xs = torch.stack([t[r:r + p, c:c + p] for r, c in chunk])[:, None].to(dev)
+        sal, prob = entropy_gradient(model, xs)
+        for (r, c), s, pr in zip(chunk, sal.cpu(), prob.cpu()):
+            if pr >= 0.5:
+                acc[r:r + p, c:c + p] += s
+    out = acc[:rows, :cols].numpy()
+    out[~inside] = 0.0
+    return out
+
+
+@register_model("an_patch_classifier", family="an", paper=PAPER, modalities=("MG",),
+                task="tissue patch: no finding vs finding (BI-RADS <=1 vs >=2); dense stride-64 local map",
+                saliency=("entropy", "gradcam"))
+def an_patch_classifier(*, patch: int = PATCH, widths: Sequence[int] = (16, 32, 64, 128, 128), hidden: int = 128,
+                        dropout: float = 0.3, in_chans: int = 1, pretrained: bool = False) -> AnPatchClassifier:
+    """VGG-style tissue classifier (from scratch)."""
+    return AnPatchClassifier(patch=patch, widths=tuple(widths), hidden=hidden, dropout=dropout, in_chans=in_chans)
+
+
+@register_model("an_heatmap_fcn", family="an", paper=PAPER, modalities=("MG",),
+                task="heatmap regression 256 px -> 32x32 (MSE on blurred annotations)", saliency=())
+def an_heatmap_fcn(*, in_chans: int = 1, pretrained: bool = False) -> AnHeatmapFCN:
+    """Baseline heatmap regression."""
+    return AnHeatmapFCN(in_chans=in_chans, use_local_map=False)
+
+
+@register_model("an_heatmap_fcn_local", family="an", paper=PAPER, modalities=("MG",),
+                task="heatmap regression with the aggregated local map as extra input (Fig. 2)", saliency=())
+def an_heatmap_fcn_local(*, in_chans: int = 1, pretrained: bool = False) -> AnHeatmapFCN:
+    """Heatmap regression + local aggregated results."""
+    return AnHeatmapFCN(in_chans=in_chans, use_local_map=True)

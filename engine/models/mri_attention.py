@@ -1,0 +1,125 @@
+"""Supervised-attention ResNet-50 for breast MRI lesion characterisation (JFR 2018 challenge).
+
+"Detection of MRI breast lesions using deep learning" (2019 seed paper): ResNet-50 without its
+last two layers gives a 2048 x 8 x 11 map for a 240 x 345 slice (gray copied to 3 channels);
+a 1x1 convolution + sigmoid predicts an attention map trained against the lesion bounding-box
+mask down-sampled to the feature grid; features are pooled with the attention weights (Eq. 2)
+``x_k = sum_ij p_ij f_kij / sum_ij p_ij``; one dense layer gives five sigmoid outputs:
+malignancy, mammary gland (normal tissue), other benign lesion, IDC, other malignant lesion.
+The attention map, resized to the slice, is the model's explanation (Fig. 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engine.models.common import BreastClassifier, adapt_first_conv, torchvision_backbone
+from engine.models.registry import register_model
+
+PAPER = "MRI supervised attention (ResNet-50 + 1x1-conv attention, Eq. 2), JFR 2018 challenge, 2019"
+MRI_OUTPUTS = ("malignant", "mammary_gland", "other_benign", "idc", "other_malignant")
+MRI_INPUT_SIZE = (240, 345)
+
+
+class MRIAttentionNet(BreastClassifier):
+    """ResNet-50 trunk + supervised attention + attention-weighted pooling + 5 sigmoid outputs."""
+
+    output_activation = "sigmoid"
+    malignant_index = 0
+    saliency_layer = "attention_out"
+    min_input_size = 64
+
+    def __init__(self, *, in_chans: int = 1, pretrained: bool = True, gray: str = "replicate",
+                 num_outputs: int = 5) -> None:
+        r, init = torchvision_backbone("resnet50", pretrained=pretrained)
+        super().__init__(in_chans=in_chans, num_outputs=num_outputs, init_description=init, gray=gray)
+        if in_chans == 1 and gray == "adapt":
+            adapt_first_conv(r.conv1, 1)
+        self.trunk = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, r.layer4)
+        self.attention = nn.Conv2d(2048, 1, 1)
+        self.attention_out = nn.Identity()  # hook point: the (B, 1, h, w) attention map
+        self.fc = nn.Linear(2048, num_outputs)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def attention_map(self, features: torch.Tensor) -> torch.Tensor:
+        """Attention ``p`` in (0, 1), shape ``(B, 1, h, w)``."""
+        return self.attention_out(torch.sigmoid(self.attention(features)))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Eq. 2 attention-weighted pooling then the 5-output dense layer."""
+        return self.fc(attention_pool(features, self.attention_map(features)))
+
+    def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, 5), attention (B, 1, h, w))`` in one pass (for training)."""
+        f = self.forward_features(x)
+        a = self.attention_map(f)
+        return self.fc(attention_pool(f, a)), a
+
+
+def attention_pool(features: torch.Tensor, attention: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Eq. 2: ``x_k = sum_ij p_ij f_kij / sum_ij p_ij`` -> ``(B, C)``.
+
+    A uniform attention gives the plain spatial mean (Eq. 1).
+    """
+    num = (features * attention).sum(dim=(2, 3))
+    return num / (attention.sum(dim=(2, 3)) + eps)
+
+
+def boxes_to_mask(
+    boxes: Sequence[Sequence[float]], image_shape: tuple[int, int], feature_shape: tuple[int, int]
+) -> torch.Tensor:
+    """Binary lesion mask of the boxes, down-sampled to the feature grid (attention target).
+
+    Args:
+        boxes: ``[(x0, y0, x1, y1), ...]`` in image pixels (x = column).
+        image_shape: ``(rows, cols)`` of the image the boxes refer to.
+        feature_shape: ``(h, w)`` of the attention map.
+
+    Returns:
+        ``(1, h, w)`` float mask: the fraction of each cell covered, thresholded at > 0.
+    """
+    rows, cols = image_shape
+    m = torch.zeros(1, 1, rows, cols)
+    for x0, y0, x1, y1 in boxes:
+        c0, c1 = sorted((int(round(x0)), int(round(x1))))
+        r0, r1 = sorted((int(round(y0)), int(round(y1))))
+        m[..., max(r0, 0):min(r1 + 1, rows), max(c0, 0):min(c1 + 1, cols)] = 1.0
+    down = F.adaptive_avg_pool2d(m, feature_shape)
+    return (down > 0).float()[0]
+
+
+def attention_loss(attention: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """BCE between the predicted attention ``(B, 1, h, w)`` and box masks ``(B, 1, h, w)``."""
+    return F.binary_cross_entropy(attention.clamp(1e-6, 1 - 1e-6), masks.to(attention.dtype))
+
+
+def mri_multitask_loss(logits: torch.Tensor, targets: torch.Tensor, attention: torch.Tensor,
+                       masks: torch.Tensor | None, *, attention_weight: float = 1.0) -> torch.Tensor:
+    """Sum of the five BCE classification losses and the supervised attention loss.
+
+    Args:
+        logits: ``(B, 5)``.
+        targets: ``(B, 5)`` in {0, 1} (malignancy, mammary gland, other benign, IDC, other malignant).
+        attention: ``(B, 1, h, w)``.
+        masks: Down-sampled box masks or None for images without boxes (then no attention term).
+        attention_weight: Weight of the attention term.
+    """
+    loss = F.binary_cross_entropy_with_logits(logits, targets.float())
+    if masks is not None:
+        loss = loss + attention_weight * attention_loss(attention, masks)
+    return loss
+
+
+@register_model("mri_attention_resnet50", family="mri_attention", paper=PAPER, modalities=("MR",),
+                task="5 sigmoid outputs: malignancy, mammary gland, other benign, IDC, other malignant",
+                saliency=("attention", "gradcam"))
+def mri_attention_resnet50(*, in_chans: int = 1, pretrained: bool = True, gray: str = "replicate",
+                           num_outputs: int = 5) -> MRIAttentionNet:
+    """Supervised-attention ResNet-50 (gray slice copied to 3 channels as in the paper)."""
+    return MRIAttentionNet(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs)
