@@ -1,0 +1,326 @@
+"""Qt-free bridge between the viewer and ``engine.inference`` (scores, saliency, cache).
+
+The viewer never invents a score: when no model is installed for a modality the result says
+so (``ModelNotFoundError`` -> "no model installed"). Everything here runs inside a worker
+thread (see ``qt_workers.py``); it only takes plain data in and returns plain data.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.cases import Case
+from engine.errors import BreastReaderError, ModelNotFoundError
+from engine.io.types import LoadedImage
+from engine.progress import check, report
+
+# Names the engine may use for each viewer method (first that the predictor accepts wins).
+METHOD_ALIASES: dict[str, tuple[str, ...]] = {
+    "gradcam": ("gradcam", "grad-cam", "grad_cam", "GradCAM"),
+    "cam": ("cam", "CAM"),
+    "attention": ("attention", "attn"),
+    "entropy": ("entropy", "entropy-gradient", "entropy_gradient"),
+}
+
+
+def to_ten(p: float) -> float:
+    """A 0-1 malignancy probability on the readers' 0-10 scale."""
+    return round(10.0 * float(p), 1)
+
+
+@dataclass
+class ModelInfo:
+    """What the panel shows about the model used for one modality."""
+
+    modality: str
+    name: str | None = None
+    card: str | None = None
+    synthetic: bool = False
+    device: str = "CPU"
+    error: str | None = None  # "no model installed" etc.
+
+
+@dataclass
+class AIResult:
+    """The AI's output for one case.
+
+    Attributes:
+        per_image: Malignancy probability per image_id.
+        per_modality: Probability per modality (mean over its images; Habib's per-lesion mean).
+        fused: Fused MG+US probability (from the fusion model if installed, else None).
+        fused_source: How ``fused`` was obtained.
+        models: ModelInfo per modality.
+        saliency: {(image_id, method): float map in image pixel coordinates}.
+        advice: Qi's cascade advice (when the Qi model is the one used), else None.
+        errors: Human-readable problems (model missing, image failed...).
+    """
+
+    case_id: str
+    per_image: dict[str, float] = field(default_factory=dict)
+    per_modality: dict[str, float] = field(default_factory=dict)
+    fused: float | None = None
+    fused_source: str = ""
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+    saliency: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    advice: str | None = None
+    errors: list[str] = field(default_factory=list)
+    failed: set[tuple[str, str]] = field(default_factory=set)  # (image_id, method) not available
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether any model used was trained on synthetic data."""
+        return any(m.synthetic for m in self.models.values())
+
+
+# --------------------------------------------------------------------------- adapters
+def probability_of(out: Any) -> float:
+    """The malignancy probability from whatever ``Predictor.predict`` returned."""
+    if isinstance(out, (int, float, np.floating)):
+        return float(out)
+    if isinstance(out, dict):
+        for k in ("malignancy", "malignant", "prob", "probability", "score", "p_malignant"):
+            if k in out:
+                return probability_of(out[k])
+        probs = out.get("probs")
+        if isinstance(probs, dict) and "malignant" in probs:
+            return float(probs["malignant"])
+    for k in ("malignancy", "prob", "probability", "p_malignant", "score", "malignant"):
+        v = getattr(out, k, None)
+        if isinstance(v, (int, float, np.floating)):
+            return float(v)
+    probs = getattr(out, "probs", None)
+    if isinstance(probs, dict) and "malignant" in probs:
+        return float(probs["malignant"])
+    raise TypeError(f"cannot read a malignancy probability from {type(out).__name__}")
+
+
+def advice_of(out: Any) -> str | None:
+    """Qi's cascade advice text if the prediction carries one."""
+    for k in ("advice", "cascade_advice", "recommendation"):
+        v = out.get(k) if isinstance(out, dict) else getattr(out, k, None)
+        if isinstance(v, str) and v:
+            return v
+    return None
+
+
+def map_of(out: Any) -> np.ndarray:
+    """The float saliency map from whatever ``Predictor.saliency`` returned."""
+    if isinstance(out, np.ndarray):
+        return out
+    if isinstance(out, dict):
+        for k in ("map", "saliency", "heatmap"):
+            if k in out:
+                return map_of(out[k])
+    for k in ("map", "saliency", "heatmap", "values"):
+        v = getattr(out, k, None)
+        if v is not None:
+            return map_of(v)
+    if hasattr(out, "detach"):
+        return out.detach().cpu().float().numpy()
+    raise TypeError(f"cannot read a saliency map from {type(out).__name__}")
+
+
+def _model_info(modality: str, pred: Any) -> ModelInfo:
+    spec = getattr(pred, "spec", None)
+    name = getattr(pred, "name", None) or getattr(spec, "name", None) or type(pred).__name__
+    card = getattr(pred, "card_path", None) or getattr(pred, "model_card", None)
+    folder = getattr(pred, "folder", None)
+    if card is None and folder is not None:
+        card = Path(folder) / "MODEL_CARD.md"
+    if card is None and spec is not None:
+        try:
+            from engine.models.weights import models_root
+
+            cand = models_root() / str(spec.name) / "MODEL_CARD.md"
+            card = cand if cand.exists() else None
+        except Exception:  # noqa: BLE001 - the card link is a convenience only
+            card = None
+    device = str(getattr(pred, "device", "") or "")
+    if not device:
+        try:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            device = "cpu"
+    device = "CUDA" if "cuda" in device.lower() else "CPU"
+    synthetic = bool(getattr(pred, "synthetic", False) or getattr(spec, "synthetic", False))
+    return ModelInfo(modality, str(name), str(card) if card else None, synthetic, device)
+
+
+def default_loader(modality: str, model: str | None = None) -> Any:
+    """``engine.inference.load_predictor``; ModelNotFoundError when the engine has none."""
+    try:
+        from engine.inference import load_predictor
+    except ImportError as exc:
+        raise ModelNotFoundError(f"no inference engine installed ({exc.name})") from None
+    return load_predictor(modality, model=model)
+
+
+def is_qi(info: ModelInfo) -> bool:
+    """Whether the model is Qi et al.'s Mt-Net/Sn-Net cascade."""
+    return bool(info.name) and "qi" in str(info.name).lower()
+
+
+def qi_advice(p_malignant: float, p_solid: float | None, threshold: float = 0.5) -> str:
+    """Qi 2019 cascade: a malignant tumour or a solid nodule -> further examination, else follow-up."""
+    if p_malignant >= threshold or (p_solid is not None and p_solid >= threshold):
+        return "Further examination advised (Qi et al. 2019 cascade: malignant tumour or solid nodule suspected)"
+    return "Periodic follow-up (Qi et al. 2019 cascade: no malignant tumour or solid nodule detected)"
+
+
+# --------------------------------------------------------------------------- service
+class AIService:
+    """Loads predictors once, scores cases, computes saliency, caches per (case, model, boxes)."""
+
+    def __init__(self, loader: Callable[[str, str | None], Any] = default_loader) -> None:
+        self.loader = loader
+        self.model_choice: dict[str, str | None] = {}  # modality -> explicit model name
+        self._predictors: dict[tuple[str, str | None], Any] = {}
+        self._missing: dict[tuple[str, str | None], str] = {}
+        self._cache: dict[tuple[Any, ...], AIResult] = {}
+        self._lock = threading.RLock()
+
+    def predictor(self, modality: str) -> Any:
+        """The (cached) predictor for a modality; raises ModelNotFoundError."""
+        key = (modality, self.model_choice.get(modality))
+        with self._lock:
+            if key in self._predictors:
+                return self._predictors[key]
+            if key in self._missing:
+                raise ModelNotFoundError(self._missing[key])
+        try:
+            pred = self.loader(*key)
+        except ModelNotFoundError as exc:
+            with self._lock:
+                self._missing[key] = str(exc)
+            raise
+        with self._lock:
+            self._predictors[key] = pred
+        return pred
+
+    @staticmethod
+    def _boxes(case: Case) -> tuple[tuple[str, tuple[float, ...] | None], ...]:
+        return tuple((im.image_id, case.lesion_box(im.image_id)) for im in case.images)
+
+    def cache_key(self, case: Case) -> tuple[Any, ...]:
+        """(case, models chosen, lesion boxes): a new box invalidates the score."""
+        return (case.case_id, tuple(sorted(self.model_choice.items())), self._boxes(case))
+
+    def cached(self, case: Case) -> AIResult | None:
+        """The cached result for the case as it is now, or None."""
+        with self._lock:
+            return self._cache.get(self.cache_key(case))
+
+    def score_case(
+        self,
+        case: Case,
+        images: dict[str, LoadedImage],
+        methods: tuple[str, ...] = ("gradcam",),
+        *,
+        progress: Callable[[int, int, str], None] | None = None,
+        cancel: Any = None,
+    ) -> AIResult:
+        """Score every image of the case and compute saliency for ``methods``.
+
+        Per-modality probability = mean over the modality's images (Habib et al. 2020: the
+        per-lesion score is the mean over the lesion's images). The fused score comes from the
+        MG+US fusion model when one is installed and exposes ``predict_case``; otherwise it is
+        left empty rather than invented.
+        """
+        key = self.cache_key(case)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and all((i, m) in hit.saliency or (i, m) in hit.failed for i in images for m in methods):
+            return hit
+        res = hit or AIResult(case.case_id)
+        todo = [im for im in case.images if im.image_id in images]
+        total = len(todo) * (1 + len(methods)) + 1
+        done = 0
+        for modality in case.modalities:
+            mod_imgs = [im for im in todo if im.modality == modality]
+            if not mod_imgs:
+                continue
+            try:
+                pred = self.predictor(modality)
+            except ModelNotFoundError as exc:
+                res.models[modality] = ModelInfo(modality, error=f"no model installed ({exc})")
+                done += len(mod_imgs) * (1 + len(methods))
+                continue
+            info = res.models.get(modality) or _model_info(modality, pred)
+            res.models[modality] = info
+            probs = []
+            for ci in mod_imgs:
+                check(cancel)
+                img = images[ci.image_id]
+                box = case.lesion_box(ci.image_id)
+                if ci.image_id not in res.per_image:
+                    report(progress, done, total, f"scoring {ci.image_id}")
+                    try:
+                        out = pred.predict(img, box=box)
+                        res.per_image[ci.image_id] = probability_of(out)
+                        adv = advice_of(out)
+                        if adv and (res.advice is None):
+                            res.advice = adv
+                    except (BreastReaderError, TypeError, ValueError, RuntimeError) as exc:
+                        res.errors.append(f"{ci.image_id}: {exc}")
+                done += 1
+                if ci.image_id in res.per_image:
+                    probs.append(res.per_image[ci.image_id])
+                for method in methods:
+                    check(cancel)
+                    report(progress, done, total, f"saliency {ci.image_id} ({method})")
+                    if (ci.image_id, method) not in res.saliency and (ci.image_id, method) not in res.failed:
+                        m = self._saliency(pred, img, method, box, res, ci.image_id)
+                        if m is not None:
+                            res.saliency[(ci.image_id, method)] = m
+                        else:
+                            res.failed.add((ci.image_id, method))
+                    done += 1
+            if probs:
+                res.per_modality[modality] = float(np.mean(probs))
+            if is_qi(info) and res.advice is None and modality in res.per_modality:
+                res.advice = qi_advice(res.per_modality[modality], None)
+        check(cancel)
+        report(progress, done, total, "fusion")
+        if res.fused is None and {"MG", "US"} <= set(res.per_modality):
+            try:
+                fusion = self.predictor("MG+US")
+                pc = getattr(fusion, "predict_case", None)
+                if pc is not None:
+                    res.fused = probability_of(pc(case, images))
+                    res.fused_source = f"fusion model {_model_info('MG+US', fusion).name}"
+                    res.models["MG+US"] = _model_info("MG+US", fusion)
+            except ModelNotFoundError:
+                pass
+            except (BreastReaderError, TypeError, ValueError, RuntimeError) as exc:
+                res.errors.append(f"fusion: {exc}")
+            if res.fused is None:
+                res.fused = float(np.mean([res.per_modality["MG"], res.per_modality["US"]]))
+                res.fused_source = "mean of MG and US scores (no fusion model installed)"
+        report(progress, total, total, "done")
+        with self._lock:
+            self._cache[key] = res
+        return res
+
+    @staticmethod
+    def _saliency(pred: Any, img: LoadedImage, method: str, box: Any, res: AIResult, image_id: str) -> np.ndarray | None:
+        fn = getattr(pred, "saliency", None)
+        if fn is None:
+            return None
+        last: Exception | None = None
+        for name in METHOD_ALIASES.get(method, (method,)):
+            try:
+                m = map_of(fn(img, name, box=box))
+                m = np.nan_to_num(np.asarray(m, dtype=np.float32))
+                return m
+            except (KeyError, ValueError, NotImplementedError, BreastReaderError, TypeError) as exc:
+                last = exc
+        res.errors.append(f"{image_id}: {method} saliency unavailable ({last})")
+        return None

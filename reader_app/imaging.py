@@ -1,0 +1,317 @@
+"""Qt-free image helpers: loading case images, the hanging protocol, window presets, exports."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.cases import Case, CaseImage
+from engine.errors import BreastReaderError, ImageReadError
+from engine.io.types import ImageMeta, LoadedImage
+
+
+# --------------------------------------------------------------------------- loading
+def _fallback_read(path: Path, modality: str) -> LoadedImage:
+    """Plain PNG/JPEG/TIFF reading used only while engine.io.reader is not installed."""
+    import cv2
+
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff", ".pgm"))
+        if not files:
+            raise ImageReadError(path, "folder holds no readable slices")
+        arr = np.stack([_fallback_read(f, modality).pixels for f in files])
+        return LoadedImage(arr, ImageMeta(path=str(path), modality=modality, source_format="PNG"))
+    if not path.exists():
+        raise ImageReadError(path, "file not found")
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageReadError(path, "not a readable image file")
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
+        if modality in ("MG", "US", "MR") and np.array_equal(arr[..., 0], arr[..., 1]):
+            arr = np.ascontiguousarray(arr[..., 0])
+    return LoadedImage(arr, ImageMeta(path=str(path), modality=modality, source_format=path.suffix[1:].upper()))
+
+
+def read_case_image(ci: CaseImage) -> LoadedImage:
+    """Decode one case image (a file, or a folder of MR slices) with the engine reader.
+
+    Raises:
+        ImageReadError: naming the file and the reason.
+    """
+    try:
+        from engine.io.reader import read_image
+    except ImportError:  # the io engineer's reader not installed yet
+        return _fallback_read(Path(ci.path), ci.modality)
+    try:
+        return read_image(ci.path, modality_hint=ci.modality)
+    except BreastReaderError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(ci.path, str(exc) or type(exc).__name__) from None
+
+
+class ImageCache:
+    """A small thread-safe LRU of decoded images keyed by path (mammograms are ~27 MB each)."""
+
+    def __init__(self, max_items: int = 12, reader: Callable[[CaseImage], LoadedImage] = read_case_image) -> None:
+        self.max_items = max_items
+        self.reader = reader
+        self._items: OrderedDict[str, LoadedImage] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ci: CaseImage) -> LoadedImage:
+        """The decoded image (read on a miss)."""
+        key = str(ci.path)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        img = self.reader(ci)
+        with self._lock:
+            self._items[key] = img
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return img
+
+    def peek(self, ci: CaseImage) -> LoadedImage | None:
+        """The cached image or None (never reads)."""
+        with self._lock:
+            return self._items.get(str(ci.path))
+
+
+def load_case_images(
+    case: Case,
+    cache: ImageCache,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: Any = None,
+) -> tuple[dict[str, LoadedImage], dict[str, str]]:
+    """Load every image of a case; failures are collected, not raised.
+
+    Returns:
+        (images by image_id, error message by image_id).
+    """
+    from engine.progress import check, report
+
+    images: dict[str, LoadedImage] = {}
+    errors: dict[str, str] = {}
+    n = len(case.images)
+    for i, ci in enumerate(case.images):
+        check(cancel)
+        report(progress, i, n, ci.image_id)
+        try:
+            images[ci.image_id] = cache.get(ci)
+        except ImageReadError as exc:
+            errors[ci.image_id] = f"{Path(exc.path).name}: {exc.reason}"
+        except BreastReaderError as exc:
+            errors[ci.image_id] = f"{Path(ci.path).name}: {exc}"
+    report(progress, n, n, "loaded")
+    return images, errors
+
+
+# --------------------------------------------------------------------------- hanging
+@dataclass
+class Slot:
+    """One view of the hanging protocol.
+
+    Attributes:
+        image_id: The case image shown.
+        title: Short label ("R CC", "US 1", "MR T1C").
+        flip: Mirror horizontally for display (chest wall to the side expected for the laterality).
+        sync_group: Views in the same group zoom together (MG CC/MLO of one breast).
+    """
+
+    image_id: str
+    title: str
+    modality: str
+    flip: bool = False
+    sync_group: str | None = None
+
+
+_MG_ORDER = {"CC": 0, "XCCL": 1, "MLO": 2, "ML": 3, "LM": 4, "SPOT": 5}
+
+
+def chest_wall_side(pixels: np.ndarray) -> str:
+    """'left' or 'right': which image edge the breast (bright tissue) touches.
+
+    Works on a strided sub-sample so it costs microseconds on a 4096x3328 mammogram.
+    """
+    a = pixels
+    if a.ndim == 3:
+        a = a[0] if a.shape[-1] != 3 else a[..., 0]
+    step = max(1, max(a.shape) // 256)
+    s = np.asarray(a[::step, ::step], dtype=np.float32)
+    w = s.shape[1]
+    k = max(1, w // 8)
+    return "left" if s[:, :k].mean() >= s[:, -k:].mean() else "right"
+
+
+def mg_needs_flip(laterality: str | None, pixels: np.ndarray) -> bool:
+    """Whether a mammogram must be mirrored so it hangs like radiologists hang them.
+
+    Right breast: chest wall on the right edge (it faces the left breast in the mirrored pair);
+    left breast: chest wall on the left edge.
+    """
+    if laterality not in ("L", "R"):
+        return False
+    side = chest_wall_side(pixels)
+    want = "right" if laterality == "R" else "left"
+    return side != want
+
+
+def hanging_protocol(case: Case, images: dict[str, LoadedImage]) -> list[Slot]:
+    """Order the case's images into view slots.
+
+    MG+US: MG CC then MLO (per breast, R before L), each oriented chest-wall-to-the-side and
+    zoom-synchronised per breast, followed by the US views. MR: each series in its own slot.
+    """
+    slots: list[Slot] = []
+    mg = sorted(
+        case.images_of("MG"),
+        key=lambda c: ({"R": 0, "L": 1}.get(c.laterality or "", 2), _MG_ORDER.get((c.view or "").upper(), 9)),
+    )
+    for ci in mg:
+        img = images.get(ci.image_id)
+        flip = mg_needs_flip(ci.laterality, img.pixels) if img is not None else False
+        title = " ".join(x for x in (ci.laterality, (ci.view or "").upper(), "MG") if x)
+        slots.append(Slot(ci.image_id, title, "MG", flip, f"MG-{ci.laterality or '?'}"))
+    for i, ci in enumerate(case.images_of("US"), 1):
+        title = " ".join(x for x in ("US", ci.laterality, ci.view or str(i)) if x)
+        slots.append(Slot(ci.image_id, title, "US"))
+    for ci in case.images_of("MR"):
+        title = " ".join(x for x in ("MR", ci.laterality, ci.view) if x)
+        slots.append(Slot(ci.image_id, title, "MR"))
+    return slots
+
+
+# --------------------------------------------------------------------------- window/level
+def window_presets(img: LoadedImage) -> list[tuple[str, tuple[float, float]]]:
+    """Named (center, width) windows: automatic percentiles, full range, and the DICOM windows."""
+    a = img.pixels
+    if a.ndim == 3 and a.shape[-1] == 3 and img.meta.modality != "MR":
+        a = a[..., 0]
+    step = max(1, int(np.ceil((a.size / 400_000) ** (1 / a.ndim))))
+    s = np.asarray(a[(slice(None, None, step),) * a.ndim], dtype=np.float32)
+    lo, hi = float(s.min()), float(s.max())
+    p1, p99 = (float(v) for v in np.percentile(s, [1, 99.5]))
+    nz = s[s > lo]
+    q20 = float(np.percentile(nz, 20)) if nz.size else lo
+    out: list[tuple[str, tuple[float, float]]] = []
+    out.append(("Auto (1-99.5%)", ((p1 + p99) / 2, max(p99 - p1, 1.0))))
+    out.append(("Full range", ((lo + hi) / 2, max(hi - lo, 1.0))))
+    out.append(("Dense tissue", ((q20 + hi) / 2, max(hi - q20, 1.0))))
+    for i, (c, w) in enumerate(img.meta.windows, 1):
+        out.append((f"DICOM window {i}", (float(c), max(float(w), 1.0))))
+    return out
+
+
+def scale_bar_mm(width_px: int, spacing_mm: float) -> float:
+    """A round scale-bar length (mm) of about a fifth of the image width."""
+    target = width_px * spacing_mm / 5
+    for v in (1, 2, 5, 10, 20, 50, 100, 200):
+        if v >= target * 0.6:
+            return float(v)
+    return 200.0
+
+
+# --------------------------------------------------------------------------- exports
+def annotation_mask(ann_points: list[list[float]], kind: str, shape: tuple[int, int]) -> np.ndarray:
+    """Rasterise one annotation to a uint8 mask (255 inside) of ``shape`` = (rows, cols)."""
+    import cv2
+
+    mask = np.zeros(shape, np.uint8)
+    pts = np.asarray(ann_points, np.float64)
+    if kind == "box":
+        x0, y0 = np.floor(pts.min(0)).astype(int)
+        x1, y1 = np.ceil(pts.max(0)).astype(int)
+        mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = 255
+    else:
+        cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 255)
+    return mask
+
+
+def _image_shape(img: LoadedImage) -> tuple[int, int]:
+    p = img.pixels
+    if p.ndim == 3 and (img.meta.modality == "MR" or p.shape[-1] != 3):
+        return int(p.shape[1]), int(p.shape[2])
+    return int(p.shape[0]), int(p.shape[1])
+
+
+def export_masks(case: Case, images: dict[str, LoadedImage], out_dir: Path) -> list[Path]:
+    """Write one PNG mask per (image, frame, lesion) that has annotations.
+
+    File names: ``<case>_<image>[_f<frame>]_<lesion>.png`` (0 background, 255 lesion).
+    """
+    import cv2
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict[tuple[str, int | None, str], list[Any]] = {}
+    for a in case.annotations:
+        groups.setdefault((a.image_id, a.frame, a.lesion_id), []).append(a)
+    written = []
+    for (image_id, frame, lesion), anns in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        if image_id not in images:
+            continue
+        shape = _image_shape(images[image_id])
+        mask = np.zeros(shape, np.uint8)
+        for a in anns:
+            mask |= annotation_mask(a.points, a.kind, shape)
+        fname = f"{case.case_id}_{image_id}" + (f"_f{frame}" if frame is not None else "") + f"_{lesion}.png"
+        path = out_dir / fname
+        cv2.imwrite(str(path), mask)
+        written.append(path)
+    return written
+
+
+def coco_json(case: Case, images: dict[str, LoadedImage]) -> dict[str, Any]:
+    """The case's annotations as a COCO instance-segmentation dict (one category: lesion)."""
+    coco: dict[str, Any] = {
+        "info": {"description": f"breast-reader annotations of case {case.case_id}"},
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "lesion", "supercategory": "breast"}],
+    }
+    ids: dict[tuple[str, int | None], int] = {}
+    for a in case.annotations:
+        key = (a.image_id, a.frame)
+        if key not in ids and a.image_id in images:
+            ids[key] = len(ids) + 1
+            h, w = _image_shape(images[a.image_id])
+            ci = case.image(a.image_id)
+            coco["images"].append({
+                "id": ids[key], "file_name": Path(ci.path).name, "width": w, "height": h,
+                "image_id": a.image_id, "frame": a.frame, "modality": ci.modality,
+            })
+        if key not in ids:
+            continue
+        x0, y0, x1, y1 = a.bbox()
+        if a.kind == "box":
+            poly = [x0, y0, x1, y0, x1, y1, x0, y1]
+            area = (x1 - x0) * (y1 - y0)
+        else:
+            poly = [float(v) for p in a.points for v in p]
+            xs = np.array([p[0] for p in a.points])
+            ys = np.array([p[1] for p in a.points])
+            area = 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+        coco["annotations"].append({
+            "id": len(coco["annotations"]) + 1, "image_id": ids[key], "category_id": 1,
+            "bbox": [x0, y0, x1 - x0, y1 - y0], "area": area, "segmentation": [poly], "iscrowd": 0,
+            "lesion_id": a.lesion_id, "kind": a.kind, "ann_id": a.ann_id,
+        })
+    return coco
+
+
+def export_case(case: Case, images: dict[str, LoadedImage], out_dir: Path) -> tuple[list[Path], Path]:
+    """Write masks and ``<case>_coco.json`` into ``out_dir``; returns (mask paths, json path)."""
+    masks = export_masks(case, images, out_dir)
+    jpath = out_dir / f"{case.case_id}_coco.json"
+    jpath.write_text(json.dumps(coco_json(case, images), indent=1), encoding="utf-8")
+    return masks, jpath

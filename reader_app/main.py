@@ -1,0 +1,178 @@
+"""``breast-reader`` command: open the workstation, run the headless demo, or reader-study tools.
+
+    breast-reader [STUDY]                     open the GUI (optionally on a study folder)
+    breast-reader demo [--screenshot PNG]     bundled demo study, first MG+US case, AI + saliency
+    breast-reader study ...                   reader-study commands (reader_app.study.cli)
+
+Errors are printed as one line ``breast-reader: error: ...`` (exit 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.errors import BreastReaderError
+
+PROG = "breast-reader"
+
+
+def demo_study_dir() -> Path:
+    """The bundled demo study (``$BREAST_READER_DEMO`` overrides; PyInstaller bundles supported)."""
+    env = os.environ.get("BREAST_READER_DEMO")
+    if env:
+        return Path(env)
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
+    return base / "resources" / "demo"
+
+
+def _wait(signal: Any, timeout_s: float, predicate: Any = None) -> bool:
+    """Run the event loop until ``signal`` fires (and ``predicate()`` holds) or the timeout."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    if predicate is not None and predicate():
+        return True
+    loop = QEventLoop()
+    fired = {"ok": False}
+
+    def _done(*_a: Any) -> None:
+        if predicate is None or predicate():
+            fired["ok"] = True
+            loop.quit()
+
+    signal.connect(_done)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    try:
+        signal.disconnect(_done)
+    except (RuntimeError, TypeError):
+        pass
+    return fired["ok"]
+
+
+def first_paired_case(study: Any) -> str | None:
+    """Id of the first case holding both MG and US images (else the first case)."""
+    for c in study.cases:
+        if {"MG", "US"} <= set(c.modalities):
+            return c.case_id
+    return study.cases[0].case_id if study.cases else None
+
+
+def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: float = 300.0) -> int:
+    """Open the demo study, score the first paired case with saliency, optionally save a PNG."""
+    from PySide6.QtCore import QCoreApplication
+
+    from reader_app.qt_app import ensure_app
+    from reader_app.qt_main import MainWindow
+
+    folder = Path(study_dir) if study_dir else demo_study_dir()
+    if not (folder / "study.json").exists():
+        raise BreastReaderError(f"demo study not found in {folder} (no study.json)")
+    app = ensure_app()
+    win = MainWindow()
+    win.resize(1600, 1000)
+    win.show()
+    if not win.open_study(folder):
+        raise BreastReaderError(win.last_error)
+    study = win.state.study
+    cid = first_paired_case(study)
+    if cid is None:
+        raise BreastReaderError(f"demo study {folder} has no case")
+    loaded = _wait(win.case_loaded, 60, lambda: bool(win.views)) if not win.views else True
+    if win.state.current is None or win.state.current.case.case_id != cid:
+        win.state.select_case(cid)
+        loaded = _wait(win.case_loaded, 60, lambda: bool(win.views) and win.state.current.case.case_id == cid)
+    if not loaded:
+        raise BreastReaderError("demo case did not load in time")
+    worker = win.score_case()
+    if worker is not None:
+        _wait(win.ai_finished, timeout_s, lambda: bool(getattr(win._ai_worker, "ended", False)))
+    for v in win.views:
+        v.fit()
+    for _ in range(5):
+        QCoreApplication.processEvents()
+    if screenshot is None:
+        return app.exec()
+    pix = win.grab()
+    out = Path(screenshot)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not pix.save(str(out), "PNG"):
+        raise BreastReaderError(f"cannot write screenshot {out}")
+    print(f"{PROG}: screenshot {out} ({pix.width()}x{pix.height()}); case {cid}; "
+          f"AI: {_ai_summary(win)}")
+    win.close()
+    return 0
+
+
+def _ai_summary(win: Any) -> str:
+    res = win.ai_result
+    if res is None:
+        return "no result"
+    parts = [f"{m} {p:.2f}" for m, p in res.per_modality.items()]
+    if res.fused is not None:
+        parts.append(f"fused {res.fused:.2f}")
+    missing = [f"{m}: {i.error}" for m, i in res.models.items() if i.error]
+    return ", ".join(parts + missing) or "no score"
+
+
+def run_gui(study: str | None) -> int:
+    """Open the main window (on ``study`` when given)."""
+    from reader_app.qt_app import ensure_app
+    from reader_app.qt_main import MainWindow
+
+    app = ensure_app()
+    win = MainWindow()
+    win.show()
+    if study:
+        if not Path(study).is_dir():
+            raise BreastReaderError(f"{study}: not a folder")
+        win.open_study(study)
+    return app.exec()
+
+
+def _study_parser() -> argparse.ArgumentParser | None:
+    try:
+        mod = importlib.import_module("reader_app.study.cli")
+    except ImportError:
+        return None
+    parser = argparse.ArgumentParser(prog=f"{PROG} study", description="Reader-study tools")
+    sub = parser.add_subparsers(dest="study_cmd", required=True)
+    mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``breast-reader``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] == "demo":
+            p = argparse.ArgumentParser(prog=f"{PROG} demo", description="Open the bundled demo study")
+            p.add_argument("--screenshot", metavar="PNG", help="save a PNG of the main window and exit")
+            p.add_argument("--study", metavar="FOLDER", help="use this study instead of the bundled demo")
+            ns = p.parse_args(args[1:])
+            return run_demo(ns.screenshot, Path(ns.study) if ns.study else None)
+        if args and args[0] == "study":
+            sp = _study_parser()
+            if sp is None:
+                raise BreastReaderError("reader-study tools are not installed (reader_app.study.cli)")
+            ns = sp.parse_args(args[1:])
+            return int(ns.func(ns) or 0)
+        p = argparse.ArgumentParser(prog=PROG, description="Breast imaging reading workstation (decision support "
+                                    "for research, not a diagnostic device).",
+                                    epilog="Subcommands: 'demo [--screenshot PNG]', 'study ...'")
+        p.add_argument("study", nargs="?", help="study folder to open")
+        ns = p.parse_args(args)
+        return run_gui(ns.study)
+    except BreastReaderError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

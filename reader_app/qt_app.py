@@ -1,0 +1,31 @@
+"""QApplication set-up done once at start-up (pyqtgraph options, names)."""
+
+from __future__ import annotations
+
+import sys
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QApplication
+
+from reader_app.paths import APP, ORG
+
+_configured = False
+
+
+def configure_pyqtgraph() -> None:
+    """``imageAxisOrder='row-major'`` (numpy [row, col]) once for the whole program."""
+    global _configured
+    if not _configured:
+        pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, background="k", foreground="#ddd")
+        _configured = True
+
+
+def ensure_app(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (created if needed) with pyqtgraph configured."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setOrganizationName(ORG)
+    app.setApplicationName(APP)
+    configure_pyqtgraph()
+    return app  # type: ignore[return-value]

@@ -1,0 +1,709 @@
+"""The main window: worklist, hanging of views, AI panel, rating, annotations, problems."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.cases import load_study
+from engine.errors import BreastReaderError
+from engine.io.types import LoadedImage
+from reader_app import paths
+from reader_app.ai import AIResult, AIService
+from reader_app.imaging import ImageCache, Slot, export_case, hanging_protocol, load_case_images
+from reader_app.qt_panels import AIPanel, AnnotationPanel, ProblemsPanel, RatingPanel, WorklistPanel, short
+from reader_app.qt_view import ImageView
+from reader_app.qt_workers import Worker, start
+from reader_app.state import AppState, CaseState, JsonRatingStore, ViewState
+
+GRID = {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2)}
+
+STYLE = """
+QMainWindow, QWidget { background:#202124; color:#e8eaed; }
+QGroupBox { border:1px solid #444; margin-top:14px; padding-top:6px; font-weight:bold; }
+QGroupBox::title { subcontrol-origin: margin; left:8px; padding:0 4px; }
+QLabel#viewTitle { font-weight:bold; }
+QLabel#viewFooter { color:#9aa0a6; font-family:monospace; font-size:11px; }
+QLabel#caseHeader { font-size:14px; padding:3px; }
+QTableWidget, QListWidget, QLineEdit, QPlainTextEdit, QComboBox { background:#2b2c2f; border:1px solid #444; }
+QPushButton { background:#3c4043; border:1px solid #555; padding:3px 8px; }
+QPushButton:disabled { color:#777; }
+QHeaderView::section { background:#2b2c2f; color:#e8eaed; border:0; padding:2px; }
+QDockWidget::title { background:#2b2c2f; padding:3px; }
+"""
+
+
+class MainWindow(QMainWindow):
+    """The reading workstation. All state lives in :class:`AppState`; this class only wires it.
+
+    Signals:
+        case_loaded(case_id): the images of the current case are shown.
+        ai_finished(case_id): AI scoring of the current case ended (result, error or cancel).
+    """
+
+    case_loaded = Signal(str)
+    ai_finished = Signal(str)
+
+    def __init__(self, state: AppState | None = None, ai: AIService | None = None,
+                 cache: ImageCache | None = None, auto_score: bool = False) -> None:
+        super().__init__()
+        self.state = state or AppState(rating_sink=JsonRatingStore(paths.user_data_dir()))
+        self.ai = ai or AIService()
+        self.cache = cache or ImageCache()
+        self.auto_score = auto_score
+        self.images: dict[str, LoadedImage] = {}
+        self.image_errors: dict[str, str] = {}
+        self.slots: list[Slot] = []
+        self.views: list[ImageView] = []
+        self.view_states: dict[tuple[str, str], ViewState] = {}
+        self.active_index = 0
+        self.selected_ann: str | None = None
+        self.ai_result: AIResult | None = None
+        self._load_worker: Worker | None = None
+        self._ai_worker: Worker | None = None
+        self._workers: set[Worker] = set()
+        self._digit_at = 0.0
+        self._last_digit = -1
+        self.last_error = ""
+        self.pool = QThreadPool.globalInstance()
+
+        self.setWindowTitle("breast-reader")
+        self.setStyleSheet(STYLE)
+        self.setAcceptDrops(True)
+        self.resize(1440, 900)
+        self._build_ui()
+        self._build_actions()
+        s = self.state
+        s.case_changed.connect(self._on_case_changed)
+        s.layout_changed.connect(lambda _l: self._relayout())
+        s.tool_changed.connect(self._on_tool_changed)
+        s.ai_visible_changed.connect(self._on_ai_visible_changed)
+        s.study_changed.connect(self._on_study_changed)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.rating_panel.tick)
+        self._timer.start(1000)
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self) -> None:
+        self.case_header = QLabel("Open a study: File → Open (Ctrl+O), or drop a study folder here.")
+        self.case_header.setObjectName("caseHeader")
+        self.synthetic_badge = QLabel("SYNTHETIC")
+        self.synthetic_badge.setStyleSheet("color:#000;background:#ff6b6b;font-weight:bold;padding:2px 8px")
+        self.synthetic_badge.setVisible(False)
+        head = QHBoxLayout()
+        head.addWidget(self.case_header, 1)
+        head.addWidget(self.synthetic_badge)
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(3)
+        central = QWidget()
+        central.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addLayout(head)
+        lay.addWidget(self.grid_host, 1)
+        self.setCentralWidget(central)
+
+        self.worklist = WorklistPanel(self.state)
+        self.worklist_dock = self._dock("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.worklist_dock.setMinimumWidth(230)
+
+        self.ai_panel = AIPanel()
+        self.rating_panel = RatingPanel(self.state)
+        self.ann_panel = AnnotationPanel(self.state)
+        side = QWidget()
+        sl = QVBoxLayout(side)
+        sl.setContentsMargins(4, 0, 4, 4)
+        sl.addWidget(self.ai_panel)
+        sl.addWidget(self.rating_panel)
+        sl.addWidget(self.ann_panel)
+        sl.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(side)
+        scroll.setMinimumWidth(320)
+        self.side_dock = self._dock("AI · Rating · Annotations", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
+
+        self.problems = ProblemsPanel()
+        self.problems_dock = self._dock("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.problems_dock.setVisible(False)
+        self.problems.setMaximumHeight(160)
+
+        self.readout = QLabel("")
+        self.statusBar().addPermanentWidget(self.readout)
+
+        self.ai_panel.run_requested.connect(self.score_case)
+        self.ai_panel.cancel_requested.connect(self.cancel_ai)
+        self.ai_panel.overlay_changed.connect(self._on_overlay_setting_changed)
+        self.ann_panel.delete_requested.connect(self._on_delete_requested)
+        self.ann_panel.export_requested.connect(self.export_annotations)
+        self.ann_panel.lesion_edit_requested.connect(self._on_lesion_edit_requested)
+        self.ann_panel.select_requested.connect(self._on_annotation_selected)
+
+    def _dock(self, title: str, w: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(title)
+        d.setWidget(w)
+        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, d)
+        return d
+
+    def _act(self, menu: Any, text: str, keys: str | list[str] | QKeySequence.StandardKey | None, slot: Any,
+             checkable: bool = False) -> QAction:
+        a = QAction(text, self)
+        if isinstance(keys, list):
+            a.setShortcuts([QKeySequence(k) for k in keys])
+        elif isinstance(keys, QKeySequence.StandardKey):
+            a.setShortcut(QKeySequence(keys))
+        elif keys:
+            a.setShortcut(QKeySequence(keys))
+        a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        a.setCheckable(checkable)
+        a.triggered.connect(slot)
+        if menu is not None:
+            menu.addAction(a)
+        self.addAction(a)
+        self.shortcut_table.append((menu.title().replace("&", "") if menu is not None else "Rating", text,
+                                    ", ".join(s.toString() for s in a.shortcuts())))
+        return a
+
+    def _build_actions(self) -> None:
+        self.shortcut_table: list[tuple[str, str, str]] = []
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self._act(f, "Open study…", QKeySequence.StandardKey.Open, self.open_study_dialog)
+        self.recent_menu = f.addMenu("Recent studies")
+        self._fill_recent()
+        self._act(f, "Export annotations (masks + COCO)…", "Ctrl+E", self.export_annotations)
+        self._act(f, "Quit", "Ctrl+Q", self.close)
+        v = mb.addMenu("&View")
+        self._act(v, "Layout 1×1", "Ctrl+1", lambda: self.state.set_layout("1x1"))
+        self._act(v, "Layout 1×2", "Ctrl+2", lambda: self.state.set_layout("1x2"))
+        self._act(v, "Layout 2×2", "Ctrl+3", lambda: self.state.set_layout("2x2"))
+        self._act(v, "Cycle layout", "L", self.state.cycle_layout)
+        self._act(v, "Next view", "Tab", lambda: self.set_active(self.active_index + 1))
+        self._act(v, "Previous view", "Shift+Tab", lambda: self.set_active(self.active_index - 1))
+        self._act(v, "Reset view (window, zoom)", "R", self.reset_view)
+        self._act(v, "Fit all views", "Z", lambda: [w.fit() for w in self.views])
+        self._act(v, "Invert", "I", self._on_invert_changed)
+        self._act(v, "Saliency overlay on/off", "S", self.toggle_overlay)
+        self._act(v, "Next slice", ["Down", "Right"], lambda: self.scroll_slices(1))
+        self._act(v, "Previous slice", ["Up", "Left"], lambda: self.scroll_slices(-1))
+        t = mb.addMenu("&Tools")
+        for name, key in (("navigate", "V"), ("box", "B"), ("polygon", "P"), ("freehand", "F"), ("ruler", "M")):
+            self._act(t, f"{name.capitalize()} tool", key, lambda _=False, n=name: self.state.set_tool(n))
+        self._act(t, "Close polygon", ["Return", "Enter"], self._on_close_polygon)
+        self._act(t, "Cancel drawing / measurement", "Esc", self._on_escape)
+        c = mb.addMenu("&Case")
+        self._act(c, "Next case", ["PgDown", "]"], lambda: self.state.step_case(1))
+        self._act(c, "Previous case", ["PgUp", "["], lambda: self.state.step_case(-1))
+        self._act(c, "Score case with AI", "A", self.score_case)
+        self._act(c, "New lesion id", "N", self.state.new_lesion)
+        self._act(c, "Delete selected annotation", ["Del", "Backspace"], lambda: self._on_delete_requested(self.selected_ann or ""))
+        self._act(c, "Undo", QKeySequence.StandardKey.Undo, self.undo)
+        self._act(c, "Redo", ["Ctrl+Shift+Z", "Ctrl+Y"], self.redo)
+        self._act(c, "Search worklist", "Ctrl+F", lambda: self.worklist.search.setFocus())
+        for d in range(10):
+            a = QAction(f"Rate {d}", self)
+            a.setShortcut(QKeySequence(str(d)))
+            a.triggered.connect(lambda _=False, n=d: self.rate_key(n))
+            self.addAction(a)
+        self.shortcut_table.append(("Rating", "Rate 0–9 (1 then 0 quickly = 10)", "0 … 9"))
+        h = mb.addMenu("&Help")
+        self._act(h, "Keyboard shortcuts", ["F1", "?"], self.show_shortcuts)
+        self.shortcut_table.append(("Mouse", "Window/level", "right-drag"))
+        self.shortcut_table.append(("Mouse", "Zoom / slices (MR) / zoom on MR", "wheel / wheel / Ctrl+wheel"))
+        self.shortcut_table.append(("Mouse", "Pan (navigate tool)", "left-drag"))
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        items = paths.recent_studies()
+        for p in items:
+            a = self.recent_menu.addAction(p)
+            a.triggered.connect(lambda _=False, path=p: self.open_study(path))
+        self.recent_menu.setEnabled(bool(items))
+
+    # ------------------------------------------------------------------ study
+    def open_study_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open study folder")
+        if folder:
+            self.open_study(folder)
+
+    def open_study(self, folder: str | Path) -> bool:
+        """Load a study folder; problems are listed, the rest opens. Returns success."""
+        try:
+            study = load_study(folder)
+        except BreastReaderError as exc:
+            self.show_error(f"Cannot open study: {exc}")
+            return False
+        self.state.set_study(study)
+        try:
+            paths.add_recent_study(folder)
+            self._fill_recent()
+        except OSError:
+            pass
+        probs = {short(p.path, study.folder) + (f" (row {p.row})" if p.row else ""): p.reason for p in study.problems}
+        self.problems.set_problems(probs)
+        self.problems_dock.setVisible(bool(probs))
+        n = len(study.cases)
+        msg = f"Opened {study.name}: {n} case{'s' if n != 1 else ''}"
+        if probs:
+            msg += f", {len(probs)} problem{'s' if len(probs) != 1 else ''} (see Problems)"
+        self.statusBar().showMessage(msg, 8000)
+        ids = self.state.visible_case_ids()
+        if ids:
+            self.state.select_case(ids[0])
+        return True
+
+    def show_error(self, text: str) -> None:
+        """One clear message (status bar + non-modal dialog), never a traceback."""
+        self.last_error = text
+        self.statusBar().showMessage(text, 15000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "breast-reader", text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def _on_study_changed(self) -> None:
+        st = self.state.study
+        if st is not None:
+            self.setWindowTitle(f"breast-reader — {st.name}")
+            if st.synthetic_note:
+                self.worklist.setToolTip(st.synthetic_note)
+        self.worklist.refresh()
+
+    # drag and drop ---------------------------------------------------------
+    def dragEnterEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
+        urls = ev.mimeData().urls() if ev.mimeData().hasUrls() else []
+        if urls and Path(urls[0].toLocalFile()).is_dir():
+            ev.acceptProposedAction()
+        else:
+            ev.ignore()
+
+    def dropEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
+        urls = ev.mimeData().urls()
+        if urls:
+            self.open_study(urls[0].toLocalFile())
+            ev.acceptProposedAction()
+
+    # ------------------------------------------------------------------ case
+    def _on_case_changed(self, cs: CaseState | None) -> None:
+        self.cancel_ai()
+        self.ai_result = None
+        self.selected_ann = None
+        self._clear_views()
+        if cs is None:
+            self.case_header.setText("No case selected.")
+            self.synthetic_badge.setVisible(False)
+            return
+        case = cs.case
+        cs.annotations_changed.connect(self._on_annotations_changed)
+        cs.rating_changed.connect(lambda _r: self.worklist.refresh())
+        desc = f" · {case.description}" if case.description else ""
+        self.case_header.setText(f"<b>Case {case.case_id}</b> · {'+'.join(case.modalities)}{desc}")
+        self.synthetic_badge.setVisible(case.synthetic)
+        self.synthetic_badge.setText("SYNTHETIC CASE" if case.synthetic else "SYNTHETIC")
+        self.ai_panel.clear(case.synthetic)
+        self.ann_panel.refresh()
+        self.statusBar().showMessage(f"Loading case {case.case_id}…")
+        w = Worker(load_case_images, case, self.cache, name="load")
+        w.case_id = case.case_id  # type: ignore[attr-defined]
+        w.signals.result.connect(self._on_images_loaded)
+        w.signals.errored.connect(self._on_worker_error)
+        self._track(w)
+        self._load_worker = w
+        start(w, self.pool)
+
+    def _track(self, w: Worker) -> None:
+        self._workers.add(w)
+        w.signals.finished.connect(self._on_worker_finished)
+
+    def _on_worker_finished(self) -> None:
+        sender = self.sender()
+        self._workers = {w for w in self._workers if w.signals is not sender}
+
+    def _on_worker_error(self, msg: str) -> None:
+        self.show_error(msg)
+
+    def _on_images_loaded(self, out: tuple[dict[str, LoadedImage], dict[str, str]]) -> None:
+        cs = self.state.current
+        w = self._load_worker
+        if cs is None or w is None or getattr(w, "case_id", None) != cs.case.case_id:
+            return  # a stale load of a case the reader already left
+        self.images, self.image_errors = out
+        case = cs.case
+        for image_id, why in self.image_errors.items():
+            self.problems.add(f"{case.case_id}/{short(case.image(image_id).path, self._study_root())}", why)
+            self.state.image_problems[f"{case.case_id}/{image_id}"] = why
+        if self.image_errors:
+            self.problems_dock.setVisible(True)
+            self.statusBar().showMessage(
+                f"{len(self.image_errors)} image(s) of case {case.case_id} could not be opened (see Problems)", 10000)
+        else:
+            self.statusBar().clearMessage()
+        self.slots = hanging_protocol(case, self.images)
+        for ci in case.images:  # images that failed still get a slot with the reason
+            if ci.image_id in self.image_errors and all(s.image_id != ci.image_id for s in self.slots):
+                self.slots.append(Slot(ci.image_id, f"{ci.modality} {ci.view or ''}", ci.modality))
+        self._build_views()
+        self.case_loaded.emit(case.case_id)
+        hit = self.ai.cached(case)
+        if hit is not None and self.state.ai_visible:
+            self._apply_ai_result(hit)
+        elif self.auto_score:
+            self.score_case()
+
+    def _study_root(self) -> Path | None:
+        return Path(self.state.study.folder) if self.state.study else None
+
+    def _clear_views(self) -> None:
+        self._clear_views_only()
+        self.slots = []
+
+    def _build_views(self) -> None:
+        self._clear_views_only()
+        cs = self.state.current
+        assert cs is not None
+        for slot in self.slots:
+            key = (cs.case.case_id, slot.image_id)
+            vs = self.view_states.get(key)
+            if vs is None:
+                vs = ViewState(method=self.ai_panel.method.currentData(), colormap=self.ai_panel.colormap.currentData(),
+                               opacity=self.ai_panel.opacity.value() / 100.0, overlay_on=self.ai_panel.overlay_on.isChecked())
+                self.view_states[key] = vs
+            v = ImageView(slot, self.images.get(slot.image_id), vs, error=self.image_errors.get(slot.image_id))
+            v.activated.connect(self._on_view_activated)
+            v.drawn.connect(self._on_drawn)
+            v.edited.connect(self._on_edited)
+            v.selected.connect(self._on_annotation_selected)
+            v.range_changed.connect(self._on_view_range_changed)
+            v.readout.connect(self.readout.setText)
+            v.set_tool(self.state.tool)
+            v.set_annotations(cs.case.annotations)
+            self.views.append(v)
+        self.active_index = 0
+        self._relayout()
+
+    def _clear_views_only(self) -> None:
+        for v in self.views:
+            v.view_state.changed.disconnect(v._on_view_state_changed)
+            self.grid.removeWidget(v)
+            v.setParent(None)
+            v.deleteLater()
+        self.views = []
+
+    def visible_views(self) -> list[ImageView]:
+        """Views shown in the current layout page."""
+        return [v for v in self.views if v.isVisibleTo(self.grid_host)]
+
+    def _relayout(self) -> None:
+        for v in self.views:
+            self.grid.removeWidget(v)
+            v.setVisible(False)
+        if not self.views:
+            return
+        rows, cols = GRID[self.state.layout]
+        n = rows * cols
+        first = (self.active_index // n) * n
+        page = self.views[first : first + n]
+        for i, v in enumerate(page):
+            self.grid.addWidget(v, i // cols, i % cols)
+            v.setVisible(True)
+        for r in range(2):
+            self.grid.setRowStretch(r, 1 if r < rows else 0)
+        for c in range(2):
+            self.grid.setColumnStretch(c, 1 if c < cols else 0)
+        for v in self.views:
+            v.set_active(v is self.active_view())
+        QTimer.singleShot(0, lambda: [v.fit() for v in page if not v.isHidden()])
+
+    def active_view(self) -> ImageView | None:
+        return self.views[self.active_index] if 0 <= self.active_index < len(self.views) else None
+
+    def set_active(self, index: int) -> None:
+        """Make view ``index`` (wrapping) the one keyboard commands act on."""
+        if not self.views:
+            return
+        index %= len(self.views)
+        rows, cols = GRID[self.state.layout]
+        n = rows * cols
+        page_changed = index // n != self.active_index // n
+        self.active_index = index
+        if page_changed:
+            self._relayout()
+        for v in self.views:
+            v.set_active(v is self.active_view())
+
+    def _on_view_activated(self, view: ImageView) -> None:
+        if view in self.views and self.views.index(view) != self.active_index:
+            self.set_active(self.views.index(view))
+
+    def _on_view_range_changed(self, view: ImageView) -> None:
+        group = view.slot.sync_group
+        if not group:
+            return
+        r = view.normalized_range()
+        for v in self.views:
+            if v is not view and v.slot.sync_group == group:
+                v.set_normalized_range(r)
+
+    # ------------------------------------------------------------------ view commands
+    def reset_view(self) -> None:
+        v = self.active_view()
+        if v:
+            v.reset()
+            v.clear_ruler()
+
+    def _on_invert_changed(self) -> None:
+        v = self.active_view()
+        if v:
+            v.view_state.set("invert", not v.view_state.invert)
+
+    def toggle_overlay(self) -> None:
+        """'S': saliency overlay on/off in every view."""
+        self.ai_panel.overlay_on.setChecked(not self.ai_panel.overlay_on.isChecked())
+
+    def scroll_slices(self, step: int) -> None:
+        v = self.active_view()
+        if v is not None and v.n_frames > 1:
+            v.view_state.scroll(step)
+        elif step != 0:
+            self.state.step_case(step)
+
+    def _on_tool_changed(self, tool: str) -> None:
+        for v in self.views:
+            v.set_tool(tool)
+        self.statusBar().showMessage(f"Tool: {tool}", 3000)
+
+    def _on_close_polygon(self) -> None:
+        v = self.active_view()
+        for w in self.views:
+            if w._draft and self.state.tool == "polygon":
+                w.close_polygon()
+                return
+        if v:
+            v.close_polygon()
+
+    def _on_escape(self) -> None:
+        busy = any(v._draft for v in self.views) or any(v.ruler_px is not None for v in self.views)
+        for v in self.views:
+            v.cancel_draft()
+            v.clear_ruler()
+        if not busy:
+            self.state.set_tool("navigate")
+
+    # ------------------------------------------------------------------ annotations
+    def _on_drawn(self, image_id: str, kind: str, points: list[list[float]], frame: int | None) -> None:
+        ann = self.state.new_annotation(image_id, kind, points, frame)
+        if ann is not None:
+            self.statusBar().showMessage(f"{kind} {ann.lesion_id} added on {image_id} (saved)", 4000)
+
+    def _on_edited(self, ann_id: str, points: list[list[float]]) -> None:
+        cs = self.state.current
+        if cs is not None and any(a.ann_id == ann_id for a in cs.case.annotations):
+            cs.edit_annotation(ann_id, points=points)
+
+    def _on_annotation_selected(self, ann_id: str) -> None:
+        self.selected_ann = ann_id or None
+        for v in self.views:
+            if ann_id in v._rois or not ann_id:
+                v.select_annotation(ann_id or None)
+        self.ann_panel.select(ann_id)
+
+    def _on_delete_requested(self, ann_id: str) -> None:
+        cs = self.state.current
+        if cs is not None and ann_id:
+            cs.remove_annotation(ann_id)
+            self.selected_ann = None
+
+    def _on_lesion_edit_requested(self, ann_id: str, lesion_id: str) -> None:
+        cs = self.state.current
+        if cs is not None:
+            cs.edit_annotation(ann_id, lesion_id=lesion_id)
+
+    def _on_annotations_changed(self) -> None:
+        cs = self.state.current
+        if cs is None:
+            return
+        for v in self.views:
+            v.set_annotations(cs.case.annotations)
+        self.ann_panel.refresh()
+        if cs.save_error is not None:
+            self.statusBar().showMessage(f"Annotations NOT saved: {cs.save_error}", 15000)
+
+    def undo(self) -> None:
+        if self.state.current is not None and not self.state.current.undo():
+            self.statusBar().showMessage("Nothing to undo", 2000)
+
+    def redo(self) -> None:
+        if self.state.current is not None and not self.state.current.redo():
+            self.statusBar().showMessage("Nothing to redo", 2000)
+
+    def export_annotations(self, out_dir: str | Path | None = None) -> list[Path]:
+        """Write PNG masks and COCO JSON of the current case (asks for a folder if none given)."""
+        cs = self.state.current
+        if cs is None:
+            return []
+        if not out_dir:
+            out_dir = QFileDialog.getExistingDirectory(self, "Export annotations to folder")
+            if not out_dir:
+                return []
+        try:
+            masks, jpath = export_case(cs.case, self.images, Path(out_dir))
+        except OSError as exc:
+            self.show_error(f"Export failed: {exc}")
+            return []
+        self.statusBar().showMessage(f"Exported {len(masks)} mask(s) and {jpath.name} to {out_dir}", 8000)
+        return [*masks, jpath]
+
+    # ------------------------------------------------------------------ rating keys
+    def rate_key(self, digit: int) -> None:
+        """Number keys rate 0-9; '1' followed quickly by '0' rates 10."""
+        now = time.monotonic()
+        score = 10 if (digit == 0 and self._last_digit == 1 and now - self._digit_at < 0.8) else digit
+        self._last_digit, self._digit_at = digit, now
+        if self.state.current is not None:
+            self.state.rate(score=score)
+            self.statusBar().showMessage(f"Rated {score}/10 (saved)", 3000)
+
+    # ------------------------------------------------------------------ AI
+    def _on_ai_visible_changed(self, visible: bool) -> None:
+        self.ai_panel.setVisible(visible)
+        if not visible:
+            self.cancel_ai()
+            for v in self.views:
+                v.set_overlay_map(None)
+        elif self.ai_result is not None:
+            self._apply_ai_result(self.ai_result)
+
+    def score_case(self) -> Worker | None:
+        """Score the current case (and saliency for the selected method) in a worker."""
+        cs = self.state.current
+        if cs is None or not self.state.ai_visible or not self.images:
+            return None
+        if self._ai_worker is not None and getattr(self._ai_worker, "case_id", None) == cs.case.case_id \
+                and not getattr(self._ai_worker, "ended", False):
+            return self._ai_worker
+        self.cancel_ai()
+        method = self.ai_panel.method.currentData()
+        w = Worker(self.ai.score_case, cs.case, dict(self.images), (method,), name="ai")
+        w.case_id = cs.case.case_id  # type: ignore[attr-defined]
+        w.signals.progress.connect(self._on_ai_progress)
+        w.signals.result.connect(self._on_ai_result)
+        w.signals.errored.connect(self._on_ai_error)
+        w.signals.cancelled.connect(self._on_ai_cancelled)
+        w.signals.finished.connect(self._on_ai_worker_finished)
+        self._ai_worker = w
+        self._track(w)
+        self.ai_panel.set_busy(True)
+        self.statusBar().showMessage("Scoring case…")
+        start(w, self.pool)
+        return w
+
+    def cancel_ai(self) -> None:
+        if self._ai_worker is not None and not getattr(self._ai_worker, "ended", False):
+            self._ai_worker.cancel()
+
+    def _is_current_ai(self) -> bool:
+        w, cs = self._ai_worker, self.state.current
+        return w is not None and cs is not None and getattr(w, "case_id", None) == cs.case.case_id
+
+    def _on_ai_progress(self, done: int, total: int, msg: str) -> None:
+        if self._is_current_ai():
+            self.ai_panel.set_progress(done, total, msg)
+
+    def _on_ai_result(self, res: AIResult) -> None:
+        cs = self.state.current
+        if cs is not None and res.case_id == cs.case.case_id and self.state.ai_visible:
+            self._apply_ai_result(res)
+            self.statusBar().showMessage("AI scoring done", 4000)
+
+    def _on_ai_error(self, msg: str) -> None:
+        self.ai_panel.scores.setText(f"<span style='color:#ff6b6b'>AI failed: {msg}</span>")
+        self.show_error(f"AI failed: {msg}")
+
+    def _on_ai_cancelled(self) -> None:
+        self.statusBar().showMessage("AI scoring cancelled", 3000)
+        if self.ai_result is None:
+            self.ai_panel.progress.setFormat("cancelled")
+
+    def _on_ai_worker_finished(self) -> None:
+        w = self._ai_worker
+        if w is not None and w.signals is self.sender():
+            w.ended = True  # type: ignore[attr-defined]
+            self.ai_panel.set_busy(False)
+            self.ai_finished.emit(getattr(w, "case_id", ""))
+
+    def _apply_ai_result(self, res: AIResult) -> None:
+        self.ai_result = res
+        cs = self.state.current
+        self.ai_panel.show_result(res, bool(cs and cs.case.synthetic))
+        self._apply_overlays()
+
+    def _apply_overlays(self) -> None:
+        res = self.ai_result
+        for v in self.views:
+            m = res.saliency.get((v.slot.image_id, v.view_state.method)) if res and self.state.ai_visible else None
+            v.set_overlay_map(m)
+
+    def _on_overlay_setting_changed(self, name: str, value: Any) -> None:
+        for v in self.views:
+            v.view_state.set(name, value)
+        if name == "method":
+            self._apply_overlays()
+            res = self.ai_result
+            if res is not None and any((v.slot.image_id, value) not in res.saliency
+                                       and (v.slot.image_id, value) not in res.failed for v in self.views
+                                       if v.image is not None):
+                self._ai_worker = None
+                self.score_case()
+
+    # ------------------------------------------------------------------ help
+    def show_shortcuts(self) -> QDialog:
+        """A non-modal table of every keyboard shortcut."""
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Keyboard shortcuts")
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        rows = [r for r in self.shortcut_table if r[2]]
+        t = QTableWidget(len(rows), 3, dlg)
+        t.setHorizontalHeaderLabels(["Menu", "Command", "Keys"])
+        for i, row in enumerate(rows):
+            for j, text in enumerate(row):
+                t.setItem(i, j, QTableWidgetItem(text))
+        t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        t.verticalHeader().setVisible(False)
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(t)
+        dlg.resize(560, 620)
+        dlg.show()
+        self._shortcuts_dialog = dlg
+        return dlg
+
+    # ------------------------------------------------------------------ shutdown
+    def closeEvent(self, ev: QEvent) -> None:  # noqa: N802 - Qt API
+        self.state.leave_case()
+        for w in list(self._workers):
+            w.cancel()
+        self.pool.waitForDone(5000)
+        self._timer.stop()
+        super().closeEvent(ev)

@@ -1,0 +1,506 @@
+"""Side panels: worklist, AI (scores + saliency controls), rating, annotations, problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QColor, QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from reader_app.ai import AIResult, is_qi, to_ten
+from reader_app.state import BIRADS, COLORMAPS, SALIENCY_LABELS, SALIENCY_METHODS, STATUSES, AppState, Rating
+
+STATUS_COLOURS = {"unread": "#bbbbbb", "annotated": "#00e5ff", "rated": "#7CFC00"}
+
+
+class WorklistPanel(QWidget):
+    """Cases of the study with status; search text and status filter."""
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search cases (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        self.status_filter = QComboBox()
+        self.status_filter.addItem("All", "")
+        for s in STATUSES:
+            self.status_filter.addItem(s.capitalize(), s)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Case", "Images", "Status"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.count = QLabel("")
+        row = QHBoxLayout()
+        row.addWidget(self.search, 1)
+        row.addWidget(self.status_filter)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(row)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.count)
+        self.search.textChanged.connect(self._on_search_changed)
+        self.status_filter.currentIndexChanged.connect(self._on_status_filter_changed)
+        self.table.itemSelectionChanged.connect(self._on_selection_changed)
+        state.worklist_changed.connect(self.refresh)
+        state.case_changed.connect(lambda _cs: self._select_current())
+        self._updating = False
+
+    def refresh(self) -> None:
+        """Rebuild the rows from the state (filter applied)."""
+        self._updating = True
+        ids = self.state.visible_case_ids()
+        self.table.setRowCount(len(ids))
+        for r, cid in enumerate(ids):
+            cs = self.state.cases[cid]
+            name = cid + ("  [SYNTHETIC]" if cs.case.synthetic else "")
+            mods = "+".join(cs.case.modalities)
+            for c, text in enumerate((name, f"{mods} ({len(cs.case.images)})", cs.status)):
+                it = QTableWidgetItem(text)
+                it.setData(Qt.ItemDataRole.UserRole, cid)
+                if c == 2:
+                    it.setForeground(QColor(STATUS_COLOURS[cs.status]))
+                if cs.case.description:
+                    it.setToolTip(cs.case.description)
+                self.table.setItem(r, c, it)
+        self.table.resizeColumnsToContents()
+        total = len(self.state.case_ids())
+        done = sum(1 for c in self.state.cases.values() if c.status == "rated")
+        self.count.setText(f"{len(ids)} of {total} cases shown · {done} rated")
+        self._updating = False
+        self._select_current()
+
+    def _select_current(self) -> None:
+        cur = self.state.current.case.case_id if self.state.current else None
+        self._updating = True
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == cur:
+                self.table.selectRow(r)
+                self.table.scrollToItem(self.table.item(r, 0))
+                break
+        else:
+            self.table.clearSelection()
+        self._updating = False
+
+    def _on_search_changed(self, text: str) -> None:
+        self.state.set_filter(text=text)
+
+    def _on_status_filter_changed(self, _i: int) -> None:
+        self.state.set_filter(status=self.status_filter.currentData())
+
+    def _on_selection_changed(self) -> None:
+        if self._updating:
+            return
+        items = self.table.selectedItems()
+        if items:
+            self.state.select_case(items[0].data(Qt.ItemDataRole.UserRole))
+
+
+class AIPanel(QGroupBox):
+    """AI scores and saliency controls. Never shows a score no model produced."""
+
+    run_requested = Signal()
+    cancel_requested = Signal()
+    overlay_changed = Signal(str, object)  # (ViewState attribute, value)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("AI — decision support", parent)
+        self.disclaimer = QLabel("Decision support — not a diagnosis")
+        self.disclaimer.setStyleSheet("color:#ffb347;font-weight:bold")
+        self.synthetic = QLabel("SYNTHETIC")
+        self.synthetic.setStyleSheet("color:#000;background:#ff6b6b;font-weight:bold;padding:2px 6px")
+        self.synthetic.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.synthetic.setVisible(False)
+        self.scores = QLabel("Not scored yet — press A or “Score case”.")
+        self.scores.setWordWrap(True)
+        self.scores.setTextFormat(Qt.TextFormat.RichText)
+        self.models = QLabel("")
+        self.models.setWordWrap(True)
+        self.models.setTextFormat(Qt.TextFormat.RichText)
+        self.models.setOpenExternalLinks(False)
+        self.models.linkActivated.connect(self._on_card_link_changed)
+        self.advice = QLabel("")
+        self.advice.setWordWrap(True)
+        self.advice.setStyleSheet("color:#00e5ff")
+        self.run_btn = QPushButton("Score case (A)")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setMaximumHeight(16)
+        self.method = QComboBox()
+        for m in SALIENCY_METHODS:
+            self.method.addItem(SALIENCY_LABELS[m], m)
+        self.colormap = QComboBox()
+        for c in COLORMAPS:
+            self.colormap.addItem(c, c)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(45)
+        self.overlay_on = QCheckBox("Show saliency (S)")
+        self.overlay_on.setChecked(True)
+        for w in (self.method, self.colormap, self.opacity, self.overlay_on, self.run_btn, self.cancel_btn):
+            w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        btns = QHBoxLayout()
+        btns.addWidget(self.run_btn)
+        btns.addWidget(self.cancel_btn)
+        form = QFormLayout()
+        form.addRow("Method", self.method)
+        form.addRow("Colour map", self.colormap)
+        form.addRow("Opacity", self.opacity)
+        form.addRow(self.overlay_on)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.disclaimer)
+        lay.addWidget(self.synthetic)
+        lay.addWidget(self.scores)
+        lay.addWidget(self.advice)
+        lay.addWidget(self.models)
+        lay.addLayout(btns)
+        lay.addWidget(self.progress)
+        lay.addLayout(form)
+        self.run_btn.clicked.connect(self.run_requested.emit)
+        self.cancel_btn.clicked.connect(self.cancel_requested.emit)
+        self.method.currentIndexChanged.connect(lambda _i: self.overlay_changed.emit("method", self.method.currentData()))
+        self.colormap.currentIndexChanged.connect(
+            lambda _i: self.overlay_changed.emit("colormap", self.colormap.currentData()))
+        self.opacity.valueChanged.connect(lambda v: self.overlay_changed.emit("opacity", v / 100.0))
+        self.overlay_on.toggled.connect(lambda on: self.overlay_changed.emit("overlay_on", bool(on)))
+        self.result: AIResult | None = None
+
+    def _on_card_link_changed(self, link: str) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(link) if not link.startswith("http") else QUrl(link))
+
+    def set_busy(self, busy: bool) -> None:
+        """Toggle the run/cancel buttons while a worker scores the case."""
+        self.run_btn.setEnabled(not busy)
+        self.cancel_btn.setEnabled(busy)
+        if busy:
+            self.progress.setValue(0)
+
+    def set_progress(self, done: int, total: int, msg: str) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{msg} %p%")
+
+    def clear(self, case_synthetic: bool = False, message: str = "Not scored yet — press A or “Score case”.") -> None:
+        """Forget the shown result (new case)."""
+        self.result = None
+        self.scores.setText(message)
+        self.models.setText("")
+        self.advice.setText("")
+        self.synthetic.setVisible(case_synthetic)
+        self.synthetic.setText("SYNTHETIC CASE" if case_synthetic else "SYNTHETIC")
+        self.progress.setValue(0)
+        self.progress.setFormat("%p%")
+
+    def show_result(self, res: AIResult, case_synthetic: bool = False) -> None:
+        """Render scores (0-1 and 0-10), models, device, advice and synthetic flags."""
+        self.result = res
+        rows = []
+        for mod in ("MG", "US", "MR"):
+            info = res.models.get(mod)
+            if info is None:
+                continue
+            if mod in res.per_modality:
+                p = res.per_modality[mod]
+                rows.append(f"<tr><td><b>{mod}</b></td><td>&nbsp;{p:.2f}</td><td>&nbsp;<b>{to_ten(p):.1f}</b>/10</td></tr>")
+            else:
+                rows.append(f"<tr><td><b>{mod}</b></td><td colspan=2>&nbsp;<i>{info.error or 'no score'}</i></td></tr>")
+        if res.fused is not None:
+            rows.append(
+                f"<tr><td><b>Fused</b></td><td>&nbsp;{res.fused:.2f}</td><td>&nbsp;<b>{to_ten(res.fused):.1f}</b>/10</td></tr>"
+                f"<tr><td></td><td colspan=2><small>{res.fused_source}</small></td></tr>"
+            )
+        html = "<table>" + "".join(rows) + "</table>" if rows else "<i>No image could be scored.</i>"
+        html = "<small>malignancy score (0–1 and 0–10)</small>" + html
+        if res.errors:
+            html += "<br><small style='color:#ff6b6b'>" + "<br>".join(res.errors[:4]) + "</small>"
+        self.scores.setText(html)
+        mlines = []
+        for mod, info in res.models.items():
+            if info.name:
+                name = f"<a href='{info.card}' style='color:#8ab4f8'>{info.name}</a>" if info.card else info.name
+                syn = " <b style='color:#ff6b6b'>SYNTHETIC</b>" if info.synthetic else ""
+                mlines.append(f"{mod}: {name} · {info.device}{syn}")
+        self.models.setText("<small>" + "<br>".join(mlines) + "</small>")
+        qi = any(is_qi(i) for i in res.models.values())
+        self.advice.setText(res.advice if (res.advice and (qi or res.advice)) else "")
+        syn = res.synthetic or case_synthetic
+        self.synthetic.setVisible(syn)
+        self.synthetic.setText("SYNTHETIC " + ("CASE" if case_synthetic else "") + (" / MODEL" if res.synthetic else ""))
+
+
+class RatingPanel(QGroupBox):
+    """0-10 malignancy rating (slider + number keys), BI-RADS, comment, time spent."""
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__("Your reading", parent)
+        self.state = state
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 10)
+        self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.slider.setTickInterval(1)
+        self.slider.setPageStep(1)
+        self.value = QLabel("–")
+        self.value.setMinimumWidth(60)
+        self.value.setStyleSheet("font-size:18px;font-weight:bold")
+        self.birads = QComboBox()
+        for b in BIRADS:
+            self.birads.addItem(b or "—", b)
+        self.comment = QPlainTextEdit()
+        self.comment.setPlaceholderText("Comment (saved as you type)")
+        self.comment.setMaximumHeight(70)
+        self.time = QLabel("")
+        for w in (self.slider, self.birads):
+            w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("benign 0"))
+        row.addWidget(self.slider, 1)
+        row.addWidget(QLabel("10 malignant"))
+        row.addWidget(self.value)
+        form = QFormLayout()
+        form.addRow("BI-RADS", self.birads)
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel("Malignancy rating (keys 0–9, 1 then 0 = 10)"))
+        lay.addLayout(row)
+        lay.addLayout(form)
+        lay.addWidget(self.comment)
+        lay.addWidget(self.time)
+        self._loading = False
+        self.slider.valueChanged.connect(self._on_score_changed)
+        self.slider.sliderPressed.connect(lambda: self._on_score_changed(self.slider.value()))
+        self.birads.currentIndexChanged.connect(self._on_birads_changed)
+        self.comment.textChanged.connect(self._on_comment_changed)
+        state.case_changed.connect(self._on_case_changed)
+        self._on_case_changed(state.current)
+
+    def _on_case_changed(self, cs: Any) -> None:
+        self._loading = True
+        self.setEnabled(cs is not None)
+        r: Rating = cs.rating if cs is not None else Rating()
+        self.slider.setValue(r.score if r.score is not None else 0)
+        self.value.setText(f"{r.score}/10" if r.score is not None else "–")
+        self.birads.setCurrentIndex(max(0, self.birads.findData(r.birads)))
+        self.comment.setPlainText(r.comment)
+        self._loading = False
+        if cs is not None:
+            cs.rating_changed.connect(self._on_rating_changed)
+
+    def _on_rating_changed(self, r: Rating) -> None:
+        self._loading = True
+        if r.score is not None:
+            self.slider.setValue(r.score)
+            self.value.setText(f"{r.score}/10")
+        self._loading = False
+
+    def _on_score_changed(self, v: int) -> None:
+        if not self._loading:
+            self.state.rate(score=int(v))
+
+    def _on_birads_changed(self, _i: int) -> None:
+        if not self._loading:
+            self.state.rate(birads=self.birads.currentData())
+
+    def _on_comment_changed(self) -> None:
+        if not self._loading:
+            self.state.rate(comment=self.comment.toPlainText())
+
+    def tick(self) -> None:
+        """Refresh the time-spent label."""
+        cs = self.state.current
+        if cs is not None:
+            s = int(cs.elapsed())
+            self.time.setText(f"Time on case: {s // 60}:{s % 60:02d}")
+
+
+class AnnotationPanel(QGroupBox):
+    """Current lesion id, list of the case's annotations, delete, export."""
+
+    delete_requested = Signal(str)
+    export_requested = Signal()
+    lesion_edit_requested = Signal(str, str)  # ann_id, lesion_id
+    select_requested = Signal(str)
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__("Annotations", parent)
+        self.state = state
+        self.lesion = QComboBox()
+        self.lesion.setEditable(True)
+        self.lesion.setToolTip("Lesion id of new regions; the same id links a lesion across MG and US views")
+        self.new_btn = QPushButton("New lesion (N)")
+        self.list = QListWidget()
+        self.list.setMaximumHeight(110)
+        self.del_btn = QPushButton("Delete (Del)")
+        self.assign_btn = QPushButton("Set lesion id")
+        self.export_btn = QPushButton("Export masks + COCO…")
+        self.tool = QLabel("")
+        for w in (self.lesion, self.new_btn, self.list, self.del_btn, self.assign_btn, self.export_btn):
+            w.setFocusPolicy(Qt.FocusPolicy.NoFocus if w is not self.lesion else Qt.FocusPolicy.ClickFocus)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Lesion"))
+        top.addWidget(self.lesion, 1)
+        top.addWidget(self.new_btn)
+        btns = QHBoxLayout()
+        btns.addWidget(self.del_btn)
+        btns.addWidget(self.assign_btn)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.tool)
+        lay.addLayout(top)
+        lay.addWidget(self.list)
+        lay.addLayout(btns)
+        lay.addWidget(self.export_btn)
+        self.new_btn.clicked.connect(lambda: state.new_lesion())
+        self.lesion.currentTextChanged.connect(self._on_lesion_changed)
+        self.del_btn.clicked.connect(self._on_delete_clicked)
+        self.assign_btn.clicked.connect(self._on_assign_clicked)
+        self.export_btn.clicked.connect(self.export_requested.emit)
+        self.list.currentItemChanged.connect(self._on_list_selection_changed)
+        state.lesion_changed.connect(self._on_state_lesion_changed)
+        state.tool_changed.connect(self._on_tool_changed)
+        self._on_tool_changed(state.tool)
+        self._busy = False
+
+    def _on_tool_changed(self, tool: str) -> None:
+        keys = {"navigate": "V", "box": "B", "polygon": "P", "freehand": "F", "ruler": "M"}
+        self.tool.setText(f"Tool: <b>{tool}</b> ({keys[tool]})")
+
+    def _on_lesion_changed(self, text: str) -> None:
+        if not self._busy and text.strip():
+            self.state.set_lesion(text)
+
+    def _on_state_lesion_changed(self, lid: str) -> None:
+        self._busy = True
+        if self.lesion.findText(lid) < 0:
+            self.lesion.addItem(lid)
+        self.lesion.setCurrentText(lid)
+        self._busy = False
+
+    def refresh(self) -> None:
+        """Rebuild the annotation list from the current case."""
+        self._busy = True
+        cur = self.list.currentItem().data(Qt.ItemDataRole.UserRole) if self.list.currentItem() else None
+        self.list.clear()
+        self.lesion.clear()
+        cs = self.state.current
+        ids = cs.lesion_ids() if cs else []
+        for lid in ids + ([self.state.lesion_id] if self.state.lesion_id not in ids else []):
+            self.lesion.addItem(lid)
+        self.lesion.setCurrentText(self.state.lesion_id)
+        if cs:
+            for a in cs.case.annotations:
+                fr = f" slice {a.frame + 1}" if a.frame is not None else ""
+                it = QListWidgetItem(f"{a.lesion_id} · {a.kind} on {a.image_id}{fr}")
+                it.setData(Qt.ItemDataRole.UserRole, a.ann_id)
+                self.list.addItem(it)
+                if a.ann_id == cur:
+                    self.list.setCurrentItem(it)
+        self._busy = False
+
+    def select(self, ann_id: str) -> None:
+        self._busy = True
+        for i in range(self.list.count()):
+            if self.list.item(i).data(Qt.ItemDataRole.UserRole) == ann_id:
+                self.list.setCurrentRow(i)
+                break
+        else:
+            self.list.setCurrentRow(-1)
+        self._busy = False
+
+    def _on_list_selection_changed(self, cur: QListWidgetItem | None, _prev: Any) -> None:
+        if not self._busy and cur is not None:
+            self.select_requested.emit(cur.data(Qt.ItemDataRole.UserRole))
+
+    def selected_id(self) -> str | None:
+        it = self.list.currentItem()
+        return it.data(Qt.ItemDataRole.UserRole) if it else None
+
+    def _on_delete_clicked(self) -> None:
+        aid = self.selected_id()
+        if aid:
+            self.delete_requested.emit(aid)
+
+    def _on_assign_clicked(self) -> None:
+        aid = self.selected_id()
+        if aid:
+            self.lesion_edit_requested.emit(aid, self.lesion.currentText().strip() or "L1")
+
+
+class ProblemsPanel(QWidget):
+    """Files of the study that could not be opened: which file and why."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.header = QLabel("")
+        self.header.setWordWrap(True)
+        self.header.setStyleSheet("color:#ff6b6b;font-weight:bold")
+        self.list = QListWidget()
+        self.list.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.header)
+        lay.addWidget(self.list)
+        self._items: dict[str, str] = {}
+
+    def set_problems(self, problems: dict[str, str]) -> None:
+        """Replace the list: key (file or case/image) -> reason."""
+        self._items = dict(problems)
+        self.list.clear()
+        for where, why in self._items.items():
+            self.list.addItem(f"{where}\n    {why}")
+        n = len(self._items)
+        self.header.setText(
+            f"{n} file{'s' if n != 1 else ''} of this study could not be opened; the rest of the study is usable."
+            if n else "No problems."
+        )
+
+    def add(self, where: str, why: str) -> None:
+        if self._items.get(where) != why:
+            self._items[where] = why
+            self.set_problems(self._items)
+
+    def count(self) -> int:
+        return len(self._items)
+
+
+def hline() -> QFrame:
+    f = QFrame()
+    f.setFrameShape(QFrame.Shape.HLine)
+    return f
+
+
+def short(path: str | Path, study_root: Path | None) -> str:
+    """A path relative to the study folder for messages."""
+    p = Path(path)
+    if study_root is not None:
+        try:
+            return p.resolve().relative_to(study_root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return p.name

@@ -1,0 +1,628 @@
+"""One image view: pyqtgraph ImageItem with W/L, zoom/pan, overlay, annotations, ruler, slices.
+
+Performance on a 4096x3328 mammogram: the ImageItem keeps a reference to the decoded array
+(no copy), ``autoDownsample`` draws only the pixels the screen can show, window/level is
+``setLevels`` and invert a lookup table - the array is never recomputed. Mirroring for the
+hanging protocol is an item transform on a group holding image, overlay and annotations, so
+annotation coordinates stay in image pixels (x = column, y = row) and nothing is copied.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainterPath, QPen, QTransform
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGraphicsPathItem,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.cases import Annotation
+from engine.io.types import LoadedImage
+from reader_app.imaging import Slot, scale_bar_mm, window_presets
+from reader_app.state import ViewState
+
+LESION_COLOURS = ["#ffd400", "#00e5ff", "#ff4fd8", "#7CFC00", "#ff8c00", "#b388ff"]
+FREEHAND_MAX_POINTS = 96
+
+
+def lesion_colour(lesion_id: str) -> str:
+    """A stable colour per lesion id (same lesion, same colour in every view)."""
+    digits = "".join(c for c in lesion_id if c.isdigit())
+    idx = (int(digits) - 1) if digits else sum(map(ord, lesion_id))
+    return LESION_COLOURS[idx % len(LESION_COLOURS)]
+
+
+def simplify(points: list[list[float]], max_points: int = FREEHAND_MAX_POINTS) -> list[list[float]]:
+    """Thin a freehand trace to at most ``max_points`` vertices (Douglas-Peucker, then stride)."""
+    import cv2
+
+    if len(points) <= 3:
+        return points
+    arr = np.asarray(points, np.float32).reshape(-1, 1, 2)
+    eps = 0.5
+    out = arr
+    while True:
+        out = cv2.approxPolyDP(arr, eps, True)
+        if len(out) <= max_points:
+            break
+        eps *= 1.6
+    res = out.reshape(-1, 2).tolist()
+    return res if len(res) >= 3 else points[:: max(1, len(points) // 3)][:3]
+
+
+class ReaderViewBox(pg.ViewBox):
+    """ViewBox with reading-room mouse bindings.
+
+    Left drag: pan (navigate tool) or draw (box/freehand/ruler); left clicks add polygon
+    vertices, double-click closes. Right drag: window/level. Wheel: zoom, or slices of an MR
+    stack (Ctrl+wheel zooms there).
+    """
+
+    def __init__(self, owner: ImageView) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        self.owner = owner
+
+    def mouseDragEvent(self, ev: Any, axis: Any = None) -> None:  # noqa: N802 - pyqtgraph API
+        if ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()
+            self.owner._on_wl_drag(ev)
+            return
+        if ev.button() == Qt.MouseButton.LeftButton and self.owner.tool in ("box", "freehand", "ruler"):
+            ev.accept()
+            self.owner._on_draw_drag(ev)
+            return
+        super().mouseDragEvent(ev, axis)
+        self.owner.activated.emit(self.owner)
+
+    def mouseClickEvent(self, ev: Any) -> None:  # noqa: N802 - pyqtgraph API
+        self.owner.activated.emit(self.owner)
+        if ev.button() == Qt.MouseButton.LeftButton:
+            if self.owner.tool == "polygon":
+                ev.accept()
+                self.owner._on_polygon_click(ev)
+                return
+            self.owner.select_annotation(None)
+        ev.accept()
+
+    def wheelEvent(self, ev: Any, axis: Any = None) -> None:  # noqa: N802 - pyqtgraph API
+        if self.owner.n_frames > 1 and not (ev.modifiers() & Qt.KeyboardModifier.ControlModifier):
+            ev.accept()
+            self.owner.view_state.scroll(-1 if ev.delta() > 0 else 1)
+            return
+        super().wheelEvent(ev, axis)
+
+
+class ImageView(QWidget):
+    """A titled view of one case image with its overlay and annotations.
+
+    Signals:
+        activated(view): the user interacted with this view.
+        drawn(image_id, kind, points, frame): a new region was drawn (image pixel coordinates).
+        edited(ann_id, points): an annotation was moved or reshaped.
+        selected(ann_id or ""): the selection changed.
+        range_changed(view): the user zoomed/panned (for synchronised zoom).
+        readout(text): pixel position/value under the mouse.
+    """
+
+    activated = Signal(object)
+    drawn = Signal(str, str, object, object)
+    edited = Signal(str, object)
+    selected = Signal(str)
+    range_changed = Signal(object)
+    readout = Signal(str)
+
+    def __init__(self, slot: Slot, image: LoadedImage | None, view_state: ViewState,
+                 error: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.slot = slot
+        self.image = image
+        self.view_state = view_state
+        self.tool = "navigate"
+        self.active = False
+        self.selected_id: str | None = None
+        self._rois: dict[str, pg.ROI] = {}
+        self._labels: list[pg.TextItem] = []
+        self._draft: list[list[float]] = []
+        self._wl_start: tuple[float, float] | None = None
+        self._syncing = False
+        self._overlay_map: np.ndarray | None = None
+        self._annotations: list[Annotation] = []
+        self.ruler_mm: float | None = None
+        self.ruler_px: float | None = None
+
+        self.title = QLabel(slot.title)
+        self.title.setObjectName("viewTitle")
+        self.slice_label = QLabel("")
+        self.presets = QComboBox()
+        self.presets.setToolTip("Window/level presets (right-drag on the image to adjust)")
+        self.presets.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.presets.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.footer = QLabel(" ")
+        self.footer.setObjectName("viewFooter")
+        self.footer.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        head = QHBoxLayout()
+        head.setContentsMargins(4, 2, 4, 2)
+        head.addWidget(self.title)
+        head.addStretch(1)
+        head.addWidget(self.slice_label)
+        head.addWidget(self.presets)
+
+        self.gv = pg.GraphicsView()
+        self.gv.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.vb = ReaderViewBox(self)
+        self.gv.setCentralItem(self.vb)
+        self.group = pg.ItemGroup()
+        self.vb.addItem(self.group)
+        self.img_item = pg.ImageItem(autoDownsample=True)
+        self.img_item.setParentItem(self.group)
+        self.overlay = pg.ImageItem(autoDownsample=True)
+        self.overlay.setParentItem(self.group)
+        self.overlay.setZValue(5)
+        self.overlay.setVisible(False)
+        self.draft_item = QGraphicsPathItem()
+        self.draft_item.setParentItem(self.group)
+        self.draft_item.setZValue(20)
+        pen = QPen(QColor("#00ff88"))
+        pen.setCosmetic(True)
+        pen.setWidthF(1.5)
+        pen.setStyle(Qt.PenStyle.DashLine)
+        self.draft_item.setPen(pen)
+        self.ruler_item = QGraphicsPathItem()
+        self.ruler_item.setParentItem(self.group)
+        self.ruler_item.setZValue(21)
+        rpen = QPen(QColor("#ffffff"))
+        rpen.setCosmetic(True)
+        rpen.setWidthF(1.5)
+        self.ruler_item.setPen(rpen)
+        self.ruler_text = pg.TextItem("", color="w", anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 160))
+        self.ruler_text.setParentItem(self.group)
+        self.ruler_text.setZValue(22)
+        self.ruler_text.setVisible(False)
+        self.message = pg.TextItem("", color="#ff6b6b", anchor=(0.5, 0.5))
+        self.vb.addItem(self.message, ignoreBounds=True)
+        self.scale_bar: pg.ScaleBar | None = None
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(1, 1, 1, 1)
+        lay.setSpacing(0)
+        lay.addLayout(head)
+        lay.addWidget(self.gv, 1)
+        lay.addWidget(self.footer)
+        self.setMinimumSize(220, 200)
+
+        self.vb.sigRangeChangedManually.connect(self._on_range_changed)
+        self.gv.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.presets.activated.connect(self._on_preset_changed)
+        self.view_state.changed.connect(self._on_view_state_changed)
+        self._set_image(error)
+        self.set_active(False)
+
+    # ------------------------------------------------------------------ image
+    @property
+    def n_frames(self) -> int:
+        return self.view_state.n_frames
+
+    @property
+    def is_stack(self) -> bool:
+        return self.image is not None and self.image.pixels.ndim == 3 and (
+            self.image.meta.modality == "MR" or self.image.pixels.shape[-1] != 3
+        )
+
+    def plane(self) -> np.ndarray | None:
+        """The 2-D (or RGB) array currently displayed (a view into the decoded image, no copy)."""
+        if self.image is None:
+            return None
+        p = self.image.pixels
+        if self.is_stack:
+            return p[self.view_state.frame]
+        if p.ndim == 3 and p.shape[-1] == 3:
+            s = p[:: max(1, p.shape[0] // 64), :: max(1, p.shape[1] // 64)]
+            if np.array_equal(s[..., 0], s[..., 1]) and np.array_equal(s[..., 0], s[..., 2]):
+                return p[..., 0]  # grey stored as RGB: show one channel so invert/LUT work
+        return p
+
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of one displayed plane in pixels."""
+        p = self.plane()
+        if p is None:
+            return (0, 0)
+        return int(p.shape[1]), int(p.shape[0])
+
+    def _set_image(self, error: str | None) -> None:
+        if self.image is None:
+            self.message.setText(f"Cannot display this image:\n{error or 'not loaded'}")
+            self.message.setPos(0, 0)
+            self.vb.setRange(QRectF(-100, -50, 200, 100))
+            self.presets.setEnabled(False)
+            return
+        if self.is_stack:
+            self.view_state.n_frames = int(self.image.pixels.shape[0])
+            if self.view_state.frame >= self.view_state.n_frames:
+                self.view_state.frame = self.view_state.n_frames // 2
+        w, h = self.image_size()
+        if self.slot.flip:
+            self.group.setTransform(QTransform(-1, 0, 0, 1, w, 0))
+        self._presets = window_presets(self.image)
+        self.presets.clear()
+        for name, _ in self._presets:
+            self.presets.addItem(name)
+        if self.image.meta.windows:
+            self.presets.setCurrentIndex(len(self._presets) - len(self.image.meta.windows))
+        if self.view_state.window is None:
+            self.view_state.window = self._presets[self.presets.currentIndex()][1]
+        self._show_plane()
+        self.img_item.setLevels(self._levels())
+        self._apply_lut()
+        self._update_slice_label()
+        self._add_scale_bar()
+        self.fit()
+
+    def _show_plane(self) -> None:
+        p = self.plane()
+        if p is None:
+            return
+        self.img_item.setImage(p, autoLevels=False, levels=self._levels())
+
+    def _levels(self) -> tuple[float, float]:
+        c, w = self.view_state.window or (127.5, 255.0)
+        return (c - w / 2, c + w / 2)
+
+    def _apply_lut(self) -> None:
+        p = self.plane()
+        if p is None or p.ndim == 3:
+            return
+        if self.view_state.invert:
+            self.img_item.setLookupTable(np.arange(255, -1, -1, dtype=np.uint8))
+        else:
+            self.img_item.setLookupTable(None)
+
+    def _add_scale_bar(self) -> None:
+        sp = self.image.meta.pixel_spacing if self.image else None
+        if not sp or sp[1] <= 0:
+            return
+        w, _ = self.image_size()
+        mm = scale_bar_mm(w, float(sp[1]))
+        self.scale_bar = pg.ScaleBar(size=mm / float(sp[1]), width=4, suffix="", offset=(-15, -15))
+        self.scale_bar.setParentItem(self.vb)
+        self.scale_bar.text.setText(f"{mm:g} mm")
+
+    def _update_slice_label(self) -> None:
+        if self.n_frames > 1:
+            self.slice_label.setText(f"slice {self.view_state.frame + 1}/{self.n_frames}  ")
+        else:
+            self.slice_label.setText("")
+
+    def fit(self) -> None:
+        """Fit the whole image in the view."""
+        w, h = self.image_size()
+        if w and h:
+            self.vb.setRange(QRectF(0, 0, w, h), padding=0.02)
+
+    def set_active(self, active: bool) -> None:
+        """Highlight the view that keyboard commands act on."""
+        self.active = active
+        self.title.setStyleSheet("color:#ffd400;font-weight:bold" if active else "color:#ddd")
+
+    # ------------------------------------------------------------------ state
+    def _on_view_state_changed(self, name: str, value: Any) -> None:
+        if name == "window":
+            self.img_item.setLevels(self._levels())
+        elif name == "invert":
+            self._apply_lut()
+        elif name == "frame":
+            self._show_plane()
+            self._update_slice_label()
+            self._refresh_overlay()
+            self.set_annotations(self._annotations)
+        elif name in ("overlay_on", "opacity", "colormap", "method"):
+            self._refresh_overlay()
+
+    def _on_preset_changed(self, index: int) -> None:
+        if 0 <= index < len(getattr(self, "_presets", [])):
+            self.view_state.set("window", self._presets[index][1])
+
+    def reset(self) -> None:
+        """Default window, no invert, fitted."""
+        if self.image is not None:
+            self.presets.setCurrentIndex(0)
+            self.view_state.set("window", self._presets[0][1])
+        self.view_state.set("invert", False)
+        self.fit()
+
+    def _on_wl_drag(self, ev: Any) -> None:
+        if self.image is None:
+            return
+        if ev.isStart() or self._wl_start is None:
+            self._wl_start = self.view_state.window or (127.5, 255.0)
+        full = self._presets[1][1][1] if len(self._presets) > 1 else 255.0
+        d = ev.screenPos() - ev.buttonDownScreenPos()
+        k = full / 400.0
+        c0, w0 = self._wl_start
+        self.view_state.set("window", (c0 - d.y() * k, max(1.0, w0 + d.x() * k)))
+        if ev.isFinish():
+            self._wl_start = None
+
+    # ------------------------------------------------------------------ zoom sync
+    def normalized_range(self) -> tuple[float, float, float, float]:
+        """Visible view rectangle as fractions of the image size (for synchronised zoom)."""
+        w, h = self.image_size()
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        return (x0 / max(w, 1), y0 / max(h, 1), (x1 - x0) / max(w, 1), (y1 - y0) / max(h, 1))
+
+    def set_normalized_range(self, r: tuple[float, float, float, float]) -> None:
+        """Show the same fraction of this image as another view shows of its own."""
+        w, h = self.image_size()
+        if not w:
+            return
+        self._syncing = True
+        try:
+            self.vb.setRange(QRectF(r[0] * w, r[1] * h, r[2] * w, r[3] * h), padding=0)
+        finally:
+            self._syncing = False
+
+    def _on_range_changed(self, *_: Any) -> None:
+        if not self._syncing:
+            self.range_changed.emit(self)
+
+    # ------------------------------------------------------------------ readout
+    def to_image(self, scene_pos: QPointF) -> tuple[float, float]:
+        """Scene position -> image pixel coordinates (x = column, y = row)."""
+        p = self.img_item.mapFromScene(scene_pos)
+        return float(p.x()), float(p.y())
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        p = self.plane()
+        if p is None:
+            return
+        x, y = self.to_image(scene_pos)
+        if self.tool == "polygon" and self._draft:
+            self._update_draft(self._draft + [[x, y]], closed=False)
+        col, row = int(math.floor(x)), int(math.floor(y))
+        if 0 <= row < p.shape[0] and 0 <= col < p.shape[1]:
+            v = p[row, col]
+            val = ", ".join(f"{float(c):g}" for c in v) if np.ndim(v) else f"{float(v):g}"
+            txt = f"x {col}  y {row}  value {val}"
+            sp = self.image.meta.pixel_spacing if self.image else None
+            if sp:
+                txt += f"   ({col * sp[1]:.1f}, {row * sp[0]:.1f}) mm"
+            if self.n_frames > 1:
+                txt += f"   slice {self.view_state.frame + 1}"
+        else:
+            txt = " "
+        self.footer.setText(txt)
+        self.readout.emit(txt)
+
+    # ------------------------------------------------------------------ overlay
+    def set_overlay_map(self, m: np.ndarray | None) -> None:
+        """Set the saliency map (any resolution; stretched onto the image's pixel rectangle)."""
+        self._overlay_map = m
+        self._refresh_overlay()
+
+    def _refresh_overlay(self) -> None:
+        m = self._overlay_map
+        vs = self.view_state
+        if m is None or self.image is None or not vs.overlay_on:
+            self.overlay.setVisible(False)
+            return
+        if m.ndim == 3:
+            m = m[min(vs.frame, m.shape[0] - 1)]
+        lo, hi = float(np.min(m)), float(np.max(m))
+        norm = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+        cmap = pg.colormap.get(vs.colormap) if vs.colormap in pg.colormap.listMaps() else pg.colormap.get("turbo")
+        lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True)
+        lut[:, 3] = np.clip(np.linspace(0, 1, 256) * 2.0, 0, 1) * 255  # low saliency stays transparent
+        self.overlay.setImage(norm.astype(np.float32), levels=(0.0, 1.0), lut=lut, autoLevels=False)
+        w, h = self.image_size()
+        self.overlay.setRect(QRectF(0, 0, w, h))
+        self.overlay.setOpacity(vs.opacity)
+        self.overlay.setVisible(True)
+
+    # ------------------------------------------------------------------ annotations
+    def set_tool(self, tool: str) -> None:
+        """Select the mouse tool; cancels a drawing in progress."""
+        self.tool = tool
+        self.cancel_draft()
+        movable = tool == "navigate"
+        for roi in self._rois.values():
+            roi.translatable = movable
+        self.gv.setCursor(Qt.CursorShape.ArrowCursor if movable else Qt.CursorShape.CrossCursor)
+
+    def cancel_draft(self) -> None:
+        """Forget a region being drawn."""
+        self._draft = []
+        self.draft_item.setPath(QPainterPath())
+
+    def _update_draft(self, pts: list[list[float]], closed: bool) -> None:
+        path = QPainterPath()
+        if pts:
+            path.moveTo(*pts[0])
+            for x, y in pts[1:]:
+                path.lineTo(x, y)
+            if closed:
+                path.closeSubpath()
+        self.draft_item.setPath(path)
+
+    def _frame(self) -> int | None:
+        return self.view_state.frame if self.n_frames > 1 else None
+
+    def _clamp(self, x: float, y: float) -> list[float]:
+        w, h = self.image_size()
+        return [min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))]
+
+    def _on_draw_drag(self, ev: Any) -> None:
+        if self.image is None:
+            return
+        x, y = self._clamp(*self.to_image(ev.scenePos()))
+        if ev.isStart():
+            x0, y0 = self._clamp(*self.to_image(self.vb.mapToScene(ev.buttonDownPos())))
+            self._draft = [[x0, y0]]
+        if not self._draft:
+            return
+        if self.tool == "box":
+            (x0, y0) = self._draft[0]
+            self._draft = [[x0, y0], [x, y]]
+            self._update_draft([[x0, y0], [x, y0], [x, y], [x0, y]], closed=True)
+        elif self.tool == "freehand":
+            last = self._draft[-1]
+            if abs(last[0] - x) + abs(last[1] - y) >= 1.0:
+                self._draft.append([x, y])
+            self._update_draft(self._draft, closed=False)
+        elif self.tool == "ruler":
+            self._draft = [self._draft[0], [x, y]]
+            self._set_ruler(self._draft[0], [x, y])
+        if ev.isFinish():
+            pts, self._draft = self._draft, []
+            self.draft_item.setPath(QPainterPath())
+            self.finish_shape(self.tool, pts)
+
+    def finish_shape(self, kind: str, pts: list[list[float]]) -> None:
+        """Validate a drawn shape (image pixel coordinates) and emit ``drawn``."""
+        if kind == "ruler":
+            return
+        if kind == "box":
+            (x0, y0), (x1, y1) = pts[0], pts[-1]
+            if abs(x1 - x0) < 2 or abs(y1 - y0) < 2:
+                return
+            pts = [[min(x0, x1), min(y0, y1)], [max(x0, x1), max(y0, y1)]]
+        else:
+            if kind == "freehand":
+                pts = simplify(pts)
+            if len(pts) < 3:
+                return
+        self.drawn.emit(self.slot.image_id, kind, pts, self._frame())
+
+    def _on_polygon_click(self, ev: Any) -> None:
+        if self.image is None:
+            return
+        x, y = self._clamp(*self.to_image(ev.scenePos()))
+        if ev.double() and len(self._draft) >= 3:
+            self.close_polygon()
+            return
+        self._draft.append([x, y])
+        self._update_draft(self._draft, closed=False)
+
+    def close_polygon(self) -> None:
+        """Finish the polygon being drawn (Enter or double-click)."""
+        pts, self._draft = self._draft, []
+        self.draft_item.setPath(QPainterPath())
+        # a double-click also delivers a single click at the same place
+        dedup: list[list[float]] = []
+        for p in pts:
+            if not dedup or abs(dedup[-1][0] - p[0]) + abs(dedup[-1][1] - p[1]) > 0.5:
+                dedup.append(p)
+        if len(dedup) >= 3:
+            self.finish_shape("polygon", dedup)
+
+    def _set_ruler(self, a: list[float], b: list[float]) -> None:
+        path = QPainterPath()
+        path.moveTo(*a)
+        path.lineTo(*b)
+        self.ruler_item.setPath(path)
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        self.ruler_px = math.hypot(dx, dy)
+        sp = self.image.meta.pixel_spacing if self.image else None
+        if sp:
+            self.ruler_mm = math.hypot(dx * sp[1], dy * sp[0])
+            txt = f"{self.ruler_mm:.1f} mm"
+        else:
+            self.ruler_mm = None
+            txt = f"{self.ruler_px:.1f} px (no pixel spacing)"
+        self.ruler_text.setText(txt)
+        self.ruler_text.setPos(*b)
+        self.ruler_text.setVisible(True)
+
+    def clear_ruler(self) -> None:
+        """Remove the measurement."""
+        self.ruler_item.setPath(QPainterPath())
+        self.ruler_text.setVisible(False)
+        self.ruler_mm = self.ruler_px = None
+
+    def set_annotations(self, anns: list[Annotation]) -> None:
+        """Show the annotations of this image (and of the current slice of a stack)."""
+        self._annotations = list(anns)
+        for roi in self._rois.values():
+            roi.setParentItem(None)
+            if roi.scene() is not None:
+                roi.scene().removeItem(roi)
+        for t in self._labels:
+            if t.scene() is not None:
+                t.scene().removeItem(t)
+        self._rois.clear()
+        self._labels.clear()
+        frame = self._frame()
+        for a in anns:
+            if a.image_id != self.slot.image_id or (frame is not None and a.frame not in (None, frame)):
+                continue
+            self._add_roi(a)
+        if self.selected_id not in self._rois:
+            self.selected_id = None
+
+    def _pen(self, a: Annotation, selected: bool) -> QPen:
+        pen = pg.mkPen(lesion_colour(a.lesion_id), width=3 if selected else 2)
+        if selected:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        return pen
+
+    def _add_roi(self, a: Annotation) -> None:
+        selected = a.ann_id == self.selected_id
+        pen = self._pen(a, selected)
+        hover = pg.mkPen("#ffffff", width=2)
+        if a.kind == "box":
+            x0, y0, x1, y1 = a.bbox()
+            roi: pg.ROI = pg.RectROI([x0, y0], [x1 - x0, y1 - y0], pen=pen, hoverPen=hover, movable=True,
+                                     rotatable=False, sideScalers=True)
+            roi.addScaleHandle([0, 0], [1, 1])
+        else:
+            roi = pg.PolyLineROI([tuple(p) for p in a.points], closed=True, pen=pen, hoverPen=hover, movable=True)
+        roi.setParentItem(self.group)
+        roi.setZValue(10)
+        roi.translatable = self.tool == "navigate"
+        roi.setAcceptedMouseButtons(Qt.MouseButton.LeftButton)
+        roi.sigClicked.connect(lambda _r, _ev, aid=a.ann_id: self.select_annotation(aid))
+        roi.sigRegionChangeFinished.connect(lambda r, aid=a.ann_id: self._on_roi_changed(aid, r))
+        self._rois[a.ann_id] = roi
+        x0, y0, _, _ = a.bbox()
+        label = pg.TextItem(a.lesion_id + ("" if a.kind == "box" else f" {a.kind}"), color=lesion_colour(a.lesion_id),
+                            anchor=(0, 1))
+        label.setParentItem(self.group)
+        label.setPos(x0, y0)
+        label.setZValue(11)
+        self._labels.append(label)
+
+    @staticmethod
+    def roi_points(kind: str, roi: pg.ROI) -> list[list[float]]:
+        """Current points of an ROI in image pixel coordinates."""
+        if kind == "box":
+            pos, size = roi.pos(), roi.size()
+            x0, y0 = float(pos.x()), float(pos.y())
+            x1, y1 = x0 + float(size.x()), y0 + float(size.y())
+            return [[min(x0, x1), min(y0, y1)], [max(x0, x1), max(y0, y1)]]
+        return [[float(p.x()), float(p.y())] for p in
+                (roi.mapToParent(h[1]) for h in roi.getLocalHandlePositions())]
+
+    def _on_roi_changed(self, ann_id: str, roi: pg.ROI) -> None:
+        kind = next((a.kind for a in self._annotations if a.ann_id == ann_id), "polygon")
+        pts = self.roi_points(kind, roi)
+        # edits rebuild the ROIs, which must not happen inside this ROI's own signal
+        QTimer.singleShot(0, lambda: self.edited.emit(ann_id, pts))
+
+    def select_annotation(self, ann_id: str | None) -> None:
+        """Highlight one annotation (None = none) and emit ``selected``."""
+        if ann_id == self.selected_id:
+            return
+        self.selected_id = ann_id
+        for aid, roi in self._rois.items():
+            a = next((x for x in self._annotations if x.ann_id == aid), None)
+            if a is not None:
+                roi.setPen(self._pen(a, aid == ann_id))
+        self.selected.emit(ann_id or "")
