@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,11 @@ def auc_with_ci(truth: ArrayLike, scores: ArrayLike, level: float = 0.95) -> dic
     t, s = _pair(truth, scores)
     from engine.stats.delong import auc_ci, delong_covariance
 
-    a, lo, hi = auc_ci(t, s, alpha=1.0 - level)
-    _, cov = delong_covariance(t, s)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # one positive or one negative: the DeLong variance is undefined (NaN CI), not an error
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a, lo, hi = auc_ci(t, s, alpha=1.0 - level)
+        _, cov = delong_covariance(t, s)
     return {"auc": float(a), "ci_low": float(lo), "ci_high": float(hi),
             "se": float(np.sqrt(max(float(cov[0, 0]), 0.0)))}
 

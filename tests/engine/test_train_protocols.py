@@ -1,0 +1,82 @@
+"""engine.train.protocols: grouped folds, per-lesion scores, cross-validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import ConfigError
+from engine.train.protocols import holdout_split, lesion_scores, split_indices
+
+
+def _data(n_groups: int = 30, per_group: int = 3, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    g_label = (np.arange(n_groups) % 3 == 0).astype(np.int64)  # 1/3 malignant lesions
+    labels, groups = [], []
+    for g in range(n_groups):
+        for _ in range(int(rng.integers(1, per_group + 1))):
+            labels.append(g_label[g])
+            groups.append(f"lesion{g}")
+    return np.array(labels), groups
+
+
+@pytest.mark.parametrize("protocol", ["loo", "kfold", "repeated-kfold", "split"])
+def test_no_group_in_two_parts_and_test_parts_partition(protocol: str) -> None:
+    y, g = _data()
+    folds = split_indices(protocol, y, g, folds=3, repeats=3, seed=1, val_fraction=0.2)
+    garr = np.array(g)
+    for f in folds:
+        parts = [set(garr[f.train]), set(garr[f.val]), set(garr[f.test])]
+        assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+        assert f.train.size + f.val.size + f.test.size == y.size
+    if protocol in ("kfold", "repeated-kfold", "loo"):
+        for r in {f.repeat for f in folds}:
+            tests = np.concatenate([f.test for f in folds if f.repeat == r])
+            assert np.array_equal(np.sort(tests), np.arange(y.size))  # every image tested once
+    if protocol == "loo":
+        assert len(folds) == 30 and all(len(set(garr[f.test])) == 1 for f in folds)
+    if protocol == "repeated-kfold":
+        assert len(folds) == 9  # the MRI paper's 3x3
+        assert not np.array_equal(folds[0].test, folds[3].test)  # repeats reshuffle
+
+
+def test_split_is_four_one_one_sixths_and_stratified() -> None:
+    y, g = np.repeat([0, 1], 60), [str(i) for i in range(120)]
+    (f,) = split_indices("split", y, g, seed=0)
+    assert (f.train.size, f.val.size, f.test.size) == (80, 20, 20)
+    for part in (f.train, f.val, f.test):
+        assert y[part].mean() == pytest.approx(0.5)
+
+
+def test_split_indices_is_reproducible_and_seeded() -> None:
+    y, g = _data()
+    a = split_indices("kfold", y, g, folds=5, seed=4)
+    b = split_indices("kfold", y, g, folds=5, seed=4)
+    c = split_indices("kfold", y, g, folds=5, seed=5)
+    assert all(np.array_equal(x.test, z.test) for x, z in zip(a, b))
+    assert any(not np.array_equal(x.test, z.test) for x, z in zip(a, c))
+
+
+def test_protocol_errors() -> None:
+    y, g = _data(n_groups=6)  # 2 malignant lesions
+    with pytest.raises(ConfigError, match="only 2 lesion group"):
+        split_indices("kfold", y, g, folds=3)
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        split_indices("bootstrap", y, g)
+    with pytest.raises(ConfigError, match="one class"):
+        split_indices("kfold", np.zeros(10), None)
+
+
+def test_holdout_split_grouped() -> None:
+    y, g = _data()
+    tr, va = holdout_split(y, g, 0.2, 0)
+    garr = np.array(g)
+    assert not set(garr[tr]) & set(garr[va])
+    assert 0.1 < va.size / y.size < 0.35 and y[va].sum() > 0
+
+
+def test_lesion_score_is_mean_over_images() -> None:
+    ids, t, s = lesion_scores([0.2, 0.4, 0.9, 0.1], [1, 1, 0, 0], ["a", "a", "b", "b"])
+    assert ids == ["a", "b"]
+    assert t.tolist() == [1, 0]
+    np.testing.assert_allclose(s, [0.3, 0.5])
