@@ -251,12 +251,17 @@ def _check_size(ds: Any, path: str, layout: PixelLayout, max_pixels: int) -> Non
     if syntax not in _NATIVE_SYNTAXES:
         return
     raw = ds.get_item(PIXEL_DATA_TAG, keep_deferred=True)
-    length = getattr(raw, "length", None)
-    if length is None:
-        value = raw.value
-        length = len(value) if value is not None else 0
+    value = getattr(raw, "value", None)
+    # The bytes actually read win over the element's declared length (a cut file keeps the
+    # declared length but holds fewer bytes).
+    length = len(value) if value is not None else getattr(raw, "length", 0)
     expected = layout.expected_bytes
     dims = f"{layout.rows} x {layout.cols}" + (f" x {layout.frames} frames" if layout.frames > 1 else "")
+    declared = getattr(raw, "length", None)
+    if value is not None and declared not in (None, 0xFFFFFFFF) and len(value) < declared:
+        raise TruncatedImageError(
+            path, f"file is truncated: PixelData declares {declared:,} bytes but the file ends after {len(value):,}"
+        )
     if length == 0xFFFFFFFF:
         raise CorruptImageError(path, "uncompressed transfer syntax but PixelData is encapsulated")
     if length < expected:

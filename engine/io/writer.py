@@ -60,8 +60,10 @@ def _syntax(name: Any) -> Any:
         "ExplicitVRBigEndian": ExplicitVRBigEndian,
         "RLELossless": RLELossless,
     }
-    uid = named.get(str(name), UID(str(name)))
-    if uid not in named.values():
+    uid = named.get(str(name))
+    if uid is None and str(name) in {str(v) for v in named.values()}:
+        uid = UID(str(name))
+    if uid is None:
         raise ValueError(f"transfer syntax {name} is not supported for writing (use one of {sorted(named)})")
     return uid
 
