@@ -1,0 +1,2 @@
+"""Reader studies: design (TOML), crash-safe rating store (SQLite), sessions, ratings files
+and exports. Qt-free; the reading screens live in ``reader_app.study``."""
