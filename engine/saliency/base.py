@@ -1,0 +1,84 @@
+"""Saliency API for the viewer: one base class, one small result type.
+
+Each method overrides :meth:`SaliencyMethod.compute_map` (a raw map at any resolution for one
+network input); :meth:`SaliencyMethod.__call__` upsamples it to the requested pixel grid and
+normalises it to [0, 1] (MONAI ``CAMBase`` style). The :class:`engine.inference.Predictor` then
+places it in the input image's pixel coordinates (inside the reader's box when one was given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class SaliencyMap:
+    """A float map in image pixel coordinates.
+
+    Attributes:
+        map: ``(rows, cols)`` float32 in [0, 1].
+        method: ``"gradcam"``, ``"cam"``, ``"attention"`` or ``"entropy"``.
+        layer: The module (or quantity) the map was taken from.
+        model: Registry / weights name of the model.
+        box: ``(x0, y0, x1, y1)`` the map was computed in, or None for the whole image.
+        extra: Method-specific details (target class, ...).
+    """
+
+    map: np.ndarray
+    method: str
+    layer: str
+    model: str = ""
+    box: tuple[int, int, int, int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)``."""
+        return int(self.map.shape[0]), int(self.map.shape[1])
+
+
+def normalise(m: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] (all-constant maps become zeros)."""
+    m = np.nan_to_num(np.asarray(m, np.float32))
+    lo, hi = float(m.min()), float(m.max())
+    if hi - lo <= 1e-12:
+        return np.zeros_like(m, np.float32)
+    return ((m - lo) / (hi - lo)).astype(np.float32)
+
+
+class SaliencyMethod:
+    """Base class: ``compute_map`` (override) + ``__call__`` (upsample, normalise).
+
+    Args:
+        model: The classifier (a :class:`engine.models.common.BreastClassifier`).
+        layer: Module name to attach to; default ``model.saliency_layer``.
+    """
+
+    name = "base"
+
+    def __init__(self, model: nn.Module, layer: str | None = None) -> None:
+        self.model = model
+        self.layer = layer or getattr(model, "saliency_layer", "features_out")
+
+    def target_module(self) -> nn.Module:
+        """The hooked module."""
+        return self.model.get_submodule(self.layer)
+
+    def compute_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw map ``(h, w)`` for one input ``(1, C, H, W)`` (any resolution, any range)."""
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, out_shape: tuple[int, int] | None = None) -> SaliencyMap:
+        """Map for ``x`` resized to ``out_shape`` (default: the input's size), in [0, 1]."""
+        if x.ndim != 4 or x.shape[0] != 1:
+            raise ValueError("saliency expects one input of shape (1, C, H, W)")
+        raw = self.compute_map(x).detach().float()
+        size = out_shape or (int(x.shape[-2]), int(x.shape[-1]))
+        up = F.interpolate(raw[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+        return SaliencyMap(normalise(up.cpu().numpy()), self.name, self.layer)

@@ -1,0 +1,46 @@
+"""Class Activation Mapping (Zhou et al., CVPR 2016), as used by Qi et al. 2019 (Eq. 3).
+
+``CAM_c = sum_n W_cn a_n`` over the last feature maps ``a`` and the classifier weights ``W`` of
+class ``c`` (Qi: the more probable class; here by default the malignancy class so the viewer
+always shows evidence for malignancy). Needs a model whose head is global pooling followed by a
+linear map: ``class_weights()`` (Qi nets) or ``head.fc`` (pooled linear heads).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engine.saliency.base import SaliencyMethod
+from engine.saliency.hooks import record
+
+
+class CAMSaliency(SaliencyMethod):
+    """CAM of the malignancy class (``target="predicted"`` for Qi's arg-max class)."""
+
+    name = "cam"
+
+    def __init__(self, model: torch.nn.Module, layer: str | None = None, target: str = "malignant") -> None:
+        super().__init__(model, layer)
+        self.target = target
+
+    def _weights(self) -> torch.Tensor:
+        m = self.model
+        if hasattr(m, "class_weights"):
+            return m.class_weights()
+        head = getattr(m, "head", None)
+        fc = getattr(head, "fc", None)
+        if isinstance(fc, torch.nn.Linear):
+            return fc.weight
+        raise ValueError(f"CAM needs a pooled linear head; {type(m).__name__} has none (use gradcam)")
+
+    @torch.no_grad()
+    def compute_map(self, x: torch.Tensor) -> torch.Tensor:
+        """CAM at the feature resolution."""
+        with record(self.target_module()) as rec:
+            logits = self.model(x)
+        feats = rec.activation
+        assert feats is not None
+        w = self._weights()
+        c = int(logits.argmax(1)[0]) if self.target == "predicted" else int(getattr(self.model, "malignant_index", 1))
+        c = min(c, w.shape[0] - 1)
+        return torch.einsum("c,chw->hw", w[c].float(), feats[0].float())

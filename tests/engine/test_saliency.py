@@ -1,0 +1,135 @@
+"""Saliency: maps peak on a synthetic bright lesion, are in the image's pixel grid, hooks removed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from engine.models import get_model
+from engine.models.common import BreastClassifier, PooledLinearHead
+from engine.saliency import AttentionSaliency, CAMSaliency, EntropySaliency, GradCAMSaliency, get_saliency
+from engine.saliency.hooks import count_hooks, record
+
+torch.set_num_threads(1)
+
+
+class BrightSpotNet(BreastClassifier):
+    """Malignancy logit grows with local brightness: evidence lies exactly on the bright lesion."""
+
+    def __init__(self) -> None:
+        super().__init__(in_chans=1, num_outputs=2, init_description="constructed")
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(4)
+        self.head = PooledLinearHead(4, 2)
+        with torch.no_grad():
+            self.conv.weight.fill_(1 / 9)
+            self.conv.bias.fill_(-0.5)
+            self.head.fc.weight.copy_(torch.tensor([[-1.0] * 4, [1.0] * 4]))
+            self.head.fc.bias.zero_()
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(torch.relu(self.conv(x)))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+
+def _lesion_image(h: int = 96, w: int = 128, cy: int = 70, cx: int = 30) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    img = 0.1 + 0.9 * (((yy - cy) ** 2 + (xx - cx) ** 2) < 8**2).float()
+    return img[None, None]
+
+
+@pytest.mark.parametrize("method", [GradCAMSaliency, CAMSaliency])
+def test_map_peaks_on_bright_lesion_in_output_grid(method: type) -> None:
+    model = BrightSpotNet().eval()
+    x = _lesion_image()
+    sal = method(model)(x, out_shape=(192, 256))  # the "image" is twice the network input
+    assert sal.map.shape == (192, 256)
+    assert sal.map.dtype == np.float32 and sal.map.min() >= 0 and sal.map.max() == pytest.approx(1.0)
+    r, c = np.unravel_index(np.argmax(sal.map), sal.map.shape)
+    assert abs(r - 140) <= 16 and abs(c - 60) <= 16, (r, c)
+    # far from the lesion the map is low
+    assert sal.map[20, 220] < 0.2
+    assert sal.method == method.name and sal.layer == "features_out"
+    assert count_hooks(model) == 0
+
+
+def test_gradcam_hooks_removed_even_on_error() -> None:
+    model = BrightSpotNet()
+    with pytest.raises(ValueError):
+        GradCAMSaliency(model)(torch.rand(1, 3, 32, 32))  # wrong channel count
+    assert count_hooks(model) == 0
+
+
+def test_record_context_manager_removes_hooks() -> None:
+    model = BrightSpotNet()
+    with pytest.raises(RuntimeError):
+        with record(model.features_out, gradients=True) as rec:
+            model(torch.rand(1, 1, 16, 16)).sum().backward()
+            assert rec.activation is not None and rec.gradient is not None
+            assert count_hooks(model) == 1
+            raise RuntimeError("boom")
+    assert count_hooks(model) == 0
+
+
+def test_gradcam_on_frozen_backbone_and_real_model() -> None:
+    model = get_model("hijab_vgg16_frozen", pretrained=False).eval()
+    sal = GradCAMSaliency(model)(torch.rand(1, 3, 64, 64), out_shape=(50, 70))
+    assert sal.map.shape == (50, 70) and np.isfinite(sal.map).all()
+    assert count_hooks(model) == 0
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_cam_of_qi_net_matches_eq3() -> None:
+    torch.manual_seed(0)
+    model = get_model("qi_mtnet", repeats=(1, 1, 1)).eval()
+    x = torch.rand(1, 3, 160, 160)  # 3 x 3 final maps
+    with torch.no_grad():
+        logits, cam = model.forward_with_cam(x)
+    assert cam.shape == (1, 1, 160, 160) and float(cam.min()) >= 0 and float(cam.max()) <= 1 + 1e-6
+    sal = CAMSaliency(model, target="predicted")(x)
+    c = cam[0, 0].numpy()
+    assert c.max() - c.min() > 0.5
+    c = (c - c.min()) / (c.max() - c.min())
+    assert np.allclose(sal.map, c, atol=1e-4)
+
+
+def test_attention_map_is_the_models_attention() -> None:
+    torch.manual_seed(0)
+    model = get_model("mri_attention_resnet50", pretrained=False).eval()
+    x = torch.rand(1, 1, 64, 96)
+    sal = AttentionSaliency(model)(x, out_shape=(64, 96))
+    with torch.no_grad():
+        _, att = model.forward_with_attention(x)
+    assert att.shape[-2:] == (2, 3)
+    up = torch.nn.functional.interpolate(att, size=(64, 96), mode="bilinear", align_corners=False)[0, 0].numpy()
+    up = (up - up.min()) / (up.max() - up.min())
+    assert np.allclose(sal.map, up, atol=1e-5)
+    assert count_hooks(model) == 0
+
+
+def test_entropy_gradient_patch_and_heatmap_mask() -> None:
+    from engine.models.an import pixel_saliency
+
+    torch.manual_seed(0)
+    model = get_model("an_patch_classifier", patch=64, widths=(4, 8, 8), hidden=8).eval()
+    x = torch.rand(1, 1, 64, 64)
+    sal = EntropySaliency(model)(x)
+    assert sal.map.shape == (64, 64) and sal.map.max() > 0
+    # full scale: only inside the heatmap
+    img = np.random.default_rng(0).random((192, 192)).astype(np.float32)
+    heat = np.zeros((8, 8), np.float32)
+    heat[:4, :4] = 1.0
+    with torch.no_grad():
+        model.head[-1].bias.copy_(torch.tensor([-5.0, 5.0]))  # every patch positive
+    s = pixel_saliency(model, img, heat)
+    assert s[:90, :90].sum() > 0
+    assert s[100:, :].sum() == 0 and s[:, 100:].sum() == 0
+
+
+def test_unknown_method() -> None:
+    with pytest.raises(ValueError, match="unknown saliency"):
+        get_saliency("lime")
