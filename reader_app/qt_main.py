@@ -406,7 +406,7 @@ class MainWindow(QMainWindow):
 
     def _clear_views_only(self) -> None:
         for v in self.views:
-            v.view_state.changed.disconnect(v._on_view_state_changed)
+            v.dispose()
             self.grid.removeWidget(v)
             v.setParent(None)
             v.deleteLater()
@@ -706,4 +706,6 @@ class MainWindow(QMainWindow):
             w.cancel()
         self.pool.waitForDone(5000)
         self._timer.stop()
+        for v in self.views:
+            v.dispose()
         super().closeEvent(ev)

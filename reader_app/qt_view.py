@@ -246,9 +246,10 @@ class ImageView(QWidget):
             self.presets.setEnabled(False)
             return
         if self.is_stack:
+            fresh = self.view_state.n_frames == 1
             self.view_state.n_frames = int(self.image.pixels.shape[0])
-            if self.view_state.frame >= self.view_state.n_frames:
-                self.view_state.frame = self.view_state.n_frames // 2
+            if fresh or self.view_state.frame >= self.view_state.n_frames:
+                self.view_state.frame = self.view_state.n_frames // 2  # start mid-stack
         w, h = self.image_size()
         if self.slot.flip:
             self.group.setTransform(QTransform(-1, 0, 0, 1, w, 0))
@@ -551,9 +552,7 @@ class ImageView(QWidget):
         """Show the annotations of this image (and of the current slice of a stack)."""
         self._annotations = list(anns)
         for roi in self._rois.values():
-            roi.setParentItem(None)
-            if roi.scene() is not None:
-                roi.scene().removeItem(roi)
+            self._dispose_roi(roi)
         for t in self._labels:
             if t.scene() is not None:
                 t.scene().removeItem(t)
@@ -566,6 +565,28 @@ class ImageView(QWidget):
             self._add_roi(a)
         if self.selected_id not in self._rois:
             self.selected_id = None
+
+    @staticmethod
+    def _dispose_roi(roi: pg.ROI) -> None:
+        # pyqtgraph gives every handle a parentless QMenu; free them now, not at some later GC
+        for h in roi.getHandles():
+            menu = getattr(h, "menu", None)
+            if menu is not None:
+                menu.deleteLater()
+                h.menu = None
+        roi.setParentItem(None)
+        if roi.scene() is not None:
+            roi.scene().removeItem(roi)
+
+    def dispose(self) -> None:
+        """Release annotation items before the widget is deleted."""
+        for roi in self._rois.values():
+            self._dispose_roi(roi)
+        self._rois.clear()
+        try:
+            self.view_state.changed.disconnect(self._on_view_state_changed)
+        except ValueError:
+            pass
 
     def _pen(self, a: Annotation, selected: bool) -> QPen:
         pen = pg.mkPen(lesion_colour(a.lesion_id), width=3 if selected else 2)

@@ -1,0 +1,298 @@
+"""pytest-qt tests driving the real main window offscreen (mouse, keys, workers)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt, QTimer
+from PySide6.QtGui import QMouseEvent, QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+from studies import fake_loader
+
+
+# ----------------------------------------------------------------------------- helpers
+def vpos(view, x: float, y: float) -> QPoint:
+    """Viewport position of image pixel (x=col, y=row) in ``view``."""
+    scene = view.img_item.mapToScene(QPointF(x, y))
+    return view.gv.mapFromScene(scene)
+
+
+def _send(widget, typ, pos: QPoint, button, buttons, mods=Qt.KeyboardModifier.NoModifier) -> None:
+    ev = QMouseEvent(typ, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons, mods)
+    QApplication.sendEvent(widget, ev)
+
+
+def drag(view, pts, button=Qt.MouseButton.LeftButton) -> None:
+    """Press at pts[0], move through pts, release at pts[-1] (image pixel coordinates)."""
+    vp = view.gv.viewport()
+    E = QMouseEvent.Type
+    qp = [vpos(view, *p) for p in pts]
+    _send(vp, E.MouseButtonPress, qp[0], button, button)
+    for p in qp[1:]:
+        time.sleep(0.02)  # pyqtgraph drops mouse moves closer than its rate limit
+        _send(vp, E.MouseMove, p, Qt.MouseButton.NoButton, button)
+    _send(vp, E.MouseButtonRelease, qp[-1], button, Qt.MouseButton.NoButton)
+
+
+def click(view, x, y, double=False) -> None:
+    vp = view.gv.viewport()
+    E = QMouseEvent.Type
+    p = vpos(view, x, y)
+    L = Qt.MouseButton.LeftButton
+    _send(vp, E.MouseButtonPress, p, L, L)
+    _send(vp, E.MouseButtonRelease, p, L, Qt.MouseButton.NoButton)
+    if double:
+        _send(vp, E.MouseButtonDblClick, p, L, L)
+        _send(vp, E.MouseButtonRelease, p, L, Qt.MouseButton.NoButton)
+
+
+def wheel(view, steps: int) -> None:
+    vp = view.gv.viewport()
+    c = QPointF(vp.width() / 2, vp.height() / 2)
+    ev = QWheelEvent(c, QPointF(vp.mapToGlobal(c.toPoint())), QPoint(0, 0), QPoint(0, 120 * steps),
+                     Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(vp, ev)
+
+
+def view_of(win, image_id):
+    return next(v for v in win.views if v.slot.image_id == image_id)
+
+
+def key(qtbot, win, k, mods=Qt.KeyboardModifier.NoModifier):
+    win.activateWindow()
+    qtbot.keyClick(win, k, mods)
+
+
+# ----------------------------------------------------------------------------- tests
+def test_open_study_hangs_paired_case_and_lists_bad_case(opened):
+    win = opened
+    assert win.worklist.table.rowCount() == 3
+    assert [v.slot.title for v in win.views] == ["R CC MG", "R MLO MG", "US R radial", "US R anti-radial"]
+    assert all(v.isVisible() for v in win.views)
+    assert win.problems_dock.isVisible()
+    assert "X-bad/case.json" in win.problems.list.item(0).text()
+    assert "SYNTHETIC" in win.synthetic_badge.text() and win.synthetic_badge.isVisible()
+    # right breast: the test image has its chest wall on the left, so it is mirrored to hang on the right
+    cc = view_of(win, "mg_cc")
+    w, _ = cc.image_size()
+    assert cc.slot.flip
+    assert cc.img_item.mapToScene(QPointF(0, 0)).x() > cc.img_item.mapToScene(QPointF(w, 0)).x()
+    assert cc.scale_bar is not None and cc.scale_bar.text.toPlainText().endswith("mm")
+
+
+def test_layouts_switch_by_keys(opened, qtbot):
+    win = opened
+    key(qtbot, win, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert win.state.layout == "1x1" and len(win.visible_views()) == 1
+    key(qtbot, win, Qt.Key.Key_L)
+    assert win.state.layout == "1x2" and len(win.visible_views()) == 2
+    key(qtbot, win, Qt.Key.Key_Tab)
+    key(qtbot, win, Qt.Key.Key_Tab)
+    assert win.active_index == 2 and [v.slot.image_id for v in win.visible_views()] == ["us_1", "us_2"]
+    win.show_shortcuts()
+    assert win._shortcuts_dialog.findChild(type(win.worklist.table)).rowCount() > 20
+    win._shortcuts_dialog.close()
+
+
+def test_draw_box_is_saved_then_undo_redo(opened, qtbot):
+    win = opened
+    cc = view_of(win, "mg_cc")
+    key(qtbot, win, Qt.Key.Key_B)
+    assert win.state.tool == "box"
+    drag(cc, [(20, 30), (40, 50), (60, 80)])
+    anns = win.state.current.case.annotations
+    assert len(anns) == 1 and anns[0].kind == "box" and anns[0].lesion_id == "L1"
+    np.testing.assert_allclose(anns[0].points, [[20, 30], [60, 80]], atol=1.5)
+    saved = json.loads((win.state.current.case.folder / "annotations.json").read_text())
+    assert len(saved["annotations"]) == 1
+    assert len(cc._rois) == 1 and win.worklist.table.item(1, 2).text() == "annotated"
+    key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert win.state.current.case.annotations == [] and cc._rois == {}
+    key(qtbot, win, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    assert len(win.state.current.case.annotations) == 1 and len(cc._rois) == 1
+
+
+def test_polygon_freehand_shared_lesion_move_and_delete(opened, qtbot):
+    win = opened
+    us = view_of(win, "us_1")
+    win.state.set_tool("polygon")
+    for p in [(20, 20), (80, 20), (80, 70)]:
+        click(us, *p)
+    click(us, 30, 70, double=True)
+    anns = win.state.current.case.annotations
+    assert len(anns) == 1 and anns[0].kind == "polygon" and len(anns[0].points) == 4
+    win.state.set_tool("freehand")
+    t = np.linspace(0, 2 * np.pi, 16)
+    drag(view_of(win, "mg_mlo"), [(90 + 20 * np.cos(a), 100 + 20 * np.sin(a)) for a in t])
+    assert anns[-1].kind == "freehand" and 3 <= len(anns[-1].points) <= 96
+    assert {a.lesion_id for a in anns} == {"L1"}  # the same lesion on US and MG
+    # move the polygon with the navigate tool, then delete it with the Delete key
+    win.state.set_tool("navigate")
+    before = [list(p) for p in anns[0].points]
+    drag(us, [(60, 40), (65, 45), (70, 50)])
+    qtbot.waitUntil(lambda: anns[0].points != before, timeout=2000)
+    np.testing.assert_allclose(np.array(anns[0].points) - np.array(before), 10, atol=1.5)
+    win._on_annotation_selected(anns[0].ann_id)
+    key(qtbot, win, Qt.Key.Key_Delete)
+    assert [a.kind for a in win.state.current.case.annotations] == ["freehand"]
+
+
+def test_rating_keys_slider_and_time_saved(opened, qtbot, data_dir):
+    win = opened
+    key(qtbot, win, Qt.Key.Key_7)
+    assert win.state.current.rating.score == 7 and win.rating_panel.slider.value() == 7
+    key(qtbot, win, Qt.Key.Key_1)
+    key(qtbot, win, Qt.Key.Key_0)
+    assert win.state.current.rating.score == 10
+    win.rating_panel.slider.setValue(3)
+    win.rating_panel.birads.setCurrentIndex(win.rating_panel.birads.findData("4A"))
+    files = list((data_dir / "ratings").glob("*.json"))
+    stored = json.loads(files[0].read_text())["ratings"]["P001"]
+    assert stored["score"] == 3 and stored["birads"] == "4A"
+    assert win.worklist.table.item(1, 2).text() == "rated"
+    key(qtbot, win, Qt.Key.Key_PageDown)
+    stored = json.loads(files[0].read_text())["ratings"]["P001"]
+    assert stored["seconds"] > 0
+
+
+def test_ai_scores_overlay_aligned_and_toggled(opened, qtbot):
+    win = opened
+    with qtbot.waitSignal(win.ai_finished, timeout=10000):
+        key(qtbot, win, Qt.Key.Key_A)
+    res = win.ai_result
+    assert res.per_modality == {"MG": 0.75, "US": 0.25}
+    assert res.fused == pytest.approx(0.5) and "no fusion model" in res.fused_source
+    text = win.ai_panel.scores.text()
+    assert "7.5" in text and "2.5" in text and "5.0" in text
+    assert "not a diagnosis" in win.ai_panel.disclaimer.text() and "CPU" in win.ai_panel.models.text()
+    for v in win.views:
+        assert v.overlay.isVisible()
+        # the 32x32 map is stretched onto the image's pixel rectangle, mirrored views included
+        assert v.overlay.mapRectToScene(v.overlay.boundingRect()) == v.img_item.mapRectToScene(v.img_item.boundingRect())
+    key(qtbot, win, Qt.Key.Key_S)
+    assert not any(v.overlay.isVisible() for v in win.views)
+    key(qtbot, win, Qt.Key.Key_S)
+    win.ai_panel.opacity.setValue(80)
+    assert all(v.overlay.isVisible() and v.overlay.opacity() == pytest.approx(0.8) for v in win.views)
+    with qtbot.waitSignal(win.ai_finished, timeout=10000):
+        win.ai_panel.method.setCurrentIndex(win.ai_panel.method.findData("attention"))
+    assert not any(v.overlay.isVisible() for v in win.views)  # the fake has no attention map
+    assert "attention saliency unavailable" in win.ai_panel.scores.text()
+
+
+def test_no_model_installed_shows_no_score(make_window, study_dir, qtbot):
+    win = make_window(fake_loader(installed=("US",)))
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.open_study(study_dir)
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.state.select_case("P001")
+    with qtbot.waitSignal(win.ai_finished, timeout=10000):
+        win.score_case()
+    assert "no model installed" in win.ai_panel.scores.text()
+    assert "MG" not in win.ai_result.per_modality and win.ai_result.fused is None
+    assert not view_of(win, "mg_cc").overlay.isVisible() and view_of(win, "us_1").overlay.isVisible()
+
+
+def test_ai_hidden_for_blinded_reading(opened, qtbot):
+    win = opened
+    win.state.set_ai_visible(False)
+    assert win.ai_panel.isHidden() and win.score_case() is None
+    assert not any(v.overlay.isVisible() for v in win.views)
+
+
+def test_window_level_by_right_drag_and_invert(opened, qtbot):
+    win = opened
+    cc = view_of(win, "mg_cc")
+    c0, w0 = cc.view_state.window
+    assert cc.slot.flip  # mirrored: decreasing image x moves right on screen
+    drag(cc, [(90, 100), (80, 90), (50, 60)], button=Qt.MouseButton.RightButton)
+    c1, w1 = cc.view_state.window
+    assert w1 > w0 and c1 > c0  # right = wider, up = brighter level
+    assert cc.img_item.levels == pytest.approx([c1 - w1 / 2, c1 + w1 / 2])
+    key(qtbot, win, Qt.Key.Key_I)
+    assert cc.view_state.invert and cc.img_item.lut is not None and cc.img_item.lut[0] == 255
+    key(qtbot, win, Qt.Key.Key_R)
+    assert cc.view_state.window == cc._presets[0][1] and not cc.view_state.invert
+
+
+def test_synchronised_zoom_and_readout(opened, qtbot):
+    win = opened
+    cc, mlo = view_of(win, "mg_cc"), view_of(win, "mg_mlo")
+    cc.vb.scaleBy((0.5, 0.5))
+    cc.vb.sigRangeChangedManually.emit([True, True])
+    assert mlo.normalized_range() == pytest.approx(cc.normalized_range(), abs=1e-3)
+    p = cc.img_item.mapToScene(QPointF(10.5, 20.5))
+    cc._on_mouse_moved(p)
+    assert cc.footer.text().startswith("x 10  y 20  value ") and "mm" in cc.footer.text()
+
+
+def test_mri_stack_scrolls_with_wheel_and_keys(win, study_dir, qtbot):
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.open_study(study_dir)
+    assert win.state.current.case.case_id == "M001"
+    v = win.views[0]
+    assert v.n_frames == 6 and v.slice_label.text().strip() == "slice 4/6"
+    wheel(v, -1)
+    assert v.view_state.frame == 4 and v.slice_label.text().strip() == "slice 5/6"
+    key(qtbot, win, Qt.Key.Key_Up)
+    key(qtbot, win, Qt.Key.Key_Up)
+    assert v.view_state.frame == 2
+    assert np.array_equal(v.img_item.image, v.image.pixels[2])
+    win.state.set_tool("box")
+    drag(v, [(10, 10), (20, 20), (30, 30)])
+    assert win.state.current.case.annotations[0].frame == 2
+    key(qtbot, win, Qt.Key.Key_Down)
+    assert v._rois == {}  # the box belongs to slice 3 only
+
+
+def test_bad_image_message_rest_of_case_opens(win, study_dir, qtbot):
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.open_study(study_dir)
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.state.select_case("U001")
+    ok, bad = view_of(win, "us_ok"), view_of(win, "us_bad")
+    assert ok.image is not None and bad.image is None
+    assert "broken.png" in bad.message.toPlainText()
+    texts = [win.problems.list.item(i).text() for i in range(win.problems.list.count())]
+    assert any("broken.png" in t for t in texts) and win.problems_dock.isVisible()
+
+
+def test_export_writes_masks_and_coco(opened, tmp_path):
+    win = opened
+    win.state.new_annotation("mg_cc", "box", [[10, 20], [30, 50]])
+    out = win.export_annotations(tmp_path / "exp")
+    names = sorted(p.name for p in out)
+    assert names == ["P001_coco.json", "P001_mg_cc_L1.png"]
+
+
+def test_bad_study_folder_is_one_message(win, tmp_path):
+    assert not win.open_study(tmp_path)
+    assert "not a breast-reader study" in win.last_error
+    for w in QApplication.topLevelWidgets():
+        if type(w).__name__ == "QMessageBox":
+            w.close()
+
+
+def test_gui_never_stalls_while_scoring(make_window, study_dir, qtbot, capsys):
+    """Heartbeat every 5 ms while a slow (GIL-holding) fake model scores the case."""
+    win = make_window(fake_loader(work_s=0.15))
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.open_study(study_dir)
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.state.select_case("P001")
+    beats: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
+    timer.start(5)
+    with qtbot.waitSignal(win.ai_finished, timeout=20000):
+        win.score_case()
+    timer.stop()
+    gaps = np.diff(beats)
+    worst_ms = 1000 * float(gaps.max())
+    with capsys.disabled():
+        print(f"\n[reader_app] longest event-loop stall while scoring: {worst_ms:.1f} ms over {len(beats)} beats")
+    assert len(beats) > 50 and worst_ms < 100
