@@ -1,0 +1,318 @@
+"""mini-MIAS mammogram loader and An et al. 2019 multi-scale patch sampling.
+
+Source: Suckling J et al. The Mammographic Image Analysis Society digital mammogram database.
+Exerpta Medica, International Congress Series 1069, pp. 375–378 (1994). Licence: research use
+only, no rent/lease/sale — ``Licence.txt`` must travel with any copy (see :func:`copy_licence`).
+
+``Info.txt`` keeps the original format, one row per abnormality:
+``REFNUM BG CLASS [SEVERITY X Y RADIUS]``. Rules implemented here:
+
+* ``NORM`` rows: an image without abnormality (no severity, no coordinates).
+* The centre ``(x, y)`` has its origin at the BOTTOM-left corner: ``row = height − y``
+  (``1024 − y`` for mini-MIAS), ``col = x``.
+* Rows with a severity but no coordinates (e.g. ``mdb216 … *NOTE 3*``) keep the label for the
+  image but give no lesion box (``centre`` is None).
+* A circle (centre, radius) becomes the box ``[x−r, y−r, x+r, y+r]`` clipped to the image.
+* Patients: mini-MIAS numbers the left and right breasts of one woman consecutively
+  (mdb001/mdb002, …), so ``patient = (refnum + 1) // 2`` is used to group cross-validation folds.
+
+Patch sampling follows An et al. 2019 (multi-scale patches): the mammogram is down-scaled by
+0.5, 0.33 or 0.25; positive patches are centred on the annotations, negative patches are taken on
+a stride-32 grid inside the breast and away from every annotation.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import CaseFormatError
+
+__all__ = [
+    "MIAS_CITATION",
+    "MiasAbnormality",
+    "MiasImage",
+    "load_mias",
+    "circle_box",
+    "copy_licence",
+    "breast_mask",
+    "sample_patches",
+    "lesion_crop",
+]
+
+MIAS_CITATION = (
+    "Suckling J et al. The Mammographic Image Analysis Society digital mammogram database. "
+    "Exerpta Medica, International Congress Series 1069, pp. 375-378 (1994); research use only"
+)
+MIAS_SIZE = 1024
+_CLASSES = {"CALC", "CIRC", "SPIC", "MISC", "ARCH", "ASYM", "NORM"}
+
+
+@dataclass(frozen=True)
+class MiasAbnormality:
+    """One abnormality row of ``Info.txt``.
+
+    Attributes:
+        kind: CALC, CIRC, SPIC, MISC, ARCH or ASYM.
+        severity: "B" or "M".
+        centre: (row, col) in image pixels (row from the TOP), or None when not given.
+        radius: Radius in pixels (None when not given).
+    """
+
+    kind: str
+    severity: str
+    centre: tuple[float, float] | None
+    radius: float | None
+
+    @property
+    def label(self) -> int:
+        """1 malignant, 0 benign."""
+        return int(self.severity == "M")
+
+
+@dataclass(frozen=True)
+class MiasImage:
+    """One mini-MIAS image with its abnormalities.
+
+    Attributes:
+        refnum: e.g. "mdb023".
+        path: Image file (PNG/PGM).
+        background: F (fatty), G (fatty-glandular) or D (dense-glandular).
+        abnormalities: Empty for NORM images.
+        patient: Grouping key: left/right breasts of one woman share it.
+    """
+
+    refnum: str
+    path: Path
+    background: str
+    abnormalities: tuple[MiasAbnormality, ...]
+    patient: str
+
+    @property
+    def normal(self) -> bool:
+        """True for a NORM image."""
+        return not self.abnormalities
+
+    @property
+    def label(self) -> int:
+        """1 when any abnormality is malignant."""
+        return int(any(a.label for a in self.abnormalities))
+
+
+def load_mias(root: str | Path, *, height: int = MIAS_SIZE) -> list[MiasImage]:
+    """Parse ``Info.txt`` of a mini-MIAS folder.
+
+    Args:
+        root: Folder with ``Info.txt`` and ``images/`` (``<refnum>.png`` or ``.pgm``).
+        height: Image height used to flip y (1024 for mini-MIAS).
+
+    Returns:
+        One :class:`MiasImage` per reference number present in ``images/`` (sorted).
+
+    Raises:
+        CaseFormatError: missing ``Info.txt`` or a malformed row (with its line number).
+    """
+    root = Path(root)
+    info = root / "Info.txt"
+    if not info.is_file():
+        raise CaseFormatError(info, "no Info.txt in the mini-MIAS folder")
+    rows: dict[str, tuple[str, list[MiasAbnormality]]] = {}
+    for ln, line in enumerate(info.read_text(encoding="latin-1").splitlines(), start=1):
+        parts = line.split()
+        if not parts or not parts[0].startswith("mdb"):
+            continue
+        if len(parts) < 3 or parts[2] not in _CLASSES:
+            raise CaseFormatError(info, f"malformed row {line!r}", row=ln)
+        ref, bg, kind = parts[0], parts[1], parts[2]
+        entry = rows.setdefault(ref, (bg, []))
+        if kind == "NORM":
+            continue
+        if len(parts) < 4 or parts[3] not in ("B", "M"):
+            raise CaseFormatError(info, f"abnormality without severity B/M: {line!r}", row=ln)
+        centre: tuple[float, float] | None = None
+        radius: float | None = None
+        if len(parts) >= 7:
+            try:
+                x, y, r = float(parts[4]), float(parts[5]), float(parts[6])
+            except ValueError:
+                pass
+            else:
+                centre = (height - y, x)  # y is measured from the BOTTOM
+                radius = r
+        entry[1].append(MiasAbnormality(kind, parts[3], centre, radius))
+    out = []
+    for ref, (bg, abn) in sorted(rows.items()):
+        path = None
+        for ext in (".png", ".pgm", ".PNG", ".PGM"):
+            p = root / "images" / f"{ref}{ext}"
+            if p.is_file():
+                path = p.resolve()
+                break
+        if path is None:
+            continue  # rows of images not in this part of the set
+        num = int(ref[3:])
+        out.append(MiasImage(ref, path, bg, tuple(abn), f"patient{(num + 1) // 2:03d}"))
+    return out
+
+
+def circle_box(
+    centre: tuple[float, float], radius: float, shape: tuple[int, int] = (MIAS_SIZE, MIAS_SIZE)
+) -> tuple[int, int, int, int]:
+    """Box (x0, y0, x1, y1), end-exclusive and clipped, around a (row, col) circle.
+
+    Args:
+        centre: (row, col) in top-origin pixels.
+        radius: Radius in pixels.
+        shape: (rows, cols) of the image for clipping.
+
+    Returns:
+        The box in pixels (x = column, y = row).
+    """
+    r, c = centre
+    x0 = int(max(0, np.floor(c - radius)))
+    y0 = int(max(0, np.floor(r - radius)))
+    x1 = int(min(shape[1], np.ceil(c + radius) + 1))
+    y1 = int(min(shape[0], np.ceil(r + radius) + 1))
+    return x0, y0, x1, y1
+
+
+def copy_licence(root: str | Path, dest: str | Path) -> Path:
+    """Copy ``Licence.txt`` next to any copy or derivative of the data (licence term).
+
+    Args:
+        root: mini-MIAS folder.
+        dest: Folder receiving the copy.
+
+    Returns:
+        Path of the copied licence.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy2(Path(root) / "Licence.txt", dest / "MIAS_Licence.txt"))
+
+
+def breast_mask(image: np.ndarray, *, threshold: int | None = None) -> np.ndarray:
+    """Breast region of a film mammogram: the largest bright connected component.
+
+    Film labels and scanner borders are separate components and are dropped (An et al. 2019
+    crop the breast before sampling patches).
+
+    Args:
+        image: 2-D uint8 mammogram.
+        threshold: Grey level separating breast from background (Otsu when None).
+
+    Returns:
+        Boolean mask of the breast.
+    """
+    import cv2
+    from scipy import ndimage
+
+    img = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
+    if threshold is None:
+        threshold, _ = cv2.threshold(img, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        threshold = max(int(threshold) // 2, 10)
+    fg = img > threshold
+    lab, n = ndimage.label(fg)
+    if n == 0:
+        return fg
+    sizes = ndimage.sum(fg, lab, index=np.arange(1, n + 1))
+    keep = lab == (int(np.argmax(sizes)) + 1)
+    return ndimage.binary_fill_holes(keep)
+
+
+def sample_patches(
+    image: np.ndarray,
+    abnormalities: tuple[MiasAbnormality, ...],
+    *,
+    scale: float,
+    patch: int = 64,
+    stride: int = 32,
+    min_breast: float = 0.7,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """An et al. 2019 multi-scale tissue patches of one mammogram.
+
+    The image is resized by ``scale`` (0.5, 0.33 or 0.25). Positives: a patch centred on each
+    annotation centre (label 1 = abnormal tissue). Negatives: patches on a ``stride`` grid whose
+    centre lies in the breast (≥ ``min_breast`` breast pixels) and whose area does not touch any
+    annotation circle (label 0).
+
+    Args:
+        image: 2-D uint8 full mammogram (original resolution).
+        abnormalities: Annotations of the image (rows without a centre are ignored).
+        scale: Down-scaling factor.
+        patch: Patch side at the scaled resolution.
+        stride: Grid stride of the negatives at the scaled resolution.
+        min_breast: Minimum fraction of breast pixels in a negative patch.
+
+    Returns:
+        ``(patches uint8 (n, patch, patch), labels int64 (n,), centres [(row, col)] scaled)``.
+    """
+    import cv2
+
+    h, w = image.shape
+    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+    breast = breast_mask(small)
+    half = patch // 2
+    padded = np.pad(small, half, mode="constant")
+    out: list[np.ndarray] = []
+    labels: list[int] = []
+    centres: list[tuple[int, int]] = []
+    circles = [(a.centre[0] * scale, a.centre[1] * scale, (a.radius or 0) * scale)
+               for a in abnormalities if a.centre is not None]
+    for r, c, _ in circles:
+        ri, ci = int(round(r)), int(round(c))
+        ri, ci = min(max(ri, 0), sh - 1), min(max(ci, 0), sw - 1)
+        out.append(padded[ri : ri + patch, ci : ci + patch])
+        labels.append(1)
+        centres.append((ri, ci))
+    for ri in range(half, sh - half + 1, stride):
+        for ci in range(half, sw - half + 1, stride):
+            if not breast[ri, ci]:
+                continue
+            if breast[ri - half : ri + half, ci - half : ci + half].mean() < min_breast:
+                continue
+            # Off every annotation: the patch square must not reach any circle.
+            if any(np.hypot(max(abs(ri - r) - half, 0), max(abs(ci - c) - half, 0)) <= rad
+                   for r, c, rad in circles):
+                continue
+            out.append(padded[ri : ri + patch, ci : ci + patch])
+            labels.append(0)
+            centres.append((ri, ci))
+    arr = np.stack(out) if out else np.zeros((0, patch, patch), np.uint8)
+    return arr, np.array(labels, np.int64), centres
+
+
+def lesion_crop(
+    image: np.ndarray, box: tuple[int, int, int, int], *, size: int = 128, margin: float = 0.25
+) -> np.ndarray:
+    """Crop the region inside a reader's box (plus a margin) and resize it to ``size``².
+
+    This is how the mammography lesion model sees a lesion at training and at inference: the
+    square around the box, enlarged by ``margin`` of its side on each side (context for the
+    margin), zero-padded at the image border.
+
+    Args:
+        image: 2-D image.
+        box: (x0, y0, x1, y1) end-exclusive.
+        size: Output side.
+        margin: Fraction of the box side added on each side.
+
+    Returns:
+        ``(size, size)`` array of the image's dtype.
+    """
+    import cv2
+
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = max(x1 - x0, y1 - y0, 8) * (1 + 2 * margin)
+    half = side / 2
+    a0, b0 = int(np.floor(cy - half)), int(np.floor(cx - half))
+    a1, b1 = int(np.ceil(cy + half)), int(np.ceil(cx + half))
+    pad = max(0, -a0, -b0, a1 - image.shape[0], b1 - image.shape[1])
+    src = np.pad(image, pad, mode="constant") if pad else image
+    crop = src[a0 + pad : a1 + pad, b0 + pad : b1 + pad]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
