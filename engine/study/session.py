@@ -1,0 +1,228 @@
+"""Qt-free reading-session logic: sign in, next case only, submit, resume, washout.
+
+A :class:`ReadingSession` is what the GUI (``reader_app.study``) and scripted readers drive.
+It never exposes truth or other readers' answers; the AI score is exposed only in arms with
+``show_ai``. All state lives in the :class:`~engine.study.store.RatingStore`, so closing
+the app or a crash resumes at the first unrated case of the current arm.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.cases import Case, load_study
+from engine.errors import ConfigError
+from engine.study.design import BIRADS_CATEGORIES, Arm, StudyDesign, case_order, load_design
+from engine.study.store import RatingStore
+
+__all__ = ["CaseToRead", "ReaderStatus", "ReadingSession", "StudyRun", "WashoutError", "open_study_run"]
+
+DAY_S = 86400.0
+
+
+class WashoutError(ConfigError):
+    """The reader's next arm is not open yet (washout period)."""
+
+    def __init__(self, reader_id: str, arm_id: str, available_at: float, now: float) -> None:
+        self.reader_id = reader_id
+        self.arm_id = arm_id
+        self.available_at = available_at
+        days = (available_at - now) / DAY_S
+        super().__init__(
+            f"reader {reader_id}: arm '{arm_id}' opens after the washout period, in {days:.1f} day(s) "
+            f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(available_at))})"
+        )
+
+
+@dataclass(frozen=True)
+class CaseToRead:
+    """What a reader may see of the next case: no truth, no other readers' answers.
+
+    Attributes:
+        case: The case (its ``truth`` is withheld: always None here).
+        arm: Current arm.
+        position: 1-based position in this reader's order for the arm.
+        total: Cases in the arm.
+        show_ai: Whether the AI panel/saliency may be shown.
+        ai_score: The model's score when ``show_ai`` and a score is configured, else None.
+        label: Neutral display label ("Case 3 of 20"): case ids may carry hints.
+    """
+
+    case: Case
+    arm: Arm
+    position: int
+    total: int
+    show_ai: bool
+    ai_score: float | None
+    label: str
+
+
+@dataclass(frozen=True)
+class ReaderStatus:
+    """Progress of one reader."""
+
+    reader_id: str
+    done: dict[str, int]
+    total: int
+    current_arm: str | None
+    finished: bool
+    washout_until: float | None
+
+
+class StudyRun:
+    """A reader study opened for reading: design + cases + store.
+
+    Args:
+        design: The parsed definition.
+        store_path: SQLite file (default: ``<definition>.ratings.sqlite`` next to the TOML).
+        clock: Time source (tests/demos inject a fake clock to pass the washout).
+    """
+
+    def __init__(
+        self, design: StudyDesign, store_path: Path | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.design = design
+        self.clock = clock
+        study = load_study(design.cases_study)
+        by_id = {c.case_id: c for c in study.cases}
+        wanted = design.case_ids or [c.case_id for c in study.cases if c.truth is not None]
+        missing = [c for c in wanted if c not in by_id]
+        if missing:
+            raise ConfigError(f"{design.path}: case(s) {missing[:5]} not found in {design.cases_study}")
+        no_truth = [c for c in wanted if by_id[c].truth is None]
+        if no_truth:
+            raise ConfigError(f"{design.path}: case(s) {no_truth[:5]} have no truth; ROC analysis needs it")
+        if not wanted:
+            raise ConfigError(f"{design.path}: no cases with truth in {design.cases_study}")
+        self.cases: dict[str, Case] = {c: by_id[c] for c in wanted}
+        self.ai_scores = design.load_ai_scores()
+        path = store_path or design.path.with_suffix(".ratings.sqlite")
+        self.store = RatingStore(path, clock=clock)
+        seed_recorded = self.store.get_meta("seed")
+        if seed_recorded is not None and int(seed_recorded) != design.seed:
+            raise ConfigError(
+                f"{path}: ratings were collected with seed {seed_recorded}, the definition now says "
+                f"{design.seed}; restore the seed or start a new ratings file"
+            )
+        self.store.initialise(
+            meta={"seed": str(design.seed), "study_name": design.name, "definition_sha256": design.fingerprint(),
+                  "created_at": str(clock())},
+            readers=[(r.reader_id, r.name) for r in design.readers],
+            arms=[(a.arm_id, a.show_ai) for a in design.arms],
+            cases=[(cid, int(c.truth.malignant) if c.truth else None) for cid, c in self.cases.items()],
+            orders={
+                (r.reader_id, a.arm_id): case_order(design.seed, r.reader_id, a.arm_id, list(self.cases))
+                for r in design.readers
+                for a in design.arms
+            },
+        )
+
+    def sign_in(self, reader_id: str) -> ReadingSession:
+        """Start (or resume) a reader's session."""
+        self.design.reader(reader_id)
+        return ReadingSession(self, reader_id)
+
+    def status(self) -> list[ReaderStatus]:
+        """Progress of every reader."""
+        out = []
+        for r in self.design.readers:
+            s = ReadingSession(self, r.reader_id)
+            out.append(s.status())
+        return out
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+
+def open_study_run(definition: str | Path, clock: Callable[[], float] = time.time) -> StudyRun:
+    """Load a study definition TOML and open its ratings store."""
+    return StudyRun(load_design(definition), clock=clock)
+
+
+class ReadingSession:
+    """One signed-in reader. Shows only the next case; submit moves on."""
+
+    def __init__(self, run: StudyRun, reader_id: str) -> None:
+        self.run = run
+        self.reader_id = reader_id
+        self.arms = run.design.arms_for(reader_id)
+
+    def _arm_state(self) -> tuple[Arm | None, float | None]:
+        """The arm to read now (None when finished) and the washout end if it is locked."""
+        store = self.run.store
+        prev_end: float | None = None
+        for arm in self.arms:
+            order = store.order(self.reader_id, arm.arm_id)
+            done = store.rated_cases(self.reader_id, arm.arm_id)
+            if len(done) < len(order):
+                if prev_end is not None and not done:
+                    opens = prev_end + self.run.design.washout_days * DAY_S
+                    if self.run.clock() < opens:
+                        return arm, opens
+                return arm, None
+            prev_end = store.last_submit(self.reader_id, arm.arm_id)
+        return None, None
+
+    def status(self) -> ReaderStatus:
+        """Progress of this reader."""
+        arm, locked = self._arm_state()
+        done = {a.arm_id: len(self.run.store.rated_cases(self.reader_id, a.arm_id)) for a in self.arms}
+        return ReaderStatus(self.reader_id, done, len(self.run.cases), None if arm is None else arm.arm_id,
+                            arm is None, locked)
+
+    def next_case(self) -> CaseToRead | None:
+        """The next unrated case of the current arm (None when the reader has finished).
+
+        Raises:
+            WashoutError: The next arm is still in its washout period.
+        """
+        arm, locked = self._arm_state()
+        if arm is None:
+            return None
+        if locked is not None:
+            raise WashoutError(self.reader_id, arm.arm_id, locked, self.run.clock())
+        order = self.run.store.order(self.reader_id, arm.arm_id)
+        done = self.run.store.rated_cases(self.reader_id, arm.arm_id)
+        pos, cid = next((i, c) for i, c in enumerate(order) if c not in done)
+        self.run.store.mark_opened(self.reader_id, arm.arm_id, cid)
+        case = self.run.cases[cid]
+        # a blinded copy: truth withheld, other readers' annotations dropped
+        blind = Case(case_id=case.case_id, folder=case.folder, images=list(case.images), truth=None,
+                     annotations=[], description="", synthetic=case.synthetic)
+        ai = self.run.ai_scores.get(cid) if arm.show_ai else None
+        return CaseToRead(blind, arm, pos + 1, len(order), arm.show_ai, ai, f"Case {pos + 1} of {len(order)}")
+
+    def submit(self, case_id: str, score: float, birads: str | None = None, comment: str | None = None) -> None:
+        """Submit the rating of the current case (only the case shown by :meth:`next_case`).
+
+        Raises:
+            ConfigError: Out-of-scale score, unknown BI-RADS, or not the current case.
+        """
+        d = self.run.design
+        if not d.rating_min <= score <= d.rating_max:
+            raise ConfigError(f"rating {score} is outside the scale {d.rating_min}-{d.rating_max}")
+        if birads is not None and birads not in BIRADS_CATEGORIES:
+            raise ConfigError(f"BI-RADS {birads!r} is not one of {', '.join(BIRADS_CATEGORIES)}")
+        if d.birads and birads is None:
+            raise ConfigError("this study asks for a BI-RADS category with every rating")
+        arm, locked = self._arm_state()
+        if arm is None or locked is not None:
+            raise ConfigError(f"reader {self.reader_id} has no open case to submit")
+        order = self.run.store.order(self.reader_id, arm.arm_id)
+        done = self.run.store.rated_cases(self.reader_id, arm.arm_id)
+        current = next(c for c in order if c not in done)
+        if case_id != current:
+            raise ConfigError(f"case {case_id} is not the current case; cases are read in the recorded order")
+        self.run.store.submit(self.reader_id, arm.arm_id, case_id, score, birads, comment=comment)
+
+    def amend(self, arm_id: str, case_id: str, new_score: float, reason: str, new_birads: str | None = None) -> None:
+        """Change one of this reader's submitted ratings, with a reason (audited)."""
+        d = self.run.design
+        if not d.rating_min <= new_score <= d.rating_max:
+            raise ConfigError(f"rating {new_score} is outside the scale {d.rating_min}-{d.rating_max}")
+        self.run.store.amend(self.reader_id, arm_id, case_id, new_score, reason, who=self.reader_id,
+                             new_birads=new_birads)
