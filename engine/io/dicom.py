@@ -486,6 +486,8 @@ def _fast_native(ds: Any, path: str, layout: PixelLayout) -> np.ndarray | None:
     if not (layout.photometric in ("MONOCHROME1", "MONOCHROME2") or (layout.photometric == "RGB" and layout.planar == 0)):
         return None
     big = syntax == "1.2.840.10008.1.2.2"
+    if big and layout.bits_allocated == 8:
+        return None  # 8-bit samples in big-endian OW are word-swapped; pydicom undoes that
     kind = "i" if layout.signed else "u"
     dtype = np.dtype(f"{'>' if big else '<'}{kind}{layout.bits_allocated // 8}")
     count = layout.rows * layout.cols * layout.frames * layout.samples

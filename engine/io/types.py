@@ -58,7 +58,10 @@ class ImageMeta:
 
 @dataclass
 class LoadedImage:
-    """A decoded image: ``pixels`` is (rows, cols), (frames, rows, cols) or (rows, cols, 3)."""
+    """A decoded image: ``pixels`` is (rows, cols), (frames, rows, cols) or (rows, cols, 3).
+
+    Multi-frame colour (ultrasound cine, colour Doppler) is (frames, rows, cols, 3).
+    """
 
     pixels: np.ndarray
     meta: ImageMeta
@@ -72,4 +75,6 @@ class LoadedImage:
     @property
     def is_rgb(self) -> bool:
         """Whether the last axis holds RGB samples."""
+        if self.pixels.ndim == 4:
+            return self.pixels.shape[-1] == 3
         return self.pixels.ndim == 3 and self.pixels.shape[-1] == 3 and self.meta.modality != "MR"
