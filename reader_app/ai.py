@@ -44,6 +44,7 @@ class ModelInfo:
     synthetic: bool = False
     device: str = "CPU"
     error: str | None = None  # "no model installed" etc.
+    architecture: str | None = None
 
 
 @dataclass
@@ -68,6 +69,7 @@ class AIResult:
     fused_source: str = ""
     models: dict[str, ModelInfo] = field(default_factory=dict)
     saliency: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    frames: dict[str, int | None] = field(default_factory=dict)  # MR slice scored per image
     advice: str | None = None
     errors: list[str] = field(default_factory=list)
     failed: set[tuple[str, str]] = field(default_factory=set)  # (image_id, method) not available
@@ -151,7 +153,9 @@ def _model_info(modality: str, pred: Any) -> ModelInfo:
             device = "cpu"
     device = "CUDA" if "cuda" in device.lower() else "CPU"
     synthetic = bool(getattr(pred, "synthetic", False) or getattr(spec, "synthetic", False))
-    return ModelInfo(modality, str(name), str(card) if card else None, synthetic, device)
+    arch = getattr(spec, "model", None)
+    return ModelInfo(modality, str(name), str(card) if card else None, synthetic, device,
+                     architecture=str(arch) if arch else None)
 
 
 def default_loader(modality: str, model: str | None = None) -> Any:
@@ -164,15 +168,51 @@ def default_loader(modality: str, model: str | None = None) -> Any:
 
 
 def is_qi(info: ModelInfo) -> bool:
-    """Whether the model is Qi et al.'s Mt-Net/Sn-Net cascade."""
-    return bool(info.name) and "qi" in str(info.name).lower()
+    """Whether the model is Qi et al.'s Mt-Net/Sn-Net cascade (registry names ``qi_*``)."""
+    arch = (info.architecture or "").lower()
+    return arch.startswith("qi") or (not arch and bool(info.name) and str(info.name).lower().startswith("qi"))
 
 
 def qi_advice(p_malignant: float, p_solid: float | None, threshold: float = 0.5) -> str:
-    """Qi 2019 cascade: a malignant tumour or a solid nodule -> further examination, else follow-up."""
-    if p_malignant >= threshold or (p_solid is not None and p_solid >= threshold):
-        return "Further examination advised (Qi et al. 2019 cascade: malignant tumour or solid nodule suspected)"
-    return "Periodic follow-up (Qi et al. 2019 cascade: no malignant tumour or solid nodule detected)"
+    """Qi 2019 cascade: Mt-Net (malignant?) then Sn-Net (solid nodule?); either positive ->
+    further examination, else periodic follow-up. Without an Sn-Net score only Mt-Net decides."""
+    try:
+        from engine.models.qi import cascade_advice
+
+        text = cascade_advice(p_malignant, p_solid if p_solid is not None else 0.0,
+                              t_malignant=threshold, t_solid=threshold)
+    except ImportError:
+        text = ("further examination advised" if p_malignant >= threshold or (p_solid or 0.0) >= threshold
+                else "periodic follow-up")
+    text = text[0].upper() + text[1:]
+    basis = "Mt-Net + Sn-Net" if p_solid is not None else "Mt-Net only (no Sn-Net installed)"
+    return f"Qi et al. 2019 cascade: {text} ({basis})"
+
+
+def installed_models() -> dict[str, list[str]]:
+    """Installed weights folder names by modality (empty when the engine has none)."""
+    out: dict[str, list[str]] = {}
+    try:
+        from engine.models.weights import list_weights, read_spec
+    except ImportError:
+        return out
+    for name in list_weights():
+        try:
+            spec = read_spec(name)
+        except (BreastReaderError, OSError, ValueError, TypeError):
+            continue
+        out.setdefault(str(spec.modality).upper(), []).append(name)
+    return out
+
+
+def _call(fn: Callable[..., Any], *args: Any, frame: int | None = None, **kw: Any) -> Any:
+    """Call with ``frame=`` when given (MR slice), falling back for predictors without it."""
+    if frame is None:
+        return fn(*args, **kw)
+    try:
+        return fn(*args, frame=frame, **kw)
+    except TypeError:
+        return fn(*args, **kw)
 
 
 # --------------------------------------------------------------------------- service
@@ -259,11 +299,12 @@ class AIService:
             for ci in mod_imgs:
                 check(cancel)
                 img = images[ci.image_id]
-                box = case.lesion_box(ci.image_id)
+                box, frame = self._region(case, ci.image_id, img)
+                res.frames[ci.image_id] = frame
                 if ci.image_id not in res.per_image:
                     report(progress, done, total, f"scoring {ci.image_id}")
                     try:
-                        out = pred.predict(img, box=box)
+                        out = _call(pred.predict, img, box=box, frame=frame)
                         res.per_image[ci.image_id] = probability_of(out)
                         adv = advice_of(out)
                         if adv and (res.advice is None):
@@ -277,7 +318,7 @@ class AIService:
                     check(cancel)
                     report(progress, done, total, f"saliency {ci.image_id} ({method})")
                     if (ci.image_id, method) not in res.saliency and (ci.image_id, method) not in res.failed:
-                        m = self._saliency(pred, img, method, box, res, ci.image_id)
+                        m = self._saliency(pred, img, method, box, res, ci.image_id, frame)
                         if m is not None:
                             res.saliency[(ci.image_id, method)] = m
                         else:
@@ -286,7 +327,8 @@ class AIService:
             if probs:
                 res.per_modality[modality] = float(np.mean(probs))
             if is_qi(info) and res.advice is None and modality in res.per_modality:
-                res.advice = qi_advice(res.per_modality[modality], None)
+                res.advice = qi_advice(res.per_modality[modality], None, float(getattr(getattr(pred, "spec", None),
+                                                                                      "threshold", 0.5)))
         check(cancel)
         report(progress, done, total, "fusion")
         if res.fused is None and {"MG", "US"} <= set(res.per_modality):
@@ -310,17 +352,35 @@ class AIService:
         return res
 
     @staticmethod
-    def _saliency(pred: Any, img: LoadedImage, method: str, box: Any, res: AIResult, image_id: str) -> np.ndarray | None:
+    def _region(case: Case, image_id: str, img: LoadedImage) -> tuple[tuple[float, ...] | None, int | None]:
+        """The reader's first lesion box on the image and, for a stack, its slice (None = middle)."""
+        stack = img.pixels.ndim == 3 and not img.is_rgb
+        for a in case.annotations_for(image_id):
+            return a.bbox(), (a.frame if stack else None)
+        return None, (img.pixels.shape[0] // 2 if stack else None)
+
+    @staticmethod
+    def _saliency(pred: Any, img: LoadedImage, method: str, box: Any, res: AIResult, image_id: str,
+                  frame: int | None = None) -> np.ndarray | None:
         fn = getattr(pred, "saliency", None)
         if fn is None:
             return None
+        supported = getattr(pred, "saliency_methods", None)
+        if callable(supported):
+            try:
+                names = tuple(supported())
+            except Exception:  # noqa: BLE001 - a registry lookup failing must not stop scoring
+                names = ()
+            if names and not set(METHOD_ALIASES.get(method, (method,))) & set(names):
+                res.errors.append(f"{image_id}: this model has no {method} saliency (has {', '.join(names)})")
+                return None
         last: Exception | None = None
         for name in METHOD_ALIASES.get(method, (method,)):
             try:
-                m = map_of(fn(img, name, box=box))
+                m = map_of(_call(fn, img, name, box=box, frame=frame))
                 m = np.nan_to_num(np.asarray(m, dtype=np.float32))
                 return m
-            except (KeyError, ValueError, NotImplementedError, BreastReaderError, TypeError) as exc:
+            except (KeyError, ValueError, NotImplementedError, BreastReaderError, TypeError, RuntimeError) as exc:
                 last = exc
         res.errors.append(f"{image_id}: {method} saliency unavailable ({last})")
         return None

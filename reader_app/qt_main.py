@@ -156,6 +156,8 @@ class MainWindow(QMainWindow):
         self.ai_panel.run_requested.connect(self.score_case)
         self.ai_panel.cancel_requested.connect(self.cancel_ai)
         self.ai_panel.overlay_changed.connect(self._on_overlay_setting_changed)
+        self.ai_panel.model_changed.connect(self._on_model_changed)
+        self._fill_models()
         self.ann_panel.delete_requested.connect(self._on_delete_requested)
         self.ann_panel.export_requested.connect(self.export_annotations)
         self.ann_panel.lesion_edit_requested.connect(self._on_lesion_edit_requested)
@@ -664,7 +666,33 @@ class MainWindow(QMainWindow):
         res = self.ai_result
         for v in self.views:
             m = res.saliency.get((v.slot.image_id, v.view_state.method)) if res and self.state.ai_visible else None
-            v.set_overlay_map(m)
+            v.set_overlay_map(m, res.frames.get(v.slot.image_id) if res else None)
+
+    def _fill_models(self) -> None:
+        from reader_app.ai import installed_models
+
+        try:
+            from engine.models.weights import default_weights
+
+            defaults = {m: default_weights(m) for m in ("US", "MG", "MR")}
+        except ImportError:
+            defaults = {}
+        self.ai_panel.set_models(installed_models(), defaults)
+
+    def _on_model_changed(self, modality: str, name: str | None) -> None:
+        self.ai.model_choice[modality] = name
+        cs = self.state.current
+        had = self.ai_result is not None
+        self.ai_result = None
+        if cs is not None:
+            self.ai_panel.clear(cs.case.synthetic)
+            self._apply_overlays()
+            hit = self.ai.cached(cs.case)
+            if hit is not None:
+                self._apply_ai_result(hit)
+            elif had:
+                self._ai_worker = None
+                self.score_case()
 
     def _on_overlay_setting_changed(self, name: str, value: Any) -> None:
         for v in self.views:

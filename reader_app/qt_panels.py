@@ -129,6 +129,7 @@ class AIPanel(QGroupBox):
     run_requested = Signal()
     cancel_requested = Signal()
     overlay_changed = Signal(str, object)  # (ViewState attribute, value)
+    model_changed = Signal(str, object)  # (modality, weights name or None = default)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("AI — decision support", parent)
@@ -172,6 +173,8 @@ class AIPanel(QGroupBox):
         btns.addWidget(self.run_btn)
         btns.addWidget(self.cancel_btn)
         form = QFormLayout()
+        self.model_boxes: dict[str, QComboBox] = {}
+        self.model_form = form
         form.addRow("Method", self.method)
         form.addRow("Colour map", self.colormap)
         form.addRow("Opacity", self.opacity)
@@ -193,6 +196,22 @@ class AIPanel(QGroupBox):
         self.opacity.valueChanged.connect(lambda v: self.overlay_changed.emit("opacity", v / 100.0))
         self.overlay_on.toggled.connect(lambda on: self.overlay_changed.emit("overlay_on", bool(on)))
         self.result: AIResult | None = None
+
+    def set_models(self, installed: dict[str, list[str]], defaults: dict[str, str | None]) -> None:
+        """One model selector per modality that has installed weights."""
+        for mod in ("US", "MG", "MR"):
+            names = installed.get(mod, [])
+            if not names or mod in self.model_boxes:
+                continue
+            box = QComboBox()
+            box.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            box.addItem(f"default ({defaults.get(mod) or 'none'})", None)
+            for n in names:
+                if n != defaults.get(mod):
+                    box.addItem(n, n)
+            box.currentIndexChanged.connect(lambda _i, m=mod, b=box: self.model_changed.emit(m, b.currentData()))
+            self.model_boxes[mod] = box
+            self.model_form.insertRow(len(self.model_boxes) - 1, f"{mod} model", box)
 
     def _on_card_link_changed(self, link: str) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(link) if not link.startswith("http") else QUrl(link))

@@ -136,6 +136,7 @@ class ImageView(QWidget):
         self._wl_start: tuple[float, float] | None = None
         self._syncing = False
         self._overlay_map: np.ndarray | None = None
+        self._overlay_frame: int | None = None
         self._annotations: list[Annotation] = []
         self.ruler_mm: float | None = None
         self.ruler_px: float | None = None
@@ -299,7 +300,9 @@ class ImageView(QWidget):
 
     def _update_slice_label(self) -> None:
         if self.n_frames > 1:
-            self.slice_label.setText(f"slice {self.view_state.frame + 1}/{self.n_frames}  ")
+            f = self._overlay_frame
+            ai = f"  (AI: slice {f + 1})" if self._overlay_map is not None and f is not None else ""
+            self.slice_label.setText(f"slice {self.view_state.frame + 1}/{self.n_frames}{ai}  ")
         else:
             self.slice_label.setText("")
 
@@ -404,9 +407,13 @@ class ImageView(QWidget):
         self.readout.emit(txt)
 
     # ------------------------------------------------------------------ overlay
-    def set_overlay_map(self, m: np.ndarray | None) -> None:
-        """Set the saliency map (any resolution; stretched onto the image's pixel rectangle)."""
+    def set_overlay_map(self, m: np.ndarray | None, frame: int | None = None) -> None:
+        """Set the saliency map (any resolution; stretched onto the image's pixel rectangle).
+
+        For a stack, a 2-D map belongs to slice ``frame`` and is shown on that slice only.
+        """
         self._overlay_map = m
+        self._overlay_frame = frame
         self._refresh_overlay()
 
     def _refresh_overlay(self) -> None:
@@ -417,6 +424,10 @@ class ImageView(QWidget):
             return
         if m.ndim == 3:
             m = m[min(vs.frame, m.shape[0] - 1)]
+        elif self.n_frames > 1 and self._overlay_frame not in (None, vs.frame):
+            self.overlay.setVisible(False)
+            self._update_slice_label()
+            return
         lo, hi = float(np.min(m)), float(np.max(m))
         norm = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
         cmap = pg.colormap.get(vs.colormap) if vs.colormap in pg.colormap.listMaps() else pg.colormap.get("turbo")

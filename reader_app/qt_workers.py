@@ -7,6 +7,8 @@ worker thread, and results/errors come back to the GUI thread through queued sig
 
 from __future__ import annotations
 
+import os
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +49,7 @@ class Worker(QRunnable):
 
     def run(self) -> None:  # noqa: D102 - QRunnable API, runs in the pool thread
         sig = self.signals
+        _lower_thread_priority()
         try:
             sig.started.emit()
             out = self.fn(*self.args, progress=lambda d, t, m="": sig.progress.emit(int(d), int(t), str(m)),
@@ -62,6 +65,23 @@ class Worker(QRunnable):
             sig.result.emit(out)
         finally:
             sig.finished.emit()
+
+
+BACKGROUND_NICE = 5
+
+
+def _lower_thread_priority() -> None:
+    """Nice this pool thread (Linux: per-thread) so the GUI thread wins the CPU on a busy machine."""
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        cur = os.getpriority(os.PRIO_PROCESS, tid)
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        if cur < base + BACKGROUND_NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, base + BACKGROUND_NICE))
+    except OSError:
+        pass
 
 
 def start(worker: Worker, pool: QThreadPool | None = None) -> Worker:
