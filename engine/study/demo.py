@@ -104,6 +104,7 @@ def write_demo_definition(
         f"seed = {seed}",
         f"washout_days = {washout_days}",
         'arm_order = "counterbalanced"',
+        'note = "SCRIPTED readers and SIMULATED AI scores: a workflow demonstration, not evidence."',
         "rating_min = 0",
         "rating_max = 10",
         "birads = true",

@@ -14,6 +14,8 @@ Example ``reader_study.toml``::
     birads = true                 # also ask for a BI-RADS category
     thresholds = [5]              # operating points for sensitivity/specificity
     ai_scores = "ai_scores.csv"   # optional: case_id,score of the standalone model
+    ai_threshold = 0.5            # the model's operating point
+    note = "..."                  # free text printed on the report (e.g. 'simulated readers')
 
     [hide]                        # truth is always hidden; this cannot be turned off
     other_readers = true
@@ -94,9 +96,11 @@ class StudyDesign:
     birads: bool = False
     thresholds: list[float] = field(default_factory=lambda: [5.0])
     case_ids: list[str] = field(default_factory=list)
+    ai_threshold: float = 0.5
     ai_scores_path: Path | None = None
     hide_other_readers: bool = True
     hide_truth: bool = True
+    note: str = ""
 
     def reader(self, reader_id: str) -> Reader:
         """The reader with this id (ConfigError if unknown)."""
@@ -240,6 +244,8 @@ def load_design(path: str | PathLike[str]) -> StudyDesign:
         birads=bool(st.get("birads", False)),
         thresholds=[float(x) for x in st.get("thresholds", [(rmin + rmax) / 2])],
         case_ids=[str(c) for c in st.get("cases", [])],
+        ai_threshold=float(st.get("ai_threshold", 0.5)),
         ai_scores_path=(p.parent / ai).resolve() if isinstance(ai, str) else None,
         hide_other_readers=bool(hide.get("other_readers", True)),
+        note=str(st.get("note", "")),
     )
