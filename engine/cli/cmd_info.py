@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from typing import Any
 
 from engine.errors import ImageReadError
@@ -77,7 +78,8 @@ def _table(records: list[dict[str, Any]]) -> str:
             rows.append([r["path"], "ERROR", r["error"]])
         else:
             rows.append([_fmt(r[c]) for c in cols])
-    widths = [max([len(header[i])] + [len(row[i]) for row in rows if len(row) == len(cols)]) for i in range(len(cols))]
+    widths = [max([len(header[i])] + [len(row[i]) for row in rows if len(row) == len(cols) or i == 0])
+              for i in range(len(cols))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     for row in rows:
         if len(row) == 3:
@@ -91,7 +93,10 @@ def _handler(args: argparse.Namespace) -> int:
     records = []
     failed = 0
     for path in args.paths:
-        rec = describe(path, modality_hint=args.modality)
+        with warnings.catch_warnings():
+            # pydicom warns about each odd value it meets; the record (or error) says what matters.
+            warnings.simplefilter("ignore", UserWarning)
+            rec = describe(path, modality_hint=args.modality)
         failed += "error" in rec
         if args.json:
             print(json.dumps(rec), flush=True)

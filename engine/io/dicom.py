@@ -177,7 +177,28 @@ def read_dataset(path: str | PathLike[str], *, force: bool = False) -> Any:
         raise CorruptImageError(p, f"DICOM header could not be parsed ({type(exc).__name__}: {exc})") from None
     if force and "Rows" not in ds and "SOPClassUID" not in ds and "Modality" not in ds:
         raise UnknownFormatError(p, "not a DICOM file (no recognisable DICOM elements)")
+    _check_not_cut(ds, p)
     return ds
+
+
+def _check_not_cut(ds: Any, path: str) -> None:
+    """pydicom stops quietly at end of file: refuse a file whose last element runs past it."""
+    if _transfer_syntax(ds) == _DEFLATED:
+        return  # offsets refer to the inflated stream, not the file
+    tags = list(ds.keys())
+    if not tags:
+        raise TruncatedImageError(path, "file is truncated: it ends right after its DICOM file meta header")
+    last = ds.get_item(max(tags), keep_deferred=True)
+    tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
+    if tell is None or length in (None, 0xFFFFFFFF):
+        return
+    size = os.path.getsize(path)
+    if tell + length > size:
+        tag = max(tags)
+        raise TruncatedImageError(
+            path, f"file is truncated: element ({tag.group:04X},{tag.element:04X}) needs {length:,} bytes "
+            f"from byte {tell:,} but the file has {size:,}"
+        )
 
 
 def _transfer_syntax(ds: Any) -> str:
@@ -521,8 +542,14 @@ def _decode_with_pydicom(ds: Any, path: str, layout: PixelLayout) -> np.ndarray:
         raise UnsupportedTransferSyntaxError(path, f"no installed decoder for transfer syntax {syntax} ({exc})") from None
     except Exception as exc:
         msg = str(exc).replace("\n", " ")
-        if "no pixel data decoders" in msg.lower() or "plugins are missing dependencies" in msg.lower():
-            raise UnsupportedTransferSyntaxError(path, f"no installed decoder for transfer syntax {syntax}") from None
+        low = msg.lower()
+        if "no pixel data decoders" in low or "missing dependencies" in low or "does not support" in low:
+            from pydicom.uid import UID
+
+            raise UnsupportedTransferSyntaxError(
+                path, f"no installed decoder handles {UID(syntax).name} with {layout.bits_stored}-bit samples "
+                "(convert the file, e.g. to uncompressed or JPEG-LS)"
+            ) from None
         if "less than expected" in msg or "truncat" in msg.lower():
             raise TruncatedImageError(path, f"pixel data is truncated ({msg[:160]})") from None
         raise CorruptImageError(path, f"pixel data could not be decoded ({type(exc).__name__}: {msg[:200]})") from None
@@ -557,15 +584,15 @@ def _apply_modality_lut(ds: Any, arr: np.ndarray, layout: PixelLayout) -> np.nda
         for dt in (np.int16, np.int32):
             info = np.iinfo(dt)
             if info.min <= lo and hi <= info.max:
-                out = arr.astype(dt)
+                out: np.ndarray = arr.astype(dt)
                 if slope != 1:
-                    out *= dt(slope)
-                out += dt(intercept)
+                    np.multiply(out, dt(slope), out=out)
+                np.add(out, dt(intercept), out=out)
                 return out
-    out = arr.astype(np.float32)
-    out *= np.float32(slope)
-    out += np.float32(intercept)
-    return out
+    fout: np.ndarray = arr.astype(np.float32)
+    np.multiply(fout, np.float32(slope), out=fout)
+    np.add(fout, np.float32(intercept), out=fout)
+    return fout
 
 
 def _invert_monochrome1(ds: Any, arr: np.ndarray, layout: PixelLayout) -> np.ndarray:

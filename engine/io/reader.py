@@ -237,8 +237,8 @@ def probe(path: str | PathLike[str], *, modality_hint: Modality | None = None) -
     fmt = detect_format(p)
     if fmt == "DICOM":
         force = read_head(p, 132)[128:132] != b"DICM"
-        meta, _ids, shape = _dicom.probe_dicom(p, modality_hint=modality_hint, force=force)
+        meta, _ids, dims = _dicom.probe_dicom(p, modality_hint=modality_hint, force=force)
     else:
-        meta, shape = _raster.probe_raster(p, fmt, modality_hint=modality_hint)
-    meta.extra["shape"] = "x".join(str(s) for s in shape)
+        meta, dims = _raster.probe_raster(p, fmt, modality_hint=modality_hint)
+    meta.extra["shape"] = "x".join(str(s) for s in dims)
     return meta

@@ -162,7 +162,7 @@ ILL: list[tuple[str, Builder, type[ImageReadError], str]] = [
     ("truncated_ascii.pgm", lambda t: _pnm(b"P2", GREY8, 255)[:-500], TruncatedImageError, "values"),
     ("pbm.pbm", lambda t: b"P4\n8 8\n" + b"\x00" * 8, UnknownFormatError, "PBM"),
     ("truncated.dcm", lambda t: _dicom(t, GREY16, modality="MG")[:-200], TruncatedImageError, "truncated"),
-    ("truncated_header.dcm", lambda t: _dicom(t, GREY16, modality="MG")[:300], ImageReadError, ""),
+    ("truncated_header.dcm", lambda t: _dicom(t, GREY16, modality="MG")[:300], TruncatedImageError, "truncated"),
     ("no_pixels.dcm", lambda t: _dicom(t, GREY8, modality="MG", tamper=_del_pixels), MissingPixelDataError,
      "no pixel data"),
     ("no_rows.dcm", lambda t: _dicom(t, GREY8, modality="MG", tamper=_del_rows), CorruptImageError, "Rows"),

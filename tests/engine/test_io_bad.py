@@ -13,6 +13,8 @@ from badfiles import GOOD, ILL, png_bomb, write_corpus
 from engine.errors import ImageReadError, ImageTooLargeError
 from engine.io.reader import probe, read_image
 
+pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
+
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

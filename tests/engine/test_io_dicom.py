@@ -300,3 +300,16 @@ def test_multiframe_frames_sorted_by_functional_groups(tmp_path: Path) -> None:
     img = read_image(_tamper(p, add_groups))
     assert [int(f[0, 0]) for f in img.pixels] == [10, 20, 30]
     assert img.meta.slice_positions == [1.0, 2.0, 3.0]
+
+
+def test_unsupported_and_truncated_pydicom_files() -> None:
+    from engine.io.errors import MissingPixelDataError, TruncatedImageError, UnsupportedTransferSyntaxError
+
+    with pytest.raises(UnsupportedTransferSyntaxError, match="JPEG Extended"):
+        read_image(tdf("JPGExtended.dcm"))
+    with pytest.raises(TruncatedImageError, match="truncated"):
+        read_image(tdf("MR_truncated.dcm"))
+    with pytest.raises(TruncatedImageError, match="truncated"):
+        read_image(tdf("rtplan_truncated.dcm"))
+    with pytest.raises(MissingPixelDataError, match="SR has no pixel data"):
+        read_image(tdf("test-SR.dcm"))
