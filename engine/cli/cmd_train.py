@@ -34,10 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _run(args: argparse.Namespace) -> int:
     from engine.progress import tqdm_progress
     from engine.train.config import load_config
+    from engine.train.distributed import init_from_env
     from engine.train.data import check_readable, load_dataset
     from engine.train.loop import build_model, fit, seed_everything
     from engine.train.protocols import holdout_split
 
+    # Under torchrun (WORLD_SIZE > 1) join the env:// process group; fit() then uses DDP.
+    dinfo = init_from_env()
     resume = bool(args.resume)
     if resume:
         run_dir = Path(args.resume)
@@ -59,12 +62,22 @@ def _run(args: argparse.Namespace) -> int:
     tr_idx, va_idx = holdout_split(ds.labels, ds.groups, cfg.data.val_fraction, cfg.train.seed)
     train_ds = ds.subset(tr_idx, train=True)
     val_ds = ds.subset(va_idx, train=False) if va_idx.size else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "split.json").write_text(json.dumps(
-        {"train": [ds.samples[i].path for i in tr_idx], "val": [ds.samples[i].path for i in va_idx]}))
+    if dinfo.world_size > 1 and not resume:
+        # every rank must agree on the folder rank 0 writes (timestamps may differ)
+        import torch.distributed as dist
 
-    with tqdm_progress("train", disable=args.quiet) as cb:
+        names = [str(run_dir)]
+        dist.broadcast_object_list(names, src=0)
+        run_dir = Path(names[0])
+    if dinfo.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "split.json").write_text(json.dumps(
+            {"train": [ds.samples[i].path for i in tr_idx], "val": [ds.samples[i].path for i in va_idx]}))
+
+    with tqdm_progress("train", disable=args.quiet or not dinfo.is_main) as cb:
         res = fit(model, train_ds, val_ds, cfg=cfg, progress=cb, run_dir=run_dir, resume=resume)
+    if not dinfo.is_main:
+        return 0
     summary: dict[str, Any] = {
         "run_dir": str(run_dir),
         "model": cfg.model.name,

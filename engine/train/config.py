@@ -54,6 +54,9 @@ class DataConfig:
         labels: CSV file name inside ``path`` (image_folder_csv only).
         classes: Class names, negative first (default: ``benign, malignant`` when the
             labels are those, else sorted). A label outside this list is an error.
+        label_map: Renames labels as read (e.g. ``{B = "benign", M = "malignant"}``).
+        ignore_labels: Rows with these labels (after ``label_map``) are dropped, e.g.
+            ``["normal"]`` for BUSI's benign-vs-malignant task.
         image_size: Network input ``[h, w]``.
         grayscale: Decode to one channel (else three; grey images are replicated).
         in_chans: Channels fed to the model (1 or 3); 0 = 1 if grayscale else 3.
@@ -75,6 +78,8 @@ class DataConfig:
     path: str = ""
     labels: str = "labels.csv"
     classes: list[str] = field(default_factory=list)
+    label_map: dict[str, str] = field(default_factory=dict)
+    ignore_labels: list[str] = field(default_factory=list)
     image_size: list[int] = field(default_factory=lambda: [224, 224])
     grayscale: bool = False
     in_chans: int = 0

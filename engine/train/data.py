@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +332,7 @@ def _infer_classes(labels: Sequence[str], configured: Sequence[str], source: str
         if unknown:
             raise ConfigError(
                 f"{source}: label(s) {', '.join(map(repr, unknown))} are not in data.classes "
-                f"({', '.join(classes)}); fix the labels or data.classes"
+                f"({', '.join(classes)}); fix the labels, data.classes or data.ignore_labels"
             )
     elif set(present) <= {"benign", "malignant"}:
         classes = ["benign", "malignant"]
@@ -470,6 +470,12 @@ def load_dataset(cfg: TrainConfig, *, train: bool = False) -> LabelledImages:
     loader = {"image_folder_csv": _from_image_folder, "manifest": _from_manifest,
               "study": _from_study}[cfg.data.kind]
     samples, source = loader(cfg)
+    if cfg.data.label_map:
+        samples = [replace(s, label=cfg.data.label_map.get(s.label, s.label)) for s in samples]
+    if cfg.data.ignore_labels:
+        samples = [s for s in samples if s.label not in cfg.data.ignore_labels]
+        if not samples:
+            raise ConfigError(f"{source}: every row has a label in data.ignore_labels {cfg.data.ignore_labels}")
     classes = _infer_classes([s.label for s in samples], cfg.data.classes, str(source))
     return LabelledImages(samples, classes, Transform.from_config(cfg), train=train,
                           seed=cfg.train.seed, cache=DecodedCache(cfg.data.cache), source=str(source))

@@ -159,7 +159,12 @@ def make_step_fn(model: nn.Module) -> StepFn:
     if callable(custom):
         return lambda m, batch: custom(batch)  # type: ignore[no-any-return]
     loss_fn = getattr(inner, "loss_fn", None)
-    lf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = loss_fn if callable(loss_fn) else default_loss
+    if not callable(loss_fn):
+        # engine.models' own convention (Habib BCE/LMCL): a ``loss(logits, target)`` method
+        loss_fn = getattr(inner, "loss", None)
+        if isinstance(loss_fn, nn.Module) or not callable(loss_fn):
+            loss_fn = None
+    lf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = loss_fn if loss_fn is not None else default_loss
 
     def step(m: nn.Module, batch: Any) -> torch.Tensor:
         x, y = batch[0], batch[1]
@@ -183,8 +188,16 @@ def _score_batch(model: nn.Module, batch: Any) -> torch.Tensor:
 
 
 def _activate(inner: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
-    # Models may declare ``output_activation = "sigmoid"`` (multi-label heads) and the
-    # ``malignant_index`` of a softmax pair (engine.models.common.BreastClassifier).
+    # engine.models classifiers expose ``malignancy(logits)`` (binary heads) and
+    # ``probabilities(logits)``; others may declare ``output_activation = "sigmoid"``
+    # (multi-label heads) and the ``malignant_index`` of a softmax pair.
+    k = outputs.shape[-1] if outputs.ndim == 2 else 1
+    mal = getattr(inner, "malignancy", None)
+    if k <= 2 and callable(mal):
+        return mal(outputs).reshape(-1)  # type: ignore[no-any-return]
+    prob = getattr(inner, "probabilities", None)
+    if k > 2 and callable(prob):
+        return prob(outputs)  # type: ignore[no-any-return]
     act = getattr(inner, "output_activation", "softmax")
     if outputs.ndim == 2 and outputs.shape[-1] > 1:
         if act == "sigmoid":
@@ -537,6 +550,37 @@ def _write_metrics_csv(path: Path, history: Sequence[dict[str, float]]) -> None:
 
 
 # --------------------------------------------------------------------------- fit
+def make_train_loader(
+    train_ds: Dataset, cfg: TrainConfig, device: torch.device  # type: ignore[type-arg]
+) -> tuple[DataLoader, Any, torch.Generator]:  # type: ignore[type-arg]
+    """The training DataLoader of :func:`fit` (and of ``bench train``).
+
+    One process: :class:`EpochSampler`; under torch.distributed: DistributedSampler with
+    the same ``(seed, epoch)`` permutation and ``batch_size / world`` per process.
+
+    Returns:
+        ``(loader, sampler, generator)``; call ``sampler.set_epoch(e)`` and re-seed the
+        generator (worker seeds) every epoch.
+    """
+    import torch.distributed as dist
+
+    rc = cfg.train
+    if dist.is_available() and dist.is_initialized():
+        from torch.utils.data.distributed import DistributedSampler
+
+        world = dist.get_world_size()
+        sampler: Any = DistributedSampler(train_ds, num_replicas=world, rank=dist.get_rank(), shuffle=True,
+                                          seed=rc.seed, drop_last=False)
+    else:
+        world = 1
+        sampler = EpochSampler(len(train_ds), seed=rc.seed)  # type: ignore[arg-type]
+    gen = torch.Generator()
+    loader = DataLoader(train_ds, batch_size=rc.batch_size // world, sampler=sampler,
+                        num_workers=rc.num_workers, worker_init_fn=_worker_init,
+                        generator=gen, pin_memory=device.type == "cuda", drop_last=False)
+    return loader, sampler, gen
+
+
 def fit(
     model: nn.Module,
     train_ds: Dataset,  # type: ignore[type-arg]
@@ -620,18 +664,7 @@ def fit(
             scheduler = build_scheduler(optimizer, cfg)
             amp = AmpState.for_device(device, rc.amp)
 
-            if distributed:
-                from torch.utils.data.distributed import DistributedSampler
-
-                sampler: Any = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True,
-                                                  seed=rc.seed, drop_last=False)
-            else:
-                sampler = EpochSampler(len(train_ds), seed=rc.seed)  # type: ignore[arg-type]
-            gen = torch.Generator()
-            loader = DataLoader(train_ds, batch_size=per_rank_batch, sampler=sampler,
-                                num_workers=rc.num_workers, worker_init_fn=_worker_init,
-                                generator=gen, pin_memory=device.type == "cuda",
-                                drop_last=False)
+            loader, sampler, gen = make_train_loader(train_ds, cfg, device)
             val_loader = None
             if val_ds is not None and len(val_ds) > 0:  # type: ignore[arg-type]
                 val_loader = DataLoader(val_ds, batch_size=max(1, per_rank_batch * 2), shuffle=False,

@@ -200,3 +200,14 @@ def test_dataset_errors_say_what_to_fix(blobs: Path, tmp_path: Path) -> None:
     cfg.data.path = str(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="not a folder"):
         load_dataset(cfg)
+
+
+def test_bench_train_reports_side_by_side() -> None:
+    import argparse
+
+    from engine.bench import train as bench
+
+    r = bench.run(argparse.Namespace(steps=2, epochs=2, batch_size=4, size=16, threads=1, device="cpu"))
+    assert r["plain_steps_per_s"] > 0 and r["ours_steps_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["ours_steps_per_s"] / r["plain_steps_per_s"], rel=1e-2)
+    assert r["target_ratio"] == 0.9 and r["timed_epochs_each"] == 2
