@@ -713,6 +713,13 @@ def _slice_position(ds: Any) -> tuple[float | None, tuple[float, ...] | None]:
     return float(np.dot(normal, pos)), tuple(round(v, 4) for v in orient)
 
 
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
 def sort_slices(items: Sequence[tuple[str, Any]]) -> tuple[list[int], list[float] | None, str]:
     """Order slices of one series.
 
@@ -730,10 +737,12 @@ def sort_slices(items: Sequence[tuple[str, Any]]) -> tuple[list[int], list[float
     orients = {o for _, o in info}
     if all(p is not None for p, _ in info) and len(orients) == 1:
         positions = [float(p) for p, _ in info]  # type: ignore[arg-type]
-        order = sorted(range(len(items)), key=lambda i: (positions[i], items[i][0]))
+        inst_no = [_int_or(ds.get("InstanceNumber"), 0) for _, ds in items]
+        # Ties (several phases of a dynamic series at one position) keep acquisition order.
+        order = sorted(range(len(items)), key=lambda i: (round(positions[i], 4), inst_no[i], items[i][0]))
         return order, [positions[i] for i in order], "ImagePositionPatient"
     inst = [ds.get("InstanceNumber") for _, ds in items]
-    if all(v is not None for v in inst):
+    if all(_int_or(v, -1) >= 0 for v in inst):
         order = sorted(range(len(items)), key=lambda i: (int(inst[i]), items[i][0]))
         return order, None, "InstanceNumber"
     order = sorted(range(len(items)), key=lambda i: items[i][0])
@@ -806,4 +815,9 @@ def read_dicom_series(
     meta.extra["files"] = str(len(files))
     if positions and len(positions) > 1:
         meta.extra["slice_spacing"] = f"{float(np.median(np.diff(positions))):g}"
+        repeats = len(positions) - len({round(p, 4) for p in positions})
+        if repeats:
+            # e.g. a DCE series holding every phase: frames at one position stay in
+            # InstanceNumber order, but the stack is not a plain volume.
+            meta.extra["repeated_positions"] = str(repeats)
     return LoadedImage(pixels=stack, meta=meta, ids=build_ids(first_ds))

@@ -96,7 +96,9 @@ def list_series_files(folder: str | PathLike[str]) -> tuple[str, list[str]]:
     d = Path(folder)
     kinds: dict[str, list[str]] = {}
     for entry in sorted(d.iterdir(), key=lambda e: _natural_key(e.name)):
-        if entry.name.startswith(".") or entry.name in _IGNORED_NAMES or not entry.is_file():
+        if entry.name.startswith(".") or entry.name in _IGNORED_NAMES or entry.name.startswith("DICOMDIR"):
+            continue
+        if not entry.is_file():
             continue
         try:
             fmt = detect_format(entry)
@@ -104,7 +106,9 @@ def list_series_files(folder: str | PathLike[str]) -> tuple[str, list[str]]:
             continue
         kinds.setdefault(fmt, []).append(str(entry))
     if not kinds:
-        raise ImageReadError(str(d), "directory holds no readable image slices")
+        subdirs = sum(1 for e in d.iterdir() if e.is_dir() and not e.name.startswith("."))
+        hint = f"; it has {subdirs} sub-folder(s): open one series folder" if subdirs else ""
+        raise ImageReadError(str(d), f"directory holds no readable image slices{hint}")
     if len(kinds) > 1:
         summary = ", ".join(f"{len(v)} {k}" for k, v in sorted(kinds.items()))
         raise UnsupportedImageError(str(d), f"directory mixes image formats ({summary}); keep one series per folder")

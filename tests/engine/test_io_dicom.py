@@ -313,3 +313,19 @@ def test_unsupported_and_truncated_pydicom_files() -> None:
         read_image(tdf("rtplan_truncated.dcm"))
     with pytest.raises(MissingPixelDataError, match="SR has no pixel data"):
         read_image(tdf("test-SR.dcm"))
+
+
+def test_real_mr_series_folder_from_pydicom() -> None:
+    # A radial MR series: every slice has its own orientation, so there is no common normal
+    # and the order must fall back to InstanceNumber.
+    folder = Path(tdf("MR_small.dcm")).parent / "dicomdirtests" / "98892003" / "MR700"
+    if not folder.is_dir():
+        pytest.skip("dicomdirtests not shipped")
+    img = read_image(folder)
+    assert img.shape == (7, 16, 16) and img.meta.modality == "MR"
+    assert img.meta.extra["slice_order"] == "InstanceNumber" and img.meta.slice_positions is None
+    by_instance = {int(ds.InstanceNumber): ds.pixel_array for ds in map(pydicom.dcmread, folder.iterdir())}
+    for k, frame in enumerate(img.pixels):
+        np.testing.assert_array_equal(frame, by_instance[k + 1])
+    with pytest.raises(ImageReadError, match="sub-folder"):
+        read_image(folder.parent.parent)  # a DICOMDIR tree root: say to open a series folder
