@@ -53,6 +53,13 @@ QDockWidget::title { background:#2b2c2f; padding:3px; }
 """
 
 
+def _load_for_case(case: Any, cache: ImageCache, *, progress: Any = None, cancel: Any = None
+                   ) -> tuple[str, dict[str, LoadedImage], dict[str, str]]:
+    """Worker job: the case's images, tagged with the case id so late results can be dropped."""
+    images, errors = load_case_images(case, cache, progress=progress, cancel=cancel)
+    return case.case_id, images, errors
+
+
 class MainWindow(QMainWindow):
     """The reading workstation. All state lives in :class:`AppState`; this class only wires it.
 
@@ -127,7 +134,7 @@ class MainWindow(QMainWindow):
 
         self.worklist = WorklistPanel(self.state)
         self.worklist_dock = self._dock("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.worklist_dock.setMinimumWidth(230)
+        self.worklist_dock.setMinimumWidth(270)
 
         self.ai_panel = AIPanel()
         self.rating_panel = RatingPanel(self.state)
@@ -314,6 +321,7 @@ class MainWindow(QMainWindow):
         self.ai_result = None
         self.selected_ann = None
         self._clear_views()
+        self.images, self.image_errors = {}, {}
         if cs is None:
             self.case_header.setText("No case selected.")
             self.synthetic_badge.setVisible(False)
@@ -328,7 +336,7 @@ class MainWindow(QMainWindow):
         self.ai_panel.clear(case.synthetic)
         self.ann_panel.refresh()
         self.statusBar().showMessage(f"Loading case {case.case_id}…")
-        w = Worker(load_case_images, case, self.cache, name="load")
+        w = Worker(_load_for_case, case, self.cache, name="load")
         w.case_id = case.case_id  # type: ignore[attr-defined]
         w.signals.result.connect(self._on_images_loaded)
         w.signals.errored.connect(self._on_worker_error)
@@ -347,12 +355,11 @@ class MainWindow(QMainWindow):
     def _on_worker_error(self, msg: str) -> None:
         self.show_error(msg)
 
-    def _on_images_loaded(self, out: tuple[dict[str, LoadedImage], dict[str, str]]) -> None:
+    def _on_images_loaded(self, out: tuple[str, dict[str, LoadedImage], dict[str, str]]) -> None:
         cs = self.state.current
-        w = self._load_worker
-        if cs is None or w is None or getattr(w, "case_id", None) != cs.case.case_id:
-            return  # a stale load of a case the reader already left
-        self.images, self.image_errors = out
+        if cs is None or out[0] != cs.case.case_id or self.views:
+            return  # a late load of a case the reader already left (or already shown)
+        _, self.images, self.image_errors = out
         case = cs.case
         for image_id, why in self.image_errors.items():
             self.problems.add(f"{case.case_id}/{short(case.image(image_id).path, self._study_root())}", why)
@@ -424,7 +431,7 @@ class MainWindow(QMainWindow):
             v.setVisible(False)
         if not self.views:
             return
-        rows, cols = GRID[self.state.layout]
+        rows, cols = self.grid_shape()
         n = rows * cols
         first = (self.active_index // n) * n
         page = self.views[first : first + n]
@@ -439,6 +446,18 @@ class MainWindow(QMainWindow):
             v.set_active(v is self.active_view())
         QTimer.singleShot(0, lambda: [v.fit() for v in page if not v.isHidden()])
 
+    def grid_shape(self) -> tuple[int, int]:
+        """Rows and columns of the layout, shrunk when the case has fewer views (one MR series
+        fills the whole area instead of leaving empty cells)."""
+        rows, cols = GRID[self.state.layout]
+        n = len(self.views)
+        if 0 < n < rows * cols:
+            if n == 1:
+                return 1, 1
+            if n == 2:
+                return 1, 2
+        return rows, cols
+
     def active_view(self) -> ImageView | None:
         return self.views[self.active_index] if 0 <= self.active_index < len(self.views) else None
 
@@ -447,7 +466,7 @@ class MainWindow(QMainWindow):
         if not self.views:
             return
         index %= len(self.views)
-        rows, cols = GRID[self.state.layout]
+        rows, cols = self.grid_shape()
         n = rows * cols
         page_changed = index // n != self.active_index // n
         self.active_index = index

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
     QGroupBox,
+    QHeaderView,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -55,7 +56,8 @@ class WorklistPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setStretchLastSection(False)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.count = QLabel("")
         row = QHBoxLayout()
@@ -80,7 +82,7 @@ class WorklistPanel(QWidget):
         self.table.setRowCount(len(ids))
         for r, cid in enumerate(ids):
             cs = self.state.cases[cid]
-            name = cid + ("  [SYNTHETIC]" if cs.case.synthetic else "")
+            name = cid + ("  (synthetic)" if cs.case.synthetic else "")
             mods = "+".join(cs.case.modalities)
             for c, text in enumerate((name, f"{mods} ({len(cs.case.images)})", cs.status)):
                 it = QTableWidgetItem(text)
@@ -91,6 +93,7 @@ class WorklistPanel(QWidget):
                     it.setToolTip(cs.case.description)
                 self.table.setItem(r, c, it)
         self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         total = len(self.state.case_ids())
         done = sum(1 for c in self.state.cases.values() if c.status == "rated")
         self.count.setText(f"{len(ids)} of {total} cases shown · {done} rated")

@@ -1,0 +1,126 @@
+"""Make the documentation screenshots of the real window (run under Xvfb or on a desktop).
+
+    xvfb-run -a python -m reader_app.screenshots docs/screenshots [--study FOLDER]
+
+Writes ``paired_mg_us_overlay.png`` (first MG+US case scored, saliency shown),
+``mri_stack.png`` (first MR case, mid-stack, a box on one slice) and ``annotation.png`` (a
+polygon being drawn on an ultrasound view next to finished regions). Uses the installed
+models; where none is installed the AI panel says so (no score is invented).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QPointF
+
+from reader_app.main import _wait, demo_study_dir, first_paired_case
+
+
+def _settle(ms: int = 300) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+    QCoreApplication.processEvents()
+
+
+def _save(win: object, path: Path) -> None:
+    pix = win.grab()  # type: ignore[attr-defined]
+    pix.save(str(path), "PNG")
+    print(f"{path} {pix.width()}x{pix.height()} {path.stat().st_size // 1024} KB")
+
+
+def _select(win: object, case_id: str) -> None:
+    if win.state.current is None or win.state.current.case.case_id != case_id:  # type: ignore[attr-defined]
+        win.state.select_case(case_id)  # type: ignore[attr-defined]
+    _wait(win.case_loaded, 60, lambda: bool(win.views) and win.state.current.case.case_id == case_id)  # type: ignore[attr-defined]
+
+
+def _score(win: object) -> None:
+    w = win.score_case()  # type: ignore[attr-defined]
+    if w is not None:
+        _wait(win.ai_finished, 300, lambda: bool(getattr(win._ai_worker, "ended", False)))  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", type=Path)
+    p.add_argument("--study", type=Path, default=None)
+    p.add_argument("--size", default="1600x1000")
+    a = p.parse_args(argv)
+    from reader_app.qt_app import ensure_app
+    from reader_app.qt_main import MainWindow
+
+    import os
+    import shutil
+    import tempfile
+
+    # work on a copy: the screenshots draw annotations and ratings, which must not touch the
+    # bundled study or the user's own ratings
+    tmp = Path(tempfile.mkdtemp(prefix="br-shots-"))
+    src = a.study or demo_study_dir()
+    shutil.copytree(src, tmp / "study")
+    os.environ["BREAST_READER_DATA"] = str(tmp / "userdata")
+    ensure_app()
+    a.out.mkdir(parents=True, exist_ok=True)
+    w, h = (int(v) for v in a.size.split("x"))
+    win = MainWindow()
+    win.resize(w, h)
+    win.show()
+    if not win.open_study(tmp / "study"):
+        print(win.last_error, file=sys.stderr)
+        return 2
+    study = win.state.study
+    # 1. paired MG+US with overlay, a lesion box on the CC view and on one US view
+    cid = first_paired_case(study)
+    _select(win, cid)
+    case = win.state.current.case
+    if not case.annotations:
+        for v in win.views[:3:2]:
+            iw, ih = v.image_size()
+            if iw:
+                win.state.new_annotation(v.slot.image_id, "box", [[0.35 * iw, 0.35 * ih], [0.6 * iw, 0.6 * ih]])
+    _score(win)
+    win.state.rate(score=7, birads="4B")
+    _settle()
+    _save(win, a.out / "paired_mg_us_overlay.png")
+    # 2. annotation in progress: polygon being drawn on the first US view (2x2 kept)
+    win.state.set_tool("polygon")
+    us = next((v for v in win.views if v.slot.modality == "US" and v.image is not None), win.views[0])
+    win.set_active(win.views.index(us))
+    iw, ih = us.image_size()
+    pts = [[0.3 * iw, 0.3 * ih], [0.55 * iw, 0.25 * ih], [0.7 * iw, 0.45 * ih], [0.6 * iw, 0.7 * ih]]
+    us._draft = [list(p) for p in pts]
+    us._update_draft(us._draft + [[0.35 * iw, 0.68 * ih]], closed=False)
+    us._set_ruler([0.1 * iw, 0.9 * ih], [0.45 * iw, 0.9 * ih])
+    win.ai_panel.overlay_on.setChecked(False)
+    _settle()
+    _save(win, a.out / "annotation.png")
+    us.cancel_draft()
+    win.ai_panel.overlay_on.setChecked(True)
+    win.state.set_tool("navigate")
+    # 3. MRI stack
+    mr = next((c.case_id for c in study.cases if "MR" in c.modalities), None)
+    if mr is not None:
+        _select(win, mr)
+        v = win.views[0]
+        win.state.set_layout("1x2")
+        if not win.state.current.case.annotations and v.image is not None:
+            iw, ih = v.image_size()
+            win.state.new_annotation(v.slot.image_id, "box", [[0.3 * iw, 0.3 * ih], [0.5 * iw, 0.5 * ih]],
+                                     frame=v.view_state.frame)
+        _score(win)
+        v._on_mouse_moved(v.img_item.mapToScene(QPointF(v.image_size()[0] * 0.4, v.image_size()[1] * 0.4)))
+        _settle()
+        _save(win, a.out / "mri_stack.png")
+    win.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
