@@ -217,7 +217,7 @@ class AnPatchClassifier(BreastClassifier):
 
     min_input_size = PATCH
 
-    def __init__(self, *, patch: int = PATCH, widths: Sequence[int] = (16, 32, 64, 128, 128), hidden: int = 128,
+    def __init__(self, *, patch: int = PATCH, widths: Sequence[int] = (8, 16, 32, 64, 128), hidden: int = 128,
                  dropout: float = 0.3, in_chans: int = 1) -> None:
         super().__init__(in_chans=in_chans, num_outputs=2, init_description="random (trained from scratch)",
                          gray="native")
@@ -466,7 +466,7 @@ def pixel_saliency(model: AnPatchClassifier, image: np.ndarray, heatmap: np.ndar
 @register_model("an_patch_classifier", family="an", paper=PAPER, modalities=("MG",),
                 task="tissue patch: no finding vs finding (BI-RADS <=1 vs >=2); dense stride-64 local map",
                 saliency=("entropy", "gradcam"))
-def an_patch_classifier(*, patch: int = PATCH, widths: Sequence[int] = (16, 32, 64, 128, 128), hidden: int = 128,
+def an_patch_classifier(*, patch: int = PATCH, widths: Sequence[int] = (8, 16, 32, 64, 128), hidden: int = 128,
                         dropout: float = 0.3, in_chans: int = 1, pretrained: bool = False) -> AnPatchClassifier:
     """VGG-style tissue classifier (from scratch)."""
     return AnPatchClassifier(patch=patch, widths=tuple(widths), hidden=hidden, dropout=dropout, in_chans=in_chans)

@@ -1,0 +1,106 @@
+"""Predictor: preprocessing (box crop, grayscale, MG orientation), scores, saliency placement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import ModelNotFoundError
+from engine.inference import Predictor, expand_box, load_predictor, prepare_input
+from engine.io.types import ImageMeta, LoadedImage
+from engine.models import get_model
+from engine.models.weights import WeightsSpec, save_weights
+
+torch.set_num_threads(1)
+
+
+def make_weights(root: Path, name: str = "tiny_us", modality: str = "US") -> Path:
+    torch.manual_seed(0)
+    spec = WeightsSpec(name=name, model="habib_basic_cnn", model_cfg={"in_chans": 1}, modality=modality,
+                       input_size=[32, 32], in_chans=1, mean=[0.5], std=[0.25], class_names=["malignant"],
+                       init="random (test)")
+    return save_weights(get_model("habib_basic_cnn", in_chans=1), spec, root / name)
+
+
+def _img(px: np.ndarray, modality: str = "US") -> LoadedImage:
+    return LoadedImage(px, ImageMeta(path="mem.png", modality=modality))  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("BREAST_READER_MODELS", str(tmp_path))
+    return tmp_path
+
+
+def test_no_default_model_is_an_error_never_random(root: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="no default model is installed for US"):
+        load_predictor("US")
+    with pytest.raises(ModelNotFoundError, match="architecture without trained weights"):
+        load_predictor("US", model="efficientnet_lite0")
+
+
+def test_predict_in_unit_interval_and_box_changes_input(root: Path) -> None:
+    make_weights(root)
+    (root / "defaults.json").write_text(json.dumps({"US": "tiny_us"}))
+    pred = load_predictor("US")
+    rng = np.random.default_rng(0)
+    px = (rng.random((120, 160)) * 255).astype(np.uint8)
+    px[60:80, 100:130] = 255
+    p = pred.predict(_img(px))
+    assert 0.0 <= p <= 1.0
+    box = (100, 60, 130, 80)
+    prep = pred.prepare(_img(px), box=box)
+    assert prep.region == (95, 57, 135, 83)  # 15 % margin per side
+    # the box crop of a uniform-bright lesion is brighter on average than the whole image
+    assert float(prep.tensor.mean()) > float(pred.prepare(_img(px)).tensor.mean())
+    assert pred.predict_batch([_img(px), _img(px)], [None, box]) == pytest.approx([p, pred.predict(_img(px), box)],
+                                                                                abs=1e-5)
+
+
+def test_rgb_and_16bit_inputs(root: Path) -> None:
+    make_weights(root)
+    pred = Predictor(root / "tiny_us")
+    rgb = np.zeros((40, 50, 3), np.uint8)
+    rgb[..., 1] = 200
+    t = pred.prepare(_img(rgb)).tensor
+    assert t.shape == (1, 32, 32)
+    assert float(t.mean()) == pytest.approx((0.587 * 200 / 255 - 0.5) / 0.25, abs=1e-3)
+    px16 = np.linspace(0, 4095, 40 * 50).reshape(40, 50).astype(np.uint16)
+    t16 = pred.prepare(_img(px16)).tensor
+    assert float(t16.min()) >= (0 - 0.5) / 0.25 - 1e-4 and float(t16.max()) <= (1 - 0.5) / 0.25 + 1e-4
+
+
+def test_mg_orientation_flips_right_sided_breast() -> None:
+    spec = WeightsSpec(name="x", model="habib_basic_cnn", modality="MG", input_size=[16, 16], in_chans=1,
+                       mean=[0.0], std=[1.0])
+    px = np.zeros((64, 64), np.uint8)
+    px[8:56, 40:64] = 200  # tissue on the right: chest wall on the right
+    px[30:34, 44:48] = 255
+    prep = prepare_input(_img(px, "MG"), spec)
+    assert prep.flipped
+    assert float(prep.tensor[0, :, :6].mean()) > float(prep.tensor[0, :, 10:].mean())
+    left = prepare_input(_img(px[:, ::-1].copy(), "MG"), spec)
+    assert not left.flipped
+    assert torch.allclose(prep.tensor, left.tensor, atol=1e-5)
+
+
+def test_saliency_in_image_coordinates_inside_box(root: Path) -> None:
+    make_weights(root)
+    pred = Predictor(root / "tiny_us")
+    px = (np.random.default_rng(1).random((100, 140)) * 255).astype(np.uint8)
+    sal = pred.saliency(_img(px), "gradcam", box=(40, 30, 80, 70))
+    assert sal.map.shape == (100, 140) and sal.method == "gradcam"
+    x0, y0, x1, y1 = sal.box  # type: ignore[misc]
+    outside = sal.map.copy()
+    outside[y0:y1, x0:x1] = 0
+    assert outside.max() == 0 and sal.map.max() > 0
+
+
+def test_expand_box_validation() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        expand_box((500, 500, 600, 600), (100, 100))
+    assert expand_box((10, 10, 12, 12), (100, 100))[2] - expand_box((10, 10, 12, 12), (100, 100))[0] >= 16
