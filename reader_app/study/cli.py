@@ -109,10 +109,11 @@ def demo_cases(folder: Path | None, out: Path, max_cases: int) -> tuple[Path, li
     study = load_study(folder)
     ben = [c.case_id for c in study.cases if c.truth and not c.truth.malignant]
     mal = [c.case_id for c in study.cases if c.truth and c.truth.malignant]
-    k = max(1, min(len(ben), len(mal), max_cases // 2))
     if not ben or not mal:
         raise BreastReaderError(f"{folder}: needs both benign and malignant cases with truth")
-    chosen = sorted(ben[:k] + mal[:k])
+    # every case with truth, up to max_cases, keeping both classes
+    k_ben = min(len(ben), max(1, max_cases - min(len(mal), max_cases // 2)))
+    chosen = sorted(ben[:k_ben] + mal[: max_cases - k_ben])
     truth = {c: int(c in mal) for c in chosen}
     return folder, chosen, truth
 
