@@ -52,12 +52,12 @@ def confusion_matrix(truth: ArrayLike, pred: ArrayLike) -> NDArray[np.int64]:
     Returns:
         An int64 array of shape (2, 2).
     """
-    t, p = _pair(truth, pred)
-    p = p.astype(np.int64)
-    if p.size and not np.isin(p, (0, 1)).all():
+    t, pf = _pair(truth, pred)
+    if pf.size and not np.isin(pf, (0, 1)).all():
         raise ValueError("pred must contain only 0 and 1; binarise scores first")
+    p = pf.astype(np.int64)
     cm = np.zeros((2, 2), dtype=np.int64)
-    np.add.at(cm, (t, p), 1)
+    np.add.at(cm, (t, p), 1)  # type: ignore[arg-type]
     return cm
 
 

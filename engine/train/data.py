@@ -177,12 +177,13 @@ def _five_offsets(total: int, size: int) -> list[int]:
     return [int(round(v)) for v in np.linspace(0, total - size, 5)]
 
 
-def _affine(img: NDArray[np.uint8], aug: AugmentConfig, rng: np.random.Generator) -> NDArray[np.uint8]:
+def _affine(src: NDArray[np.uint8], aug: AugmentConfig, rng: np.random.Generator) -> NDArray[np.uint8]:
     """Random rotation (k*90), shift, shear, zoom, flips; nearest filling (Hijab Sec. III.A)."""
+    img: NDArray[Any] = src
     if aug.rotate90:
         k = int(rng.integers(0, 4))
         if k:
-            img = np.rot90(img, k)
+            img = np.ascontiguousarray(np.rot90(img, k))
             if img.shape[0] != img.shape[1]:
                 img = cv2.resize(np.ascontiguousarray(img), (img.shape[0], img.shape[1]))
     if aug.hflip and rng.random() < 0.5:
@@ -201,7 +202,7 @@ def _affine(img: NDArray[np.uint8], aug: AugmentConfig, rng: np.random.Generator
         t = c - a @ c + np.array([sx, sy])
         m = np.hstack([a, t[:, None]]).astype(np.float64)
         img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return img
+    return img.astype(np.uint8, copy=False)
 
 
 # ------------------------------------------------------------------------------ dataset
@@ -415,14 +416,15 @@ def _from_manifest(cfg: TrainConfig) -> tuple[list[Sample], Path]:
             continue
         box = None
         if all(r.get(k) for k in ("x0", "y0", "x1", "y1")):
-            b = tuple(_float(r[k], path, n, k) for k in ("x0", "y0", "x1", "y1"))
+            x0, y0, x1, y1 = (_float(r[k], path, n, k) for k in ("x0", "y0", "x1", "y1"))
+            b = (x0, y0, x1, y1)
             if b[2] <= b[0] or b[3] <= b[1]:
                 raise CaseFormatError(path, f"box {b} needs x1 > x0 and y1 > y0", row=n)
             box = b if cfg.data.crop_to_box else None
         p = Path(r["path"]).expanduser()
         p = p if p.is_absolute() else (path.parent / p)
         samples.append(Sample(str(p.resolve()), r["label"], r.get("group") or r["path"], box,
-                              r["modality"].upper()))  # type: ignore[arg-type]
+                              r["modality"].upper()))
         line_nos.append(n)
     if not samples:
         raise ConfigError(f"{path}: no rows with modality {cfg.data.modality!r}")

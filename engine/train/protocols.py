@@ -294,7 +294,8 @@ def cross_validate(
         tr = ds.subset(fold.train, train=True)
         va = ds.subset(fold.val, train=False) if fold.val.size else None
         te = ds.subset(fold.test, train=False)
-        fr = fit(model, tr, va, cfg=cfg, progress=sub if progress else None, cancel=cancel,
+        fr = fit(model, tr, va, cfg=cfg, progress=sub if progress else None,  # type: ignore[arg-type]
+                 cancel=cancel,
                  run_dir=(rdir / fold.name) if rdir is not None else None)
         device = fr.device
         model.load_state_dict(fr.state_for(select if va is not None else None))
@@ -399,7 +400,7 @@ def cross_validate(
             for r in results:
                 for gid, t, s in zip(r.groups, r.truth, r.scores):
                     w.writerow([r.fold.repeat, r.fold.fold, gid, int(t), f"{s:.6g}", f"{r.threshold:.6g}"])
-        curves = {}
+        curves: dict[str, tuple[ArrayLike, ArrayLike]] = {}
         if len(results) <= 10:
             curves = {r.fold.name: (r.truth, r.scores) for r in results
                       if 0 < r.truth.sum() < r.truth.size}
