@@ -94,6 +94,18 @@ def jpeg_bomb() -> bytes:
     return b"\xff\xd8" + sof + b"\xff\xd9"
 
 
+def _tampered_testfile(tmp: Path, name: str, **values: Any) -> bytes:
+    """A pydicom test file (shipped offline) with header values changed."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file(name, download=False))
+    for k, v in values.items():
+        setattr(ds, k, v)
+    ds.save_as(tmp / "t.dcm")
+    return (tmp / "t.dcm").read_bytes()
+
+
 def _set(**values: Any) -> Callable[[Any], None]:
     def tamper(ds: Any) -> None:
         for k, v in values.items():
@@ -173,6 +185,15 @@ ILL: list[tuple[str, Builder, type[ImageReadError], str]] = [
      HeaderMismatchError, "header sizes lie"),
     ("bomb.dcm", lambda t: _dicom(t, GREY8, modality="MG", tamper=_set(Rows=60000, Columns=60000)),
      ImageTooLargeError, "60000 x 60000"),
+    # Compressed data whose DICOM header lies: gdcm aborts the *process* on the JPEG-LS one,
+    # so the codestream's own header must be checked before decoding.
+    ("jpegls_size_lies.dcm", lambda t: _tampered_testfile(t, "MR_small_jpeg_ls_lossless.dcm", Rows=2000),
+     HeaderMismatchError, "compressed frame 1 is 64 x 64"),
+    ("j2k_size_lies.dcm", lambda t: _tampered_testfile(t, "MR_small_jp2klossless.dcm", Columns=10),
+     HeaderMismatchError, "compressed frame 1 is 64 x 64"),
+    ("jpeg_samples_lie.dcm", lambda t: _tampered_testfile(t, "SC_rgb_jpeg_gdcm.dcm", SamplesPerPixel=1,
+                                                           PhotometricInterpretation="MONOCHROME2"),
+     HeaderMismatchError, "3 component(s)"),
     ("unknown_photometric.dcm", lambda t: _dicom(t, GREY8, modality="OT", tamper=_set(PhotometricInterpretation="HSV")),
      UnsupportedPhotometricError, "HSV"),
     ("bad_number.dcm", lambda t: _dicom(t, np.stack([GREY8] * 2), modality="US").replace(
