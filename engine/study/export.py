@@ -165,7 +165,7 @@ def export_study(
     model = None
     if ai_scores and all(c in ai_scores for c in table.cases):
         model = np.array([ai_scores[c] for c in table.cases], dtype=float)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, arm in enumerate(table.treatments):
         for j, rd in enumerate(table.readers):
             auc, lo, hi = auc_ci(table.truth, table.ratings[i, j], alpha)
@@ -175,10 +175,10 @@ def export_study(
         rows.append({"reader": "model", "treatment": "standalone", "auc": auc, "ci_lo": lo, "ci_hi": hi})
     p = out / "reader_auc.csv"
     with open(p, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["reader", "treatment", "auc", "ci_lo", "ci_hi"])
-        w.writeheader()
+        dw = csv.DictWriter(fh, fieldnames=["reader", "treatment", "auc", "ci_lo", "ci_hi"])
+        dw.writeheader()
         for r in rows:
-            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+            dw.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
     res.files["reader_auc_csv"] = p
     results["reader_auc"] = rows
     results["ci_method"] = "DeLong variance, normal (Wald) interval on the AUC scale, clipped to [0, 1]"
@@ -215,9 +215,9 @@ def export_study(
             ss_rows.append(_op_row("model", "standalone", op))
     p = out / "sens_spec.csv"
     with open(p, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(ss_rows[0]))
-        w.writeheader()
-        w.writerows(ss_rows)
+        sw = csv.DictWriter(fh, fieldnames=list(ss_rows[0]))
+        sw.writeheader()
+        sw.writerows(ss_rows)
     res.files["sens_spec_csv"] = p
     results["sens_spec"] = ss_rows
     results["sens_spec_ci"] = "Wilson score interval"

@@ -196,11 +196,11 @@ def parse_imrmc(text: str, path: str = "<imrmc>") -> RatingsTable:
             truth[cs] = (_parse_truth(path, n + 1, sc), n + 1)
         else:
             rows.append((n + 1, rd, md, cs, _parse_rating(path, n + 1, sc)))
-    records = []
-    for n, rd, md, cs, sc in rows:
+    records: list[tuple[int, str, str, str, int, float]] = []
+    for n, rd, md, cs, score in rows:
         if cs not in truth:
             raise CaseFormatError(path, f"case {cs!r} has no truth row (-1,{cs},truth,0|1)", row=n)
-        records.append((n, rd, md, cs, truth[cs][0], sc))
+        records.append((n, rd, md, cs, truth[cs][0], score))
     return _finish(path, records)
 
 
