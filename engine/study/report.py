@@ -87,7 +87,7 @@ def render_report(results: dict[str, Any], table: RatingsTable, model: np.ndarra
              family: str = "sans-serif", color: str = "black") -> None:
         nonlocal y
         # wrap proportional text to the page width (~0.52 em per character on average)
-        width = 10_000 if family == "monospace" else int((0.94 - x) * 8.27 * 72 / (size * 0.50))
+        width = 10_000 if family == "monospace" else int((0.92 - x) * 8.27 * 72 / (size * 0.52))
         for k, part in enumerate(textwrap.wrap(text, width) or [""]):
             fig.text(x if k == 0 else x + 0.02, y, part, fontsize=size, weight=weight, family=family,
                      color=color, va="top")

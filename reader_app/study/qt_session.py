@@ -145,6 +145,10 @@ class ReadingSessionWindow(QWidget):
         self.header = QLabel("")
         self.header.setObjectName("sessionHeader")
         v.addWidget(self.header)
+        if self.run.design.note:
+            note = QLabel(self.run.design.note)
+            note.setStyleSheet("color: #b00020;")
+            v.addWidget(note)
         self.images = QWidget()
         self.images_layout = QGridLayout(self.images)
         self.images_layout.setContentsMargins(0, 0, 0, 0)
@@ -227,6 +231,7 @@ class ReadingSessionWindow(QWidget):
         while self.images_layout.count():
             w = self.images_layout.takeAt(0).widget()
             if w is not None:
+                w.hide()  # hidden now: deleteLater only runs at the next event-loop turn
                 w.deleteLater()
         imgs = item.case.images
         cols = 2 if len(imgs) > 1 else 1
@@ -246,7 +251,7 @@ class ReadingSessionWindow(QWidget):
                             f"<b>{item.arm.arm_id}</b> - {item.label} - {done} of {total} ratings done")
         if item.show_ai:
             score = "not available" if item.ai_score is None else f"{item.ai_score:.2f}"
-            self.ai_panel.setText(f"<b>AI</b> malignancy score: {score} (research model, decision support only)")
+            self.ai_panel.setText(f"<b>AI</b> malignancy score: {score} (standalone model output; decision support, not a diagnosis)")
             self.ai_panel.setVisible(True)
         else:
             self.ai_panel.setText("")
