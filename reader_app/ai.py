@@ -45,6 +45,7 @@ class ModelInfo:
     device: str = "CPU"
     error: str | None = None  # "no model installed" etc.
     architecture: str | None = None
+    detail: str | None = None  # why there is no model (shown as a tooltip)
 
 
 @dataclass
@@ -290,7 +291,7 @@ class AIService:
             try:
                 pred = self.predictor(modality)
             except ModelNotFoundError as exc:
-                res.models[modality] = ModelInfo(modality, error=f"no model installed ({exc})")
+                res.models[modality] = ModelInfo(modality, error="no model installed", detail=str(exc))
                 done += len(mod_imgs) * (1 + len(methods))
                 continue
             info = res.models.get(modality) or _model_info(modality, pred)

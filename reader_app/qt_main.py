@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QScrollArea,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -114,6 +115,8 @@ class MainWindow(QMainWindow):
     def _build_ui(self) -> None:
         self.case_header = QLabel("Open a study: File → Open (Ctrl+O), or drop a study folder here.")
         self.case_header.setObjectName("caseHeader")
+        # long case descriptions must never widen the window: clip, full text in the tooltip
+        self.case_header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.synthetic_badge = QLabel("SYNTHETIC")
         self.synthetic_badge.setStyleSheet("color:#000;background:#ff6b6b;font-weight:bold;padding:2px 8px")
         self.synthetic_badge.setVisible(False)
@@ -331,6 +334,7 @@ class MainWindow(QMainWindow):
         cs.rating_changed.connect(lambda _r: self.worklist.refresh())
         desc = f" · {case.description}" if case.description else ""
         self.case_header.setText(f"<b>Case {case.case_id}</b> · {'+'.join(case.modalities)}{desc}")
+        self.case_header.setToolTip("\n".join(x for x in (case.description, case.paired_note) if x))
         self.synthetic_badge.setVisible(case.synthetic)
         self.synthetic_badge.setText("SYNTHETIC CASE" if case.synthetic else "SYNTHETIC")
         self.ai_panel.clear(case.synthetic)

@@ -82,15 +82,17 @@ class WorklistPanel(QWidget):
         self.table.setRowCount(len(ids))
         for r, cid in enumerate(ids):
             cs = self.state.cases[cid]
-            name = cid + ("  (synthetic)" if cs.case.synthetic else "")
             mods = "+".join(cs.case.modalities)
-            for c, text in enumerate((name, f"{mods} ({len(cs.case.images)})", cs.status)):
+            for c, text in enumerate((cid, f"{mods} ({len(cs.case.images)})", cs.status)):
                 it = QTableWidgetItem(text)
                 it.setData(Qt.ItemDataRole.UserRole, cid)
                 if c == 2:
                     it.setForeground(QColor(STATUS_COLOURS[cs.status]))
-                if cs.case.description:
-                    it.setToolTip(cs.case.description)
+                elif c == 0 and cs.case.synthetic:
+                    it.setForeground(QColor("#ff8a80"))  # synthetic cases stand out in the list
+                tip = ("SYNTHETIC case. " if cs.case.synthetic else "") + (cs.case.description or "")
+                if tip:
+                    it.setToolTip(tip)
                 self.table.setItem(r, c, it)
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -261,6 +263,7 @@ class AIPanel(QGroupBox):
                 f"<tr><td></td><td colspan=2><small>{res.fused_source}</small></td></tr>"
             )
         html = "<table>" + "".join(rows) + "</table>" if rows else "<i>No image could be scored.</i>"
+        self.scores.setToolTip("\n".join(f"{m}: {i.detail}" for m, i in res.models.items() if i.detail))
         html = "<small>malignancy score (0–1 and 0–10)</small>" + html
         if res.errors:
             html += "<br><small style='color:#ff6b6b'>" + "<br>".join(res.errors[:4]) + "</small>"

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             win.state.new_annotation(v.slot.image_id, "box", [[0.3 * iw, 0.3 * ih], [0.5 * iw, 0.5 * ih]],
                                      frame=v.view_state.frame)
         _score(win)
-        v._on_mouse_moved(v.img_item.mapToScene(QPointF(v.image_size()[0] * 0.4, v.image_size()[1] * 0.4)))
+        v._on_mouse_moved(v.group.mapToScene(QPointF(v.image_size()[0] * 0.4, v.image_size()[1] * 0.4)))
         _settle()
         _save(win, a.out / "mri_stack.png")
     win.close()

@@ -17,7 +17,7 @@ from studies import fake_loader
 # ----------------------------------------------------------------------------- helpers
 def vpos(view, x: float, y: float) -> QPoint:
     """Viewport position of image pixel (x=col, y=row) in ``view``."""
-    scene = view.img_item.mapToScene(QPointF(x, y))
+    scene = view.group.mapToScene(QPointF(x, y))
     return view.gv.mapFromScene(scene)
 
 
@@ -80,7 +80,7 @@ def test_open_study_hangs_paired_case_and_lists_bad_case(opened):
     cc = view_of(win, "mg_cc")
     w, _ = cc.image_size()
     assert cc.slot.flip
-    assert cc.img_item.mapToScene(QPointF(0, 0)).x() > cc.img_item.mapToScene(QPointF(w, 0)).x()
+    assert cc.group.mapToScene(QPointF(0, 0)).x() > cc.group.mapToScene(QPointF(w, 0)).x()
     assert cc.scale_bar is not None and cc.scale_bar.text.toPlainText().endswith("mm")
 
 
@@ -225,7 +225,7 @@ def test_synchronised_zoom_and_readout(opened, qtbot):
     cc.vb.scaleBy((0.5, 0.5))
     cc.vb.sigRangeChangedManually.emit([True, True])
     assert mlo.normalized_range() == pytest.approx(cc.normalized_range(), abs=1e-3)
-    p = cc.img_item.mapToScene(QPointF(10.5, 20.5))
+    p = cc.group.mapToScene(QPointF(10.5, 20.5))
     cc._on_mouse_moved(p)
     assert cc.footer.text().startswith("x 10  y 20  value ") and "mm" in cc.footer.text()
 
