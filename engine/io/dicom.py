@@ -325,7 +325,7 @@ def _functional(ds: Any, group: str, attr: str, frame: int | None = None) -> Any
 
 
 def _laterality(ds: Any) -> tuple[str | None, str | None]:
-    raw = ds.get("ImageLaterality") or ds.get("Laterality") or _functional(ds, "FrameAnatomySequence", "FrameLaterality")
+    raw = ds.get("ImageLaterality") or ds.get("Laterality") or _functional(ds, "FrameAnatomySequence", "FrameLaterality", frame=0)
     value = str(raw).strip().upper() if raw else None
     return (value if value in ("L", "R") else None), value
 
@@ -364,7 +364,7 @@ def _pixel_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
         vals = _floats(ds.get(key))
         if len(vals) == 2 and vals[0] > 0 and vals[1] > 0:
             return (vals[0], vals[1]), key
-    vals = _floats(_functional(ds, "PixelMeasuresSequence", "PixelSpacing"))
+    vals = _floats(_functional(ds, "PixelMeasuresSequence", "PixelSpacing", frame=0))
     if len(vals) == 2 and vals[0] > 0 and vals[1] > 0:
         return (vals[0], vals[1]), "PixelMeasuresSequence"
     region = _first(ds.get("SequenceOfUltrasoundRegions"))
@@ -378,8 +378,8 @@ def _pixel_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
 def _rescale(ds: Any) -> tuple[float, float]:
     slope, intercept = _floats(ds.get("RescaleSlope")), _floats(ds.get("RescaleIntercept"))
     if not slope and not intercept:
-        slope = _floats(_functional(ds, "PixelValueTransformationSequence", "RescaleSlope"))
-        intercept = _floats(_functional(ds, "PixelValueTransformationSequence", "RescaleIntercept"))
+        slope = _floats(_functional(ds, "PixelValueTransformationSequence", "RescaleSlope", frame=0))
+        intercept = _floats(_functional(ds, "PixelValueTransformationSequence", "RescaleIntercept", frame=0))
     return (slope[0] if slope and slope[0] != 0 else 1.0), (intercept[0] if intercept else 0.0)
 
 
@@ -405,8 +405,8 @@ def _windows(ds: Any) -> tuple[list[tuple[float, float]], str | None]:
     centers = _floats(ds.get("WindowCenter"))
     widths = _floats(ds.get("WindowWidth"))
     if not centers:
-        centers = _floats(_functional(ds, "FrameVOILUTSequence", "WindowCenter"))
-        widths = _floats(_functional(ds, "FrameVOILUTSequence", "WindowWidth"))
+        centers = _floats(_functional(ds, "FrameVOILUTSequence", "WindowCenter", frame=0))
+        widths = _floats(_functional(ds, "FrameVOILUTSequence", "WindowWidth", frame=0))
     pairs = [(c, w) for c, w in zip(centers, widths) if w > 0]
     if pairs:
         return pairs, "WindowCenter/Width"
@@ -520,7 +520,8 @@ def _fast_native(ds: Any, path: str, layout: PixelLayout) -> np.ndarray | None:
     if arr.size != count:
         raise TruncatedImageError(path, f"PixelData ends after {arr.size:,} of {count:,} samples")
     if big and layout.bits_allocated > 8:
-        arr = arr.byteswap().view(dtype.newbyteorder("="))
+        arr.byteswap(inplace=True)  # our own fresh buffer: swap in place, no second copy
+        arr = arr.view(dtype.newbyteorder("="))
     shift = layout.bits_allocated - layout.bits_stored
     if shift:
         if layout.signed:  # sign-extend BitsStored into the container
@@ -704,6 +705,19 @@ def _frame_positions(ds: Any, frames: int) -> list[float] | None:
     return out
 
 
+def _per_frame_rescale(ds: Any, frames: int) -> list[tuple[float, float]] | None:
+    """Per-frame RescaleSlope/Intercept of enhanced objects when they differ between frames
+    (enhanced MR from some vendors scales every frame differently; PS3.3 C.7.6.16.2.9)."""
+    if frames < 2 or "PerFrameFunctionalGroupsSequence" not in ds or "RescaleSlope" in ds:
+        return None
+    out = []
+    for i in range(frames):
+        slope = _floats(_functional(ds, "PixelValueTransformationSequence", "RescaleSlope", frame=i))
+        intercept = _floats(_functional(ds, "PixelValueTransformationSequence", "RescaleIntercept", frame=i))
+        out.append((slope[0] if slope and slope[0] != 0 else 1.0, intercept[0] if intercept else 0.0))
+    return out if len(set(out)) > 1 else None
+
+
 def decode_pixels(ds: Any, path: str, layout: PixelLayout) -> np.ndarray:
     """Decode, apply the Modality LUT and invert MONOCHROME1 (sizes already checked)."""
     arr = _fast_native(ds, path, layout)
@@ -712,6 +726,13 @@ def decode_pixels(ds: Any, path: str, layout: PixelLayout) -> np.ndarray:
     expected = layout.shape
     if arr.shape != expected:
         raise HeaderMismatchError(path, f"decoded pixels have shape {arr.shape}, the header says {expected}")
+    per_frame = _per_frame_rescale(ds, layout.frames) if layout.photometric == "MONOCHROME2" else None
+    if per_frame is not None and arr.ndim == 3:
+        out = arr.astype(np.float32)
+        for i, (slope, intercept) in enumerate(per_frame):
+            out[i] *= np.float32(slope)
+            out[i] += np.float32(intercept)
+        return out
     if layout.photometric.startswith("MONO"):
         arr = _apply_modality_lut(ds, arr, layout)
         if layout.photometric == "MONOCHROME1":
@@ -756,6 +777,9 @@ def read_dicom(
             if np.any(order != np.arange(len(order))):
                 arr = arr[order]
             meta.slice_positions = [positions[i] for i in order]
+            repeats = len(positions) - len({round(p, 4) for p in positions})
+            if repeats:
+                meta.extra["repeated_positions"] = str(repeats)
     return LoadedImage(pixels=arr, meta=meta, ids=ids)
 
 

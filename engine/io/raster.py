@@ -244,7 +244,8 @@ def _decode_pnm(path: str, h: RasterHeader) -> np.ndarray:
         # Read straight into a writable array (no intermediate bytes object).
         arr = np.fromfile(path, dtype=">u2" if itemsize == 2 else np.uint8, count=count, offset=h.data_offset)
         if itemsize == 2:
-            arr = arr.byteswap().view(np.uint16)  # PNM 16-bit samples are big-endian
+            arr.byteswap(inplace=True)  # PNM 16-bit samples are big-endian; swap our own buffer
+            arr = arr.view(np.uint16)
     else:
         with open(path, "rb") as fh:
             fh.seek(h.data_offset)

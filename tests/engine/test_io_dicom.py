@@ -329,3 +329,26 @@ def test_real_mr_series_folder_from_pydicom() -> None:
         np.testing.assert_array_equal(frame, by_instance[k + 1])
     with pytest.raises(ImageReadError, match="sub-folder"):
         read_image(folder.parent.parent)  # a DICOMDIR tree root: say to open a series folder
+
+
+def test_enhanced_per_frame_rescale_and_windows(tmp_path: Path) -> None:
+    frames = np.stack([np.full((3, 4), 10, np.uint16)] * 2)
+    p = write_dicom(tmp_path / "emr.dcm", frames, modality="OT")
+
+    def add_groups(ds: Dataset) -> None:
+        per = []
+        for slope, intercept in ((1.0, 0.0), (2.5, -1.0)):
+            pvt, item = Dataset(), Dataset()
+            pvt.RescaleSlope, pvt.RescaleIntercept, pvt.RescaleType = slope, intercept, "US"
+            voi = Dataset()
+            voi.WindowCenter, voi.WindowWidth = 40, 80
+            item.PixelValueTransformationSequence = [pvt]
+            item.FrameVOILUTSequence = [voi]
+            per.append(item)
+        ds.PerFrameFunctionalGroupsSequence = per
+
+    img = read_image(_tamper(p, add_groups))
+    assert img.pixels.dtype == np.float32
+    np.testing.assert_allclose(img.pixels[0], 10.0)
+    np.testing.assert_allclose(img.pixels[1], 24.0)
+    assert img.meta.windows == [(40.0, 80.0)]
