@@ -167,7 +167,8 @@ def _tiff_header(path: str) -> RasterHeader:
     rows, cols = dims.get("Y", 0), dims.get("X", 0)
     samples = dims.get("S", 1)
     frames = int(np.prod([s for a, s in zip(axes, shape) if a not in "YXS"] or [1]))
-    return RasterHeader("TIFF", rows, cols, 1 if samples == 1 else 3, dtype.itemsize * 8, frames=frames)
+    # Decoding keeps RGB of 3+ samples (alpha dropped) and the first sample of grey + alpha.
+    return RasterHeader("TIFF", rows, cols, 3 if samples >= 3 else 1, dtype.itemsize * 8, frames=frames)
 
 
 def read_header(path: str | PathLike[str], fmt: str, data: bytes | None = None) -> RasterHeader:
