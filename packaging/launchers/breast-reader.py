@@ -5,9 +5,12 @@ launcher (instead of freezing ``reader_app/main.py`` as a script) keeps the pack
 imports and ``if __name__ == "__main__"`` guards working exactly as in the installed app.
 """
 
+import multiprocessing
 import sys
 
 from reader_app.main import main
 
 if __name__ == "__main__":
+    # Data-loader workers started with "spawn" (Windows, macOS) re-run this executable.
+    multiprocessing.freeze_support()
     sys.exit(main())
