@@ -103,7 +103,8 @@ def build_view_cache(
         base = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         vs = [base, base.flip(-1)] + [labkit.augment(x, aug, size, gen) for _ in range(views - 2)]
         for v, xv in enumerate(vs):
-            h = trunk_forward(m, labkit.to_input(xv), split).to(torch.float16)
+            h = trunk_forward(m, labkit.to_input(xv, 3, labkit.LITE_MEAN, labkit.LITE_STD), split)
+            h = h.to(torch.float16)
             if out is None:
                 out = torch.zeros((n, views) + tuple(h.shape[1:]), dtype=torch.float16)
             out[i : i + len(x), v] = h

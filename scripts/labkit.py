@@ -24,6 +24,9 @@ import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# efficientnet-lite checkpoints come from TF-lite: (x - 127) / 128 (engine.models.common.LITE_MEAN).
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -271,6 +274,7 @@ def train_classifier(
 def predict_proba(
     model: nn.Module, images: torch.Tensor, device: torch.device, *, size: int = 224, in_chans: int = 3,
     batch: int = 64, tta_hflip: bool = True, amp: bool = True,
+    mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
 ) -> np.ndarray:
     """Malignancy probability (softmax[:, 1]) of each image, resized to ``size``.
 
@@ -298,7 +302,7 @@ def predict_proba(
         p = 0
         for v in views:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(to_input(v, in_chans))
+                logits = model(to_input(v, in_chans, mean, std))
             p = p + torch.softmax(logits.float(), 1)[:, 1]
         out.append((p / len(views)).cpu().numpy())
     return np.concatenate(out).astype(np.float64)

@@ -35,7 +35,7 @@ import effnet_tail as et  # noqa: E402
 import labkit  # noqa: E402
 
 TAIL_RECIPES: dict[str, tuple[int, et.TailCfg]] = {
-    "tail15": (15, et.TailCfg(epochs=14, lr=3e-4, head_lr=3e-3)),
+    "tail15": (15, et.TailCfg(epochs=8, lr=3e-4, head_lr=3e-3)),
     "tail13": (13, et.TailCfg(epochs=12, lr=2e-4, head_lr=2e-3)),
 }
 CACHE_SPLIT = 13
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = labkit.efficientnet_lite0(2, pretrained=True)
     init_state = {k: v.clone() for k, v in model.state_dict().items()}
-    cpath = work / f"us_trunk_s{CACHE_SPLIT}_v{args.views}_{args.size}_seed{args.seed}.pt"
+    cpath = work / f"us_lite_trunk_s{CACHE_SPLIT}_v{args.views}_{args.size}_seed{args.seed}.pt"
     t0 = time.time()
     if cpath.is_file():
         cache = torch.load(cpath)
@@ -133,16 +133,31 @@ def main(argv: list[str] | None = None) -> int:
 
     for name in args.recipes:
         t1 = time.time()
-        if name == "linear":
+        if name in ("linear", "linear_ms"):
             with torch.no_grad():
                 model.load_state_dict(init_state)
                 model.eval()
                 c = caches[CACHE_SPLIT]
-                feats = torch.stack([torch.cat([et.tail_features(model, c[i : i + 64, v].float(), CACHE_SPLIT)
-                                                for i in range(0, c.shape[0], 64)]) for v in range(c.shape[1])], 1)
-            torch.save(feats, work / "us_feats.pt")
-            oof = _linear_oof(feats, labels, folds)
-            cfg_d: dict = {"C": 0.5, "features": "ImageNet EfficientNet-Lite0 pooled 1280-d (frozen)"}
+                per_view = []
+                for v in range(c.shape[1]):
+                    fs = []
+                    for i in range(0, c.shape[0], 64):
+                        h = c[i : i + 64, v].float()
+                        if name == "linear":
+                            fs.append(et.tail_features(model, h, CACHE_SPLIT))
+                            continue
+                        # Multi-scale: avg+max pooling of block-12 output and of the head.
+                        hh = h
+                        for b in model._blocks[CACHE_SPLIT:]:
+                            hh = b(hh)
+                        hh = model._swish(model._bn1(model._conv_head(hh)))
+                        fs.append(torch.cat([hh.mean((2, 3)), hh.amax((2, 3)), h.mean((2, 3)), h.amax((2, 3))], 1))
+                    per_view.append(torch.cat(fs))
+                feats = torch.stack(per_view, 1)
+            oof = _linear_oof(feats, labels, folds, C=0.5 if name == "linear" else 0.1)
+            cfg_d: dict = {"C": 0.5 if name == "linear" else 0.1,
+                           "features": "ImageNet EfficientNet-Lite0 pooled 1280-d (frozen)" if name == "linear" else
+                           "frozen EfficientNet-Lite0: avg+max pooled head (2x1280) and block-12 (2x192)"}
         else:
             split, cfg = TAIL_RECIPES[name]
             if split not in caches:
@@ -176,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         torch.save(state, out / "us_final_raw.pt")
         # End-to-end check on raw images through the WHOLE network (trunk + tail).
-        p = labkit.predict_proba(model, X, torch.device("cpu"), size=args.size, amp=False)
+        p = labkit.predict_proba(model, X, torch.device("cpu"), size=args.size, amp=False,
+                                 mean=labkit.LITE_MEAN, std=labkit.LITE_STD)
         p_cache = et.predict_tail(model, caches[split], split)
         (out / "us_final.json").write_text(json.dumps({
             "recipe": best, "split": split, "cfg": cfg.__dict__, "train_auc": float(roc_auc_score(labels, p)),

@@ -1,0 +1,216 @@
+#!/usr/bin/env python
+"""Write MODEL_CARD.md of every shipped model from its spec.json, and resources/models/defaults.json.
+
+The card is generated from the spec (metrics, sha256, init, preprocessing) so that it never
+disagrees with the weights it describes. Run after the training/shipping scripts:
+
+    python scripts/write_model_cards.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ship  # noqa: E402
+
+DEFAULTS = {"US": "us_effnet_lite0_busi", "MG": "mg_effnet_lite0_mias_lesion", "MR": "mri_attention_synthetic"}
+
+
+def _ci(v: list[float] | None) -> str:
+    return f"{v[0]:.3f}–{v[1]:.3f}" if v else "n/a"
+
+
+def _common_tail(spec: dict) -> str:
+    return f"""
+## Files
+- `weights.pt`: `state_dict` of the registered architecture `{spec['model']}` (`model_cfg` {json.dumps(spec['model_cfg'])}),
+  load with `engine.models.weights.load_weights("{spec['name']}")` (`torch.load(..., weights_only=True)`).
+- sha256 of `weights.pt`: `{spec['sha256']}`
+- `spec.json`: input size {spec['input_size']}, {spec['in_chans']} channel(s), mean {[round(m, 4) for m in spec['mean']]},
+  std {[round(s, 4) for s in spec['std']]}, classes {spec['class_names']}, operating threshold {spec['threshold']:.4f}.
+
+## Initial weights
+{spec['init']}
+
+## Preprocessing (what `engine.inference.prepare_input` does for this model)
+{spec['preprocess']}
+
+## Use
+{ship.DISCLAIMER}
+"""
+
+
+def card_us(spec: dict) -> str:
+    """Card of the ultrasound model."""
+    m = spec["metrics"]
+    rows = "\n".join(
+        f"| {k} | {v['auc_mean']:.3f} ({_ci(v['auc_ci95'])}) | {v['pooled_auc']:.3f} |"
+        for k, v in m.get("recipes_compared", {}).items())
+    return f"""# Model card — {spec['name']} (ultrasound, benign vs malignant)
+
+**Task.** Probability that the lesion in a breast ultrasound (B-mode) image is malignant, from the
+whole image. Output `malignant` of a 2-class softmax.
+
+## Data
+BUSI, `busi-dev` part (a fixed 60 % of the set): 418 images with a lesion — 282 benign,
+136 malignant. The 82 `normal` images are **excluded**: the model characterises a lesion the
+reader has found; labelling lesion-free images "benign" would teach "no lesion = benign" and
+inflate the AUC with easy negatives.
+Citation and licence: Al-Dhabyani W, Gomaa M, Khaled H, Fahmy A. Dataset of breast ultrasound
+images. Data in Brief 28:104863 (2020), doi:10.1016/j.dib.2019.104863 — **CC BY 4.0**.
+
+## Protocol
+Stratified 5-fold cross-validation (seed 0). BUSI publishes no patient identifiers, so the
+image is the lesion unit and each image is its own group: if one patient contributed several
+images of one lesion they may fall in different folds, which can make CV figures optimistic.
+Out-of-fold scores come from the **last epoch** (no early stopping or selection on the held-out
+fold). Several recipes were compared by CV on the same folds (below) and the best pooled AUC was
+retrained on all 418 images — choosing among {len(m.get('recipes_compared', {}))} recipes on the same folds
+adds a small optimistic bias. The set's other 40 % is held out by the project for an unseen test.
+
+Training recipe `{m['recipe']}` (CPU-affordable transfer learning, `scripts/effnet_tail.py`): the
+ImageNet EfficientNet-Lite0 trunk is frozen, 4 views of each image (plain, mirrored, 2 random
+Hijab-style augmentations: rotation ±15°, shift ±8 %, shear ±8°, zoom 0.9–1.25, flips, gamma and
+contrast jitter) are passed through it once, and the last MBConv block(s) + head are fine-tuned
+with AdamW and a cosine schedule (label smoothing 0.1, class-balanced loss).
+
+## Cross-validated performance (out-of-fold, n = {m['n']}, {m['n_malignant']} malignant)
+- AUC, mean over the 5 folds: **{m['auc_mean']:.3f}** (95 % CI {_ci(m['auc_ci95'])}, Student t over folds)
+- AUC of the pooled out-of-fold scores: **{m['pooled_auc']:.3f}** (95 % CI {_ci(m['pooled_auc_delong_ci95'])}, DeLong)
+- At the F2-selected threshold {m['f2_threshold']:.3f} (Qi 2019's selection metric, chosen on the pooled OOF
+  scores): sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, F2 {m['f2']:.3f}.
+
+| recipe | AUC mean over folds (95 % CI) | pooled OOF AUC |
+|---|---|---|
+{rows}
+
+## Limitations
+- Single public data set from one hospital (Baheya, Cairo) and a few scanners; expect lower
+  performance on other machines, presets and populations.
+- No patient ids: CV figures may be optimistic (see Protocol). Reported honestly; the project
+  measures the model again on BUSI images it has never seen.
+- Trained on whole images including calipers/annotations burnt into some BUSI images; the model
+  may use such marks.
+- Not calibrated to any clinical prevalence; the threshold favours sensitivity (F2).
+{_common_tail(spec)}"""
+
+
+def card_mg(spec: dict) -> str:
+    """Card of the mammography lesion model."""
+    m = spec["metrics"]
+    s0 = m["seed0"]
+    grid = ", ".join(f"C={k}: {v:.3f}" for k, v in m.get("C_grid_mean_auc", {}).items())
+    return f"""# Model card — {spec['name']} (mammography, lesion in a reader's box)
+
+**Task.** Probability that the abnormality inside the box a reader draws on a mammogram is
+malignant (2-class softmax, output `malignant`). It scores the box region (+15 % margin); it
+does not detect lesions. Without a box the app should not use this model.
+
+## Data
+mini-MIAS, `mias-dev` part (185 digitised film MLO mammograms, 1024×1024, 200 µm): the 72
+abnormalities with coordinates (42 benign, 30 malignant; 63 women — left/right breasts of one
+woman share a patient id). Circles (centre, radius; y measured from the BOTTOM, row = 1024 − y)
+become boxes. Abnormality types mixed: calcifications, circumscribed/spiculated/ill-defined
+masses, architectural distortions, asymmetries. `NORM` images and the row without coordinates
+are not used.
+Citation: Suckling J et al. The Mammographic Image Analysis Society digital mammogram database.
+Exerpta Medica, International Congress Series 1069, pp. 375–378 (1994).
+**Licence: research use only; no rent, lease or sale** (MIAS licence, `MIAS_Licence.txt` next to
+this card). These weights are derived from the database and carry the same restriction.
+
+## Protocol
+Frozen ImageNet EfficientNet-Lite0 features (1280-d, average-pooled) of the box crop, prepared by
+the app's own `prepare_input`; an L2-regularised logistic regression (class-balanced) on them,
+folded into the network's last linear layer. Training views: the shipped crop, its mirror and two
+other box margins (5 %, 35 %). Stratified 5-fold CV grouped by patient, repeated with 5 seeds.
+C chosen among a small grid by the same CV ({grid}) — a mild optimistic bias; the smallest C
+won, i.e. the features carry little signal beyond a strong prior.
+
+## Cross-validated performance
+- Pooled out-of-fold AUC, mean over 5 repeats: **{m['cv_auc_mean_over_repeats']:.3f}** (range over repeats
+  {_ci(m['cv_auc_repeat_range'])}).
+- Seed 0: pooled AUC {s0['pooled_auc']:.3f} (95 % CI {_ci(s0['pooled_auc_delong_ci95'])}, DeLong); AUC mean over
+  folds {s0['auc_mean']:.3f} (95 % CI {_ci(s0['auc_ci95'])}); at the F2 threshold {s0['f2_threshold']:.3f}:
+  sensitivity {s0['sensitivity']:.3f}, specificity {s0['specificity']:.3f}.
+
+**This is a modest model.** mini-MIAS has 72 located abnormalities of six kinds; benign vs
+malignant from a box crop of a digitised film is hard, and the CI is wide. Treat the score as a
+weak hint at most.
+
+## Limitations
+- Film-screen mammograms digitised in the 1990s; modern FFDM/DBT images look different.
+- Tiny training set, mixed abnormality types, wide confidence intervals.
+- The box is assumed to surround the abnormality with ~15 % margin, as in training.
+{_common_tail(spec)}"""
+
+
+def card_mri(spec: dict) -> str:
+    """Card of the synthetic MRI attention model."""
+    m = spec["metrics"]
+    rows = "\n".join(f"| {k} | {v[0]:.3f} | {v[1]:.3f}–{v[2]:.3f} |" for k, v in m.get("test_auc_delong_ci95", {}).items())
+    return f"""# Model card — {spec['name']} (breast MRI, supervised attention) — **SYNTHETIC**
+
+> **SYNTHETIC: trained and tested only on procedurally generated images.** It demonstrates the
+> method and drives the app's MRI path; it has never seen a real patient and its scores mean
+> nothing clinically. The app must show it as synthetic (`"synthetic": true` in `spec.json`).
+
+**Task.** Five sigmoid outputs per axial post-contrast slice: malignancy, mammary gland, other
+benign lesion, invasive ductal carcinoma (IDC), other malignant lesion (JFR 2018 challenge tasks),
+and an attention map (the explanation).
+
+## Data
+`engine.data.synthetic.synthetic_mri_case` (deterministic by seed): a prone axial T1
+fat-suppressed post-contrast slab of one breast — fibroglandular tissue in suppressed fat, chest
+wall, an enhancing lesion whose margin irregularity, enhancement level and pattern (rim /
+heterogeneous vs homogeneous, dark septations) depend on the class with overlapping
+distributions, a multiplicative bias field and Rician noise. Train: seeds 0–{m.get('n_train', 200) - 1 if isinstance(m.get('n_train'), int) else 'N'}
+(one slice through the lesion centre per case); test: independent seeds from 100000.
+No licence restrictions (generated here).
+
+## Protocol
+{m.get('protocol', '')}. Architecture `{spec['model']}` (ResNet-50 trunk + 1×1-conv sigmoid
+attention trained against the down-sampled lesion box, attention-weighted pooling (Eq. 2), 5
+outputs); trained from scratch (no offline ImageNet ResNet-50), SGD with Nesterov momentum,
+cosine schedule, sum of the five BCE losses and the attention BCE. Reduced budget on 2 CPU cores
+(small input, few epochs): see `docs/results.md`.
+
+## Performance on the independent SYNTHETIC test set
+| task | AUC | 95 % CI (DeLong) |
+|---|---|---|
+{rows}
+
+Challenge weighted score (0.6 × AUC malignancy + 0.4 × mean of the four category AUCs):
+**{m.get('weighted_score', float('nan')):.3f}** (SYNTHETIC).
+
+## Limitations
+- Synthetic only; says nothing about real MRI.
+- One 2-D slice; no dynamic curves, no T2/DWI.
+- Weights stored in float16 to keep the file small (loaded into float32).
+{_common_tail(spec)}"""
+
+
+def main() -> int:
+    """Write every card found and defaults.json."""
+    makers = {"us_effnet_lite0_busi": card_us, "mg_effnet_lite0_mias_lesion": card_mg,
+              "mri_attention_synthetic": card_mri}
+    present = {}
+    for name, fn in makers.items():
+        f = ship.MODELS / name / "spec.json"
+        if not f.is_file():
+            print(f"skip {name}: no spec.json")
+            continue
+        spec = json.loads(f.read_text())
+        (ship.MODELS / name / "MODEL_CARD.md").write_text(fn(spec), encoding="utf-8")
+        present[name] = spec["modality"]
+        print(f"wrote {name}/MODEL_CARD.md")
+    ship.write_defaults({mod: name for mod, name in DEFAULTS.items() if name in present})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
