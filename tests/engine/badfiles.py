@@ -106,6 +106,23 @@ def _tampered_testfile(tmp: Path, name: str, **values: Any) -> bytes:
     return (tmp / "t.dcm").read_bytes()
 
 
+def tiff_bomb(width: int = 60000, height: int = 60000) -> bytes:
+    """A ~150-byte deflate-compressed TIFF whose IFD claims ``width`` x ``height`` 8-bit grey."""
+    data = zlib.compress(b"\x00" * 64)
+    entries = [  # tag, type (3 SHORT, 4 LONG), count, value
+        (256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 8), (262, 3, 1, 1),
+        (273, 4, 1, 0), (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, len(data)),
+    ]
+    ifd_size = 2 + 12 * len(entries) + 4
+    data_offset = 8 + ifd_size
+    out = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
+    for tag, typ, count, value in entries:
+        value = data_offset if tag == 273 else value
+        packed = struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)
+        out += struct.pack("<HHI", tag, typ, count) + packed
+    return out + struct.pack("<I", 0) + data
+
+
 def _set(**values: Any) -> Callable[[Any], None]:
     def tamper(ds: Any) -> None:
         for k, v in values.items():
@@ -167,6 +184,7 @@ ILL: list[tuple[str, Builder, type[ImageReadError], str]] = [
     ("truncated.jpg", lambda t: _encode(".jpg", RGB8)[:-60], TruncatedImageError, "truncated"),
     ("no_sof.jpg", lambda t: b"\xff\xd8\xff\xda\x00\x02\xff\xd9", CorruptImageError, "no frame header"),
     ("bomb.jpg", lambda t: jpeg_bomb(), ImageTooLargeError, "60000 x 60000"),
+    ("bomb.tif", lambda t: tiff_bomb(), ImageTooLargeError, "60000 x 60000"),
     ("truncated.tif", lambda t: _tiff(GREY16)[:-300], TruncatedImageError, "past the end"),
     ("truncated.pgm", lambda t: _pnm(b"P5", GREY8, 255)[:-100], TruncatedImageError, "needs 768"),
     ("maxval0.pgm", lambda t: _pnm(b"P5", GREY8, 0), CorruptImageError, "maxval"),

@@ -55,7 +55,7 @@ def test_ill_inputs_raise_specific_error(ill: dict[str, Path], name: str, err: t
     assert "\n" not in str(exc)  # one line for the CLI / a dialog
 
 
-@pytest.mark.parametrize("name", ["bomb.png", "bomb.jpg", "bomb.pgm", "bomb.dcm"])
+@pytest.mark.parametrize("name", ["bomb.png", "bomb.jpg", "bomb.pgm", "bomb.dcm", "bomb.tif"])
 def test_bombs_refused_fast_without_allocating(ill: dict[str, Path], name: str) -> None:
     tracemalloc.start()
     t0 = time.perf_counter()
