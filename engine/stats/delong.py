@@ -121,6 +121,8 @@ def covariance_from_placements(p: Placements) -> NDArray[np.float64]:
     """
     m = p.v10.shape[1]
     n = p.v01.shape[1]
+    if m < 2 or n < 2:
+        raise ValueError(f"a DeLong variance needs at least 2 positive and 2 negative cases (got {m} and {n})")
     s10 = np.atleast_2d(np.cov(p.v10, ddof=1))
     s01 = np.atleast_2d(np.cov(p.v01, ddof=1))
     return np.asarray(s10 / m + s01 / n, dtype=np.float64)

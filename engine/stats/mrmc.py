@@ -65,6 +65,8 @@ def jackknife_covariance_from_placements(p: Placements) -> NDArray[np.float64]:
     """
     m = p.v10.shape[1]
     n = p.v01.shape[1]
+    if m < 2 or n < 2:
+        raise ValueError(f"a jackknife variance needs at least 2 positive and 2 negative cases (got {m} and {n})")
     a = p.aucs[:, None]
     loo = np.concatenate([(m * a - p.v10) / (m - 1), (n * a - p.v01) / (n - 1)], axis=1)
     big_n = m + n

@@ -84,6 +84,11 @@ def _finish(
         raise CaseFormatError(
             path, f"all {len(cases)} cases are {only}; ROC analysis needs both benign (0) and malignant (1) cases"
         )
+    n_pos = sum(v for v, _ in truth.values())
+    if min(n_pos, len(truth) - n_pos) < 2:
+        raise CaseFormatError(
+            path, f"{n_pos} malignant and {len(truth) - n_pos} benign case(s); AUC variances need at least 2 of each"
+        )
     ti, ri, ci = t_idx, r_idx, c_idx
     arr = np.full((len(treatments), len(readers), len(cases)), np.nan)
     for _, rd, tr, cs, _, rt in records:

@@ -104,3 +104,13 @@ def test_expand_box_validation() -> None:
     with pytest.raises(ValueError, match="outside"):
         expand_box((500, 500, 600, 600), (100, 100))
     assert expand_box((10, 10, 12, 12), (100, 100))[2] - expand_box((10, 10, 12, 12), (100, 100))[0] >= 16
+
+
+def test_analyse_score_equals_predict(root: Path) -> None:
+    make_weights(root)
+    pred = Predictor(root / "tiny_us")
+    px = (np.random.default_rng(2).random((64, 64)) * 255).astype(np.uint8)
+    for method in ("gradcam",):
+        score, sal = pred.analyse(_img(px), method, box=(10, 10, 50, 50))
+        assert score == pytest.approx(pred.predict(_img(px), box=(10, 10, 50, 50)), abs=1e-5)
+        assert sal.method == method

@@ -75,6 +75,9 @@ def test_one_class_and_missing_case() -> None:
     del rows[5]  # r1, aided, c2
     with pytest.raises(CaseFormatError, match="reader 'r1' has no rating for case 'c2' in treatment 'aided'"):
         parse_long_csv(HEADER + "".join(rows), "gap.csv")
+    tiny = HEADER + "r1,a,c1,0,3\nr1,a,c2,1,4\nr1,a,c3,1,4\n"
+    with pytest.raises(CaseFormatError, match="at least 2 of each"):
+        parse_long_csv(tiny, "tiny.csv")
     ok = parse_long_csv(HEADER + "".join(_good_rows()), "ok.csv")
     assert ok.ratings.shape == (2, 2, 4) and ok.treatments == ["unaided", "aided"]
 

@@ -86,6 +86,11 @@ def test_auc_ci_normal_and_logit() -> None:
         auc_ci(T, S, method="bogus")
 
 
+def test_variance_needs_two_per_class() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        delong_covariance([0, 1, 1], [1, 2, 3])
+
+
 def test_paired_test() -> None:
     # a = S, b = -S : diff = 11/12 - 1/12 = 5/6; Var(a - b) = 4 Var(a) -> se = 2 sqrt(1/72)
     d, se, z, p = paired_delong_test(T, S, -S)

@@ -211,3 +211,13 @@ def test_bench_train_reports_side_by_side() -> None:
     assert r["plain_steps_per_s"] > 0 and r["ours_steps_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["ours_steps_per_s"] / r["plain_steps_per_s"], rel=1e-2)
     assert r["target_ratio"] == 0.9 and r["timed_epochs_each"] == 2
+
+
+def test_last_batch_of_one_is_dropped_for_batchnorm(blobs: Path) -> None:
+    cfg = tiny_cfg(blobs, epochs=1, batch_size=4, select=[])
+    ds = load_dataset(cfg).subset(range(9), train=True)  # 9 = 2 * 4 + 1
+    torch.manual_seed(0)
+    bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                       nn.Flatten(), nn.Linear(2, 1))
+    res = fit(bn, ds, None, cfg=cfg)  # would raise in BatchNorm on a batch of one
+    assert len(res.history) == 1

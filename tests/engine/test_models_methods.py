@@ -1,0 +1,233 @@
+"""Paper-specific pieces: An patch map / sampling / crop, Habib losses, Qi helpers, MRI attention."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models import get_model
+
+torch.set_num_threads(1)
+
+
+# -- An 2019 ------------------------------------------------------------------------------------
+def test_dense_patch_map_equals_per_patch_loop() -> None:
+    from engine.models.an import local_map_dense, local_map_loop
+
+    torch.manual_seed(0)
+    model = get_model("an_patch_classifier", patch=64, widths=(4, 8, 8), hidden=8)
+    img = np.random.default_rng(0).random((200, 330)).astype(np.float32)
+    loop = local_map_loop(model, img, stride=32)
+    for tile in (64, 1024):  # tiling must not change anything
+        dense = local_map_dense(model, img, stride=32, tile=tile)
+        assert dense.shape == loop.shape == ((200 - 64) // 32 + 1, (330 - 64) // 32 + 1)
+        assert np.abs(dense - loop).max() <= 1e-5
+    assert loop.std() > 0  # not a constant map
+
+
+def test_dense_map_refuses_misaligned_stride() -> None:
+    from engine.models.an import local_map_dense
+
+    model = get_model("an_patch_classifier", patch=64, widths=(4, 8, 8), hidden=8)
+    with pytest.raises(ValueError, match="multiple of the network stride"):
+        local_map_dense(model, np.zeros((128, 128), np.float32), stride=20)
+
+
+def test_orient_and_crop_right_aligns_nipple() -> None:
+    from engine.models.an import orient_and_crop
+
+    img = np.zeros((300, 400), np.float32)
+    yy, xx = np.mgrid[0:300, 0:400]
+    breast = ((xx - 399) / 250.0) ** 2 + ((yy - 150) / 120.0) ** 2 <= 1  # chest wall on the right
+    img[breast] = 1.0
+    crop = orient_and_crop(img, size=256)
+    assert crop.flipped
+    assert crop.image.shape == (256, 256)
+    # nipple (farthest tissue from the chest wall, at source x = 149) lands on the last column
+    assert crop.image[128, 255] == 1.0 and crop.image[:, 255].sum() > 0
+    x, y = crop.to_crop(149, 150)
+    assert x == pytest.approx(255) and 0 <= y < 256
+    assert crop.to_source(*crop.to_crop(200.0, 100.0)) == pytest.approx((200.0, 100.0))
+
+
+def test_sample_patches_positive_centres_and_negative_stride() -> None:
+    from engine.models.an import multiscale_patches, sample_patches
+
+    img = np.zeros((512, 512), np.float32)
+    img[240:272, 240:272] = 1.0
+    lesions = [(256.0, 256.0, 16.0)]
+    patches, labels = sample_patches(img, lesions, scale=0.5, patch=64, stride=32)
+    assert labels[0] == 1 and labels.sum() == 1
+    pos = patches[0]
+    assert pos[24:40, 24:40].mean() > 0.9  # lesion centred
+    assert all(p.max() == 0 for p in patches[labels == 0])  # negatives do not touch the lesion
+    assert len(labels) > 10
+    few, fl = sample_patches(img, lesions, scale=0.5, patch=64, max_negatives=3, rng=random.Random(0))
+    assert (fl == 0).sum() == 3
+    ms = multiscale_patches(img, lesions, patch=64)
+    assert set(ms) == {0.5, 0.33, 0.25}
+    huge = sample_patches(img, [(256.0, 256.0, 200.0)], scale=0.5, patch=64)[1]
+    assert huge.sum() == 0  # very large annotations ignored
+
+
+def test_heatmap_target_and_fcn_shapes() -> None:
+    from engine.models.an import heatmap_loss, heatmap_target
+
+    t = heatmap_target([(64.0, 192.0, 10.0)], (256, 256))
+    assert t.shape == (32, 32) and t.max() == pytest.approx(1.0)
+    r, c = np.unravel_index(np.argmax(t), t.shape)
+    assert abs(r - 24) <= 1 and abs(c - 8) <= 1
+    base = get_model("an_heatmap_fcn")
+    local = get_model("an_heatmap_fcn_local")
+    x = torch.rand(1, 1, 256, 256)
+    assert base(x).shape == (1, 1, 32, 32)
+    assert local(x, torch.rand(1, 1, 13, 13)).shape == (1, 1, 32, 32)
+    with pytest.raises(ValueError, match="local map"):
+        local(x)
+    assert float(heatmap_loss(base(x), torch.from_numpy(t)[None, None]).detach()) > 0
+
+
+# -- Habib 2020 ---------------------------------------------------------------------------------
+def test_lmcl_margin_and_lesion_mean() -> None:
+    from engine.models.habib import CosFaceHead, lesion_mean_scores, lmcl_loss
+
+    logits = torch.tensor([[5.0, 5.0]])
+    y = torch.tensor([1])
+    plain = torch.nn.functional.cross_entropy(logits, y)
+    assert float(lmcl_loss(logits, y, s=10.0, m=0.2)) > float(plain)  # margin makes it harder
+    head = CosFaceHead(8, 2, s=30.0)
+    out = head(torch.randn(4, 8))
+    assert out.abs().max() <= 30.0 + 1e-4
+    assert lesion_mean_scores([0.2, 0.4, 0.9], ["a", "a", "b"]) == pytest.approx({"a": 0.3, "b": 0.9})
+
+
+@pytest.mark.parametrize("loss", ["bce", "lmcl"])
+def test_habib_end_to_end_sum_of_three_losses(loss: str) -> None:
+    from engine.models.habib import end_to_end_loss
+
+    torch.manual_seed(0)
+    joint = get_model("habib_joint", arch="basic", loss=loss).eval()  # no dropout: two passes agree
+    mg, us = joint.example_inputs(batch=4, size=32)
+    y = torch.tensor([0, 1, 0, 1])
+    lm, lu, lf = joint.forward_all(mg, us)
+    total = end_to_end_loss(joint, mg, us, y)
+    expect = joint.mg.loss(lm, y) + joint.us.loss(lu, y) + joint.fusion.loss(lf, y)
+    assert float(total) == pytest.approx(float(expect), rel=1e-5)
+    total.backward()
+    assert joint.mg.body.body[0].weight.grad is not None and joint.fusion.body[0].weight.grad is not None
+    layers = [m for m in joint.fusion.modules() if isinstance(m, torch.nn.Linear)]
+    n_head = 0 if loss == "bce" else 1  # the LMCL head is a CosFace layer, not nn.Linear
+    assert len(layers) + n_head == 7
+    assert joint.mg.descriptor(mg).shape == (4, 512)
+
+
+# -- Qi 2019 ------------------------------------------------------------------------------------
+def test_five_crops_and_random_crop() -> None:
+    from engine.models.qi import five_crops, random_crop
+
+    img = torch.arange(100 * 200, dtype=torch.float32).reshape(1, 100, 200)
+    crops = five_crops(img, size=50)
+    assert crops.shape == (5, 1, 50, 50)
+    # uniformly spaced along the long side: first at the left edge, last at the right edge
+    assert torch.allclose(crops[0, 0, :, 0], torch.nn.functional.interpolate(img[None], size=(50, 100),
+                          mode="bilinear", align_corners=False, antialias=True)[0, 0, :, 0])
+    assert not torch.equal(crops[0], crops[4])
+    assert random_crop(img, 50, random.Random(0)).shape == (1, 50, 50)
+
+
+def test_cascade_advice() -> None:
+    from engine.models.qi import ADVICE_FOLLOW_UP, ADVICE_FURTHER, cascade_advice
+
+    assert cascade_advice(0.9, 0.1) == ADVICE_FURTHER == "further examination advised"
+    assert cascade_advice(0.1, 0.7) == ADVICE_FURTHER
+    assert cascade_advice(0.1, 0.2) == ADVICE_FOLLOW_UP == "periodic follow-up"
+
+
+def test_region_enhance_and_algorithm1_step() -> None:
+    from engine.models.qi import cross_training_step, multi_input_predict
+
+    torch.manual_seed(0)
+    mt = get_model("qi_mtnet", repeats=(1, 1, 1), lam=0.5)
+    sn = get_model("qi_snnet", pretrained=False)
+    mt.eval()
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        a = mt(x)
+        b = mt(x, torch.zeros(2, 1, 96, 96))
+        c = mt(x, torch.rand(2, 1, 96, 96))
+    assert not torch.allclose(a, c)  # the CAM pathway changes the prediction
+    assert torch.isfinite(b).all()
+    opt_mt = torch.optim.SGD(mt.parameters(), lr=0.01)
+    opt_sn = torch.optim.SGD(sn.parameters(), lr=0.01)
+    y = torch.tensor([0, 1])
+    branches = set()
+    for seed in (0, 3):  # first draws 0.84 (with CAM) and 0.24 (without)
+        before = sn.classifier.weight.detach().clone()
+        r = cross_training_step(mt, sn, opt_mt, opt_sn, x, y, y, rng=random.Random(seed))
+        assert np.isfinite(r["loss_mt"]) and np.isfinite(r["loss_sn"])
+        assert not torch.equal(before, sn.classifier.weight)
+        branches.add(r["with_cam"])
+    assert branches == {True, False}  # both ways of Algorithm 1 ran
+    mt.eval()
+    p = multi_input_predict(mt, torch.rand(3, 90, 150), size=75)
+    assert 0.0 <= p <= 1.0
+
+
+# -- MRI supervised attention -------------------------------------------------------------------
+def test_attention_pool_eq2() -> None:
+    from engine.models.mri_attention import attention_pool
+
+    f = torch.arange(2 * 2 * 3, dtype=torch.float32).reshape(1, 2, 2, 3)
+    uniform = torch.ones(1, 1, 2, 3)
+    assert torch.allclose(attention_pool(f, uniform), f.mean(dim=(2, 3)), atol=1e-5)  # Eq. 1
+    one = torch.zeros(1, 1, 2, 3)
+    one[0, 0, 1, 2] = 1.0
+    assert torch.allclose(attention_pool(f, one), f[:, :, 1, 2], atol=1e-4)
+
+
+def test_boxes_to_mask_and_multitask_loss() -> None:
+    from engine.models.mri_attention import MRI_OUTPUTS, boxes_to_mask, mri_multitask_loss
+
+    m = boxes_to_mask([(0, 0, 100, 60)], (240, 345), (8, 11))
+    assert m.shape == (1, 8, 11)
+    assert m[0, 0, 0] == 1 and m[0, 7, 10] == 0 and m[0, :2, :3].all()
+    assert len(MRI_OUTPUTS) == 5 and MRI_OUTPUTS[0] == "malignant"
+    torch.manual_seed(0)
+    net = get_model("mri_attention_resnet50", pretrained=False)
+    x = torch.rand(2, 1, 96, 128)
+    logits, att = net.forward_with_attention(x)
+    assert logits.shape == (2, 5) and att.shape == (2, 1, 3, 4)
+    masks = torch.stack([boxes_to_mask([(10, 10, 50, 40)], (96, 128), (3, 4))] * 2)
+    loss = mri_multitask_loss(logits, torch.zeros(2, 5), att, masks)
+    loss.backward()
+    assert net.attention.weight.grad is not None and float(net.attention.weight.grad.abs().sum()) > 0
+
+
+def test_grayscale_adapt_equals_replicate() -> None:
+    """Summing first-conv kernels (adapt) equals replicating the gray channel three times."""
+    torch.manual_seed(0)
+    rep = get_model("efficientnet_lite0", in_chans=1, gray="replicate").eval()
+    ada = get_model("efficientnet_lite0", in_chans=1, gray="adapt").eval()
+    ada.head.load_state_dict(rep.head.state_dict())
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(rep(x), ada(x), atol=1e-4)
+    assert "ImageNet" in rep.init_description
+
+
+@pytest.mark.slow
+def test_models_full_depth_paper_input_sizes() -> None:
+    """Full-depth Mt-Net / Sn-Net at 299 and the MRI net at 240 x 345 give the papers' map sizes."""
+    mt = get_model("qi_mtnet").eval()
+    sn = get_model("qi_snnet", pretrained=False).eval()
+    mri = get_model("mri_attention_resnet50", pretrained=False).eval()
+    with torch.no_grad():
+        assert mt.forward_features(torch.rand(1, 3, 299, 299)).shape == (1, 1536, 8, 8)
+        assert mt.trunk.lower(torch.rand(1, 3, 299, 299)).shape == (1, 1088, 17, 17)
+        assert sn.forward_features(torch.rand(1, 3, 299, 299)).shape == (1, 2048, 8, 8)
+        assert sn.lower_net(torch.rand(1, 3, 299, 299)).shape == (1, 768, 17, 17)
+        _, att = mri.forward_with_attention(torch.rand(1, 1, 240, 345))
+        assert att.shape == (1, 1, 8, 11)
