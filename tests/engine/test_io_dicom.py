@@ -352,3 +352,19 @@ def test_enhanced_per_frame_rescale_and_windows(tmp_path: Path) -> None:
     np.testing.assert_allclose(img.pixels[0], 10.0)
     np.testing.assert_allclose(img.pixels[1], 24.0)
     assert img.meta.windows == [(40.0, 80.0)]
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+@pytest.mark.parametrize("syntax", ["ExplicitVRLittleEndian", "ExplicitVRBigEndian"])
+def test_uncompressed_mammogram_read_without_extra_copies(tmp_path: Path, photometric: str, syntax: str) -> None:
+    import tracemalloc
+
+    x = (np.arange(1024 * 832, dtype=np.uint32).reshape(1024, 832) % 4096).astype(np.uint16)
+    p = write_dicom(tmp_path / "mg.dcm", x, modality="MG", photometric=photometric, bits_stored=12,
+                    transfer_syntax=syntax)
+    tracemalloc.start()
+    img = read_image(p)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    np.testing.assert_array_equal(img.pixels, x if photometric == "MONOCHROME2" else 4095 - x)
+    assert peak < 1.1 * img.pixels.nbytes  # one buffer: read in place, swapped/inverted in place
