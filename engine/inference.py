@@ -235,15 +235,19 @@ class Predictor:
 
         return model_info(self.spec.model).saliency
 
-    def saliency(self, image: LoadedImage | np.ndarray, method: str | None = None, box: Box | None = None,
-                 frame: int | None = None) -> SaliencyMap:
-        """Saliency map in the image's pixel coordinates (zero outside the scored region).
+    def analyse(self, image: LoadedImage | np.ndarray, method: str | None = None, box: Box | None = None,
+                frame: int | None = None) -> tuple[float, SaliencyMap]:
+        """Score and saliency map of one image, sharing the network pass when the method allows.
 
         Args:
             image: The image.
             method: ``gradcam``/``cam``/``attention``/``entropy``; default the model's first.
             box: Optional lesion box (same as for :meth:`predict`).
             frame: MR slice.
+
+        Returns:
+            ``(probability of malignancy, saliency map in the image's pixel coordinates, zero
+            outside the scored region)``.
         """
         methods = self.saliency_methods()
         if method is None:
@@ -251,14 +255,26 @@ class Predictor:
                 raise ValueError(f"model {self.spec.model} has no saliency method")
             method = methods[0]
         p = self.prepare(image, box, frame)
-        x = p.tensor if p.tensor.ndim == 3 else p.tensor[p.tensor.shape[0] // 2]
+        multi = p.tensor.ndim == 4
+        x = p.tensor[p.tensor.shape[0] // 2] if multi else p.tensor
         x0, y0, x1, y1 = p.region
-        sal = get_saliency(method)(self.model)(x[None].to(self.device), out_shape=(y1 - y0, x1 - x0))
+        sm = get_saliency(method)(self.model)
+        sal = sm(x[None].to(self.device), out_shape=(y1 - y0, x1 - x0))
+        if sm.last_logits is not None and not multi:
+            score = float(self.model.malignancy(sm.last_logits.float())[0])
+        else:
+            score = self.predict(image, box, frame)
         m = sal.map[:, ::-1] if p.flipped else sal.map
         full = np.zeros(p.image_shape, np.float32)
         full[y0:y1, x0:x1] = m
-        return SaliencyMap(full, sal.method, sal.layer, model=self.name,
+        smap = SaliencyMap(full, sal.method, sal.layer, model=self.name,
                            box=None if box is None else (x0, y0, x1, y1), extra={"architecture": self.spec.model})
+        return score, smap
+
+    def saliency(self, image: LoadedImage | np.ndarray, method: str | None = None, box: Box | None = None,
+                 frame: int | None = None) -> SaliencyMap:
+        """Saliency map in the image's pixel coordinates (zero outside the scored region)."""
+        return self.analyse(image, method, box, frame)[1]
 
 
 def load_predictor(modality: str, model: str | Path | None = None, device: torch.device | str | None = None) -> Predictor:

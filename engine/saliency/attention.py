@@ -24,5 +24,6 @@ class AttentionSaliency(SaliencyMethod):
         """Attention in (0, 1) at the feature resolution."""
         if not hasattr(self.model, "forward_with_attention"):
             raise ValueError(f"{type(self.model).__name__} has no attention map (use gradcam)")
-        _, att = self.model.forward_with_attention(x)
+        logits, att = self.model.forward_with_attention(x)
+        self.last_logits = logits.detach()
         return att[0, 0]

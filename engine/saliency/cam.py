@@ -39,6 +39,7 @@ class CAMSaliency(SaliencyMethod):
         with record(self.target_module()) as rec:
             logits = self.model(x)
         feats = rec.activation
+        self.last_logits = logits.detach()
         assert feats is not None
         w = self._weights()
         c = int(logits.argmax(1)[0]) if self.target == "predicted" else int(getattr(self.model, "malignant_index", 1))

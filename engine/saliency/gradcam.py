@@ -32,6 +32,8 @@ class GradCAMSaliency(SaliencyMethod):
             inp = x.detach().clone().requires_grad_(True)  # frozen backbones still give gradients
             with torch.enable_grad():
                 out = cam(input_tensor=inp, targets=[ClassifierOutputTarget(idx)])
+            outputs = getattr(cam, "outputs", None)
+            self.last_logits = outputs.detach() if isinstance(outputs, torch.Tensor) else None
         finally:
             cam.activations_and_grads.release()
             self.model.zero_grad(set_to_none=True)
