@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.progress import CancelToken, ProgressCallback, check, report
 from engine.stats.binary import sens_spec_at
 from engine.stats.delong import auc_ci, paired_delong_test
 from engine.stats.mrmc import MrmcResult, ai_vs_readers, mrmc_analysis
@@ -29,7 +30,7 @@ from engine.stats.roc import roc_points
 from engine.study.ratings import RatingsTable, write_imrmc
 from engine.study.session import StudyRun
 
-__all__ = ["ExportResult", "export_study", "study_table"]
+__all__ = ["ExportResult", "export_study", "export_study_job", "study_table"]
 
 
 @dataclass
@@ -70,12 +71,37 @@ def _pseudonyms(cases: list[str], include_identifiers: bool) -> dict[str, str]:
     return {c: f"C{i + 1:03d}" for i, c in enumerate(cases)}
 
 
+def export_study_job(
+    definition: str | PathLike[str],
+    out_dir: str | PathLike[str],
+    include_identifiers: bool = False,
+    cov: str = "delong",
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> ExportResult:
+    """Open a study definition in this thread and export it (for GUI workers and scripts).
+
+    SQLite connections belong to the thread that opened them, so the job opens its own.
+    """
+    from engine.study.session import open_study_run
+
+    run = open_study_run(Path(definition))
+    try:
+        return export_study(run, out_dir, include_identifiers, cov, progress=progress, cancel=cancel)
+    finally:
+        run.close()
+
+
 def export_study(
     run: StudyRun,
     out_dir: str | PathLike[str],
     include_identifiers: bool = False,
     cov: str = "delong",
     alpha: float = 0.05,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> ExportResult:
     """Write every export of a reader study into ``out_dir``.
 
@@ -85,6 +111,8 @@ def export_study(
         include_identifiers: Keep real case ids (and write the id mapping); default pseudonyms.
         cov: MRMC covariance method ("delong" or "jackknife").
         alpha: 1 - confidence level.
+        progress: Progress callback (done, total, message).
+        cancel: Cancellation token, checked between steps.
 
     Returns:
         :class:`ExportResult` (MRMC files only when every reader rated every case in every arm).
@@ -93,6 +121,7 @@ def export_study(
     out.mkdir(parents=True, exist_ok=True)
     res = ExportResult(out)
     d = run.design
+    report(progress, 0, 6, "ratings")
     table, extras, complete = study_table(run)
     res.complete = complete
     names = _pseudonyms(table.cases, include_identifiers)
@@ -160,6 +189,8 @@ def export_study(
     write_imrmc(anon, out / "ratings.imrmc", title=d.name)
     res.files["imrmc"] = out / "ratings.imrmc"
 
+    check(cancel)
+    report(progress, 1, 6, "AUCs")
     # 2. per-reader AUCs with DeLong CIs, and the model
     ai_scores = run.ai_scores
     model = None
@@ -183,12 +214,25 @@ def export_study(
     results["reader_auc"] = rows
     results["ci_method"] = "DeLong variance, normal (Wald) interval on the AUC scale, clipped to [0, 1]"
 
+    check(cancel)
+    report(progress, 2, 6, "MRMC analysis")
     # 3. MRMC between arms
     mrmc: MrmcResult | None = None
     if len(table.readers) >= 2 and len(table.treatments) >= 2:
         mrmc = mrmc_analysis(table.truth, table.ratings, treatments=table.treatments, readers=table.readers,
                              cov=cov, design="rrrc", alpha=alpha)  # type: ignore[arg-type]
         results["mrmc"] = mrmc.to_dict()
+    # paired DeLong between arms, per reader (same cases)
+    if len(table.treatments) >= 2:
+        per_reader: dict[str, Any] = {}
+        for j, rd in enumerate(table.readers):
+            comps = {}
+            for a in range(len(table.treatments)):
+                for b in range(a + 1, len(table.treatments)):
+                    diff, se, z, pval = paired_delong_test(table.truth, table.ratings[a, j], table.ratings[b, j])
+                    comps[f"{table.treatments[a]} - {table.treatments[b]}"] = {"diff": diff, "se": se, "z": z, "p": pval}
+            per_reader[rd] = comps
+        results["arms_paired_delong_per_reader"] = per_reader
     # 4. model vs readers
     if model is not None:
         results["model_auc"] = float(rows[-1]["auc"])
@@ -229,6 +273,8 @@ def export_study(
         _write_mrmc_csv(mrmc, p)
         res.files["mrmc_results_csv"] = p
 
+    check(cancel)
+    report(progress, 4, 6, "figures and report")
     # 6. figures and the one-page report
     from engine.study.report import render_report, roc_figure
 
@@ -239,6 +285,7 @@ def export_study(
     render_report(results, table, model, out / "report.pdf")
     res.files["report_pdf"] = out / "report.pdf"
     res.results = results
+    report(progress, 6, 6, "done")
     return res
 
 

@@ -331,3 +331,35 @@ def open_reading_session(
     return win
 
 
+
+
+def export_study_dialog(
+    parent: QWidget | None, definition: str | Path, out_dir: str | Path | None = None,
+    include_identifiers: bool = False,
+) -> Any:
+    """Export a study in a background worker (for the coordinator's menu in the main window).
+
+    Asks for a folder unless ``out_dir`` is given; errors are shown in a dialog. Readers should
+    not be offered this (the export contains truth and everyone's results).
+
+    Returns:
+        The started worker (its ``signals.result`` carries the ExportResult), or None if cancelled.
+    """
+    from PySide6.QtWidgets import QFileDialog
+
+    from engine.study.export import export_study_job
+    from reader_app.qt_workers import Worker, start
+
+    if out_dir is None:
+        chosen = QFileDialog.getExistingDirectory(parent, "Export reader study to")
+        if not chosen:
+            return None
+        out_dir = chosen
+    worker = Worker(export_study_job, _definition_path(definition), Path(out_dir), include_identifiers,
+                    name="export study")
+
+    def _on_errored(msg: str) -> None:
+        QMessageBox.warning(parent, "Export failed", msg)
+
+    worker.signals.errored.connect(_on_errored)
+    return start(worker)

@@ -86,3 +86,22 @@ def test_study_cli_export_and_status(tmp_path: Path, definition: Path, capsys) -
     assert main(["study", "export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "ex2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no reader-study definition" in err[0]
+
+
+def test_export_from_gui_runs_in_a_worker(qtbot, definition: Path, tmp_path: Path) -> None:
+    from engine.study.demo import run_scripted_readers
+    from reader_app.study.qt_session import export_study_dialog
+
+    run_scripted_readers(definition).close()
+    worker = export_study_dialog(None, definition.parent, tmp_path / "gui-export")
+    assert worker is not None
+    # the export runs on the pool thread; wait for it without racing the result signal
+    qtbot.waitUntil(_pool_idle, timeout=60000)
+    out = tmp_path / "gui-export"
+    assert (out / "report.pdf").exists() and (out / "mrmc_results.json").exists()
+
+
+def _pool_idle() -> bool:
+    from PySide6.QtCore import QThreadPool
+
+    return QThreadPool.globalInstance().activeThreadCount() == 0
