@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -14,11 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``evaluate`` command."""
     p = sub.add_parser(
         "evaluate",
-        help="cross-validate a model on labelled images (AUC with DeLong 95% CI)",
+        help="cross-validate a model on labelled images (AUC with DeLong 95%% CI)",
         description="Run a seed paper's protocol: leave-one-out (Habib), stratified k-fold, "
         "repeated k-fold (3x3, MRI paper) or the fixed 4/6-1/6-1/6 split (Qi). Folds are grouped "
         "by lesion/patient; a lesion's score is the mean over its images. Prints per-fold and "
-        "pooled AUC with DeLong 95% CI, sensitivity/specificity/F2 at the F2-selected threshold, "
+        "pooled AUC with DeLong 95%% CI, sensitivity/specificity/F2 at the F2-selected threshold, "
         "and writes an ROC plot.",
     )
     p.add_argument("--config", required=True, help="TOML configuration file (see configs/)")
@@ -53,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     with tqdm_progress(f"evaluate {args.protocol}", disable=args.quiet) as cb:
         res = cross_validate(cfg, ds, protocol=args.protocol, folds=args.folds, repeats=args.repeats,
                              progress=cb, run_dir=out)
+    res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
     if args.json:
         print(json.dumps(res))
         return 0

@@ -37,9 +37,14 @@ def auc_with_ci(truth: ArrayLike, scores: ArrayLike, level: float = 0.95) -> dic
         level: Confidence level.
 
     Returns:
-        ``{"auc", "ci_low", "ci_high", "se"}``.
+        ``{"auc", "ci_low", "ci_high", "se"}``; the CI and SE are NaN with fewer than two
+        cases of a class (the variance is undefined).
     """
     t, s = _pair(truth, scores)
+    n_pos = int(t.sum())
+    if n_pos < 2 or t.size - n_pos < 2:
+        # DeLong's variance needs two cases of each class; report the AUC without a CI
+        return {"auc": auc(t, s), "ci_low": float("nan"), "ci_high": float("nan"), "se": float("nan")}
     from engine.stats.delong import auc_ci, delong_covariance
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):

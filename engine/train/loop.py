@@ -575,9 +575,14 @@ def make_train_loader(
         world = 1
         sampler = EpochSampler(len(train_ds), seed=rc.seed)  # type: ignore[arg-type]
     gen = torch.Generator()
-    loader = DataLoader(train_ds, batch_size=rc.batch_size // world, sampler=sampler,
+    per_rank = rc.batch_size // world
+    n_rank = len(sampler)
+    # A last batch of one sample breaks batch-norm training ("expected more than 1 value
+    # per channel"): drop it in that case only.
+    drop_last = n_rank > 1 and per_rank > 1 and n_rank % per_rank == 1
+    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler,
                         num_workers=rc.num_workers, worker_init_fn=_worker_init,
-                        generator=gen, pin_memory=device.type == "cuda", drop_last=False)
+                        generator=gen, pin_memory=device.type == "cuda", drop_last=drop_last)
     return loader, sampler, gen
 
 
@@ -647,9 +652,10 @@ def fit(
     seed_everything(rc.seed)
     try:
         with deterministic(rc.deterministic):
+            report(progress, 0, 0, "decoding images")
             for ds in (train_ds, val_ds):
                 if ds is not None and hasattr(ds, "warm"):
-                    ds.warm(progress, cancel)
+                    ds.warm(None, cancel)  # decode once before workers fork
             model.to(device)
             net: nn.Module = model
             grad_sync = None

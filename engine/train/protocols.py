@@ -360,6 +360,8 @@ def cross_validate(
     pt = np.array([truth_of[k] for k in gids], dtype=np.int64)
     ps = np.array([np.mean(acc[k]) for k in gids], dtype=np.float64)
     pooled = evaluation_report(pt, ps, None, threshold_metric=threshold_metric)
+    pooled["threshold_source"] = (f"best {threshold_metric} on the pooled out-of-fold scores (in-sample, "
+                                  "optimistic; 'calls' holds the honest operating-point figures)")
     ct, cp = np.array(calls_t), np.array(calls_p)
     from engine.metrics import confusion_matrix
 

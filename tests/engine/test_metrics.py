@@ -111,3 +111,10 @@ def test_evaluation_report_and_plot(tmp_path: Path) -> None:
     assert one["auc"] is None and one["sensitivity"] == 0.5 and one["specificity"] is None
     png = plot_roc(t, s, tmp_path / "sub" / "roc.png", curves={"fold": (t, s)})
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_auc_ci_undefined_with_one_case_of_a_class() -> None:
+    r = auc_with_ci([1, 0, 0, 0], [0.9, 0.1, 0.5, 0.95])
+    assert r["auc"] == pytest.approx(2 / 3) and np.isnan(r["ci_low"]) and np.isnan(r["se"])
+    rep = evaluation_report([1, 0, 0, 0], [0.9, 0.1, 0.5, 0.95], 0.5)
+    assert rep["auc"] == pytest.approx(2 / 3) and rep["auc_ci"] == [None, None]
