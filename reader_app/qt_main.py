@@ -151,6 +151,7 @@ class MainWindow(QMainWindow):
         sl.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(side)
         scroll.setMinimumWidth(320)
         self.side_dock = self._dock("AI · Rating · Annotations", scroll, Qt.DockWidgetArea.RightDockWidgetArea)

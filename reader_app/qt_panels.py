@@ -210,6 +210,8 @@ class AIPanel(QGroupBox):
                 continue
             box = QComboBox()
             box.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(14)
             box.addItem(f"default ({defaults.get(mod) or 'none'})", None)
             for n in names:
                 if n != defaults.get(mod):

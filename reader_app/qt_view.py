@@ -508,6 +508,11 @@ class ImageView(QWidget):
                 path.lineTo(x, y)
             if closed:
                 path.closeSubpath()
+        if self.tool == "polygon" and self._draft:  # mark the placed vertices (~3 screen px)
+            px = self.vb.viewPixelSize()
+            r = 3.0 * max(px[0], px[1]) if px else 1.0
+            for x, y in self._draft:
+                path.addRect(x - r, y - r, 2 * r, 2 * r)
         self.draft_item.setPath(path)
 
     def _frame(self) -> int | None:
@@ -539,8 +544,8 @@ class ImageView(QWidget):
             self._draft = [self._draft[0], [x, y]]
             self._set_ruler(self._draft[0], [x, y])
         if ev.isFinish():
-            pts, self._draft = self._draft, []
-            self.draft_item.setPath(QPainterPath())
+            pts = self._draft
+            self.cancel_draft()
             self.finish_shape(self.tool, pts)
 
     def finish_shape(self, kind: str, pts: list[list[float]]) -> None:
@@ -571,8 +576,8 @@ class ImageView(QWidget):
 
     def close_polygon(self) -> None:
         """Finish the polygon being drawn (Enter or double-click)."""
-        pts, self._draft = self._draft, []
-        self.draft_item.setPath(QPainterPath())
+        pts = self._draft
+        self.cancel_draft()
         # a double-click also delivers a single click at the same place
         dedup: list[list[float]] = []
         for p in pts:

@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     win = MainWindow()
     win.resize(w, h)
     win.show()
+    # where a modality has installed weights but no default yet, show the installed model
+    for box in win.ai_panel.model_boxes.values():
+        if box.currentData() is None and "(none)" in box.currentText() and box.count() > 1:
+            box.setCurrentIndex(1)
     if not win.open_study(tmp / "study"):
         print(win.last_error, file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="open the blinded reading-session window")
     p.add_argument("study")
     p.add_argument("--reader", help="sign this reader in directly")
+    p.add_argument("--no-saliency", action="store_true", help="do not compute saliency overlays in aided arms")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="scripted 3-reader x 2-arm study on the demo cases, exported")
@@ -87,8 +88,11 @@ def _run(args: argparse.Namespace) -> int:
     from reader_app.qt_app import ensure_app
     from reader_app.study.qt_session import open_reading_session
 
+    from reader_app.study.qt_session import ai_service_overlay_provider
+
     app = ensure_app()
-    win = open_reading_session(_definition(args.study), reader=args.reader)
+    provider = None if args.no_saliency else ai_service_overlay_provider()
+    win = open_reading_session(_definition(args.study), reader=args.reader, overlay_provider=provider)
     app.exec()
     del win
     return 0

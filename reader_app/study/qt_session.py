@@ -73,6 +73,8 @@ class _SimpleImage(QWidget):
             ov = pg.ImageItem(overlay, axisOrder="row-major", opacity=0.45)
             ov.setLookupTable(pg.colormap.get("turbo").getLookupTable())
             vb.addItem(ov)
+        self.vb = vb
+        self.overlay_item: pg.ImageItem | None = None
         vb.autoRange(padding=0)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -80,6 +82,14 @@ class _SimpleImage(QWidget):
         lab.setObjectName("viewTitle")
         lay.addWidget(lab)
         lay.addWidget(self.gv, 1)
+
+    def set_overlay(self, overlay: np.ndarray) -> None:
+        """Show a saliency heat map (image pixel coordinates) over the image."""
+        if self.overlay_item is None:
+            self.overlay_item = pg.ImageItem(axisOrder="row-major", opacity=0.45)
+            self.overlay_item.setLookupTable(pg.colormap.get("turbo").getLookupTable())
+            self.vb.addItem(self.overlay_item)
+        self.overlay_item.setImage(np.asarray(overlay, dtype=np.float32), levels=(0.0, 1.0))
 
 
 class ReadingSessionWindow(QWidget):
@@ -235,15 +245,19 @@ class ReadingSessionWindow(QWidget):
                 w.deleteLater()
         imgs = item.case.images
         cols = 2 if len(imgs) > 1 else 1
+        self.image_widgets: dict[str, _SimpleImage] = {}
         for k, ci in enumerate(imgs):
             title = f"{ci.modality} {ci.view or ''}".strip()
             try:
                 pixels = _read_pixels(ci)
-                overlay = self.overlay_provider(item.case, ci) if (item.show_ai and self.overlay_provider) else None
-                w: QWidget = _SimpleImage(title, pixels, overlay)
+                view = _SimpleImage(title, pixels, None)
+                self.image_widgets[ci.image_id] = view
+                w: QWidget = view
             except BreastReaderError as exc:
                 w = QLabel(f"{title}: cannot display ({exc})")
             self.images_layout.addWidget(w, k // cols, k % cols)
+        if item.show_ai and self.overlay_provider is not None:
+            self._start_overlays(item)
         progress = self.session.status() if self.session else None
         done = sum(progress.done.values()) if progress else 0
         total = (progress.total * len(progress.done)) if progress else 0
@@ -264,6 +278,34 @@ class ReadingSessionWindow(QWidget):
         self.birads_box.setCurrentIndex(0)
         self._update_submit()
         self._shown_at = time.monotonic()
+
+    def _start_overlays(self, item: CaseToRead) -> None:
+        """Compute saliency off the GUI thread; apply it if the case is still on screen."""
+        from reader_app.qt_workers import Worker, start
+
+        provider = self.overlay_provider
+        assert provider is not None
+
+        def job(*, progress: Any = None, cancel: Any = None) -> tuple[str, dict[str, np.ndarray]]:
+            maps = {}
+            for ci in item.case.images:
+                m = provider(item.case, ci)
+                if m is not None:
+                    maps[ci.image_id] = m
+            return item.case.case_id, maps
+
+        worker = Worker(job, name="saliency")
+        worker.signals.result.connect(self._on_overlays_ready)
+        self._overlay_worker = start(worker)  # keep a reference while it runs
+
+    def _on_overlays_ready(self, result: tuple[str, dict[str, np.ndarray]]) -> None:
+        case_id, maps = result
+        if self.current is None or self.current.case.case_id != case_id or not self.current.show_ai:
+            return  # the reader moved on; never show AI outside an aided arm
+        for image_id, m in maps.items():
+            view = self.image_widgets.get(image_id)
+            if view is not None:
+                view.set_overlay(m)
 
     def _update_submit(self) -> None:
         ok = self._touched and (not self.run.design.birads or self.birads_box.currentData() is not None)
@@ -363,3 +405,22 @@ def export_study_dialog(
 
     worker.signals.errored.connect(_on_errored)
     return start(worker)
+
+
+def ai_service_overlay_provider() -> OverlayProvider | None:
+    """A saliency provider backed by the workstation's AI service, or None if no model is installed."""
+    try:
+        from reader_app.ai import AIService, installed_models
+    except ImportError:  # pragma: no cover
+        return None
+    if not any(installed_models().values()):
+        return None
+    service = AIService()
+
+    def provider(case: Case, ci: CaseImage) -> np.ndarray | None:
+        from reader_app.imaging import read_case_image
+
+        res = service.score_case(case, {ci.image_id: read_case_image(ci)}, ("gradcam",))
+        return res.saliency.get((ci.image_id, "gradcam"))
+
+    return provider

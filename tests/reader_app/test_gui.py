@@ -313,3 +313,28 @@ def test_gui_never_stalls_while_scoring(make_window, study_dir, qtbot, capsys):
               f"({len(beats)} beats over {busy_ms:.0f} ms; idle loop on this machine: {idle_ms:.1f} ms)")
     assert win.ai_result is not None and len(beats) > 20
     assert worst_ms < 100 or worst_ms - idle_ms < 50
+
+
+def test_ruler_measures_in_mm(opened, qtbot):
+    win = opened
+    cc = view_of(win, "mg_cc")
+    key(qtbot, win, Qt.Key.Key_M)
+    drag(cc, [(10, 10), (30, 30), (40, 50)])
+    assert cc.ruler_mm == pytest.approx(50 * 0.2, abs=0.5)  # 3-4-5 triangle, 0.2 mm pixels
+    assert cc.ruler_text.toPlainText().endswith("mm") and win.state.current.case.annotations == []
+    key(qtbot, win, Qt.Key.Key_Escape)
+    assert cc.ruler_mm is None
+
+
+def test_cancel_scoring(make_window, study_dir, qtbot):
+    win = make_window(fake_loader(work_s=0.5))
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.open_study(study_dir)
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.state.select_case("P001")
+    with qtbot.waitSignal(win.ai_finished, timeout=20000):
+        win.score_case()
+        assert win.ai_panel.cancel_btn.isEnabled()
+        qtbot.mouseClick(win.ai_panel.cancel_btn, Qt.MouseButton.LeftButton)
+    assert win.ai_result is None and win.ai_panel.progress.format() == "cancelled"
+    assert win.ai_panel.run_btn.isEnabled() and not win.ai_panel.cancel_btn.isEnabled()

@@ -25,8 +25,16 @@ def test_reader_session_end_to_end(qtbot, definition: Path, tmp_path: Path) -> N
 
     from reader_app.study.qt_session import ReadingSessionWindow
 
+    import numpy as np
+
+    calls: list[str] = []
+
+    def fake_saliency(case, ci):  # a stand-in for the AI service's Grad-CAM
+        calls.append(case.case_id)
+        return np.ones((32, 32), dtype=np.float32) * 0.5
+
     run = StudyRun(load_design(definition))
-    win = ReadingSessionWindow(run)
+    win = ReadingSessionWindow(run, overlay_provider=fake_saliency)
     qtbot.addWidget(win)
     win.resize(900, 650)
     win.show()
@@ -36,6 +44,7 @@ def test_reader_session_end_to_end(qtbot, definition: Path, tmp_path: Path) -> N
     assert win.stack.currentWidget() is win.reading_page
     assert win.current is not None and win.current.arm.arm_id == "unaided"
     assert not win.ai_panel.isVisible()  # AI hidden in the unaided arm
+    assert calls == [] and all(v.overlay_item is None for v in win.image_widgets.values())
     assert not win.submit_button.isEnabled()  # nothing rated yet
     seen_unaided = []
     for k in range(N):  # rate half of the unaided arm, then "close the app"
@@ -53,7 +62,7 @@ def test_reader_session_end_to_end(qtbot, definition: Path, tmp_path: Path) -> N
 
     # reopen: resumes at the next unrated case of the same arm
     run2 = StudyRun(load_design(definition))
-    win2 = ReadingSessionWindow(run2)
+    win2 = ReadingSessionWindow(run2, overlay_provider=fake_saliency)
     qtbot.addWidget(win2)
     win2.show()
     win2.sign_in("R1")
@@ -64,6 +73,12 @@ def test_reader_session_end_to_end(qtbot, definition: Path, tmp_path: Path) -> N
         arms_seen.add(win2.current.arm.arm_id)
         if win2.current.arm.arm_id == "aided":
             assert win2.ai_panel.isVisibleTo(win2) and "AI" in win2.ai_panel.text()
+            cid = win2.current.case.case_id
+            qtbot.waitUntil(lambda: all(v.overlay_item is not None for v in win2.image_widgets.values()),
+                            timeout=10000)
+            assert cid in calls
+        else:
+            assert all(v.overlay_item is None for v in win2.image_widgets.values())
         win2.set_rating(5, "4A")
         with qtbot.waitSignal(win2.submitted, timeout=5000):
             qtbot.mouseClick(win2.submit_button, Qt.MouseButton.LeftButton)
