@@ -1,8 +1,11 @@
 """`breast-engine bench NAME --json`: benchmarks discovered from ``engine/bench/<name>.py``.
 
-Each benchmark module defines ``NAME`` (the CLI name, e.g. ``"patch-map"``), ``HELP`` and
-``run(args) -> dict`` plus optional ``add_arguments(parser)``. Results are measured side by
-side in one run and printed as JSON.
+Each benchmark module defines ``NAME`` (the CLI name: the module name with ``_`` -> ``-``),
+``HELP`` and ``run(args) -> dict`` plus optional ``add_arguments(parser)``. Results are
+measured side by side in one run and printed as JSON.
+
+Benchmark modules import torch/scipy; they are imported only when ``bench`` runs, so that
+other commands (``info``, ``score`` ...) start without paying for them.
 """
 
 from __future__ import annotations
@@ -11,35 +14,42 @@ import argparse
 import importlib
 import json
 import pkgutil
-from typing import Any
 
 import engine.bench as _bench_pkg
 
 
-def _handler(mod: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        result = mod.run(args)
-        if args.json:
-            print(json.dumps(result))
-        else:
-            for k, v in result.items():
-                print(f"{k}: {v}")
-        return 0
+def _bench_modules() -> dict[str, str]:
+    """CLI name -> module name, from file names alone (no import)."""
+    return {
+        m.name.replace("_", "-"): m.name
+        for m in pkgutil.iter_modules(_bench_pkg.__path__)
+        if not m.name.startswith("_")
+    }
 
-    return run
+
+def _run(args: argparse.Namespace) -> int:
+    mod = importlib.import_module(f"engine.bench.{_bench_modules()[args.bench]}")
+    parser = argparse.ArgumentParser(prog=f"breast-engine bench {mod.NAME}", description=mod.HELP)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    if hasattr(mod, "add_arguments"):
+        mod.add_arguments(parser)
+    bargs = parser.parse_args(args.bench_args)
+    result = mod.run(bargs)
+    if bargs.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k}: {v}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``bench`` command and one subcommand per benchmark module."""
-    p = sub.add_parser("bench", help="run a benchmark (JSON output)")
-    bsub = p.add_subparsers(dest="bench", metavar="BENCH")
-    bsub.required = True
-    for m in sorted(x.name for x in pkgutil.iter_modules(_bench_pkg.__path__)):
-        if m.startswith("_"):
-            continue
-        mod = importlib.import_module(f"engine.bench.{m}")
-        bp = bsub.add_parser(mod.NAME, help=mod.HELP)
-        bp.add_argument("--json", action="store_true", help="print one JSON object")
-        if hasattr(mod, "add_arguments"):
-            mod.add_arguments(bp)
-        bp.set_defaults(func=_handler(mod))
+    """Add the ``bench`` command; ``bench NAME -h`` shows that benchmark's own options."""
+    names = sorted(_bench_modules())
+    p = sub.add_parser(
+        "bench", help="run a benchmark (JSON output)",
+        description="Benchmarks: " + ", ".join(names) + ". `bench NAME -h` for a benchmark's options.",
+    )
+    p.add_argument("bench", choices=names, metavar="NAME", help=" | ".join(names))
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of that benchmark (e.g. --json)")
+    p.set_defaults(func=_run)
