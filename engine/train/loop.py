@@ -429,14 +429,34 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         ConfigError: empty model name or an option the builder does not accept.
         ModelNotFoundError: unknown model (lists the registered ones).
     """
-    from engine.models import get_model
+    import inspect
+
+    from engine.models import get_model, model_info
 
     if not cfg.model.name:
         raise ConfigError("model.name is empty; run `breast-engine models` for the registered names")
+    opts = dict(cfg.model.cfg)
+    builder = model_info(cfg.model.name).builder
     try:
-        return get_model(cfg.model.name, **cfg.model.cfg)
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        params = {}  # type: ignore[assignment]
+    if "in_chans" in params and "in_chans" not in opts:
+        opts["in_chans"] = cfg.channels  # follow the data unless the config says otherwise
+    try:
+        model = get_model(cfg.model.name, **opts)
     except TypeError as exc:
-        raise ConfigError(f"model {cfg.model.name!r} rejected its options {cfg.model.cfg}: {exc}") from None
+        raise ConfigError(f"model {cfg.model.name!r} rejected its options {opts}: {exc}") from None
+    want = getattr(model, "in_chans", None)
+    if isinstance(want, int) and want != cfg.channels:
+        raise ConfigError(
+            f"model {cfg.model.name!r} takes {want}-channel input but the data gives {cfg.channels}; "
+            f"set data.grayscale = {str(want == 1).lower()} or model.cfg.in_chans = {cfg.channels}")
+    min_size = getattr(model, "min_input_size", 0)
+    if isinstance(min_size, int) and min(cfg.data.image_size) < min_size:
+        raise ConfigError(f"model {cfg.model.name!r} needs images of at least {min_size} px; "
+                          f"data.image_size is {cfg.data.image_size}")
+    return model
 
 
 # ---------------------------------------------------------------------- results

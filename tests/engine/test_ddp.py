@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn as nn
 from torch.utils.data import TensorDataset
@@ -55,3 +56,29 @@ def test_two_process_gloo_equals_single_process(tmp_path: Path) -> None:
     cfg4.train.batch_size = 4
     other = fit(model0, ds, None, cfg=cfg4).final_state
     assert not torch.allclose(other["3.weight"], single["3.weight"], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_cli(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node=2 -m engine.cli.main train` joins env:// and writes one run."""
+    import shutil
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_fit import make_blob_folder
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun not installed")
+    make_blob_folder(tmp_path / "data", n_per_class=8, size=32)
+    (tmp_path / "c.toml").write_text(
+        '[data]\npath = "data"\nimage_size = [32, 32]\ngrayscale = true\nval_fraction = 0.25\n'
+        '[model]\nname = "habib_basic_cnn"\n[train]\nepochs = 1\nbatch_size = 4\ndevice = "cpu"\nthreads = 1\n')
+    run = tmp_path / "run"
+    proc = subprocess.run([torchrun, "--nproc_per_node=2", "-m", "engine.cli.main", "train", "--config",
+                           str(tmp_path / "c.toml"), "--run-dir", str(run), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "world=2" in (run / "train.log").read_text()
+    assert (run / "last.pt").is_file() and (run / "metrics.csv").read_text().count("\n") == 2

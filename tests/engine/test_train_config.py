@@ -69,3 +69,19 @@ def test_example_configs_are_valid(path: Path) -> None:
         assert Path(cfg.data.path).resolve() == BUSI.resolve()
         ds = load_dataset(cfg)
         assert ds.classes == ["benign", "malignant"] and len(ds) == 418
+
+
+def test_build_model_follows_data_channels_and_checks_size() -> None:
+    from engine.train.loop import build_model
+
+    cfg = TrainConfig.from_dict({"model": {"name": "habib_basic_cnn"}, "data": {"image_size": [64, 64]}})
+    assert build_model(cfg).in_chans == 3  # default data is RGB; builder default would be 1
+    cfg.model.cfg = {"in_chans": 1}
+    with pytest.raises(ConfigError, match="takes 1-channel input but the data gives 3"):
+        build_model(cfg)
+    cfg = TrainConfig.from_dict({"model": {"name": "habib_basic_cnn"}, "data": {"image_size": [16, 16]}})
+    with pytest.raises(ConfigError, match="at least 32 px"):
+        build_model(cfg)
+    cfg = TrainConfig.from_dict({"model": {"name": "habib_basic_cnn", "cfg": {"depth": 3}}})
+    with pytest.raises(ConfigError, match="rejected its options"):
+        build_model(cfg)
