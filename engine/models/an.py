@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -269,27 +270,34 @@ def local_map_grid(shape: tuple[int, int], patch: int, stride: int = MAP_STRIDE)
 
 
 @torch.no_grad()
-def local_map_loop(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, *, stride: int = MAP_STRIDE) -> np.ndarray:
+def local_map_loop(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, *, stride: int = MAP_STRIDE,
+                   channels_last: bool = False) -> np.ndarray:
     """Reference: classify every ``patch`` window at ``stride`` one at a time.
+
+    ``channels_last`` runs the same loop with an NHWC copy of the model (a stronger baseline).
 
     Returns:
         ``(rows, cols)`` map of p(finding) at each window (top-left at ``stride * (i, j)``).
     """
     model.eval()
+    net = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
     t = _as_batch(image, model.patch)
+    dev = next(model.parameters()).device
     nr, nc = local_map_grid((t.shape[-2], t.shape[-1]), model.patch, stride)
     out = np.zeros((nr, nc), np.float32)
     p = model.patch
     for i in range(nr):
         for j in range(nc):
-            x = t[..., i * stride:i * stride + p, j * stride:j * stride + p]
-            out[i, j] = float(torch.softmax(model(x), 1)[0, 1])
+            x = t[..., i * stride:i * stride + p, j * stride:j * stride + p].to(dev)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out[i, j] = float(torch.softmax(net(x), 1)[0, 1])
     return out
 
 
 @torch.no_grad()
 def local_map_dense(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, *, stride: int = MAP_STRIDE,
-                    tile: int = 1024) -> np.ndarray:
+                    tile: int = 1024, channels_last: bool = True) -> np.ndarray:
     """Fully convolutional stride-64 aggregated local map (equals :func:`local_map_loop`).
 
     The image is processed in overlapping tiles (``tile`` px of patch origins each) to bound
@@ -299,6 +307,8 @@ def local_map_dense(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, 
     if stride % model.stride:
         raise ValueError(f"stride {stride} must be a multiple of the network stride {model.stride}")
     model.eval()
+    # channels-last copy: oneDNN / cuDNN run these thin convolutions 2-4x faster in NHWC.
+    net = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
     t = _as_batch(image, model.patch)
     dev = next(model.parameters()).device
     nr, nc = local_map_grid((t.shape[-2], t.shape[-1]), model.patch, stride)
@@ -310,7 +320,9 @@ def local_map_dense(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, 
         for j0 in range(0, nc, per_tile):
             i1, j1 = min(nr, i0 + per_tile), min(nc, j0 + per_tile)
             x = t[..., i0 * stride:(i1 - 1) * stride + p, j0 * stride:(j1 - 1) * stride + p].to(dev)
-            logits = model.dense_logits(model.forward_features(x))
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = net.dense_logits(net.forward_features(x))
             prob = torch.softmax(logits.float(), 1)[0, 1, ::step, ::step]
             out[i0:i1, j0:j1] = prob[: i1 - i0, : j1 - j0].cpu().numpy()
     return out

@@ -21,11 +21,12 @@ def test_dense_patch_map_equals_per_patch_loop() -> None:
     model = get_model("an_patch_classifier", patch=64, widths=(4, 8, 8), hidden=8)
     img = np.random.default_rng(0).random((200, 330)).astype(np.float32)
     loop = local_map_loop(model, img, stride=32)
-    for tile in (64, 1024):  # tiling must not change anything
-        dense = local_map_dense(model, img, stride=32, tile=tile)
+    for tile, cl in ((64, True), (1024, True), (1024, False)):  # tiling / memory format change nothing
+        dense = local_map_dense(model, img, stride=32, tile=tile, channels_last=cl)
         assert dense.shape == loop.shape == ((200 - 64) // 32 + 1, (330 - 64) // 32 + 1)
         assert np.abs(dense - loop).max() <= 1e-5
     assert loop.std() > 0  # not a constant map
+    assert np.abs(local_map_loop(model, img, stride=32, channels_last=True) - loop).max() <= 1e-5
 
 
 def test_dense_map_refuses_misaligned_stride() -> None:
