@@ -64,6 +64,14 @@ def _worker_init(worker_id: int) -> None:
     s = torch.initial_seed() % (2**32)
     np.random.seed(s)
     random.seed(s)
+    # one thread per worker: N workers x M OpenCV/torch threads would oversubscribe the CPU
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
 
 
 @contextmanager
