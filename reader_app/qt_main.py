@@ -332,7 +332,6 @@ class MainWindow(QMainWindow):
             return
         case = cs.case
         cs.annotations_changed.connect(self._on_annotations_changed)
-        cs.rating_changed.connect(lambda _r: self.worklist.refresh())
         desc = f" · {case.description}" if case.description else ""
         self.case_header.setText(f"<b>Case {case.case_id}</b> · {'+'.join(case.modalities)}{desc}")
         self.case_header.setToolTip("\n".join(x for x in (case.description, case.paired_note) if x))
@@ -355,7 +354,9 @@ class MainWindow(QMainWindow):
 
     def _on_worker_finished(self) -> None:
         sender = self.sender()
-        self._workers = {w for w in self._workers if w.signals is not sender}
+        done = [w for w in self._workers if w.signals is sender]
+        # keep the Python object alive a little longer: its run() may still be returning
+        QTimer.singleShot(1000, lambda: self._workers.difference_update(done))
 
     def _on_worker_error(self, msg: str) -> None:
         self.show_error(msg)
