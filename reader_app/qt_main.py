@@ -480,6 +480,8 @@ class MainWindow(QMainWindow):
             self._relayout()
         for v in self.views:
             v.set_active(v is self.active_view())
+        if self.active_view() is not None and not self.ai_panel.all_views.isChecked():
+            self.ai_panel.show_view_settings(self.active_view().view_state)
 
     def _on_view_activated(self, view: ImageView) -> None:
         if view in self.views and self.views.index(view) != self.active_index:
@@ -632,8 +634,8 @@ class MainWindow(QMainWindow):
                 and not getattr(self._ai_worker, "ended", False):
             return self._ai_worker
         self.cancel_ai()
-        method = self.ai_panel.method.currentData()
-        w = Worker(self.ai.score_case, cs.case, dict(self.images), (method,), name="ai")
+        methods = tuple(sorted({self.ai_panel.method.currentData()} | {v.view_state.method for v in self.views}))
+        w = Worker(self.ai.score_case, cs.case, dict(self.images), methods, name="ai")
         w.case_id = cs.case.case_id  # type: ignore[attr-defined]
         w.signals.progress.connect(self._on_ai_progress)
         w.signals.result.connect(self._on_ai_result)
@@ -719,14 +721,22 @@ class MainWindow(QMainWindow):
                 self._ai_worker = None
                 self.score_case()
 
+    def overlay_targets(self) -> list[ImageView]:
+        """Views the overlay controls act on: all, or only the active one."""
+        if self.ai_panel.all_views.isChecked():
+            return list(self.views)
+        v = self.active_view()
+        return [v] if v is not None else []
+
     def _on_overlay_setting_changed(self, name: str, value: Any) -> None:
-        for v in self.views:
+        targets = self.overlay_targets()
+        for v in targets:
             v.view_state.set(name, value)
         if name == "method":
             self._apply_overlays()
             res = self.ai_result
             if res is not None and any((v.slot.image_id, value) not in res.saliency
-                                       and (v.slot.image_id, value) not in res.failed for v in self.views
+                                       and (v.slot.image_id, value) not in res.failed for v in targets
                                        if v.image is not None):
                 self._ai_worker = None
                 self.score_case()

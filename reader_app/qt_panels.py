@@ -171,8 +171,12 @@ class AIPanel(QGroupBox):
         self.opacity.setRange(0, 100)
         self.opacity.setValue(45)
         self.overlay_on = QCheckBox("Show saliency (S)")
+        self.all_views = QCheckBox("Apply to all views")
+        self.all_views.setChecked(True)
+        self.all_views.setToolTip("Unticked: method, colour map, opacity and on/off change the active view only")
         self.overlay_on.setChecked(True)
-        for w in (self.method, self.colormap, self.opacity, self.overlay_on, self.run_btn, self.cancel_btn):
+        for w in (self.method, self.colormap, self.opacity, self.overlay_on, self.all_views, self.run_btn,
+                  self.cancel_btn):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         btns = QHBoxLayout()
         btns.addWidget(self.run_btn)
@@ -183,7 +187,10 @@ class AIPanel(QGroupBox):
         form.addRow("Method", self.method)
         form.addRow("Colour map", self.colormap)
         form.addRow("Opacity", self.opacity)
-        form.addRow(self.overlay_on)
+        onoff = QHBoxLayout()
+        onoff.addWidget(self.overlay_on)
+        onoff.addWidget(self.all_views)
+        form.addRow(onoff)
         lay = QVBoxLayout(self)
         lay.addWidget(self.disclaimer)
         lay.addWidget(self.synthetic)
@@ -219,6 +226,17 @@ class AIPanel(QGroupBox):
             box.currentIndexChanged.connect(lambda _i, m=mod, b=box: self.model_changed.emit(m, b.currentData()))
             self.model_boxes[mod] = box
             self.model_form.insertRow(len(self.model_boxes) - 1, f"{mod} model", box)
+
+    def show_view_settings(self, vs: Any) -> None:
+        """Reflect one view's overlay settings in the controls (without re-emitting them)."""
+        for w in (self.method, self.colormap, self.opacity, self.overlay_on):
+            w.blockSignals(True)
+        self.method.setCurrentIndex(max(0, self.method.findData(vs.method)))
+        self.colormap.setCurrentIndex(max(0, self.colormap.findData(vs.colormap)))
+        self.opacity.setValue(int(round(vs.opacity * 100)))
+        self.overlay_on.setChecked(vs.overlay_on)
+        for w in (self.method, self.colormap, self.opacity, self.overlay_on):
+            w.blockSignals(False)
 
     def _on_card_link_changed(self, link: str) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(link) if not link.startswith("http") else QUrl(link))

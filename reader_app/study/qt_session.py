@@ -69,12 +69,10 @@ class _SimpleImage(QWidget):
         plane = pixels[pixels.shape[0] // 2] if pixels.ndim == 3 and pixels.shape[-1] != 3 else pixels
         item = pg.ImageItem(plane, axisOrder="row-major")
         vb.addItem(item)
-        if overlay is not None:
-            ov = pg.ImageItem(overlay, axisOrder="row-major", opacity=0.45)
-            ov.setLookupTable(pg.colormap.get("turbo").getLookupTable())
-            vb.addItem(ov)
         self.vb = vb
         self.overlay_item: pg.ImageItem | None = None
+        if overlay is not None:
+            self.set_overlay(overlay)
         vb.autoRange(padding=0)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -86,8 +84,12 @@ class _SimpleImage(QWidget):
     def set_overlay(self, overlay: np.ndarray) -> None:
         """Show a saliency heat map (image pixel coordinates) over the image."""
         if self.overlay_item is None:
-            self.overlay_item = pg.ImageItem(axisOrder="row-major", opacity=0.45)
-            self.overlay_item.setLookupTable(pg.colormap.get("turbo").getLookupTable())
+            self.overlay_item = pg.ImageItem(axisOrder="row-major")
+            # turbo colours with alpha rising with the value: low saliency stays transparent
+            rgb = pg.colormap.get("turbo").getLookupTable(nPts=256, alpha=False)
+            alpha = (np.clip(np.linspace(0, 1, 256) * 1.6 - 0.25, 0, 1) * 150).astype(np.uint8)
+            self.overlay_item.setLookupTable(np.column_stack([rgb, alpha]))
+            self.overlay_item.setZValue(5)
             self.vb.addItem(self.overlay_item)
         self.overlay_item.setImage(np.asarray(overlay, dtype=np.float32), levels=(0.0, 1.0))
 

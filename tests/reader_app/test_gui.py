@@ -338,3 +338,18 @@ def test_cancel_scoring(make_window, study_dir, qtbot):
         qtbot.mouseClick(win.ai_panel.cancel_btn, Qt.MouseButton.LeftButton)
     assert win.ai_result is None and win.ai_panel.progress.format() == "cancelled"
     assert win.ai_panel.run_btn.isEnabled() and not win.ai_panel.cancel_btn.isEnabled()
+
+
+def test_overlay_settings_per_view(opened, qtbot):
+    win = opened
+    with qtbot.waitSignal(win.ai_finished, timeout=10000):
+        win.score_case()
+    win.ai_panel.all_views.setChecked(False)
+    win.set_active(2)  # first US view
+    key(qtbot, win, Qt.Key.Key_S)
+    us1, cc = view_of(win, "us_1"), view_of(win, "mg_cc")
+    assert not us1.overlay.isVisible() and cc.overlay.isVisible()
+    win.ai_panel.colormap.setCurrentIndex(win.ai_panel.colormap.findData("viridis"))
+    assert us1.view_state.colormap == "viridis" and cc.view_state.colormap == "turbo"
+    win.set_active(0)
+    assert win.ai_panel.overlay_on.isChecked() and win.ai_panel.colormap.currentData() == "turbo"
