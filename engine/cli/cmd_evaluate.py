@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine.train.protocols import PROTOCOLS
+# Same as engine.train.protocols.PROTOCOLS; kept literal so `breast-engine --help` does not import torch.
+PROTOCOLS = ("loo", "kfold", "repeated-kfold", "split")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

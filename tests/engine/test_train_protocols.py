@@ -80,3 +80,10 @@ def test_lesion_score_is_mean_over_images() -> None:
     assert ids == ["a", "b"]
     assert t.tolist() == [1, 0]
     np.testing.assert_allclose(s, [0.3, 0.5])
+
+
+def test_cli_protocol_choices_match() -> None:
+    from engine.cli import cmd_evaluate
+    from engine.train import protocols
+
+    assert cmd_evaluate.PROTOCOLS == protocols.PROTOCOLS
