@@ -19,11 +19,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_train_fit import TinyNet, make_blob_folder  # noqa: E402
 
 MODEL = "_test_tiny_blob_net"
-if MODEL not in _REGISTRY:
 
-    @register_model(MODEL, family="test", paper="test", modalities=("US",), task="blob vs no blob")
-    def _tiny(*, in_chans: int = 1) -> nn.Module:
-        return TinyNet(in_chans)
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiny_model_registered():
+    """Register the tiny test model only while this module runs, so the registry-wide smoke
+    test (collected from the real registry) never sees it."""
+    if MODEL not in _REGISTRY:
+
+        @register_model(MODEL, family="test", paper="test", modalities=("US",), task="blob vs no blob")
+        def _tiny(*, in_chans: int = 1) -> nn.Module:
+            return TinyNet(in_chans)
+
+    yield
+    _REGISTRY.pop(MODEL, None)
 
 
 @pytest.fixture(scope="module")
