@@ -13,7 +13,8 @@
 #   2. the PNG exists and is at least 1280x800;
 #   3. nothing inside the bundle folder was created, deleted or modified during the runs
 #      (the bundle must work installed read-only: user data goes to QStandardPaths folders);
-#   4. `breast-engine --version` and `breast-engine --help` work (the headless CLI);
+#   4. `breast-engine --version` and `--help` work, `breast-engine info` reads every demo image
+#      and `breast-engine score` runs each shipped default model (MG, US) on demo images;
 #   5. the bundle carries its licences, notices, models, demo study and the Qt offscreen/xcb
 #      platform plugins.
 # The app runs with a throw-away HOME / XDG dirs so the user's own settings are untouched.
@@ -100,6 +101,31 @@ if [[ -x "$dist/breast-engine" ]]; then
     fi
 else
     fail "no breast-engine executable in the bundle"
+fi
+
+# 4b. the frozen engine reads every demo image (pydicom, RLE/GDCM decoders, OpenCV/Pillow)
+demo="$dist/_internal/resources/demo"
+if [[ -d "$demo" ]]; then
+    mapfile -t images < <(find "$demo" -type f \( -name '*.dcm' -o -name '*.png' \) | sort)
+    if "$dist/breast-engine" info "${images[@]}" > "$tmp/info.log" 2>&1 && ! grep -q ERROR "$tmp/info.log"; then
+        ok "breast-engine info read all ${#images[@]} demo images"
+    else
+        fail "breast-engine info failed on demo images:"; grep -E 'ERROR|error' "$tmp/info.log" | head -n 10 | sed 's/^/      /'
+    fi
+    # 4c. frozen inference with each shipped default model on matching demo images
+    defaults="$dist/_internal/resources/models/defaults.json"
+    for mod in MG US; do
+        grep -q "\"$mod\"[[:space:]]*:" "$defaults" 2>/dev/null || continue
+        if [[ $mod == MG ]]; then pat='mdb*'; else pat='[bm][ea][nl]i*'; fi
+        mapfile -t inputs < <(find "$demo/cases" -maxdepth 2 -type f -name "$pat" \( -name '*.dcm' -o -name '*.png' \) | sort | head -n 3)
+        [[ ${#inputs[@]} -gt 0 ]] || { fail "no $mod demo image to score"; continue; }
+        if "$dist/breast-engine" score --modality "$mod" --out "$tmp/score_$mod.csv" "${inputs[@]}" > "$tmp/score.log" 2>&1 \
+            && awk -F, 'NR>1 { n++; if ($NF !~ /^[0-9.eE-]+$/ || $NF < 0 || $NF > 1) bad++ } END { exit (n == 0 || bad > 0) }' "$tmp/score_$mod.csv"; then
+            ok "breast-engine score ($mod default model): $(tail -n +2 "$tmp/score_$mod.csv" | awk -F, '{printf "%s ", $NF}')"
+        else
+            fail "breast-engine score --modality $mod failed:"; tail -n 10 "$tmp/score.log" | sed 's/^/      /'
+        fi
+    done
 fi
 
 # 3. nothing written inside the bundle

@@ -180,21 +180,32 @@ def runtime_closure(root: str = ROOT_DISTRIBUTION) -> list[md.Distribution]:
 def collect(
     root: str = ROOT_DISTRIBUTION, frozen_modules: Iterable[str] | None = None
 ) -> list[Component]:
-    """Components to list; with ``frozen_modules``, only distributions that were frozen.
+    """Components to list; with ``frozen_modules``, exactly the distributions that were frozen.
 
     Args:
         root: distribution whose runtime dependency closure is listed.
         frozen_modules: top-level import names present in the bundle (from the PyInstaller
-            Analysis); ``None`` keeps the whole closure.
+            Analysis); ``None`` lists the runtime closure of ``root``. With it, closure members
+            that were not frozen are dropped and installed distributions outside the closure
+            that were frozen anyway (imported by a dependency) are added.
 
     Returns:
         Components sorted by name.
     """
     frozen = set(frozen_modules) if frozen_modules is not None else None
+    dists = {canonicalize_name(d.metadata["Name"]): d for d in runtime_closure(root)}
+    if frozen is not None:
+        # Also whatever else PyInstaller followed imports into (e.g. pygments via torch).
+        for dist in md.distributions():
+            key = canonicalize_name(dist.metadata["Name"] or "")
+            if key and key not in dists and key not in {"pyinstaller", "altgraph"}:
+                if top_level_modules(dist) & frozen:
+                    dists[key] = dist
     comps = []
-    for dist in runtime_closure(root):
+    for key in sorted(dists):
+        dist = dists[key]
         name = dist.metadata["Name"]
-        if frozen is not None and canonicalize_name(name) != canonicalize_name(root):
+        if frozen is not None and key != canonicalize_name(root):
             if not (top_level_modules(dist) & frozen):
                 continue
         comps.append(

