@@ -142,9 +142,10 @@ def plot_roc(
         ax.plot(fpr, tpr, lw=1, alpha=0.5, label=f"{label} (AUC {auc(ct, cs):.3f})")
     if scores is not None:
         fpr, tpr, _ = roc_points(truth, scores)
-        ax.plot(fpr, tpr, lw=2, color="C3", label=f"pooled (AUC {auc(truth, scores):.3f})")
+        ax.plot(fpr, tpr, lw=2, color="k", label=f"pooled (AUC {auc(truth, scores):.3f})")
     if operating_point is not None:
-        ax.plot([operating_point[0]], [operating_point[1]], "ko", label="operating point")
+        ax.plot([operating_point[0]], [operating_point[1]], "o", color="C3", ms=7,
+                label=f"operating point (sens {operating_point[1]:.2f}, spec {1 - operating_point[0]:.2f})")
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)

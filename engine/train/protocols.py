@@ -406,7 +406,9 @@ def cross_validate(
         if len(results) <= 10:
             curves = {r.fold.name: (r.truth, r.scores) for r in results
                       if 0 < r.truth.sum() < r.truth.size}
-        roc = plot_roc(pt, ps, rdir / "roc.png", curves=curves,
+        c = pooled["calls"]
+        op = (1 - c["specificity"], c["sensitivity"]) if None not in (c["specificity"], c["sensitivity"]) else None
+        roc = plot_roc(pt, ps, rdir / "roc.png", curves=curves, operating_point=op,
                        title=f"{cfg.model.name or 'model'} - {protocol} (lesion level)")
         out["roc_png"] = str(roc)
         (rdir / "cv.json").write_text(json.dumps(out, indent=2))
