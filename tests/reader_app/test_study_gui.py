@@ -120,3 +120,17 @@ def _pool_idle() -> bool:
     from PySide6.QtCore import QThreadPool
 
     return QThreadPool.globalInstance().activeThreadCount() == 0
+
+
+def test_study_demo_command_end_to_end(tmp_path: Path, capsys) -> None:
+    import json
+
+    from reader_app.main import main
+
+    cases = make_tiny_case_study(tmp_path / "cases", 4, 4, size=24)
+    assert main(["study", "demo", "--out", str(tmp_path / "demo"), "--cases", str(cases)]) == 0
+    out = json.loads((tmp_path / "demo" / "export" / "mrmc_results.json").read_text())
+    assert out["complete"] and out["ratings_stored"] == 3 * 2 * 8
+    assert out["design"]["readers"] == ["R1", "R2", "R3"] and len(out["design"]["arms"]) == 2
+    assert "SCRIPTED" in out["note"]
+    assert (tmp_path / "demo" / "export" / "report.pdf").stat().st_size > 10_000
