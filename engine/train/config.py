@@ -64,7 +64,9 @@ class DataConfig:
             scale the shorter side to image_size, keep the aspect, then crop).
         eval_crops: Crops at evaluation with ``shorter_side``: 1 (centre) or 5 (Qi's
             multi-input prediction: five uniformly spaced crops, scores averaged).
-        crop_to_box: Manifest only: crop each image to its (x0,y0,x1,y1) box (+ margin).
+        crop_to_box: Crop each image to its lesion box (+ margin): the manifest's
+            x0,y0,x1,y1 columns, or the bounding box of the labels CSV's ``mask`` image
+            (BUSI); images without a box/mask (or with an empty mask) stay whole.
         box_margin: Fraction of the box size added on each side when cropping.
         modality: Keep only manifest/study images of this modality ("" = all).
         mean: Normalisation mean per channel (default ImageNet for 3 channels, 0.5 for 1).

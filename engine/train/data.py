@@ -48,6 +48,8 @@ class Sample:
         group: Lesion/patient id; images sharing a group never straddle train and test.
         box: Optional (x0, y0, x1, y1) crop in pixels.
         modality: MG/US/MR/OT or "".
+        mask: Optional lesion mask image (BUSI layout); with ``data.crop_to_box`` the image
+            is cropped to the mask's bounding box.
     """
 
     path: str
@@ -55,6 +57,7 @@ class Sample:
     group: str
     box: tuple[float, float, float, float] | None = None
     modality: str = ""
+    mask: str | None = None
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Transform:
     augment: AugmentConfig
     eval_crops: int = 1
     box_margin: float = 0.1
+    crop_to_mask: bool = False
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> Transform:
@@ -76,7 +80,7 @@ class Transform:
         mean, std = cfg.norm
         h, w = cfg.data.image_size
         return cls((int(h), int(w)), cfg.channels, cfg.data.resize, mean, std,
-                   cfg.augment, cfg.data.eval_crops, cfg.data.box_margin)
+                   cfg.augment, cfg.data.eval_crops, cfg.data.box_margin, cfg.data.crop_to_box)
 
 
 class DecodedCache:
@@ -159,6 +163,16 @@ def _crop_box(img: NDArray[np.uint8], box: tuple[float, float, float, float], ma
     if r1 - r0 < 2 or c1 - c0 < 2:
         return img
     return img[r0:r1, c0:c1]
+
+
+def _mask_box(path: str, shape: tuple[int, ...]) -> tuple[float, float, float, float] | None:
+    """Bounding box (x0, y0, x1, y1) of a mask's non-zero pixels, in image coordinates."""
+    m = decode_image(path, 1)
+    ys, xs = np.nonzero(m)
+    if ys.size == 0:
+        return None  # empty mask (e.g. a normal image): keep the whole image
+    sy, sx = shape[0] / m.shape[0], shape[1] / m.shape[1]
+    return (xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy)
 
 
 def _base_resize(img: NDArray[np.uint8], size: tuple[int, int], mode: str) -> NDArray[np.uint8]:
@@ -262,7 +276,7 @@ class LabelledImages(Dataset):  # type: ignore[type-arg]
 
     def _key(self, s: Sample) -> tuple[str, Any]:
         t = self.transform
-        return (s.path, (s.box, t.size, t.channels, t.resize))
+        return (s.path, (s.box, s.mask if t.crop_to_mask else None, t.size, t.channels, t.resize))
 
     def base_image(self, i: int) -> NDArray[np.uint8]:
         """Decoded, cropped, resized uint8 image ``i`` (from the cache when warm)."""
@@ -271,8 +285,11 @@ class LabelledImages(Dataset):  # type: ignore[type-arg]
         arr = self.cache.get(key)
         if arr is None:
             img = decode_image(s.path, self.transform.channels)
-            if s.box is not None:
-                img = _crop_box(img, s.box, self.transform.box_margin)
+            box = s.box
+            if box is None and s.mask and self.transform.crop_to_mask:
+                box = _mask_box(s.mask, img.shape[:2])
+            if box is not None:
+                img = _crop_box(img, box, self.transform.box_margin)
             arr = _base_resize(img, self.transform.size, self.transform.resize)
             self.cache.put(key, arr)
         return arr
@@ -393,9 +410,13 @@ def _from_image_folder(cfg: TrainConfig) -> tuple[list[Sample], Path]:
         if not r.get("image") or not r.get("label"):
             raise CaseFormatError(csv_path, "empty image or label", row=n)
         img = (root / r["image"]).resolve()
-        samples.append(Sample(str(img), r["label"], r.get("group") or r["image"]))
+        mask = str((root / r["mask"]).resolve()) if r.get("mask") else None
+        samples.append(Sample(str(img), r["label"], r.get("group") or r["image"], mask=mask))
         line_nos.append(n)
     _missing_files(samples, line_nos, csv_path)
+    if cfg.data.crop_to_box:
+        masks = [Sample(m.mask, m.label, m.group) for m in samples if m.mask]
+        _missing_files(masks, [n for n, m in zip(line_nos, samples) if m.mask], csv_path)
     return samples, csv_path
 
 

@@ -107,3 +107,21 @@ def test_workers_give_the_same_training(tmp_path: Path) -> None:
     for k in a:
         assert torch.equal(a[k], b[k])
     assert isinstance(TinyNet(), torch.nn.Module)
+
+
+def test_crop_to_mask_bounding_box(tmp_path: Path) -> None:
+    img = np.full((40, 80), 10, np.uint8)
+    img[8:16, 40:60] = 250
+    mask = np.zeros((20, 40), np.uint8)  # half resolution: coordinates are rescaled
+    mask[4:8, 20:30] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    cv2.imwrite(str(tmp_path / "empty.png"), np.zeros((20, 40), np.uint8))
+    (tmp_path / "labels.csv").write_text("image,mask,label\na.png,m.png,malignant\na.png,empty.png,benign\n")
+    cfg = TrainConfig.from_dict({"data": {"path": str(tmp_path), "image_size": [8, 20], "grayscale": True,
+                                          "crop_to_box": True, "box_margin": 0.0, "mean": [0.0], "std": [1.0]}})
+    ds = load_dataset(cfg)
+    crop, _ = ds[0]
+    assert float(crop.min()) == pytest.approx(250 / 255, abs=1e-3)  # only the lesion is left
+    whole, _ = ds[1]
+    assert float(whole.min()) < 0.1  # empty mask: whole image
