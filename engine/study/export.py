@@ -227,10 +227,11 @@ def export_study(
         per_reader: dict[str, Any] = {}
         for j, rd in enumerate(table.readers):
             comps = {}
-            for a in range(len(table.treatments)):
-                for b in range(a + 1, len(table.treatments)):
-                    diff, se, z, pval = paired_delong_test(table.truth, table.ratings[a, j], table.ratings[b, j])
-                    comps[f"{table.treatments[a]} - {table.treatments[b]}"] = {"diff": diff, "se": se, "z": z, "p": pval}
+            for ia in range(len(table.treatments)):
+                for ib in range(ia + 1, len(table.treatments)):
+                    diff, se, z, pval = paired_delong_test(table.truth, table.ratings[ia, j], table.ratings[ib, j])
+                    comps[f"{table.treatments[ia]} - {table.treatments[ib]}"] = {
+                        "diff": diff, "se": se, "z": z, "p": pval}
             per_reader[rd] = comps
         results["arms_paired_delong_per_reader"] = per_reader
     # 4. model vs readers

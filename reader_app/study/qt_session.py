@@ -55,7 +55,7 @@ def _read_pixels(ci: CaseImage) -> np.ndarray:
     except ImportError:  # pragma: no cover - bridge always present in the app
         from engine.io.reader import read_image
 
-        return np.asarray(read_image(ci.path, modality_hint=ci.modality).pixels)
+        return np.asarray(read_image(ci.path, modality_hint=ci.modality).pixels)  # type: ignore[arg-type]
 
 
 class _SimpleImage(QWidget):
@@ -241,10 +241,11 @@ class ReadingSessionWindow(QWidget):
 
     def _show_case(self, item: CaseToRead) -> None:
         while self.images_layout.count():
-            w = self.images_layout.takeAt(0).widget()
-            if w is not None:
-                w.hide()  # hidden now: deleteLater only runs at the next event-loop turn
-                w.deleteLater()
+            li = self.images_layout.takeAt(0)
+            old = li.widget() if li is not None else None
+            if old is not None:
+                old.hide()  # hidden now: deleteLater only runs at the next event-loop turn
+                old.deleteLater()
         imgs = item.case.images
         cols = 2 if len(imgs) > 1 else 1
         self.image_widgets: dict[str, _SimpleImage] = {}
