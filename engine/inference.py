@@ -143,6 +143,8 @@ def prepare_input(
         plane = image_plane(image, frame)
         windows = image.meta.windows
         mod = modality or image.meta.modality
+        if mod not in ("MG", "US", "MR"):  # PNG/JPEG carry no modality: trust the model's
+            mod = spec.modality
     else:
         plane, windows, mod = np.asarray(image), None, modality or spec.modality
     a = to_unit_range(plane, windows)

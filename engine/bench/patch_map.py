@@ -19,6 +19,7 @@ max_abs_diff <= 1e-4 (issue 3). ``--scale 1`` evaluates the full-resolution 2048
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "image": f"{size}x{size} synthetic mammogram at x{scale} -> {img.shape[0]}x{img.shape[1]}",
         "device": str(device) + ("" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"),
         "targets": {"speedup": 20, "max_abs_diff": 1e-4},
+        "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         **extra,
     }
 
