@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from engine.errors import CaseFormatError
-from engine.stats.mrmc import MrmcResult, mrmc_analysis
+from engine.stats.mrmc import MrmcResult, ai_vs_readers, mrmc_analysis
 from engine.study.ratings import load_ratings
 
 
@@ -27,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="random readers+cases (default), fixed readers, or fixed cases",
     )
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level (default 0.05)")
+    p.add_argument(
+        "--model",
+        metavar="READER",
+        help="treat this 'reader' as the standalone model: it is left out of the MRMC analysis and "
+        "compared with the reader panel in each treatment (1T-RRRC, jackknife; RJafroc CAD-vs-radiologists)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
 
@@ -52,12 +59,29 @@ def format_text(res: MrmcResult) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     table = load_ratings(args.ratings)
+    ratings, readers = table.ratings, table.readers
+    model_vs: dict[str, dict[str, Any]] = {}
+    if args.model:
+        if args.model not in readers:
+            raise CaseFormatError(args.ratings, f"--model {args.model!r} is not a reader in the file "
+                                  f"(readers: {', '.join(readers)})")
+        k = readers.index(args.model)
+        keep = [j for j in range(len(readers)) if j != k]
+        try:
+            for i, tr in enumerate(table.treatments):
+                model_vs[tr] = ai_vs_readers(
+                    table.truth, ratings[i, keep], ratings[i, k], readers=[readers[j] for j in keep],
+                    cov="jackknife", alpha=args.alpha,
+                ).to_dict()
+        except ValueError as exc:
+            raise CaseFormatError(args.ratings, str(exc)) from None
+        ratings, readers = ratings[:, keep], [readers[j] for j in keep]
     try:
         res = mrmc_analysis(
             table.truth,
-            table.ratings,
+            ratings,
             treatments=table.treatments,
-            readers=table.readers,
+            readers=readers,
             cov=args.cov,
             design=args.design,
             alpha=args.alpha,
@@ -65,7 +89,16 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. one reader with a random-reader design
         raise CaseFormatError(args.ratings, str(exc)) from None
     if args.json:
-        print(json.dumps(res.to_dict()))
+        out = res.to_dict()
+        if model_vs:
+            out["model_vs_readers"] = model_vs
+        print(json.dumps(out))
     else:
         print(format_text(res))
+        lvl = int(round((1 - args.alpha) * 100))
+        for tr, r in model_vs.items():
+            d = r
+            print(f"  model {args.model} vs readers in {tr}: model AUC {d['model_auc']:.4f}, mean reader AUC "
+                  f"{d['mean_reader_auc']:.4f}, difference {d['estimate']:+.4f} {lvl}% CI "
+                  f"[{d['ci'][0]:.4f}, {d['ci'][1]:.4f}] p {d['p']:.4g}")
     return 0

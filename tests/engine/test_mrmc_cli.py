@@ -98,3 +98,15 @@ def test_wilson_and_sens_spec() -> None:
     (op,) = sens_spec_at([0, 0, 1, 1, 1], [1, 6, 5, 7, 2], [5])
     assert (op.tp, op.fn, op.tn, op.fp) == (2, 1, 1, 1)
     assert op.sensitivity == pytest.approx(2 / 3) and op.specificity == 0.5
+
+
+def test_cli_model_vs_readers(capsys: pytest.CaptureFixture[str]) -> None:
+    # reader 4 as a stand-in "model": left out of MRMC, compared with the other four
+    assert main(["mrmc", str(VANDYKE), "--model", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["per_reader"]) == {"1", "2", "3", "5"}
+    mv = out["model_vs_readers"]["1"]
+    assert mv["model_auc"] == pytest.approx(0.9731079, abs=1e-7)
+    assert mv["mean_reader_auc"] == pytest.approx((0.9196457 + 0.8587762 + 0.9038647 + 0.8297907) / 4, abs=1e-6)
+    assert main(["mrmc", str(VANDYKE), "--model", "nobody"]) == 2
+    assert "not a reader" in capsys.readouterr().err
