@@ -13,6 +13,7 @@ import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.cases.model import MODALITIES, TRUTH_LABELS, Case, CaseImage, Study, Truth, valid_case_id
 from engine.cases.store import create_study, load_study, new_case_folder, save_case
@@ -184,7 +185,7 @@ def import_dicom_folder(
         raise CaseFormatError(folder, "not a folder")
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     problems: list[CaseFormatError] = []
-    groups: dict[tuple[str, str, str], list[tuple[Path, object]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[tuple[Path, Any]]] = defaultdict(list)
     for i, f in enumerate(files):
         check(cancel)
         report(progress, i, len(files), f.name)
@@ -208,7 +209,7 @@ def import_dicom_folder(
         case_folder = new_case_folder(study, case_id)
         case_folder.mkdir(parents=True, exist_ok=True)
         case = Case(case_id=case_id, folder=case_folder, patient_ref=pseudonym(pid))
-        series: dict[str, list[tuple[Path, object]]] = defaultdict(list)
+        series: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
         for f, ds in items:
             modality = str(getattr(ds, "Modality", "")).upper()
             if modality not in MODALITIES:

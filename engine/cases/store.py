@@ -122,6 +122,8 @@ def parse_annotation(path: Path, raw: Any, index: int, image_ids: set[str]) -> A
     if raw.get("image_id") not in image_ids:
         raise CaseFormatError(path, f"{where} refers to unknown image {raw.get('image_id')!r}")
     pts = raw.get("points")
+    if not isinstance(pts, list):
+        raise CaseFormatError(path, f"{where} points must be a list of [x, y] numbers")
     try:
         points = [[float(p[0]), float(p[1])] for p in pts]
     except (TypeError, ValueError, IndexError):
