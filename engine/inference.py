@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -191,8 +192,9 @@ class Predictor:
 
     def __init__(self, weights: str | Path, device: torch.device | str | None = None) -> None:
         self.device = torch.device(device) if device is not None else pick_device()
-        self.model, self.spec = load_weights(weights)
-        self.model.to(self.device).eval()
+        model, self.spec = load_weights(weights)
+        # Any: every registered classifier has malignancy(); nn.Module's typing does not know it.
+        self.model: Any = model.to(self.device).eval()
         self.name = self.spec.name
 
     def _autocast(self) -> torch.autocast:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     mg = synthetic_mammogram(0, rows=size, cols=size)["image"].astype(np.float32) / 4095.0
     img = rescale(mg, scale) if scale != 1.0 else mg
     torch.manual_seed(0)
-    model = get_model("an_patch_classifier").to(device).eval()
+    model: Any = get_model("an_patch_classifier").to(device).eval()
     t_img = torch.from_numpy(img)
     local_map_dense(model, t_img[:512, :512], stride=stride)  # warm-up (allocator, kernels)
     if device.type == "cuda":

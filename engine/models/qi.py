@@ -154,7 +154,8 @@ class QiSnNet(_QiNet):
 
     def __init__(self, *, in_chans: int = 3, num_classes: int = 2, lam: float = 1.0, pretrained: bool = True,
                  dropout: float = 0.2) -> None:
-        net, init = torchvision_backbone("inception_v3", pretrained=pretrained)
+        net_, init = torchvision_backbone("inception_v3", pretrained=pretrained)
+        net: Any = net_
         gray = "adapt" if in_chans == 1 else "native"
         super().__init__(in_chans=in_chans, num_classes=num_classes, init=init, gray=gray, lam=lam, mid=768)
         if in_chans == 1:

@@ -22,8 +22,9 @@ class AttentionSaliency(SaliencyMethod):
     @torch.no_grad()
     def compute_map(self, x: torch.Tensor) -> torch.Tensor:
         """Attention in (0, 1) at the feature resolution."""
-        if not hasattr(self.model, "forward_with_attention"):
+        fwd = getattr(self.model, "forward_with_attention", None)
+        if not callable(fwd):
             raise ValueError(f"{type(self.model).__name__} has no attention map (use gradcam)")
-        logits, att = self.model.forward_with_attention(x)
+        logits, att = fwd(x)
         self.last_logits = logits.detach()
         return att[0, 0]

@@ -64,7 +64,7 @@ class SaliencyMethod:
 
     def __init__(self, model: nn.Module, layer: str | None = None) -> None:
         self.model = model
-        self.layer = layer or getattr(model, "saliency_layer", "features_out")
+        self.layer: str = layer or str(getattr(model, "saliency_layer", "features_out"))
         # Logits of the pass that produced the last map (lets a caller get the score for free).
         self.last_logits: torch.Tensor | None = None
 

@@ -25,8 +25,10 @@ class CAMSaliency(SaliencyMethod):
 
     def _weights(self) -> torch.Tensor:
         m = self.model
-        if hasattr(m, "class_weights"):
-            return m.class_weights()
+        fn = getattr(m, "class_weights", None)
+        if callable(fn):
+            w: torch.Tensor = fn()
+            return w
         head = getattr(m, "head", None)
         fc = getattr(head, "fc", None)
         if isinstance(fc, torch.nn.Linear):

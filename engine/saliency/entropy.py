@@ -41,7 +41,7 @@ class EntropySaliency(SaliencyMethod):
                 heat = self.heatmap if self.heatmap is not None else local_map_dense(m, img)
                 return torch.from_numpy(pixel_saliency(m, img, heat))
             with torch.enable_grad():
-                sal, _ = entropy_gradient(m, x)
+                sal, _ = entropy_gradient(m, x)  # type: ignore[arg-type]
             return sal[0]
         finally:
             m.train(was)
