@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -263,6 +264,33 @@ def lesion_mean_scores(scores: Sequence[float], lesion_ids: Sequence[Hashable]) 
     for s, lid in zip(scores, lesion_ids):
         acc.setdefault(lid, []).append(float(s))
     return {k: sum(v) / len(v) for k, v in acc.items()}
+
+
+def lesion_patch(pixels: np.ndarray, points: Sequence[Sequence[float]], *, margin: float = 0.15,
+                 size: int = 224) -> np.ndarray:
+    """Crop the lesion patch from a contour or box (Habib 2020 Sec. 3.2), resized to ``size``.
+
+    Args:
+        pixels: ``(rows, cols)`` or ``(rows, cols, 3)`` image.
+        points: Contour vertices ``[[x, y], ...]`` (x = column) or the two box corners.
+        margin: Fraction of the lesion's extent added on each side.
+        size: Output side.
+
+    Returns:
+        ``(size, size[, 3])`` float32 patch in the input's intensity units.
+    """
+    import cv2
+
+    from engine.inference import expand_box
+
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
+        raise ValueError("points must be [[x, y], ...] with at least two vertices")
+    x0, y0 = pts.min(axis=0)
+    x1, y1 = pts.max(axis=0)
+    bx0, by0, bx1, by1 = expand_box((x0, y0, x1, y1), (pixels.shape[0], pixels.shape[1]), margin)
+    crop = np.ascontiguousarray(pixels[by0:by1, bx0:bx1]).astype(np.float32)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
 _SAL = ("gradcam",)

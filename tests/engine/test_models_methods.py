@@ -125,6 +125,33 @@ def test_habib_end_to_end_sum_of_three_losses(loss: str) -> None:
     assert joint.mg.descriptor(mg).shape == (4, 512)
 
 
+def test_habib_lesion_patch_from_contour() -> None:
+    from engine.models.habib import lesion_patch
+
+    img = np.zeros((100, 120), np.float32)
+    img[40:60, 50:80] = 1.0
+    patch = lesion_patch(img, [[50, 40], [79, 40], [79, 59], [50, 59]], margin=0.0, size=32)
+    assert patch.shape == (32, 32) and patch.mean() > 0.9
+    wide = lesion_patch(img, [[50, 40], [79, 59]], margin=0.5, size=32)
+    assert 0.2 < wide.mean() < 0.6  # context around the lesion
+
+
+def test_hijab_augmentation_and_freezing() -> None:
+    from engine.models.hijab import hijab_augmentation, hijab_sgd
+
+    torch.manual_seed(0)
+    aug = hijab_augmentation(64)
+    assert aug(torch.rand(3, 80, 100)).shape == (3, 64, 64)
+    ft = get_model("hijab_vgg16_finetune", pretrained=False)
+    trainable = {n.split(".")[1] for n, p in ft.named_parameters() if p.requires_grad and n.startswith("features")}
+    assert trainable == {"24", "26", "28"}  # conv5_1..conv5_3 only
+    fr = get_model("hijab_vgg16_frozen", pretrained=False)
+    assert not any(p.requires_grad for p in fr.features.parameters())
+    opt = hijab_sgd(ft)
+    assert isinstance(opt, torch.optim.SGD)
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) < sum(p.numel() for p in ft.parameters())
+
+
 # -- Qi 2019 ------------------------------------------------------------------------------------
 def test_five_crops_and_random_crop() -> None:
     from engine.models.qi import five_crops, random_crop
