@@ -62,6 +62,22 @@ def first_paired_case(study: Any) -> str | None:
     return study.cases[0].case_id if study.cases else None
 
 
+def preload_engine() -> None:
+    """Import torch and the inference engine before the window shows.
+
+    Importing torch's extension modules holds the GIL for hundreds of milliseconds; done in a
+    worker it would freeze the visible window on the first scoring, so it happens at start-up.
+    """
+    try:
+        import engine.inference  # noqa: F401
+        from engine import _torchvision_shim
+
+        _torchvision_shim.ensure()
+        import pytorch_grad_cam  # noqa: F401  (Grad-CAM pulls in torchvision, scipy, ...)
+    except ImportError:
+        pass  # no engine/saliency: the AI panel says what is missing
+
+
 def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: float = 300.0) -> int:
     """Open the demo study, score the first paired case with saliency, optionally save a PNG."""
     from PySide6.QtCore import QCoreApplication
@@ -73,6 +89,7 @@ def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: f
     if not (folder / "study.json").exists():
         raise BreastReaderError(f"demo study not found in {folder} (no study.json)")
     app = ensure_app()
+    preload_engine()
     win = MainWindow()
     win.resize(1600, 1000)
     win.show()
@@ -124,8 +141,12 @@ def run_gui(study: str | None) -> int:
     from reader_app.qt_app import ensure_app
     from reader_app.qt_main import MainWindow
 
+    from reader_app.paths import settings
+
     app = ensure_app()
-    win = MainWindow()
+    preload_engine()
+    auto = str(settings().value("auto_score", "true")).lower() in ("true", "1")
+    win = MainWindow(auto_score=auto)
     win.show()
     if study:
         if not Path(study).is_dir():

@@ -232,6 +232,9 @@ class MainWindow(QMainWindow):
         self._act(c, "Next case", ["PgDown", "]"], lambda: self.state.step_case(1))
         self._act(c, "Previous case", ["PgUp", "["], lambda: self.state.step_case(-1))
         self._act(c, "Score case with AI", "A", self.score_case)
+        self.auto_action = self._act(c, "Score each case automatically", None, self._on_auto_score_changed,
+                                     checkable=True)
+        self.auto_action.setChecked(self.auto_score)
         self._act(c, "New lesion id", "N", self.state.new_lesion)
         self._act(c, "Delete selected annotation", ["Del", "Backspace"], lambda: self._on_delete_requested(self.selected_ann or ""))
         self._act(c, "Undo", QKeySequence.StandardKey.Undo, self.undo)
@@ -648,6 +651,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Scoring case…")
         start(w, self.pool)
         return w
+
+    def _on_auto_score_changed(self, on: bool) -> None:
+        self.auto_score = bool(on)
+        try:
+            paths.settings().setValue("auto_score", self.auto_score)
+        except OSError:
+            pass
+        if self.auto_score and self.ai_result is None and self.views:
+            self.score_case()
 
     def cancel_ai(self) -> None:
         if self._ai_worker is not None and not getattr(self._ai_worker, "ended", False):
