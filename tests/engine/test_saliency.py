@@ -133,3 +133,13 @@ def test_entropy_gradient_patch_and_heatmap_mask() -> None:
 def test_unknown_method() -> None:
     with pytest.raises(ValueError, match="unknown saliency"):
         get_saliency("lime")
+
+
+def test_gradcam_head_only_path_equals_full_backward() -> None:
+    torch.manual_seed(0)
+    for model in (BrightSpotNet().eval(), get_model("habib_basic_cnn", in_chans=1).eval()):
+        x = torch.rand(1, 1, 64, 64)
+        fast = GradCAMSaliency(model)(x)
+        full = GradCAMSaliency(model, head_only=False)(x)
+        assert np.allclose(fast.map, full.map, atol=1e-4)
+        assert count_hooks(model) == 0
