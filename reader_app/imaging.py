@@ -204,11 +204,13 @@ def window_presets(img: LoadedImage) -> list[tuple[str, tuple[float, float]]]:
     step = max(1, int(np.ceil((a.size / 400_000) ** (1 / a.ndim))))
     s = np.asarray(a[(slice(None, None, step),) * a.ndim], dtype=np.float32)
     lo, hi = float(s.min()), float(s.max())
-    p1, p99 = (float(v) for v in np.percentile(s, [1, 99.5]))
+    # MR: the enhancing lesion is the brightest structure; keep it below saturation
+    top = 99.9 if img.meta.modality == "MR" else 99.5
+    p1, p99 = (float(v) for v in np.percentile(s, [1, top]))
     nz = s[s > lo]
     q20 = float(np.percentile(nz, 20)) if nz.size else lo
     out: list[tuple[str, tuple[float, float]]] = []
-    out.append(("Auto (1-99.5%)", ((p1 + p99) / 2, max(p99 - p1, 1.0))))
+    out.append((f"Auto (1-{top:g}%)", ((p1 + p99) / 2, max(p99 - p1, 1.0))))
     out.append(("Full range", ((lo + hi) / 2, max(hi - lo, 1.0))))
     out.append(("Dense tissue", ((q20 + hi) / 2, max(hi - q20, 1.0))))
     for i, (c, w) in enumerate(img.meta.windows, 1):

@@ -453,7 +453,7 @@ class MainWindow(QMainWindow):
             self.grid.setColumnStretch(c, 1 if c < cols else 0)
         for v in self.views:
             v.set_active(v is self.active_view())
-        QTimer.singleShot(0, lambda: [v.fit() for v in page if not v.isHidden()])
+        QTimer.singleShot(0, self, lambda: [v.fit() for v in page if v in self.views and not v.isHidden()])
 
     def grid_shape(self) -> tuple[int, int]:
         """Rows and columns of the layout, shrunk when the case has fewer views (one MR series

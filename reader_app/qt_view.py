@@ -697,7 +697,7 @@ class ImageView(QWidget):
         kind = next((a.kind for a in self._annotations if a.ann_id == ann_id), "polygon")
         pts = self.roi_points(kind, roi)
         # edits rebuild the ROIs, which must not happen inside this ROI's own signal
-        QTimer.singleShot(0, lambda: self.edited.emit(ann_id, pts))
+        QTimer.singleShot(0, self, lambda: self.edited.emit(ann_id, pts))  # dropped if the view is gone
 
     def select_annotation(self, ann_id: str | None) -> None:
         """Highlight one annotation (None = none) and emit ``selected``."""
