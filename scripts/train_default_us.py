@@ -96,14 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     init_state = {k: v.clone() for k, v in model.state_dict().items()}
     cpath = work / f"us_lite_trunk_s{CACHE_SPLIT}_v{args.views}_{args.size}_seed{args.seed}.pt"
     t0 = time.time()
+    side = cpath.with_suffix(".json")
     if cpath.is_file():
         cache = torch.load(cpath)
+        cache_s = json.loads(side.read_text())["build_s"] if side.is_file() else time.time() - t0
     else:
         log(f"building trunk cache ({args.views} views, {args.size} px)")
         cache = et.build_view_cache(model, X, split=CACHE_SPLIT, size=args.size, views=args.views,
                                     seed=args.seed, log=log)
         torch.save(cache, cpath)
-    cache_s = time.time() - t0
+        cache_s = time.time() - t0
+        side.write_text(json.dumps({"build_s": cache_s}))
     log(f"cache {tuple(cache.shape)} in {cache_s:.0f}s")
 
     # Derived caches for later splits (frozen blocks applied once, eval mode).
