@@ -136,3 +136,21 @@ def test_bad_configs_stop_with_one_line(setup: str, message: str, blobs: Path, t
         assert rc == 2, err
         assert err.startswith("breast-engine: error: ") and err.count("\n") == 1
         assert re.search(message, err), err
+
+
+BUSI = Path("/work/shared/data/busi-dev")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI dev data not present")
+def test_busi_quick_config_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The quick-start config: BUSI benign vs malignant, 5-fold CV, one command (a few minutes)."""
+    cfg = Path(__file__).parents[2] / "configs" / "busi_habib_basic_cnn_quick.toml"
+    rc = main(["evaluate", "--config", str(cfg), "--protocol", "kfold", "--folds", "5", "--json", "--quiet",
+               "--set", "train.epochs=4", "--out", str(tmp_path / "ev")])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n_lesions"] == 418 and len(res["per_fold"]) == 5
+    p = res["pooled"]
+    assert 0.5 < p["auc"] <= 1 and p["auc_ci"][0] < p["auc"] < p["auc_ci"][1]
+    assert res["fold_mean"]["auc"]["mean"] > 0.55
