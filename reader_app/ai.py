@@ -227,6 +227,8 @@ class AIService:
         self._missing: dict[tuple[str, str | None], str] = {}
         self._cache: dict[tuple[Any, ...], AIResult] = {}
         self._lock = threading.RLock()
+        # one scoring at a time: Grad-CAM hooks on a shared model must not interleave
+        self._run_lock = threading.Lock()
 
     def predictor(self, modality: str) -> Any:
         """The (cached) predictor for a modality; raises ModelNotFoundError."""
@@ -275,6 +277,18 @@ class AIService:
         MG+US fusion model when one is installed and exposes ``predict_case``; otherwise it is
         left empty rather than invented.
         """
+        with self._run_lock:
+            return self._score_case(case, images, methods, progress=progress, cancel=cancel)
+
+    def _score_case(
+        self,
+        case: Case,
+        images: dict[str, LoadedImage],
+        methods: tuple[str, ...],
+        *,
+        progress: Callable[[int, int, str], None] | None,
+        cancel: Any,
+    ) -> AIResult:
         key = self.cache_key(case)
         with self._lock:
             hit = self._cache.get(key)

@@ -384,3 +384,26 @@ def test_gui_never_stalls_with_installed_models(qtbot, data_dir, monkeypatch, ca
               f"scores {win.ai_result.per_modality}")
     assert win.ai_result.per_modality and worst_ms < 150
     win.close()
+
+
+def test_qi_cascade_advice_when_qi_model_selected(make_window, study_dir, qtbot):
+    from types import SimpleNamespace
+
+    from studies import FakePredictor
+
+    def load(modality, model=None):
+        p = FakePredictor(modality)
+        if modality == "US":
+            p.name = "us_qi_mtnet_busi"
+            p.spec = SimpleNamespace(name=p.name, model="qi_mtnet", synthetic=False, threshold=0.2)
+        return p
+
+    win = make_window(load)
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.open_study(study_dir)
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.state.select_case("P001")
+    with qtbot.waitSignal(win.ai_finished, timeout=10000):
+        win.score_case()
+    # US Mt-Net probability 0.25 >= its threshold 0.2: Qi's cascade advises further examination
+    assert "Qi et al. 2019 cascade: Further examination advised" in win.ai_panel.advice.text()
