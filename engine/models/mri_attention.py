@@ -116,6 +116,45 @@ def mri_multitask_loss(logits: torch.Tensor, targets: torch.Tensor, attention: t
     return loss
 
 
+def challenge_score(aucs: dict[str, float]) -> float:
+    """Weighted AUC score of the JFR 2018 challenge (Eq. 3 of the seed paper).
+
+    ``score = 0.6 * AUC(malignancy) + 0.4 * mean(AUC of the four lesion categories)``. The
+    equation is garbled in our copy of the paper; this form reproduces its Table 3 exactly
+    (0.6 * 0.869 + 0.4 * mean(0.728, 0.659, 0.805, 0.761) = 0.817), a count-weighted mean
+    of the categories does not (0.813).
+
+    Args:
+        aucs: AUC per output name of :data:`MRI_OUTPUTS`.
+    """
+    missing = [k for k in MRI_OUTPUTS if k not in aucs]
+    if missing:
+        raise ValueError(f"missing AUCs for {', '.join(missing)}")
+    cats = [float(aucs[k]) for k in MRI_OUTPUTS[1:]]
+    return 0.6 * float(aucs[MRI_OUTPUTS[0]]) + 0.4 * sum(cats) / len(cats)
+
+
+class BestPerTask:
+    """Keep one copy of the weights per task at its best validation AUC (the paper saves three
+    copies because the tasks are not learned at the same pace)."""
+
+    def __init__(self, tasks: Sequence[str] = ("detection", "malignancy", "classification")) -> None:
+        self.best: dict[str, float] = {t: float("-inf") for t in tasks}
+        self.states: dict[str, dict[str, torch.Tensor]] = {}
+        self.epochs: dict[str, int] = {}
+
+    def update(self, epoch: int, scores: dict[str, float], model: nn.Module) -> list[str]:
+        """Store ``model``'s weights for every task whose score improved; returns those tasks."""
+        improved = [t for t, v in scores.items() if t in self.best and v > self.best[t]]
+        if improved:
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            for t in improved:
+                self.best[t] = float(scores[t])
+                self.states[t] = state
+                self.epochs[t] = epoch
+        return improved
+
+
 @register_model("mri_attention_resnet50", family="mri_attention", paper=PAPER, modalities=("MR",),
                 task="5 sigmoid outputs: malignancy, mammary gland, other benign, IDC, other malignant",
                 saliency=("attention", "gradcam"))

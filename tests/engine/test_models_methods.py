@@ -234,6 +234,25 @@ def test_boxes_to_mask_and_multitask_loss() -> None:
     assert net.attention.weight.grad is not None and float(net.attention.weight.grad.abs().sum()) > 0
 
 
+def test_challenge_score_reproduces_table3_and_best_per_task() -> None:
+    from engine.models.mri_attention import BestPerTask, challenge_score
+
+    table3 = {"malignant": 0.869, "mammary_gland": 0.728, "other_benign": 0.659, "idc": 0.805,
+              "other_malignant": 0.761}
+    assert round(challenge_score(table3), 3) == 0.817
+    with pytest.raises(ValueError, match="idc"):
+        challenge_score({k: v for k, v in table3.items() if k != "idc"})
+    net = torch.nn.Linear(2, 1)
+    keep = BestPerTask()
+    assert keep.update(0, {"detection": 0.6, "malignancy": 0.7, "classification": 0.5}, net) == [
+        "detection", "malignancy", "classification"]
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    assert keep.update(1, {"detection": 0.8, "malignancy": 0.65, "classification": 0.5}, net) == ["detection"]
+    assert float(keep.states["detection"]["weight"][0, 0]) == 3.0
+    assert float(keep.states["malignancy"]["weight"][0, 0]) != 3.0 and keep.epochs["malignancy"] == 0
+
+
 def test_grayscale_adapt_equals_replicate() -> None:
     """Summing first-conv kernels (adapt) equals replicating the gray channel three times."""
     torch.manual_seed(0)
