@@ -30,6 +30,26 @@ def demo_study_dir() -> Path:
     return base / "resources" / "demo"
 
 
+def demo_working_copy(src: Path | None = None) -> Path:
+    """A per-user copy of the bundled demo study, so reading it never writes into the install folder.
+
+    The copy is refreshed when the bundled ``study.json`` changes (a new program version).
+    """
+    import shutil
+
+    from reader_app.paths import user_data_dir
+
+    src = src or demo_study_dir()
+    if not (src / "study.json").exists():
+        raise BreastReaderError(f"demo study not found in {src} (no study.json)")
+    dst = user_data_dir() / "demo-study"
+    fresh = (dst / "study.json").exists() and (dst / "study.json").read_bytes() == (src / "study.json").read_bytes()
+    if not fresh:
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst)
+    return dst
+
+
 def _wait(signal: Any, timeout_s: float, predicate: Any = None) -> bool:
     """Run the event loop until ``signal`` fires (and ``predicate()`` holds) or the timeout."""
     from PySide6.QtCore import QEventLoop, QTimer
@@ -85,7 +105,7 @@ def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: f
     from reader_app.qt_app import ensure_app
     from reader_app.qt_main import MainWindow
 
-    folder = Path(study_dir) if study_dir else demo_study_dir()
+    folder = Path(study_dir) if study_dir else demo_working_copy()
     if not (folder / "study.json").exists():
         raise BreastReaderError(f"demo study not found in {folder} (no study.json)")
     app = ensure_app()

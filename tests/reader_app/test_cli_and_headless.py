@@ -113,3 +113,18 @@ def test_large_mammogram_is_shown_without_copies(win, qtbot):
     print(f"\n[reader_app] 4096x3328 mammogram, W/L change + pan + repaint: {per_frame_ms:.1f} ms per frame")
     assert per_frame_ms < 200
     v.dispose()
+
+
+def test_demo_is_read_from_a_user_copy(study_dir, data_dir, monkeypatch):
+    from reader_app.main import demo_working_copy
+
+    monkeypatch.setenv("BREAST_READER_DEMO", str(study_dir))
+    dst = demo_working_copy()
+    assert dst.is_relative_to(data_dir) and (dst / "cases" / "P001" / "case.json").exists()
+    mine = dst / "cases" / "P001" / "annotations.json"
+    mine.write_text('{"annotations": [], "reader": "me"}')
+    assert demo_working_copy() == dst and "me" in mine.read_text()  # the reader's work is kept
+    assert "me" not in (study_dir / "cases" / "P001" / "annotations.json").read_text()
+    (study_dir / "study.json").write_text((study_dir / "study.json").read_text().replace("gui-test", "v2"))
+    demo_working_copy()
+    assert "v2" in (dst / "study.json").read_text()  # refreshed when the bundled demo changes
