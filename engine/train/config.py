@@ -169,7 +169,8 @@ class RunConfig:
         amp: Mixed precision (CUDA only; ignored on CPU).
         num_workers: DataLoader worker processes (0 = load in the main process).
         select: Selection metrics on the validation set; the best checkpoint for each
-            is kept (``auc``, ``f2`` (Qi), ``accuracy``, ``loss`` (lowest)).
+            is kept (``auc``, ``f2`` (Qi), ``accuracy``, ``loss`` (lowest), ``mri_score``
+            (the JFR 2018 weighted AUC of a five-task multi-label model)).
         output_dir: Parent folder of run folders.
         run_name: Run folder name (default: ``<model>-<timestamp>``).
         deterministic: ``torch.use_deterministic_algorithms`` (warn-only) during fit.
@@ -275,7 +276,7 @@ class TrainConfig:
         if self.data.in_chans not in (0, 1, 3):
             raise ConfigError(f"data.in_chans must be 0 (auto), 1 or 3, got {self.data.in_chans}")
         for m in self.train.select:
-            _choice("train.select", m, ("auc", "f2", "accuracy", "loss"))
+            _choice("train.select", m, ("auc", "f2", "accuracy", "loss", "mri_score"))
         if self.train.epochs < 0 or self.train.batch_size < 1:
             raise ConfigError("train.epochs must be >= 0 and train.batch_size >= 1")
         if not 0.0 <= self.data.val_fraction < 1.0:

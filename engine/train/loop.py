@@ -142,7 +142,10 @@ def _forward(model: nn.Module, x: Any) -> torch.Tensor:
 
 
 def default_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """BCE-with-logits for one logit per sample, cross-entropy for (N, K) logits."""
+    """BCE-with-logits for one logit per sample or (N, K) multi-label 0/1 targets,
+    cross-entropy for (N, K) logits with class-index targets."""
+    if outputs.ndim == 2 and targets.ndim == 2 and targets.shape == outputs.shape:
+        return F.binary_cross_entropy_with_logits(outputs.float(), targets.float())
     if outputs.ndim == 1 or outputs.shape[-1] == 1:
         return F.binary_cross_entropy_with_logits(outputs.reshape(-1).float(), targets.reshape(-1).float())
     return F.cross_entropy(outputs.float(), targets.long())
@@ -341,9 +344,12 @@ def score_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """Validation metrics from probabilities: loss (NLL), auc, accuracy, sens, spec, f2.
 
     Binary scores (N,) are called positive at 0.5; the F2 (Qi et al. 2019) is at that
-    threshold. (N, K) scores give loss, accuracy and the macro one-vs-rest AUC.
+    threshold. (N, K) scores with class-index targets give loss, accuracy and the macro
+    one-vs-rest AUC. (N, K) scores with (N, K) 0/1 targets are multi-label (the MRI
+    attention model's five sigmoid tasks): BCE loss, ``auc_<k>`` per task, ``auc`` = their
+    mean, and for K = 5 ``mri_score``, the JFR 2018 challenge score (task 0 = malignancy).
     """
-    from engine.metrics import auc, fbeta, sensitivity, specificity
+    from engine.metrics import auc, fbeta, mri_weighted_score, sensitivity, specificity
 
     out: dict[str, float] = {}
     if scores.size == 0:
@@ -360,6 +366,18 @@ def score_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         out["sensitivity"] = sensitivity(t, pred)
         out["specificity"] = specificity(t, pred)
         out["f2"] = fbeta(t, pred, 2.0)
+    elif targets.ndim == 2 and targets.shape == scores.shape:
+        t2 = targets.astype(np.int64)
+        p2 = np.clip(scores.astype(np.float64), eps, 1 - eps)
+        out["loss"] = float(-np.mean(t2 * np.log(p2) + (1 - t2) * np.log(1 - p2)))
+        per = [auc(t2[:, k], scores[:, k]) if 0 < t2[:, k].sum() < t2.shape[0] else float("nan")
+               for k in range(t2.shape[1])]
+        for k, v in enumerate(per):
+            out[f"auc_{k}"] = v
+        ok = [v for v in per if not np.isnan(v)]
+        out["auc"] = float(np.mean(ok)) if ok else float("nan")
+        if t2.shape[1] == 5 and not any(np.isnan(per)):
+            out["mri_score"] = mri_weighted_score(per[0], per[1:])
     else:
         t = targets.astype(np.int64).reshape(-1)
         p = np.clip(scores[np.arange(t.size), t].astype(np.float64), eps, 1.0)

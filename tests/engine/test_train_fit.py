@@ -221,3 +221,22 @@ def test_last_batch_of_one_is_dropped_for_batchnorm(blobs: Path) -> None:
                        nn.Flatten(), nn.Linear(2, 1))
     res = fit(bn, ds, None, cfg=cfg)  # would raise in BatchNorm on a batch of one
     assert len(res.history) == 1
+
+
+def test_multilabel_targets_give_per_task_auc_and_mri_score() -> None:
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 5, generator=g)
+    y = (x > 0).float()  # task k is "feature k is positive": learnable by a linear layer
+    torch.manual_seed(0)
+    model = nn.Linear(5, 5)
+    model.output_activation = "sigmoid"  # type: ignore[assignment]
+    cfg = TrainConfig.from_dict({"optim": {"name": "adam", "lr": 0.1},
+                                 "train": {"epochs": 5, "batch_size": 8, "select": ["mri_score"]}})
+    res = fit(model, TensorDataset(x[:30], y[:30]), TensorDataset(x[30:], y[30:]), cfg=cfg)
+    last = res.history[-1]
+    assert {f"val_auc_{k}" for k in range(5)} <= set(last)
+    assert last["val_mri_score"] == pytest.approx(
+        0.6 * last["val_auc_0"] + 0.4 * np.mean([last[f"val_auc_{k}"] for k in range(1, 5)]))
+    assert last["val_mri_score"] > 0.9 and "mri_score" in res.best
