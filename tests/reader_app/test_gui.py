@@ -407,3 +407,16 @@ def test_qi_cascade_advice_when_qi_model_selected(make_window, study_dir, qtbot)
         win.score_case()
     # US Mt-Net probability 0.25 >= its threshold 0.2: Qi's cascade advises further examination
     assert "Qi et al. 2019 cascade: Further examination advised" in win.ai_panel.advice.text()
+
+
+def test_relabel_lesion_from_panel_and_undo(opened, qtbot):
+    win = opened
+    a = win.state.new_annotation("us_1", "box", [[10, 10], [30, 30]])
+    assert win.ann_panel.list.count() == 1
+    win.ann_panel.list.setCurrentRow(0)  # selecting in the list selects it in the view
+    assert win.selected_ann == a.ann_id and view_of(win, "us_1").selected_id == a.ann_id
+    win.ann_panel.lesion.setCurrentText("L2")
+    qtbot.mouseClick(win.ann_panel.assign_btn, Qt.MouseButton.LeftButton)
+    assert a.lesion_id == "L2" and "L2" in win.ann_panel.list.item(0).text()
+    win.undo()
+    assert a.lesion_id == "L1"
