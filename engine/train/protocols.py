@@ -66,13 +66,14 @@ def _groups(labels: NDArray[np.int64], groups: Sequence[Any] | None) -> NDArray[
     return inv.astype(np.int64)
 
 
-def _check_enough(labels: NDArray[np.int64], g: NDArray[np.int64], k: int, what: str) -> None:
+def _check_enough(labels: NDArray[np.int64], g: NDArray[np.int64], k: int, what: str,
+                  hint: str | None = None) -> None:
     for c in np.unique(labels):
         n = np.unique(g[labels == c]).size
         if n < k:
             raise ConfigError(
                 f"{what}: class {int(c)} has only {n} lesion group(s), fewer than the {k} folds; "
-                f"use fewer folds (--folds {max(2, n)}) or more data"
+                + (hint or f"use fewer folds (--folds {max(2, n)}) or more data")
             )
 
 
@@ -163,7 +164,8 @@ def split_indices(
             for f, (tr, te) in enumerate(_sgkf(y, g, folds, seed + r)):
                 out.append(with_val(r, f, tr, te))
     elif protocol == "split":
-        _check_enough(y, g, 6, "split (4/6-1/6-1/6)")
+        _check_enough(y, g, 6, "split (4/6-1/6-1/6)",
+                      "the fixed split needs at least 6 lesions of each class; use kfold or loo")
         parts = [te for _, te in _sgkf(y, g, 6, seed)]
         te, val = parts[0], parts[1]
         tr = np.concatenate(parts[2:])

@@ -87,3 +87,43 @@ def test_cli_protocol_choices_match() -> None:
     from engine.train import protocols
 
     assert cmd_evaluate.PROTOCOLS == protocols.PROTOCOLS
+
+
+def test_cross_validate_loo_and_split_on_blobs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from engine.errors import Cancelled
+    from engine.progress import CancelToken
+    from engine.train.config import TrainConfig
+    from engine.train.data import load_dataset
+    from engine.train.protocols import cross_validate
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_fit import TinyNet, make_blob_folder
+
+    torch.set_num_threads(1)
+    root = make_blob_folder(tmp_path / "b", n_per_class=12, size=16, groups_of=3)  # 8 lesions
+    cfg = TrainConfig.from_dict({
+        "data": {"path": str(root), "image_size": [16, 16], "grayscale": True, "val_fraction": 0.0},
+        "optim": {"name": "adam", "lr": 0.05},
+        "train": {"epochs": 3, "batch_size": 8, "device": "cpu"}})
+    ds = load_dataset(cfg)
+    loo = cross_validate(cfg, ds, protocol="loo", model_factory=TinyNet)
+    assert loo["n_lesions"] == 8 and len(loo["per_fold"]) == 8
+    assert all(f["n_test_lesions"] == 1 and f["auc"] is None for f in loo["per_fold"])
+    assert all("other folds" in f["threshold_source"] for f in loo["per_fold"])
+    assert loo["pooled"]["auc"] > 0.9
+    with pytest.raises(ConfigError, match="at least 6 lesions of each class"):
+        cross_validate(cfg, ds, protocol="split", model_factory=TinyNet)
+    cfg.data.path = str(make_blob_folder(tmp_path / "c", n_per_class=12, size=16))  # 24 lesions
+    split = cross_validate(cfg, None, protocol="split", model_factory=TinyNet, run_dir=tmp_path / "s")
+    (f,) = split["per_fold"]
+    assert "validation" in f["threshold_source"] and f["n_val_images"] > 0
+    assert (tmp_path / "s" / "cv.json").is_file() and (tmp_path / "s" / "r0f0" / "last.pt").is_file()
+    tok = CancelToken()
+    tok.cancel()
+    with pytest.raises(Cancelled):
+        cross_validate(cfg, ds, protocol="kfold", folds=2, model_factory=TinyNet, cancel=tok)
