@@ -139,6 +139,7 @@ class ImageView(QWidget):
         self._syncing = False
         self._overlay_map: np.ndarray | None = None
         self._overlay_frame: int | None = None
+        self._overlay_key: tuple[int, int] | None = None
         self._annotations: list[Annotation] = []
         self.ruler_mm: float | None = None
         self.ruler_px: float | None = None
@@ -375,7 +376,7 @@ class ImageView(QWidget):
             self._refresh_overlay()
             self.set_annotations(self._annotations)
         elif name in ("overlay_on", "opacity", "colormap", "method"):
-            self._refresh_overlay()
+            self._refresh_overlay(name)
 
     def _on_preset_changed(self, index: int) -> None:
         if 0 <= index < len(getattr(self, "_presets", [])):
@@ -453,6 +454,8 @@ class ImageView(QWidget):
         self.readout.emit(txt)
 
     # ------------------------------------------------------------------ overlay
+    OVERLAY_MAX_SIDE = 1024  # saliency is smooth: a 1024-px map looks the same and draws fast
+
     def set_overlay_map(self, m: np.ndarray | None, frame: int | None = None) -> None:
         """Set the saliency map (any resolution; stretched onto the image's pixel rectangle).
 
@@ -460,30 +463,53 @@ class ImageView(QWidget):
         """
         self._overlay_map = m
         self._overlay_frame = frame
+        self._overlay_key: tuple[int, int] | None = None
         self._refresh_overlay()
 
-    def _refresh_overlay(self) -> None:
+    @staticmethod
+    def _normalised(m: np.ndarray, max_side: int) -> np.ndarray:
+        """[0, 1] float32 map, area-reduced so its longer side is at most ``max_side``."""
+        import cv2
+
+        m = np.asarray(m, dtype=np.float32)
+        f = max(m.shape) / max_side
+        if f > 1:
+            m = cv2.resize(m, (max(1, round(m.shape[1] / f)), max(1, round(m.shape[0] / f))),
+                           interpolation=cv2.INTER_AREA)
+        lo, hi = float(m.min()), float(m.max())
+        return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+
+    def _overlay_lut(self) -> np.ndarray:
+        name = self.view_state.colormap
+        cmap = pg.colormap.get(name) if name in pg.colormap.listMaps() else pg.colormap.get("turbo")
+        lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True)
+        lut[:, 3] = np.clip(np.linspace(0, 1, 256) * 2.0, 0, 1) * 255  # low saliency stays transparent
+        return lut
+
+    def _refresh_overlay(self, what: str = "all") -> None:
+        """Redraw the overlay; opacity and colour map changes never touch the map itself."""
         m = self._overlay_map
         vs = self.view_state
         if m is None or self.image is None or not vs.overlay_on:
             self.overlay.setVisible(False)
             return
-        if m.ndim == 3:
-            m = m[min(vs.frame, m.shape[0] - 1)]
-        elif self.n_frames > 1 and self._overlay_frame not in (None, vs.frame):
+        if self.n_frames > 1 and m.ndim == 2 and self._overlay_frame not in (None, vs.frame):
             self.overlay.setVisible(False)
             self._update_slice_label()
             return
-        lo, hi = float(np.min(m)), float(np.max(m))
-        norm = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-        cmap = pg.colormap.get(vs.colormap) if vs.colormap in pg.colormap.listMaps() else pg.colormap.get("turbo")
-        lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True)
-        lut[:, 3] = np.clip(np.linspace(0, 1, 256) * 2.0, 0, 1) * 255  # low saliency stays transparent
-        self.overlay.setImage(norm.astype(np.float32), levels=(0.0, 1.0), lut=lut, autoLevels=False)
-        w, h = self.image_size()
-        self.overlay.setRect(QRectF(0, 0, w, h))
+        key = (id(m), vs.frame if m.ndim == 3 else -1)
+        if key != self._overlay_key:
+            plane = m[min(vs.frame, m.shape[0] - 1)] if m.ndim == 3 else m
+            self.overlay.setImage(self._normalised(plane, self.OVERLAY_MAX_SIDE), levels=(0.0, 1.0),
+                                  lut=self._overlay_lut(), autoLevels=False)
+            w, h = self.image_size()
+            self.overlay.setRect(QRectF(0, 0, w, h))
+            self._overlay_key = key
+        elif what in ("colormap", "all"):
+            self.overlay.setLookupTable(self._overlay_lut())
         self.overlay.setOpacity(vs.opacity)
         self.overlay.setVisible(True)
+        self._update_slice_label()
 
     # ------------------------------------------------------------------ annotations
     def set_tool(self, tool: str) -> None:

@@ -110,6 +110,15 @@ def test_large_mammogram_is_shown_without_copies(win, qtbot):
     assert v._factor == 1 and np.shares_memory(v.img_item.image, px)
     v._on_mouse_moved(v.group.mapToScene(QPointF(1100.5, 1200.5)))
     assert v.footer.text().startswith(f"x 1100  y 1200  value {px[1200, 1100]}")
+    sal = np.zeros((4096, 3328), np.float32)
+    sal[2000:2100, 1000:1100] = 1.0
+    v.set_overlay_map(sal)
+    drawn = v.overlay.image
+    assert max(drawn.shape) <= 1024 and v.overlay.isVisible()
+    assert v.overlay.mapRectToScene(v.overlay.boundingRect()) == v.img_item.mapRectToScene(v.img_item.boundingRect())
+    v.view_state.set("opacity", 0.8)
+    v.view_state.set("colormap", "viridis")
+    assert v.overlay.image is drawn and v.overlay.opacity() == pytest.approx(0.8)  # no recomputation
     print(f"\n[reader_app] 4096x3328 mammogram, W/L change + pan + repaint: {per_frame_ms:.1f} ms per frame")
     assert per_frame_ms < 200
     v.dispose()
