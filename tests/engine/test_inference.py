@@ -114,3 +114,23 @@ def test_analyse_score_equals_predict(root: Path) -> None:
         score, sal = pred.analyse(_img(px), method, box=(10, 10, 50, 50))
         assert score == pytest.approx(pred.predict(_img(px), box=(10, 10, 50, 50)), abs=1e-5)
         assert sal.method == method
+
+
+def test_qi_multi_input_spec_averages_five_crops(root: Path) -> None:
+    from engine.models.qi import five_crops
+
+    torch.manual_seed(0)
+    model = get_model("qi_mtnet", repeats=(1, 1, 1))
+    spec = WeightsSpec(name="qi_tiny", model="qi_mtnet", model_cfg={"repeats": [1, 1, 1]}, modality="US",
+                       input_size=[75, 75], in_chans=3, mean=[0.5] * 3, std=[0.5] * 3,
+                       extra={"multi_input": True})
+    save_weights(model, spec, root / "qi_tiny")
+    pred = Predictor(root / "qi_tiny")
+    px = (np.random.default_rng(3).random((90, 150)) * 255).astype(np.uint8)
+    p = pred.predict(_img(px))
+    x = torch.from_numpy(px.astype(np.float32) / 255.0)[None].expand(3, -1, -1)
+    crops = (five_crops(x.contiguous(), 75) - 0.5) / 0.5
+    with torch.no_grad():
+        expect = float(pred.model.malignancy(pred.model(crops)).mean())
+    assert p == pytest.approx(expect, abs=1e-5)
+    assert pred.predict_batch([_img(px)]) == pytest.approx([p], abs=1e-6)
