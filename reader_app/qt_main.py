@@ -371,7 +371,7 @@ class MainWindow(QMainWindow):
         _, self.images, self.image_errors = out
         case = cs.case
         for image_id, why in self.image_errors.items():
-            self.problems.add(f"{case.case_id}/{short(case.image(image_id).path, self._study_root())}", why)
+            self.problems.add(short(case.image(image_id).path, self._study_root()), why)
             self.state.image_problems[f"{case.case_id}/{image_id}"] = why
         if self.image_errors:
             self.problems_dock.setVisible(True)
