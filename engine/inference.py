@@ -22,7 +22,7 @@ Scores are research decision support, not a diagnosis.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +260,12 @@ class Predictor:
             method = methods[0]
         p = self.prepare(image, box, frame)
         multi = p.tensor.ndim == 4
-        x = p.tensor[p.tensor.shape[0] // 2] if multi else p.tensor
+        if multi:
+            # Qi five crops: the map is taken on the whole region resized to the input size so
+            # that it maps back onto the image (the score still averages the five crops).
+            whole = replace(self.spec, extra={**self.spec.extra, "multi_input": False})
+            p = prepare_input(image, whole, box=box, frame=frame)
+        x = p.tensor
         x0, y0, x1, y1 = p.region
         sm = get_saliency(method)(self.model)
         sal = sm(x[None].to(self.device), out_shape=(y1 - y0, x1 - x0))
@@ -271,8 +276,11 @@ class Predictor:
         m = sal.map[:, ::-1] if p.flipped else sal.map
         full = np.zeros(p.image_shape, np.float32)
         full[y0:y1, x0:x1] = m
+        extra: dict[str, Any] = {"architecture": self.spec.model}
+        if isinstance(image, LoadedImage) and image.pixels.ndim == 3 and not image.is_rgb:
+            extra["frame"] = image.pixels.shape[0] // 2 if frame is None else frame
         smap = SaliencyMap(full, sal.method, sal.layer, model=self.name,
-                           box=None if box is None else (x0, y0, x1, y1), extra={"architecture": self.spec.model})
+                           box=None if box is None else (x0, y0, x1, y1), extra=extra)
         return score, smap
 
     def saliency(self, image: LoadedImage | np.ndarray, method: str | None = None, box: Box | None = None,

@@ -134,3 +134,5 @@ def test_qi_multi_input_spec_averages_five_crops(root: Path) -> None:
         expect = float(pred.model.malignancy(pred.model(crops)).mean())
     assert p == pytest.approx(expect, abs=1e-5)
     assert pred.predict_batch([_img(px)]) == pytest.approx([p], abs=1e-6)
+    score, sal = pred.analyse(_img(px), "cam")
+    assert score == pytest.approx(p, abs=1e-5) and sal.map.shape == (90, 150)
