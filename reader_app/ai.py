@@ -18,7 +18,7 @@ import numpy as np
 from engine.cases import Case
 from engine.errors import BreastReaderError, ModelNotFoundError
 from engine.io.types import LoadedImage
-from engine.progress import check, report
+from engine.progress import ProgressCallback, check, report
 
 # Names the engine may use for each viewer method (first that the predictor accepts wins).
 METHOD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -267,7 +267,7 @@ class AIService:
         images: dict[str, LoadedImage],
         methods: tuple[str, ...] = ("gradcam",),
         *,
-        progress: Callable[[int, int, str], None] | None = None,
+        progress: ProgressCallback | None = None,
         cancel: Any = None,
     ) -> AIResult:
         """Score every image of the case and compute saliency for ``methods``.
@@ -286,7 +286,7 @@ class AIService:
         images: dict[str, LoadedImage],
         methods: tuple[str, ...],
         *,
-        progress: Callable[[int, int, str], None] | None,
+        progress: ProgressCallback | None,
         cancel: Any,
     ) -> AIResult:
         key = self.cache_key(case)

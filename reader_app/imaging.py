@@ -8,13 +8,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from engine.cases import Case, CaseImage
 from engine.errors import BreastReaderError, ImageReadError
-from engine.io.types import ImageMeta, LoadedImage
+from engine.io.types import ImageMeta, LoadedImage, Modality
+from engine.progress import ProgressCallback
 
 
 # --------------------------------------------------------------------------- loading
@@ -27,7 +28,7 @@ def _fallback_read(path: Path, modality: str) -> LoadedImage:
         if not files:
             raise ImageReadError(path, "folder holds no readable slices")
         arr = np.stack([_fallback_read(f, modality).pixels for f in files])
-        return LoadedImage(arr, ImageMeta(path=str(path), modality=modality, source_format="PNG"))
+        return LoadedImage(arr, ImageMeta(path=str(path), modality=cast(Modality, modality), source_format="PNG"))
     if not path.exists():
         raise ImageReadError(path, "file not found")
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -37,7 +38,8 @@ def _fallback_read(path: Path, modality: str) -> LoadedImage:
         arr = cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
         if modality in ("MG", "US", "MR") and np.array_equal(arr[..., 0], arr[..., 1]):
             arr = np.ascontiguousarray(arr[..., 0])
-    return LoadedImage(arr, ImageMeta(path=str(path), modality=modality, source_format=path.suffix[1:].upper()))
+    return LoadedImage(arr, ImageMeta(path=str(path), modality=cast(Modality, modality),
+                                      source_format=path.suffix[1:].upper()))
 
 
 def read_case_image(ci: CaseImage) -> LoadedImage:
@@ -51,7 +53,7 @@ def read_case_image(ci: CaseImage) -> LoadedImage:
     except ImportError:  # the io engineer's reader not installed yet
         return _fallback_read(Path(ci.path), ci.modality)
     try:
-        return read_image(ci.path, modality_hint=ci.modality)
+        return read_image(ci.path, modality_hint=cast(Modality, ci.modality))
     except BreastReaderError:
         raise
     except (OSError, ValueError) as exc:
@@ -91,7 +93,7 @@ def load_case_images(
     case: Case,
     cache: ImageCache,
     *,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: ProgressCallback | None = None,
     cancel: Any = None,
 ) -> tuple[dict[str, LoadedImage], dict[str, str]]:
     """Load every image of a case; failures are collected, not raised.

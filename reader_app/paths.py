@@ -42,9 +42,8 @@ def settings() -> QSettings:
 def recent_studies() -> list[str]:
     """Recently opened study folders that still exist, newest first."""
     raw = settings().value("recent_studies", [])
-    if isinstance(raw, str):
-        raw = [raw]
-    return [p for p in (raw or []) if Path(p).is_dir()][:MAX_RECENT]
+    items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple)) else []
+    return [str(p) for p in items if Path(str(p)).is_dir()][:MAX_RECENT]
 
 
 def add_recent_study(folder: str | os.PathLike[str]) -> list[str]:

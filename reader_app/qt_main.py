@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, Qt, QThreadPool, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
@@ -218,7 +218,7 @@ class MainWindow(QMainWindow):
         self._act(v, "Next view", "Tab", lambda: self.set_active(self.active_index + 1))
         self._act(v, "Previous view", "Shift+Tab", lambda: self.set_active(self.active_index - 1))
         self._act(v, "Reset view (window, zoom)", "R", self.reset_view)
-        self._act(v, "Fit all views", "Z", lambda: [w.fit() for w in self.views])
+        self._act(v, "Fit all views", "Z", self.fit_all)
         self._act(v, "Invert", "I", self._on_invert_changed)
         self._act(v, "Saliency overlay on/off", "S", self.toggle_overlay)
         self._act(v, "Next slice", ["Down", "Right"], lambda: self.scroll_slices(1))
@@ -453,7 +453,13 @@ class MainWindow(QMainWindow):
             self.grid.setColumnStretch(c, 1 if c < cols else 0)
         for v in self.views:
             v.set_active(v is self.active_view())
-        QTimer.singleShot(0, self, lambda: [v.fit() for v in page if v in self.views and not v.isHidden()])
+        QTimer.singleShot(0, self, self.fit_all)
+
+    def fit_all(self) -> None:
+        """Fit every shown view."""
+        for v in self.views:
+            if not v.isHidden():
+                v.fit()
 
     def grid_shape(self) -> tuple[int, int]:
         """Rows and columns of the layout, shrunk when the case has fewer views (one MR series
@@ -483,8 +489,9 @@ class MainWindow(QMainWindow):
             self._relayout()
         for v in self.views:
             v.set_active(v is self.active_view())
-        if self.active_view() is not None and not self.ai_panel.all_views.isChecked():
-            self.ai_panel.show_view_settings(self.active_view().view_state)
+        av = self.active_view()
+        if av is not None and not self.ai_panel.all_views.isChecked():
+            self.ai_panel.show_view_settings(av.view_state)
 
     def _on_view_activated(self, view: ImageView) -> None:
         if view in self.views and self.views.index(view) != self.active_index:
@@ -775,7 +782,7 @@ class MainWindow(QMainWindow):
         return dlg
 
     # ------------------------------------------------------------------ shutdown
-    def closeEvent(self, ev: QEvent) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.state.leave_case()
         for w in list(self._workers):
             w.cancel()

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from reader_app.ai import AIResult, is_qi, to_ten
+from reader_app.ai import AIResult, to_ten
 from reader_app.state import BIRADS, COLORMAPS, SALIENCY_LABELS, SALIENCY_METHODS, STATUSES, AppState, Rating
 
 STATUS_COLOURS = {"unread": "#bbbbbb", "annotated": "#00e5ff", "rated": "#7CFC00"}
@@ -106,9 +106,10 @@ class WorklistPanel(QWidget):
         cur = self.state.current.case.case_id if self.state.current else None
         self._updating = True
         for r in range(self.table.rowCount()):
-            if self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == cur:
+            item = self.table.item(r, 0)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == cur:
                 self.table.selectRow(r)
-                self.table.scrollToItem(self.table.item(r, 0))
+                self.table.scrollToItem(item)
                 break
         else:
             self.table.clearSelection()
@@ -292,11 +293,10 @@ class AIPanel(QGroupBox):
         for mod, info in res.models.items():
             if info.name:
                 name = f"<a href='{info.card}' style='color:#8ab4f8'>{info.name}</a>" if info.card else info.name
-                syn = " <b style='color:#ff6b6b'>SYNTHETIC</b>" if info.synthetic else ""
-                mlines.append(f"{mod}: {name} · {info.device}{syn}")
+                tag = " <b style='color:#ff6b6b'>SYNTHETIC</b>" if info.synthetic else ""
+                mlines.append(f"{mod}: {name} · {info.device}{tag}")
         self.models.setText("<small>" + "<br>".join(mlines) + "</small>")
-        qi = any(is_qi(i) for i in res.models.values())
-        self.advice.setText(res.advice if (res.advice and (qi or res.advice)) else "")
+        self.advice.setText(res.advice or "")  # set only when a Qi cascade model scored the case
         syn = res.synthetic or case_synthetic
         self.synthetic.setVisible(syn)
         self.synthetic.setText("SYNTHETIC " + ("CASE" if case_synthetic else "") + (" / MODEL" if res.synthetic else ""))

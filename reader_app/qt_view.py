@@ -463,7 +463,7 @@ class ImageView(QWidget):
         """
         self._overlay_map = m
         self._overlay_frame = frame
-        self._overlay_key: tuple[int, int] | None = None
+        self._overlay_key = None
         self._refresh_overlay()
 
     @staticmethod
