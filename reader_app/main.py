@@ -156,6 +156,24 @@ def _ai_summary(win: Any) -> str:
     return ", ".join(parts + missing) or "no score"
 
 
+def install_excepthook(win: Any) -> None:
+    """Unexpected errors in event handlers: one line to the user, the traceback to a log file."""
+    import traceback
+
+    from reader_app.paths import user_data_dir
+
+    def hook(tp: type[BaseException], exc: BaseException, tb: Any) -> None:
+        try:
+            with (user_data_dir() / "errors.log").open("a", encoding="utf-8") as fh:
+                fh.write("".join(traceback.format_exception(tp, exc, tb)) + "\n")
+        except OSError:
+            pass
+        msg = str(exc) if isinstance(exc, BreastReaderError) else f"unexpected error ({tp.__name__}: {exc}); details in errors.log"
+        win.show_error(msg)
+
+    sys.excepthook = hook
+
+
 def run_gui(study: str | None) -> int:
     """Open the main window (on ``study`` when given)."""
     from reader_app.qt_app import ensure_app
@@ -167,6 +185,7 @@ def run_gui(study: str | None) -> int:
     preload_engine()
     auto = str(settings().value("auto_score", "true")).lower() in ("true", "1")
     win = MainWindow(auto_score=auto)
+    install_excepthook(win)
     win.show()
     if study:
         if not Path(study).is_dir():

@@ -137,3 +137,19 @@ def test_demo_is_read_from_a_user_copy(study_dir, data_dir, monkeypatch):
     (study_dir / "study.json").write_text((study_dir / "study.json").read_text().replace("gui-test", "v2"))
     demo_working_copy()
     assert "v2" in (dst / "study.json").read_text()  # refreshed when the bundled demo changes
+
+
+def test_unexpected_errors_become_one_message(win, data_dir, monkeypatch):
+    from reader_app.main import install_excepthook
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    install_excepthook(win)
+    try:
+        raise KeyError("boom")
+    except KeyError:
+        sys.excepthook(*sys.exc_info())
+    assert win.last_error.startswith("unexpected error (KeyError") and "\n" not in win.last_error
+    assert "Traceback" in (data_dir / "errors.log").read_text()
+    for w in QApplication.topLevelWidgets():
+        if type(w).__name__ == "QMessageBox":
+            w.close()
