@@ -136,6 +136,7 @@ class Slot:
     modality: str
     flip: bool = False
     sync_group: str | None = None
+    laterality: str | None = None
 
 
 _MG_ORDER = {"CC": 0, "XCCL": 1, "MLO": 2, "ML": 3, "LM": 4, "SPOT": 5}
@@ -175,19 +176,24 @@ def mg_needs_flip(laterality: str | None, pixels: np.ndarray) -> bool:
 def hanging_protocol(case: Case, images: dict[str, LoadedImage]) -> list[Slot]:
     """Order the case's images into view slots.
 
-    MG+US: MG CC then MLO (per breast, R before L), each oriented chest-wall-to-the-side and
-    zoom-synchronised per breast, followed by the US views. MR: each series in its own slot.
+    MG+US: the mammograms first, oriented chest-wall-to-the-side. One breast: CC then MLO.
+    Both breasts: the mirrored pairs R CC | L CC then R MLO | L MLO, back to back as
+    radiologists hang them. All mammograms zoom together (mirrored between breasts). Then the
+    US views. MR: each series in its own slot.
     """
     slots: list[Slot] = []
-    mg = sorted(
-        case.images_of("MG"),
-        key=lambda c: ({"R": 0, "L": 1}.get(c.laterality or "", 2), _MG_ORDER.get((c.view or "").upper(), 9)),
-    )
+    lat_order = {"R": 0, "L": 1}
+    mg = case.images_of("MG")
+    bilateral = {c.laterality for c in mg} >= {"L", "R"}
+    if bilateral:
+        mg = sorted(mg, key=lambda c: (_MG_ORDER.get((c.view or "").upper(), 9), lat_order.get(c.laterality or "", 2)))
+    else:
+        mg = sorted(mg, key=lambda c: (lat_order.get(c.laterality or "", 2), _MG_ORDER.get((c.view or "").upper(), 9)))
     for ci in mg:
         img = images.get(ci.image_id)
         flip = mg_needs_flip(ci.laterality, img.pixels) if img is not None else False
         title = " ".join(x for x in (ci.laterality, (ci.view or "").upper(), "MG") if x)
-        slots.append(Slot(ci.image_id, title, "MG", flip, f"MG-{ci.laterality or '?'}"))
+        slots.append(Slot(ci.image_id, title, "MG", flip, "MG", ci.laterality))
     for i, ci in enumerate(case.images_of("US"), 1):
         title = " ".join(x for x in ("US", ci.laterality, ci.view or str(i)) if x)
         slots.append(Slot(ci.image_id, title, "US"))

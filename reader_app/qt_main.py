@@ -504,7 +504,11 @@ class MainWindow(QMainWindow):
         r = view.normalized_range()
         for v in self.views:
             if v is not view and v.slot.sync_group == group:
-                v.set_normalized_range(r)
+                lats = {view.slot.laterality, v.slot.laterality}
+                if lats == {"L", "R"}:  # mirrored pair: the chest-wall side stays the chest-wall side
+                    v.set_normalized_range((1.0 - r[0] - r[2], r[1], r[2], r[3]))
+                else:
+                    v.set_normalized_range(r)
 
     # ------------------------------------------------------------------ view commands
     def reset_view(self) -> None:

@@ -38,6 +38,21 @@ def mri(frames: int = 6, rows: int = 64, cols: int = 64) -> np.ndarray:
     return vol.astype(np.uint16)
 
 
+def add_bilateral_case(root: Path) -> None:
+    """Case B001: R and L, CC and MLO (chest walls: R image on the left, L image on the right)."""
+    from engine.io.writer import write_dicom
+
+    c = root / "cases" / "B001"
+    c.mkdir(parents=True)
+    imgs = []
+    for lat, side in (("R", "left"), ("L", "right")):
+        for view in ("CC", "MLO"):
+            f = c / f"{lat}{view}.dcm"
+            write_dicom(f, mammogram(side=side), modality="MG", laterality=lat, view=view, pixel_spacing=(0.2, 0.2))
+            imgs.append(CaseImage(f"{lat}{view}".lower(), f, "MG", view, lat))
+    save_case(Case("B001", c, images=imgs, description="both breasts"))
+
+
 def build_study(root: Path, *, bad_image: bool = True, bad_case: bool = True) -> Path:
     """A study with a paired MG+US case, an MR case, a US case with one unreadable file, and
     (optionally) a malformed case folder."""

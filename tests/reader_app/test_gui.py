@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt, QTimer
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
@@ -420,3 +420,25 @@ def test_relabel_lesion_from_panel_and_undo(opened, qtbot):
     assert a.lesion_id == "L2" and "L2" in win.ann_panel.list.item(0).text()
     win.undo()
     assert a.lesion_id == "L1"
+
+
+def test_bilateral_mammograms_hang_as_mirrored_pairs(win, tmp_path, qtbot):
+    from studies import add_bilateral_case, build_study
+
+    root = build_study(tmp_path / "bi", bad_image=False, bad_case=False)
+    add_bilateral_case(root)
+    with qtbot.waitSignal(win.case_loaded, timeout=10000):
+        win.open_study(root)
+    assert win.state.current.case.case_id == "B001"
+    assert [v.slot.title for v in win.views] == ["R CC MG", "L CC MG", "R MLO MG", "L MLO MG"]
+    rcc, lcc = win.views[0], win.views[1]
+    # stored with the R chest wall on the left and the L one on the right: both are mirrored so
+    # the chest walls meet in the middle (R image's on its right, L image's on its left)
+    assert rcc.slot.flip and lcc.slot.flip
+    w, _ = rcc.image_size()
+    assert rcc.group.mapToScene(QPointF(0, 0)).x() > rcc.group.mapToScene(QPointF(w, 0)).x()
+    assert lcc.group.mapToScene(QPointF(w, 0)).x() < lcc.group.mapToScene(QPointF(0, 0)).x()
+    rcc.vb.setRange(QRectF(w * 0.5, 0, w * 0.5, w * 0.5), padding=0)  # zoom on R's chest-wall half
+    rcc.vb.sigRangeChangedManually.emit([True, True])
+    x0, _, ww, _ = lcc.normalized_range()
+    assert x0 == pytest.approx(0.0, abs=0.02) and ww == pytest.approx(0.5, abs=0.02)  # L's chest-wall half

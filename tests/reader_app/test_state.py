@@ -106,6 +106,15 @@ def test_hanging_puts_cc_before_mlo_then_us(study_dir):
     slots = hanging_protocol(case, imgs)
     assert [s.image_id for s in slots] == ["mg_cc", "mg_mlo", "us_2", "us_1"]
     assert slots[0].flip and slots[0].sync_group == slots[1].sync_group and slots[2].sync_group is None
+    # both breasts: mirrored pairs R CC | L CC, R MLO | L MLO
+    from engine.cases import CaseImage
+
+    case.images = [CaseImage("lmlo", case.folder / "a", "MG", "MLO", "L"), CaseImage("rcc", case.folder / "b", "MG", "CC", "R"),
+                   CaseImage("lcc", case.folder / "c", "MG", "CC", "L"), CaseImage("rmlo", case.folder / "d", "MG", "MLO", "R")]
+    imgs = {ci.image_id: LoadedImage(mammogram(), ImageMeta(path="x", modality="MG")) for ci in case.images}
+    slots = hanging_protocol(case, imgs)
+    assert [s.title for s in slots] == ["R CC MG", "L CC MG", "R MLO MG", "L MLO MG"]
+    assert [s.flip for s in slots] == [True, False, True, False]  # test image: chest wall on the left
 
 
 def test_export_masks_and_coco(study_dir, tmp_path):
