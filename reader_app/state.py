@@ -380,6 +380,7 @@ class AppState:
         self.filter_text = ""
         self.filter_status = ""
         self.image_problems: dict[str, str] = {}  # "case/image" -> reason
+        self._statuses: dict[str, str] = {}
         self.study_changed = Event()
         self.case_changed = Event()
         self.layout_changed = Event()
@@ -398,10 +399,11 @@ class AppState:
         for c in study.cases:
             rating = self.rating_sink.load(self.study_key, c.case_id) if self.rating_sink else None
             cs = CaseState(c, rating)
-            cs.annotations_changed.connect(self.worklist_changed.emit)
+            cs.annotations_changed.connect(lambda cs=cs: self._status_maybe_changed(cs))
             self.cases[c.case_id] = cs
         self.current = None
         self.image_problems = {}
+        self._statuses = {cid: cs.status for cid, cs in self.cases.items()}
         self.study_changed.emit()
         self.worklist_changed.emit()
 
@@ -537,7 +539,14 @@ class AppState:
         self._save_rating(cs)
         cs.rating.seconds = saved
         cs.rating_changed.emit(cs.rating)
-        self.worklist_changed.emit()
+        self._status_maybe_changed(cs)
+
+    def _status_maybe_changed(self, cs: CaseState) -> None:
+        # the worklist only shows statuses: typing a comment must not rebuild a 1000-row list
+        cid = cs.case.case_id
+        if self._statuses.get(cid) != cs.status:
+            self._statuses[cid] = cs.status
+            self.worklist_changed.emit()
 
     # annotations -------------------------------------------------------------
     def new_annotation(

@@ -164,3 +164,18 @@ def test_ai_service_caches_and_never_invents_scores(study_dir):
     assert ("us_1", "attention") in res2.failed and any("attention" in e for e in res2.errors)
     case.annotations.append(__import__("engine.cases", fromlist=["Annotation"]).Annotation("us_1", "box", [[1, 1], [5, 5]]))
     assert svc.cached(case) is None  # a new box means a new score
+
+
+def test_worklist_event_only_when_a_status_changes(study_dir, tmp_path):
+    s = _state(study_dir, tmp_path)
+    s.select_case("P001")
+    seen = []
+    s.worklist_changed.connect(lambda: seen.append(s.current.status))
+    s.rate(comment="a")
+    s.rate(comment="ab")
+    assert seen == []
+    s.new_annotation("us_1", "box", [[1, 1], [5, 5]])
+    s.new_annotation("us_1", "box", [[1, 1], [6, 6]])
+    s.rate(score=4)
+    s.rate(score=5)
+    assert seen == ["annotated", "rated"]
