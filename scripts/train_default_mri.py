@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--optimizer", choices=["adam", "sgd"], default="sgd")
+    ap.add_argument("--balanced-attention", action="store_true", help="class-balanced attention BCE")
     ap.add_argument("--fp16-weights", action="store_true", help="store weights.pt in float16 (half the size)")
     ap.add_argument("--ship", action="store_true")
     args = ap.parse_args(argv)
@@ -107,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         fh, fw = model.forward_features(Xtr[:1]).shape[-2:]
     masks = torch.stack([boxes_to_mask([b], (args.size, args.size), (fh, fw)) for b in Btr])  # (N,1,h,w)
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    if args.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-5)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
     steps = math.ceil(len(Xtr) / args.batch)
     total = steps * args.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
@@ -126,12 +131,21 @@ def main(argv: list[str] | None = None) -> int:
             if torch.rand(1, generator=g) < 0.5:  # left-right mirror (both breasts look alike)
                 x, m = x.flip(-1), m.flip(-1)
             logits, att = model.forward_with_attention(x)
-            loss = mri_multitask_loss(logits, Y[idx], att, m)
+            if args.balanced_attention:
+                # Class-balanced attention BCE: the box covers ~1 of 16 cells, and the plain BCE
+                # drives the whole map to 0 (seen: attention collapsed, pooling degenerate).
+                a = att.clamp(1e-6, 1 - 1e-6)
+                pw = ((1 - m).sum() / m.sum().clamp_min(1)).detach()
+                att_loss = -(pw * m * torch.log(a) + (1 - m) * torch.log(1 - a)).mean() / pw.clamp_min(1).sqrt()
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, Y[idx]) + att_loss
+            else:
+                loss = mri_multitask_loss(logits, Y[idx], att, m)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
             opt.step()
             sched.step()
-            tot += float(loss) * len(idx)
+            tot += float(loss.detach()) * len(idx)
         log.append({"epoch": ep + 1, "loss": tot / len(Xtr), "s": time.time() - t1})
         print(f"epoch {ep + 1}/{args.epochs} loss {tot / len(Xtr):.4f} ({time.time() - t1:.0f}s)", flush=True)
     train_s = time.time() - t1

@@ -36,7 +36,8 @@ import labkit  # noqa: E402
 
 TAIL_RECIPES: dict[str, tuple[int, et.TailCfg]] = {
     "tail15": (15, et.TailCfg(epochs=8, lr=3e-4, head_lr=3e-3)),
-    "tail13": (13, et.TailCfg(epochs=12, lr=2e-4, head_lr=2e-3)),
+    "tail13": (13, et.TailCfg(epochs=16, lr=2e-4, head_lr=2e-3)),
+    "tail15_long": (15, et.TailCfg(epochs=16, lr=3e-4, head_lr=3e-3)),
 }
 CACHE_SPLIT = 13
 
@@ -124,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
 
     caches = {CACHE_SPLIT: cache}
     results: dict[str, dict] = {}
+    prev = out / "us_cv.json"
+    if prev.is_file():  # resume: keep recipes already cross-validated on the same folds
+        old = json.loads(prev.read_text())
+        if old.get("folds") == folds.tolist():
+            results.update({k: v for k, v in old["recipes"].items() if k not in args.recipes})
     cmd = "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
 
     def save() -> None:
