@@ -206,6 +206,14 @@ def installed_models() -> dict[str, list[str]]:
     return out
 
 
+def _needs_box(pred: Any) -> bool | None:
+    """``spec.extra["needs_box"]`` of the predictor's weights (None when it does not say)."""
+    extra = getattr(getattr(pred, "spec", None), "extra", None)
+    if isinstance(extra, dict) and "needs_box" in extra:
+        return bool(extra["needs_box"])
+    return None
+
+
 def _call(fn: Callable[..., Any], *args: Any, frame: int | None = None, **kw: Any) -> Any:
     """Call with ``frame=`` when given (MR slice), falling back for predictors without it."""
     if frame is None:
@@ -315,6 +323,12 @@ class AIService:
                 check(cancel)
                 img = images[ci.image_id]
                 box, frame = self._region(case, ci.image_id, img)
+                needs_box = _needs_box(pred)
+                if needs_box is False:
+                    box = None  # trained on whole images: a reader's box would change what it sees
+                elif needs_box and box is None and ci.image_id not in res.per_image:
+                    res.errors.append(f"{ci.image_id}: no lesion box drawn; this model scores a box, "
+                                      "so the whole image was scored")
                 res.frames[ci.image_id] = frame
                 if ci.image_id not in res.per_image:
                     report(progress, done, total, f"scoring {ci.image_id}")
@@ -334,6 +348,8 @@ class AIService:
                     report(progress, done, total, f"saliency {ci.image_id} ({method})")
                     if (ci.image_id, method) not in res.saliency and (ci.image_id, method) not in res.failed:
                         m = self._saliency(pred, img, method, box, res, ci.image_id, frame)
+                        if m is not None and not float(np.max(m)) > float(np.min(m)):
+                            res.errors.append(f"{ci.image_id}: the {method} map is empty for this image")
                         if m is not None:
                             res.saliency[(ci.image_id, method)] = m
                         else:

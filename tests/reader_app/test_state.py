@@ -179,3 +179,33 @@ def test_worklist_event_only_when_a_status_changes(study_dir, tmp_path):
     s.rate(score=4)
     s.rate(score=5)
     assert seen == ["annotated", "rated"]
+
+
+def test_box_passed_only_to_models_that_score_a_box(study_dir):
+    from types import SimpleNamespace
+
+    from engine.cases import Annotation
+    from studies import FakePredictor
+
+    boxes = {}
+
+    class Rec(FakePredictor):
+        def predict(self, image, box=None):
+            boxes.setdefault(self.modality, []).append(box)
+            return super().predict(image, box)
+
+    def load(modality, model=None):
+        p = Rec(modality)
+        p.spec = SimpleNamespace(name=p.name, model="x", synthetic=False, extra={"needs_box": modality == "MG"})
+        return p
+
+    case = load_study(study_dir).case("P001")
+    imgs = {ci.image_id: LoadedImage(np.zeros((20, 20), np.uint8), ImageMeta(path="p", modality=ci.modality))
+            for ci in case.images}
+    res = AIService(loader=load).score_case(case, imgs, ())
+    assert any("mg_cc: no lesion box drawn" in e for e in res.errors)
+    case.annotations += [Annotation("mg_cc", "box", [[1, 2], [8, 9]]), Annotation("us_1", "box", [[1, 2], [8, 9]])]
+    boxes.clear()
+    AIService(loader=load).score_case(case, imgs, ())
+    # images in case order: mg_cc (boxed), mg_mlo; the whole-image US model never sees a box
+    assert boxes == {"MG": [(1, 2, 8, 9), None], "US": [None, None]}
