@@ -33,9 +33,16 @@ test: install
 test-slow: install
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m slow
 
+# Every benchmark writes one JSON object to benchmarks/results/NAME.json (ratios measured side by
+# side in one run); docs/benchmarks.md records the figures with the machine they came from.
+BENCHES := io patch-map score train mrmc
 bench: install
 	mkdir -p benchmarks/results
-	$(BIN)/breast-engine bench io --json | tee benchmarks/results/io.json
+	for b in $(BENCHES); do \
+		echo "== bench $$b"; \
+		$(BIN)/breast-engine bench $$b --json > benchmarks/results/$$b.json || exit 1; \
+		cat benchmarks/results/$$b.json; \
+	done
 
 bundle: install
 	$(BIN)/python -m pip install -q -e ".[bundle]"
