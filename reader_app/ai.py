@@ -207,11 +207,17 @@ def installed_models() -> dict[str, list[str]]:
 
 
 def _needs_box(pred: Any) -> bool | None:
-    """``spec.extra["needs_box"]`` of the predictor's weights (None when it does not say)."""
-    extra = getattr(getattr(pred, "spec", None), "extra", None)
-    if isinstance(extra, dict) and "needs_box" in extra:
-        return bool(extra["needs_box"])
-    return None
+    """Whether the model scores a reader's box: ``spec.extra["needs_box"]`` of its weights.
+
+    Weights that do not say were trained on whole images/slices (their spec's preprocessing
+    names no crop), so they get no box. None for predictors without a spec (then the box,
+    if any, is passed and the predictor decides).
+    """
+    spec = getattr(pred, "spec", None)
+    if spec is None:
+        return None
+    extra = getattr(spec, "extra", None)
+    return bool(extra.get("needs_box", False)) if isinstance(extra, dict) else False
 
 
 def _call(fn: Callable[..., Any], *args: Any, frame: int | None = None, **kw: Any) -> Any:

@@ -30,7 +30,11 @@ def _settle(ms: int = 300) -> None:
 
 def _save(win: object, path: Path) -> None:
     pix = win.grab()  # type: ignore[attr-defined]
-    pix.save(str(path), "PNG")
+    pix.save(str(path), "PNG", 0)  # quality 0 = strongest PNG compression (lossless)
+    if path.stat().st_size > 390_000:  # docs budget: quantise to 256 colours (overlays stay legible)
+        from PIL import Image
+
+        Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     print(f"{path} {pix.width()}x{pix.height()} {path.stat().st_size // 1024} KB")
 
 
@@ -118,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             win.state.new_annotation(v.slot.image_id, "box", [[0.3 * iw, 0.3 * ih], [0.5 * iw, 0.5 * ih]],
                                      frame=v.view_state.frame)
         _score(win)
+        res = win.ai_result
+        if res is not None and res.frames.get(v.slot.image_id) is not None:
+            v.view_state.set("frame", res.frames[v.slot.image_id])  # show the slice the AI scored
         v._on_mouse_moved(v.group.mapToScene(QPointF(v.image_size()[0] * 0.4, v.image_size()[1] * 0.4)))
         _settle()
         _save(win, a.out / "mri_stack.png")
