@@ -246,6 +246,10 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda _=False, n=d: self.rate_key(n))
             self.addAction(a)
         self.shortcut_table.append(("Rating", "Rate 0–9 (1 then 0 quickly = 10)", "0 … 9"))
+        st = mb.addMenu("&Study")
+        self._act(st, "Start blinded reading session…", "Ctrl+Shift+R", self.start_reading_session)
+        # Coordinator only: an export reveals truth and every reader's answers.
+        self._act(st, "Export reader study (coordinator)…", None, self.export_reader_study)
         h = mb.addMenu("&Help")
         self._act(h, "Keyboard shortcuts", ["F1", "?"], self.show_shortcuts)
         self.shortcut_table.append(("Mouse", "Window/level", "right-drag"))
@@ -261,6 +265,35 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(items))
 
     # ------------------------------------------------------------------ study
+    def _ask_study_definition(self, title: str) -> str:
+        path, _ = QFileDialog.getOpenFileName(self, title, "", "Reader study definition (*.toml)")
+        return path
+
+    def start_reading_session(self, definition: str | Path | None = None) -> Any:
+        """Open the blinded reading-session window (reader_app.study) on a study definition."""
+        from reader_app.study import open_reading_session
+
+        definition = definition or self._ask_study_definition("Open reader study definition")
+        if not definition:
+            return None
+        try:
+            window = open_reading_session(definition, self)
+        except BreastReaderError as exc:
+            self.show_error(f"Cannot start the reading session: {exc}")
+            return None
+        self._session_windows = [w for w in getattr(self, "_session_windows", []) if w.isVisible()]
+        self._session_windows.append(window)
+        return window
+
+    def export_reader_study(self, definition: str | Path | None = None, out_dir: str | Path | None = None) -> Any:
+        """Export a reader study (ratings, iMRMC, AUCs, MRMC, ROC figures, PDF) in a worker."""
+        from reader_app.study.qt_session import export_study_dialog
+
+        definition = definition or self._ask_study_definition("Reader study to export")
+        if not definition:
+            return None
+        return export_study_dialog(self, definition, out_dir)
+
     def open_study_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open study folder")
         if folder:
