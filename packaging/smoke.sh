@@ -95,7 +95,7 @@ fi
 if [[ -x "$dist/breast-engine" ]]; then
     if v="$("$dist/breast-engine" --version 2>&1)"; then ok "breast-engine --version: $v"; else fail "breast-engine --version: $v"; fi
     if "$dist/breast-engine" --help > "$tmp/cli.log" 2>&1; then
-        ok "breast-engine --help lists: $(grep -oE '\{[^}]*\}' "$tmp/cli.log" | head -1)"
+        ok "breast-engine --help lists: $(awk '/^    [a-z][a-z-]+ /{printf "%s ", $1}' "$tmp/cli.log")"
     else
         fail "breast-engine --help failed:"; tail -n 20 "$tmp/cli.log" | sed 's/^/      /'
     fi
@@ -120,8 +120,8 @@ if [[ -d "$demo" ]]; then
         mapfile -t inputs < <(find "$demo/cases" -maxdepth 2 -type f -name "$pat" \( -name '*.dcm' -o -name '*.png' \) | sort | head -n 3)
         [[ ${#inputs[@]} -gt 0 ]] || { fail "no $mod demo image to score"; continue; }
         if "$dist/breast-engine" score --modality "$mod" --out "$tmp/score_$mod.csv" "${inputs[@]}" > "$tmp/score.log" 2>&1 \
-            && awk -F, 'NR>1 { n++; if ($NF !~ /^[0-9.eE-]+$/ || $NF < 0 || $NF > 1) bad++ } END { exit (n == 0 || bad > 0) }' "$tmp/score_$mod.csv"; then
-            ok "breast-engine score ($mod default model): $(tail -n +2 "$tmp/score_$mod.csv" | awk -F, '{printf "%s ", $NF}')"
+            && awk -F, '{ sub(/\r$/, "") } NR>1 { n++; if ($NF !~ /^[0-9.eE-]+$/ || $NF < 0 || $NF > 1) bad++ } END { exit (n == 0 || bad > 0) }' "$tmp/score_$mod.csv"; then
+            ok "breast-engine score ($mod default model): $(tail -n +2 "$tmp/score_$mod.csv" | tr -d '\r' | awk -F, '{printf "%s ", $NF}')"
         else
             fail "breast-engine score --modality $mod failed:"; tail -n 10 "$tmp/score.log" | sed 's/^/      /'
         fi
