@@ -289,10 +289,10 @@ def local_map_grid(shape: tuple[int, int], patch: int, stride: int = MAP_STRIDE)
     return (h - patch) // stride + 1, (w - patch) // stride + 1
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def local_map_loop(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, *, stride: int = MAP_STRIDE,
                    channels_last: bool = False) -> np.ndarray:
-    """Reference: classify every ``patch`` window at ``stride`` one at a time.
+    """Reference: classify every ``patch`` window at ``stride`` one at a time (batch of 1).
 
     ``channels_last`` runs the same loop with an NHWC copy of the model (a stronger baseline).
 
@@ -315,20 +315,247 @@ def local_map_loop(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, *
     return out
 
 
-@torch.no_grad()
+def _window_any(mask: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
+    """``(nr, nc)``: whether each ``patch`` window at ``stride`` holds a True pixel of ``mask``.
+
+    Exact: ``mask`` is reduced on a ``gcd(patch, stride)`` block grid, then over the blocks of
+    each window.
+    """
+    import math
+
+    nr, nc = local_map_grid((mask.shape[0], mask.shape[1]), patch, stride)
+    g = math.gcd(patch, stride)
+    h, w = (nr - 1) * stride + patch, (nc - 1) * stride + patch
+    blocks = mask[:h, :w].reshape(h // g, g, w // g, g).any(3).any(1)
+    return F.max_pool2d(blocks[None, None].float(), patch // g, stride // g)[0, 0] > 0
+
+
+def background_value(image: np.ndarray | torch.Tensor) -> float:
+    """The background value of an image: the most common of its four corner pixels.
+
+    After An's nipple-aligned crop (zero-padded) and a breast mask the corners are the
+    background; on an image without a flat background any value is safe, it only decides which
+    windows can be skipped (none, then).
+    """
+    a = torch.as_tensor(image)
+    a = a.reshape(a.shape[-2], a.shape[-1])
+    corners = [float(a[0, 0]), float(a[0, -1]), float(a[-1, 0]), float(a[-1, -1])]
+    return max(corners, key=corners.count)
+
+
+def background_windows(image: np.ndarray | torch.Tensor, patch: int, stride: int,
+                       value: float | None = None) -> np.ndarray:
+    """``(nr, nc)`` bool: the ``patch`` windows at ``stride`` whose pixels all equal the background.
+
+    Args:
+        image: ``(rows, cols)`` image.
+        patch: Window side.
+        stride: Window stride.
+        value: Background value (default :func:`background_value`).
+    """
+    a = torch.as_tensor(np.ascontiguousarray(image) if isinstance(image, np.ndarray) else image)
+    a = a.reshape(a.shape[-2], a.shape[-1])
+    c = background_value(a) if value is None else value
+    return (~_window_any(a != c, patch, stride)).numpy()
+
+
+def _layer_geometry(m: nn.Module) -> tuple[int, int] | None:
+    """``(kernel, stride)`` of a layer the bounding-box pass understands, ``(1, 1)`` if pointwise."""
+    if isinstance(m, (nn.ReLU, nn.Identity, nn.Dropout)):
+        return 1, 1
+    if isinstance(m, nn.Conv2d):
+        if (m.padding not in ((0, 0), "valid") or m.stride != (1, 1) or m.dilation != (1, 1)
+                or m.kernel_size[0] != m.kernel_size[1]):
+            return None
+        return int(m.kernel_size[0]), 1
+    if isinstance(m, nn.MaxPool2d):
+        k, s = m.kernel_size, m.stride
+        if (m.padding not in (0, (0, 0)) or m.dilation not in (1, (1, 1)) or m.ceil_mode
+                or not isinstance(k, int) or not isinstance(s, int)):
+            return None
+        return k, s
+    return None
+
+
+def _take(x: torch.Tensor, lo: tuple[int, int], want: tuple[int, int, int, int], fill: torch.Tensor) -> torch.Tensor:
+    """Rows ``want[0]:want[1]``, cols ``want[2]:want[3]`` of a map stored as the crop ``x`` at ``lo``.
+
+    Everything outside the stored crop is the constant per-channel ``fill`` ``(1, C, 1, 1)``; only
+    the border strips are filled, the stored part is copied once (or returned as a view).
+    """
+    r0, c0 = lo
+    r1, c1 = r0 + x.shape[-2], c0 + x.shape[-1]
+    a0, a1, b0, b1 = want
+    if a0 >= r0 and a1 <= r1 and b0 >= c0 and b1 <= c1:
+        return x[..., a0 - r0:a1 - r0, b0 - c0:b1 - c0]
+    out = torch.empty((x.shape[0], x.shape[1], a1 - a0, b1 - b0), dtype=x.dtype, device=x.device,
+                      memory_format=torch.channels_last)
+    i0, i1, j0, j1 = max(a0, r0), min(a1, r1), max(b0, c0), min(b1, c1)
+    out[..., i0 - a0:i1 - a0, j0 - b0:j1 - b0] = x[..., i0 - r0:i1 - r0, j0 - c0:j1 - c0]
+    out[..., : i0 - a0, :] = fill
+    out[..., i1 - a0:, :] = fill
+    out[..., :, : j0 - b0] = fill
+    out[..., :, j1 - b0:] = fill
+    return out
+
+
+def _nhwc(w: torch.Tensor) -> torch.Tensor:
+    """A copy of a 4-D tensor with explicit NHWC strides.
+
+    With one channel, ``.contiguous(memory_format=torch.channels_last)`` keeps the NCHW strides
+    (both layouts are "contiguous"), and PyTorch then sends the first convolution to its slow
+    non-oneDNN path (~10x slower here); explicit strides select the NHWC oneDNN kernel.
+    """
+    n, c, h, wd = w.shape
+    return torch.empty_strided(tuple(w.shape), (c * h * wd, 1, wd * c, c), dtype=w.dtype,
+                               device=w.device).copy_(w)
+
+
+def _conv_nhwc(x: torch.Tensor, m: nn.Conv2d, *, relu: bool) -> torch.Tensor:
+    """Valid convolution of an NHWC map with NHWC weights, ReLU fused into it when asked.
+
+    The fused oneDNN kernel (conv + ReLU in one pass, as PyTorch's inductor emits on CPU) is
+    used when available; otherwise convolution then in-place ReLU (same values).
+    """
+    w = _nhwc(m.weight)
+    if relu and x.device.type == "cpu" and m.padding_mode == "zeros" and hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
+        try:
+            return torch.ops.mkldnn._convolution_pointwise(x, w, m.bias, [0, 0], [1, 1], [1, 1], m.groups,
+                                                           "relu", [None], "")
+        except (RuntimeError, TypeError):
+            pass
+    y = F.conv2d(x, w, m.bias, groups=m.groups)
+    return torch.relu_(y) if relu else y
+
+
+def _needed(lo: int, n: int, k: int, s: int, n_out: int) -> tuple[int, int]:
+    """Output range ``[o0, o1)`` of a (k, s) layer whose receptive field meets input ``[lo, lo + n)``."""
+    return max(0, (lo - k) // s + 1), min(n_out, -(-(lo + n) // s))
+
+
+def _sparse_ok(net: AnPatchClassifier) -> bool:
+    """Whether every layer is a valid conv / floor max-pool / pointwise op and the head is kxk then 1x1."""
+    head = list(net.head)
+    return (all(_layer_geometry(m) is not None for m in net.body) and isinstance(head[0], nn.Conv2d)
+            and _layer_geometry(head[0]) is not None
+            and all(_layer_geometry(m) == (1, 1) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1))
+                    for m in head[1:]))
+
+
+def _bbox_probs(net: AnPatchClassifier, t: torch.Tensor, box: tuple[int, int, int, int], nr: int, nc: int,
+                stride: int, c: float) -> tuple[np.ndarray, tuple[int, int, int, int], float]:
+    """p(finding) of the windows whose receptive field reaches the box of pixels ``!= c``.
+
+    A valid convolution / ReLU / max-pool output whose receptive field holds only ``c`` equals
+    the layer's response to a constant image (position independent), so each layer is evaluated
+    only on the bounding box of the positions whose receptive field reaches the non-background
+    box (the breast's bounding box, grown by the kernel at every layer), the constant response
+    filling in where a kernel overlaps the box edge. That constant response is obtained by
+    running the same layers on a kxk constant input, and the full network on it gives the
+    background windows' output. The kxk head (the classifier applied as a convolution) runs
+    strided, at the stride-64 window positions only.
+
+    Args:
+        net: Tissue classifier (eval mode).
+        t: ``(1, 1, H, W)`` image.
+        box: ``(r0, r1, c0, c1)`` bounding box of the pixels ``!= c``.
+        nr: Window rows.
+        nc: Window columns.
+        stride: Window stride.
+        c: Background value.
+
+    Returns:
+        ``(probabilities (i1 - i0, j1 - j0), window box (i0, i1, j0, j1), background p(finding))``.
+    """
+    head = list(net.head)
+    r0, r1, c0, c1 = box
+    dev = next(net.parameters()).device
+    # Segments end at each down-sampling layer: the stored map is grown (copied, the constant
+    # response filling the border) once per segment, to the range its last layer needs.
+    segments: list[list[tuple[nn.Module, int, int]]] = [[]]
+    for m in net.body:
+        k, s = _layer_geometry(m) or (1, 1)
+        segments[-1].append((m, k, s))
+        if s > 1:
+            segments.append([])
+    x = t[..., r0:r1, c0:c1]
+    lo, full = (r0, c0), (int(t.shape[-2]), int(t.shape[-1]))
+    first = True
+    v = torch.full((1, t.shape[1], 1, 1), c, device=dev, dtype=x.dtype)
+    for seg in segments:
+        if not seg:
+            continue
+        # Forward: positions whose receptive field meets the stored box (the rest is constant).
+        rng = [(lo[d], lo[d] + int(x.shape[2 + d])) for d in (0, 1)]
+        size = list(full)
+        for _, k, s in seg:
+            if (k, s) != (1, 1):
+                n_out = [(size[d] - k) // s + 1 for d in (0, 1)]
+                rng = [_needed(rng[d][0], rng[d][1] - rng[d][0], k, s, n_out[d]) for d in (0, 1)]
+                size = n_out
+        out_lo = (rng[0][0], rng[1][0])
+        # Backward: the input range that yields exactly those outputs with valid operations.
+        for _, k, s in reversed(seg):
+            if (k, s) != (1, 1):
+                rng = [(rng[d][0] * s, (rng[d][1] - 1) * s + k) for d in (0, 1)]
+        want = (rng[0][0], rng[0][1], rng[1][0], rng[1][1])
+        if first:  # the image itself is the background outside the box: slice it
+            x = _nhwc(t[..., want[0]:want[1], want[2]:want[3]].to(dev))
+            first = False
+        else:
+            x = _take(x, lo, want, v)
+        fused = False
+        for idx, (m, k, s) in enumerate(seg):
+            v = m(v.expand(-1, -1, k, k).clone(memory_format=torch.contiguous_format))  # response to a constant
+            if fused:  # this ReLU already ran inside the convolution
+                fused = False
+                continue
+            if isinstance(m, nn.Conv2d):
+                fused = idx + 1 < len(seg) and isinstance(seg[idx + 1][0], nn.ReLU)
+                x = _conv_nhwc(x, m, relu=fused)
+            else:
+                x = m(x)  # pointwise (an in-place ReLU acts on a tensor this pass owns) or pooling
+        lo, full = out_lo, (size[0], size[1])
+    # Window (i, j) reads features [step * i, step * i + k): network stride 32, window stride 64.
+    conv0 = head[0]
+    assert isinstance(conv0, nn.Conv2d)
+    k = int(conv0.kernel_size[0])
+    step = stride // net.stride
+    (i0, i1), (j0, j1) = (_needed(lo[d], int(x.shape[2 + d]), k, step, (nr, nc)[d]) for d in (0, 1))
+    fin = _take(x, lo, (i0 * step, (i1 - 1) * step + k, j0 * step, (j1 - 1) * step + k), v)
+    hb = v.expand(-1, -1, k, k).contiguous()  # the head on constant features: background windows
+    h = F.conv2d(fin, conv0.weight, conv0.bias, stride=step)
+    hb = F.conv2d(hb, conv0.weight, conv0.bias)
+    for m in head[1:]:
+        h, hb = m(h), m(hb)
+    prob = torch.softmax(h.float(), 1)[0, 1].cpu().numpy()
+    return prob, (i0, i1, j0, j1), float(torch.softmax(hb.float(), 1)[0, 1, 0, 0])
+
+
+@torch.inference_mode()
 def local_map_dense(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, *, stride: int = MAP_STRIDE,
-                    tile: int = 1024, channels_last: bool = True) -> np.ndarray:
+                    tile: int = 1024, channels_last: bool = True, skip_background: bool = True) -> np.ndarray:
     """Fully convolutional stride-64 aggregated local map (equals :func:`local_map_loop`).
 
     The image is processed in overlapping tiles (``tile`` px of patch origins each) to bound
     memory; within a tile one convolution pass yields every patch's logits at the network
     stride, of which every ``stride // model.stride``-th is kept.
+
+    With ``skip_background`` (An 2019 assess the breast region; the background outside it is
+    flat after the nipple-aligned crop and breast mask), per tile:
+
+    * windows whose pixels all equal the background value (:func:`background_windows`) are
+      identical inputs, so they get one output, that of the network on a constant input
+      (evaluated once, its spatial redundancy removed), broadcast to all of them;
+    * the convolutions run only over the bounding box of the non-background pixels, grown layer
+      by layer by the receptive field, with the background's constant response around it, and
+      the kxk head runs strided at the window positions only (:func:`_bbox_probs`).
+
+    The result equals the plain dense pass and the per-patch loop up to float rounding.
     """
     if stride % model.stride:
         raise ValueError(f"stride {stride} must be a multiple of the network stride {model.stride}")
     model.eval()
-    # channels-last copy: oneDNN / cuDNN run these thin convolutions 2-4x faster in NHWC.
-    net = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model  # type: ignore[call-overload]
     t = _as_batch(image, model.patch)
     dev = next(model.parameters()).device
     nr, nc = local_map_grid((t.shape[-2], t.shape[-1]), model.patch, stride)
@@ -336,16 +563,58 @@ def local_map_dense(model: AnPatchClassifier, image: np.ndarray | torch.Tensor, 
     per_tile = max(1, tile // stride)
     out = np.zeros((nr, nc), np.float32)
     p = model.patch
+    sparse = (skip_background and model.in_chans == 1 and t.shape[0] == 1 and t.shape[1] == 1
+              and _sparse_ok(model))
+    net: AnPatchClassifier | None = None
     for i0 in range(0, nr, per_tile):
         for j0 in range(0, nc, per_tile):
             i1, j1 = min(nr, i0 + per_tile), min(nc, j0 + per_tile)
-            x = t[..., i0 * stride:(i1 - 1) * stride + p, j0 * stride:(j1 - 1) * stride + p].to(dev)
+            sub = t[..., i0 * stride:(i1 - 1) * stride + p, j0 * stride:(j1 - 1) * stride + p]
+            if sparse and _sparse_tile(model, sub, stride, out[i0:i1, j0:j1]):
+                continue
+            if net is None:
+                # channels-last copy: oneDNN / cuDNN run these thin convolutions 2-4x faster in NHWC.
+                net = (copy.deepcopy(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                       if channels_last else model)
+            x = sub.to(dev)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = net.dense_logits(net.forward_features(x))
             prob = torch.softmax(logits.float(), 1)[0, 1, ::step, ::step]
             out[i0:i1, j0:j1] = prob[: i1 - i0, : j1 - j0].cpu().numpy()
     return out
+
+
+def _sparse_tile(model: AnPatchClassifier, sub: torch.Tensor, stride: int, out: np.ndarray) -> bool:
+    """Fill ``out`` (the tile's windows): background broadcast + bounding-box pass.
+
+    Returns:
+        False (``out`` untouched) when the tile has no flat background to exploit.
+    """
+    nr, nc = out.shape
+    p = model.patch
+    img = sub[0, 0]
+    c = background_value(img)
+    diff = img != c
+    rows = torch.nonzero(diff.any(1)).flatten()
+    if rows.numel() == 0:
+        return False  # a flat tile: rare, the plain pass is fine
+    cols = torch.nonzero(diff.any(0)).flatten()
+    box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    bg = (~_window_any(diff, p, stride)).numpy()
+    if not bg.any() and box == (0, img.shape[0], 0, img.shape[1]):
+        return False  # nothing to skip
+    prob, (i0, i1, j0, j1), p_bg = _bbox_probs(model, sub, box, nr, nc, stride, c)
+    out[bg] = p_bg
+    done = bg.copy()
+    inner = ~done[i0:i1, j0:j1]
+    out[i0:i1, j0:j1][inner] = prob[inner]
+    done[i0:i1, j0:j1] = True
+    dev = next(model.parameters()).device
+    for i, j in np.argwhere(~done):  # windows touching only pixels that no output reads
+        x = sub[..., i * stride:i * stride + p, j * stride:j * stride + p].to(dev)
+        out[i, j] = float(torch.softmax(model(x), 1)[0, 1])
+    return True
 
 
 # -- heatmap regression -------------------------------------------------------------------------
