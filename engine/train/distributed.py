@@ -109,7 +109,8 @@ def spawn_local(fn: Callable[..., Any], world_size: int, *args: Any, backend: st
     Each process gets torchrun's environment variables and an ``env://`` process group,
     so ``fn`` sees exactly what it would under ``torchrun --nproc_per_node=world_size``.
     With ``start_method="spawn"`` (the default, always safe) ``fn`` must be importable at
-    module level; ``"fork"`` starts faster on Linux (CPU tests).
+    module level; ``"fork"`` starts faster on Linux (CPU tests) but is only safe when the
+    children do not use OpenCV's thread pool (see :func:`engine.train.loop.fork_safe_opencv`).
     """
     import torch.multiprocessing as mp
 

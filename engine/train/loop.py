@@ -64,14 +64,31 @@ def _worker_init(worker_id: int) -> None:
     s = torch.initial_seed() % (2**32)
     np.random.seed(s)
     random.seed(s)
-    # one thread per worker: N workers x M OpenCV/torch threads would oversubscribe the CPU
+    # one torch thread per worker: N workers x M threads would oversubscribe the CPU.
+    # (Never touch OpenCV's thread pool here: reconfiguring it in a forked child deadlocks;
+    # fit() makes OpenCV sequential in the parent before the workers fork.)
     torch.set_num_threads(1)
-    try:
-        import cv2
 
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover
-        pass
+
+@contextmanager
+def fork_safe_opencv(active: bool) -> Iterator[None]:
+    """Make OpenCV sequential while DataLoader workers may fork (restored afterwards).
+
+    A child forked while OpenCV's thread pool exists deadlocks when it uses or resizes that
+    pool (seen as a futex wait in ``pthread_cond_destroy``); with threading disabled in the
+    parent the children run OpenCV sequentially.
+    """
+    if not active:
+        yield
+        return
+    import cv2
+
+    prev = cv2.getNumThreads()
+    cv2.setNumThreads(0)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(prev)
 
 
 @contextmanager
@@ -420,7 +437,8 @@ def predict(
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model.to(dev)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    s, _ = predict_batches(model, loader, device=dev, cancel=cancel)
+    with fork_safe_opencv(num_workers > 0):
+        s, _ = predict_batches(model, loader, device=dev, cancel=cancel)
     return s
 
 
@@ -697,7 +715,7 @@ def fit(
 
     seed_everything(rc.seed)
     try:
-        with deterministic(rc.deterministic):
+        with deterministic(rc.deterministic), fork_safe_opencv(rc.num_workers > 0):
             report(progress, 0, 0, "decoding images")
             for ds in (train_ds, val_ds):
                 if ds is not None and hasattr(ds, "warm"):
