@@ -58,7 +58,9 @@ def _run(args: argparse.Namespace) -> int:
                              progress=cb, run_dir=out)
     res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
     if args.json:
-        print(json.dumps(res))
+        from engine.cli.cmd_train import _finite
+
+        print(json.dumps(_finite(res), allow_nan=False))
         return 0
     p = res["pooled"]
     print(f"{res['model']} | {res['protocol']} | {res['n_lesions']} lesions, {res['n_images']} images "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -90,10 +91,21 @@ def _run(args: argparse.Namespace) -> int:
         "wall_s": round(res.wall_s, 3),
     }
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(_finite(summary), allow_nan=False))
     else:
         print(f"run folder: {run_dir}")
         for m, b in summary["best"].items():
             print(f"best {m}: {b['value']:.4f} at epoch {b['epoch']} -> {b['path']}")
         print(f"{summary['epochs']} epochs on {res.device} in {res.wall_s:.1f} s")
     return 0
+
+
+def _finite(x: Any) -> Any:
+    """NaN/inf (e.g. an AUC on a one-class validation set) -> null, so the JSON is strict."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
