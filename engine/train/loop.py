@@ -702,6 +702,7 @@ def fit(
         torch.cuda.set_device(device)
     else:
         device = resolve_device(rc.device)
+    prev_threads = torch.get_num_threads()
     if rc.threads > 0:
         torch.set_num_threads(rc.threads)
     keep_mem = (run_dir is None) if keep_best_in_memory is None else keep_best_in_memory
@@ -829,6 +830,7 @@ def fit(
                 torch.save(final, rdir / "final_weights.pt")
     finally:
         flog.close()
+        torch.set_num_threads(prev_threads)
     return FitResult(history, best, final, rdir, str(device), time.perf_counter() - t0)
 
 
