@@ -9,6 +9,21 @@
 """
 
 from engine.train.config import TrainConfig, load_config
-from engine.train.loop import FitResult, evaluate, fit, predict, train_one_epoch
+from engine.train.data import LabelledImages, load_dataset
+from engine.train.loop import FitResult, build_model, evaluate, fit, predict, train_one_epoch
+from engine.train.protocols import cross_validate, split_indices
 
-__all__ = ["FitResult", "TrainConfig", "evaluate", "fit", "load_config", "predict", "train_one_epoch"]
+__all__ = [
+    "FitResult",
+    "LabelledImages",
+    "TrainConfig",
+    "build_model",
+    "cross_validate",
+    "evaluate",
+    "fit",
+    "load_config",
+    "load_dataset",
+    "predict",
+    "split_indices",
+    "train_one_epoch",
+]
