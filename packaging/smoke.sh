@@ -14,7 +14,8 @@
 #   3. nothing inside the bundle folder was created, deleted or modified during the runs
 #      (the bundle must work installed read-only: user data goes to QStandardPaths folders);
 #   4. `breast-engine --version` and `--help` work, `breast-engine info` reads every demo image
-#      and `breast-engine score` runs each shipped default model (MG, US) on demo images;
+#      and `breast-engine score` runs each shipped default model (MG, US) on demo images and
+#      decodes JPEG-lossless/JPEG-LS/JPEG 2000 DICOM (GDCM) to identical scores;
 #   5. the bundle carries its licences, notices, models, demo study and the Qt offscreen/xcb
 #      platform plugins.
 # The app runs with a throw-away HOME / XDG dirs so the user's own settings are untouched.
@@ -126,6 +127,22 @@ if [[ -d "$demo" ]]; then
             fail "breast-engine score --modality $mod failed:"; tail -n 10 "$tmp/score.log" | sed 's/^/      /'
         fi
     done
+fi
+
+# 4d. GDCM codecs frozen: the same image stored JPEG-lossless / JPEG-LS / JPEG 2000 decodes
+#     to identical pixels, hence one identical score (packaging/testdata/make_codec_samples.py)
+mapfile -t codecs < <(find "$repo/packaging/testdata" -name '*.dcm' | sort)
+if [[ ${#codecs[@]} -gt 0 ]]; then
+    if "$dist/breast-engine" score --modality MG --out "$tmp/codecs.csv" "${codecs[@]}" > "$tmp/codecs.log" 2>&1; then
+        distinct="$(tail -n +2 "$tmp/codecs.csv" | tr -d '\r' | awk -F, '{print $NF}' | sort -u | wc -l)"
+        if [[ "$distinct" == 1 ]]; then
+            ok "GDCM decodes JPEG-lossless, JPEG-LS and JPEG 2000 identically (${#codecs[@]} files, one score)"
+        else
+            fail "compressed copies of one image score differently: $(tail -n +2 "$tmp/codecs.csv" | tr -d '\r' | tr '\n' ' ')"
+        fi
+    else
+        fail "breast-engine could not decode the compressed DICOM samples:"; tail -n 10 "$tmp/codecs.log" | sed 's/^/      /'
+    fi
 fi
 
 # 3. nothing written inside the bundle
