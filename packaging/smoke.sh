@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Smoke test of the frozen desktop bundle (CI-independent; tests/test_packaging.py calls it).
 #
-#   packaging/smoke.sh [--build] [--dist DIR] [--out PNG]
+#   packaging/smoke.sh [--build] [--dist DIR] [--out PNG] [--no-xcb]
 #
 #   --build     (re)build the bundle with `make bundle` first (nice -n 10); without it an
 #               existing dist/breast-reader is used and built only when missing.
 #   --dist DIR  bundle folder (default: <repo>/dist/breast-reader)
 #   --out PNG   where the demo screenshot goes (default: a temporary file)
+#   --no-xcb    skip the second demo run on the X11 (xcb) platform under xvfb-run (it runs
+#               only when xvfb-run is installed)
 #
 # Checks, each printed as "ok:" or "FAIL:" (exit status 1 on any failure):
 #   1. `QT_QPA_PLATFORM=offscreen breast-reader demo --screenshot PNG` exits 0 within 300 s;
-#   2. the PNG exists and is at least 1280x800;
+#   2. the PNG exists and is at least 1280x800 (and, with xvfb-run, the demo also runs on the
+#      xcb platform plugin that desktops use);
 #   3. nothing inside the bundle folder was created, deleted or modified during the runs
 #      (the bundle must work installed read-only: user data goes to QStandardPaths folders);
 #   4. `breast-engine --version` and `--help` work, `breast-engine info` reads every demo image
@@ -25,12 +28,14 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dist="$repo/dist/breast-reader"
 png=""
 build=0
+xcb=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --build) build=1 ;;
         --dist) dist="$2"; shift ;;
         --out) png="$2"; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --no-xcb) xcb=0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "smoke.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -90,6 +95,16 @@ if [[ -s "$png" ]] && [[ "$(head -c 8 "$png" | od -An -tx1 | tr -d ' \n')" == "8
     fi
 else
     fail "no PNG screenshot at $png"
+fi
+
+# 1b. the same demo on the desktop platform plugin (X11/xcb) inside a virtual X server
+if [[ $xcb -eq 1 ]] && command -v xvfb-run > /dev/null; then
+    if QT_QPA_PLATFORM=xcb timeout 300 xvfb-run -a -s "-screen 0 1920x1200x24" \
+        "$dist/breast-reader" demo --screenshot "$tmp/xcb.png" > "$tmp/xcb.log" 2>&1 && [[ -s "$tmp/xcb.png" ]]; then
+        ok "demo also runs on the xcb (X11) platform under xvfb-run"
+    else
+        fail "demo on the xcb platform under xvfb-run failed:"; tail -n 15 "$tmp/xcb.log" | sed 's/^/      /'
+    fi
 fi
 
 # 4. headless CLI from the same folder
@@ -154,7 +169,13 @@ else
     diff "$tmp/before.txt" "$tmp/after.txt" | grep '^[<>]' | head -n 20 | sed 's/^/      /'
 fi
 if [[ -d "$HOME" ]] && [[ -n "$(find "$HOME" -type f 2>/dev/null | head -1)" ]]; then
-    ok "user files went to the per-user folders: $(cd "$HOME" && find . -type f | head -n 5 | tr '\n' ' ')"
+    ok "user files went to the per-user folders ($(cd "$HOME" && find . -type f | wc -l) files), e.g. $(cd "$HOME" && find . -type f | head -n 3 | tr '\n' ' ')"
+fi
+conf="$(find "$XDG_CONFIG_HOME" -name '*.conf' -o -name '*.ini' 2>/dev/null | head -1)"
+if [[ -n "$conf" ]]; then
+    ok "settings persist in the user's config folder: ${conf#"$tmp"/}"
+else
+    echo "note: no settings file was written under \$XDG_CONFIG_HOME during the demo"
 fi
 
 # 5. contents
