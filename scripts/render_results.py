@@ -79,7 +79,7 @@ BUSI has no patient ids, so the image is the lesion unit (CV may be optimistic).
                    f"{r0['pooled_auc']:.3f} (DeLong {r0['pooled_auc_delong_ci95'][0]:.3f}–{r0['pooled_auc_delong_ci95'][1]:.3f}); "
                    f"fold AUC mean {r0['auc_mean']:.3f} ± {(r0['auc_ci95'][1] - r0['auc_ci95'][0]) / 2:.3f}. "
                    "A modest model, as expected from 72 mixed-type abnormalities.")
-        out.append(f"\n*Command:* `{mg['command']}`  \n*Feature extraction:* {mg['feature_s']:.0f} s  \n*Device:* {mg['device']}\n")
+        out.append(f"\n*Command:* `{mg['command']}`  \n*Feature extraction:* {mg['feature_s']:.0f} s{' (' + mg['note'] + ')' if mg.get('note') else ''}  \n*Device:* {mg['device']}\n")
     mri = _load("mri_eval")
     if mri:
         out.append("### MRI supervised attention — **SYNTHETIC** data only\n")

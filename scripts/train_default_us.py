@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--final", action="store_true", help="retrain the best recipe on all images")
+    ap.add_argument("--reuse", action="store_true", help="skip recipes already in OUT/us_cv.json (same folds)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if prev.is_file():  # resume: keep recipes already cross-validated on the same folds
         old = json.loads(prev.read_text())
         if old.get("folds") == folds.tolist():
-            results.update({k: v for k, v in old["recipes"].items() if k not in args.recipes})
+            results.update({k: v for k, v in old["recipes"].items() if k not in args.recipes or args.reuse})
     cmd = "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
 
     def save() -> None:
@@ -141,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import roc_auc_score
 
     for name in args.recipes:
+        if args.reuse and name in results:
+            log(f"recipe {name}: reusing the CV results in {prev}")
+            continue
         t1 = time.time()
         if name in ("linear", "linear_ms"):
             with torch.no_grad():
