@@ -14,6 +14,8 @@ import importlib
 import os
 import sys
 from pathlib import Path
+
+from engine.resources import resource
 from typing import Any
 
 from engine.errors import BreastReaderError
@@ -26,8 +28,7 @@ def demo_study_dir() -> Path:
     env = os.environ.get("BREAST_READER_DEMO")
     if env:
         return Path(env)
-    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
-    return base / "resources" / "demo"
+    return resource("demo")
 
 
 def demo_working_copy(src: Path | None = None) -> Path:

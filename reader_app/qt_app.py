@@ -20,6 +20,18 @@ def configure_pyqtgraph() -> None:
         _configured = True
 
 
+def _set_identity(app: QApplication) -> None:
+    """Window icon and desktop-file name (taskbar grouping, the .desktop entry's icon)."""
+    from PySide6.QtGui import QGuiApplication, QIcon
+
+    from engine.resources import resource
+
+    icon = resource("icons", "breast-reader.svg")
+    if icon.exists() and app.windowIcon().isNull():
+        app.setWindowIcon(QIcon(str(icon)))
+    QGuiApplication.setDesktopFileName("breast-reader")
+
+
 def ensure_app(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created if needed) with pyqtgraph configured."""
     app = QApplication.instance()
@@ -27,6 +39,7 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
         app = QApplication(argv if argv is not None else sys.argv[:1])
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
+    _set_identity(app)
     configure_pyqtgraph()
     # Workers that run Python code (pre/post-processing) hand the GIL back to the GUI thread
     # every 2 ms instead of 5 ms, keeping event-loop stalls short while a case is scored.

@@ -91,9 +91,10 @@ def test_desktop_entry_and_icons() -> None:
 
 
 def test_resources_helper_frozen_and_unfrozen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The proposed resources helper finds the source tree, sys._MEIPASS, or the env override."""
+    """engine.resources finds the source tree, sys._MEIPASS, or the env override."""
     monkeypatch.delenv("BREAST_READER_RESOURCES", raising=False)
-    helper = _load("resources_path", PACKAGING / "resources_path.py")
+    import engine.resources as helper
+
     assert helper.resources_root() == ROOT / "resources"
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)

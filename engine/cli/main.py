@@ -19,8 +19,18 @@ from engine import __version__
 from engine.errors import BreastReaderError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with every discovered subcommand."""
+def _command_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(_cli_pkg.__path__) if m.name.startswith("cmd_"))
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser.
+
+    Args:
+        command: When given and it names a subcommand module, only that module is imported
+            (``info`` should not pay for importing torch); otherwise every subcommand is
+            registered (top-level ``--help``).
+    """
     parser = argparse.ArgumentParser(
         prog="breast-engine",
         description="Headless breast-imaging engine: image info, scoring, models, training, "
@@ -30,16 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in sorted(m.name for m in pkgutil.iter_modules(_cli_pkg.__path__)):
-        if mod.startswith("cmd_"):
-            importlib.import_module(f"engine.cli.{mod}").register(sub)
+    modules = _command_modules()
+    wanted = f"cmd_{command.replace('-', '_')}" if command else None
+    if wanted in modules:
+        modules = [wanted]
+    for mod in modules:
+        importlib.import_module(f"engine.cli.{mod}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``breast-engine``; returns the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(command)
+    args = parser.parse_args(args_list)
     try:
         return int(args.func(args) or 0)
     except BreastReaderError as exc:

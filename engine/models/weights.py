@@ -38,7 +38,9 @@ def models_root() -> Path:
     env = os.environ.get("BREAST_READER_MODELS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "resources" / "models"
+    from engine.resources import resource
+
+    return resource("models")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """PyInstaller runtime hook for the breast-reader bundle (runs before the entry script).
 
 * ``BREAST_READER_RESOURCES`` points at the bundled ``resources/`` folder, so code that
-  locates resources (see packaging/resources_path.py) finds the models and the demo study
+  locates resources (see engine/resources.py) finds the models and the demo study
   without knowing it is frozen. An explicit value set by the user wins.
 * ``BREAST_READER_FROZEN=1`` lets the app say "bundle" in its About box / logs.
 * The bundle must never write inside its own folder: Python byte-code writing is disabled

@@ -39,3 +39,22 @@ def test_breast_reader_error_is_one_line(tmp_path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0
     assert len(err) == 1 and "nope.toml" in err[0] and "Traceback" not in err[0]
+
+
+def test_info_does_not_import_torch(tmp_path) -> None:
+    """`breast-engine info` starts without torch/scipy: only the chosen subcommand is imported."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    png = tmp_path / "a.png"
+    Image.new("L", (8, 6)).save(png)
+    code = (
+        "import sys; from engine.cli.main import main; rc = main(['info', sys.argv[1], '--json']); "
+        "heavy = [m for m in ('torch', 'scipy') if m in sys.modules]; print('HEAVY', heavy); sys.exit(rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(png)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert '"shape": [6, 8]' in out.stdout
+    assert "HEAVY []" in out.stdout

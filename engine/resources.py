@@ -1,8 +1,7 @@
-"""Reference helper: locate ``resources/`` frozen (PyInstaller) and unfrozen.
+"""Locate the read-only ``resources/`` folder (models, demo study, icons), frozen or not.
 
-This file is NOT imported by the app; it is the exact code proposed for
-``engine/resources.py`` (the lead wires it; see packaging/README.md "Locating resources").
-``engine`` may use it because it has no Qt dependency.
+The one place that knows where bundled resources live: ``engine.models.weights`` (shipped
+models) and ``reader_app.main`` (demo study, icons) both call :func:`resource`.
 
 Order of precedence:
 
