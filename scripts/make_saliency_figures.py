@@ -211,6 +211,12 @@ def train_an(mias: Path, cache: Path, epochs: int, info: dict[str, Any]) -> tupl
         xtr, ytr = _an_data(mias, train_refs)
         pos, neg = np.nonzero(ytr == 1)[0], np.nonzero(ytr == 0)[0]
         print(f"An patches: train {len(pos)} positives / {len(neg)} negatives; held-out {int(yte.sum())} / {int((yte == 0).sum())}")
+        # PyTorch's default init leaves this 10-conv plain VGG (no batch norm) with a vanishing
+        # signal (p = 0.5 +- 1e-6, loss stuck at log 2): LSUV-rescale it on training patches first.
+        from engine.bench.patch_map import lsuv_rescale
+
+        sel = np.concatenate([pos[:16], neg[:16]])
+        lsuv_rescale(model, torch.from_numpy(xtr[sel]).float()[:, None] / 255.0, final_std=1.0)
         opt = torch.optim.Adam(model.parameters(), lr=3e-4)
         t0 = time.time()
         for ep in range(epochs):
@@ -227,7 +233,7 @@ def train_an(mias: Path, cache: Path, epochs: int, info: dict[str, Any]) -> tupl
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                tot += float(loss) * len(j)
+                tot += float(loss.detach()) * len(j)
             print(f"epoch {ep + 1}/{epochs} loss {tot / len(idx):.3f} ({time.time() - t0:.0f} s)")
         cache.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), ck)

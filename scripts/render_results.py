@@ -53,6 +53,15 @@ BUSI has no patient ids, so the image is the lesion unit (CV may be optimistic).
         for k, v in us["recipes"].items():
             out.append(f"| {k} | {', '.join(f'{a:.3f}' for a in v['fold_aucs'])} | {_mci(v['mean_ci'])} | "
                        f"{v['pooled_auc']:.3f} | {v['wall_s']:.0f} s |")
+        mu = _load("us_multi_cv")
+        if mu:
+            for c, v in mu["C_grid"].items():
+                out.append(f"| frozen + logistic C={c}, Qi multi-input {mu['size']} px (5 crops) | "
+                           f"{', '.join(f'{a:.3f}' for a in v['fold_auc'])} | "
+                           f"{v['auc_mean']:.3f} ± {(v['auc_ci95'][1] - v['auc_ci95'][0]) / 2:.3f} "
+                           f"({v['auc_ci95'][0]:.3f}–{v['auc_ci95'][1]:.3f}) | {v['pooled_auc']:.3f} | "
+                           f"features {mu['feature_s']:.0f} s |")
+            out.append(f"\nMulti-input rows: `{mu['command']}`.")
         spec_f = MODELS / "us_effnet_lite0_busi" / "spec.json"
         if spec_f.is_file():
             m = json.loads(spec_f.read_text())["metrics"]

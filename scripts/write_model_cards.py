@@ -45,12 +45,42 @@ def _common_tail(spec: dict) -> str:
 """
 
 
+def _us_comparison() -> tuple[str, int]:
+    """Rows of every US approach cross-validated on the same 5 folds (from scripts/results)."""
+    rows, n = [], 0
+    res = ship.REPO / "scripts" / "results"
+    f = res / "us_cv.json"
+    if f.is_file():
+        for k, v in json.loads(f.read_text())["recipes"].items():
+            mci = v["mean_ci"]
+            rows.append(f"| squashed 224 px, {k} | {mci[0]:.3f} ({mci[1]:.3f}–{mci[2]:.3f}) | {v['pooled_auc']:.3f} |")
+            n += 1
+    f = res / "us_multi_cv.json"
+    if f.is_file():
+        d = json.loads(f.read_text())
+        for c, v in d["C_grid"].items():
+            rows.append(f"| frozen + logistic C={c}, multi-input {d['size']} px | {v['auc_mean']:.3f} "
+                        f"({_ci(v['auc_ci95'])}) | {v['pooled_auc']:.3f} |")
+            n += 1
+    return "\n".join(rows), n
+
+
 def card_us(spec: dict) -> str:
     """Card of the ultrasound model."""
     m = spec["metrics"]
-    rows = "\n".join(
-        f"| {k} | {v['auc_mean']:.3f} ({_ci(v['auc_ci95'])}) | {v['pooled_auc']:.3f} |"
-        for k, v in m.get("recipes_compared", {}).items())
+    rows, n_compared = _us_comparison()
+    if spec.get("extra", {}).get("multi_input"):
+        recipe = (f"Recipe `{m['recipe']}`: the packaged ImageNet EfficientNet-Lite0 is kept **frozen**; each image's "
+                  f"shorter side is scaled to {spec['input_size'][0]} px (aspect kept), random {spec['input_size'][0]}² crops "
+                  "and their mirrors (Qi 2019's random-crop training + Hijab's flips) give average-pooled 1280-d features, "
+                  "and an L2 logistic regression (class-balanced) on them is folded into the network's last linear layer. "
+                  "Prediction = mean over five uniformly spaced crops along the long side (Qi 2019's multi-input "
+                  "prediction; `spec.extra.multi_input`, done by `engine.inference`). `scripts/train_default_us_multi.py`.")
+    else:
+        recipe = (f"Recipe `{m['recipe']}` (`scripts/effnet_tail.py`): the ImageNet EfficientNet-Lite0 trunk is frozen, "
+                  "4 views of each image (plain, mirrored, 2 random Hijab-style augmentations) are passed through it "
+                  "once, and the last MBConv block(s) + head are fine-tuned with AdamW (label smoothing 0.1, "
+                  "class-balanced loss).")
     return f"""# Model card — {spec['name']} (ultrasound, benign vs malignant)
 
 **Task.** Probability that the lesion in a breast ultrasound (B-mode) image is malignant, from the
@@ -65,19 +95,15 @@ Citation and licence: Al-Dhabyani W, Gomaa M, Khaled H, Fahmy A. Dataset of brea
 images. Data in Brief 28:104863 (2020), doi:10.1016/j.dib.2019.104863 — **CC BY 4.0**.
 
 ## Protocol
-Stratified 5-fold cross-validation (seed 0). BUSI publishes no patient identifiers, so the
-image is the lesion unit and each image is its own group: if one patient contributed several
-images of one lesion they may fall in different folds, which can make CV figures optimistic.
-Out-of-fold scores come from the **last epoch** (no early stopping or selection on the held-out
-fold). Several recipes were compared by CV on the same folds (below) and the best pooled AUC was
-retrained on all 418 images — choosing among {len(m.get('recipes_compared', {}))} recipes on the same folds
-adds a small optimistic bias. The set's other 40 % is held out by the project for an unseen test.
+Stratified 5-fold cross-validation (seed 0, the same folds for every approach below). BUSI
+publishes no patient identifiers, so the image is the lesion unit and each image is its own
+group: if one patient contributed several images of one lesion they may fall in different
+folds, which can make CV figures optimistic. No early stopping or selection on a held-out fold.
+{n_compared} approaches were compared by CV on the same folds (table below) and the best was refitted on
+all 418 images — choosing among them on the same folds adds a small optimistic bias. The set's
+other 40 % is held out by the project for an unseen test.
 
-Training recipe `{m['recipe']}` (CPU-affordable transfer learning, `scripts/effnet_tail.py`): the
-ImageNet EfficientNet-Lite0 trunk is frozen, 4 views of each image (plain, mirrored, 2 random
-Hijab-style augmentations: rotation ±15°, shift ±8 %, shear ±8°, zoom 0.9–1.25, flips, gamma and
-contrast jitter) are passed through it once, and the last MBConv block(s) + head are fine-tuned
-with AdamW and a cosine schedule (label smoothing 0.1, class-balanced loss).
+{recipe}
 
 ## Cross-validated performance (out-of-fold, n = {m['n']}, {m['n_malignant']} malignant)
 - AUC, mean over the 5 folds: **{m['auc_mean']:.3f}** (95 % CI {_ci(m['auc_ci95'])}, Student t over folds)
@@ -85,14 +111,14 @@ with AdamW and a cosine schedule (label smoothing 0.1, class-balanced loss).
 - At the F2-selected threshold {m['f2_threshold']:.3f} (Qi 2019's selection metric, chosen on the pooled OOF
   scores): sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, F2 {m['f2']:.3f}.
 
-| recipe | AUC mean over folds (95 % CI) | pooled OOF AUC |
+| approach (all EfficientNet-Lite0, ImageNet) | AUC mean over folds (95 % CI) | pooled OOF AUC |
 |---|---|---|
 {rows}
 
 **Project goal (CV AUC ≥ 0.93): {"met" if m['auc_mean'] >= 0.93 else "NOT met"}** at this budget. All training ran on a
-shared 2-core CPU, so the trunk stayed frozen and only the last block(s) were fine-tuned; a full
-fine-tune of the network with the same augmentation (`scripts/labkit.py`, GPU) is the expected
-route to the goal and was not affordable here.
+shared 2-core CPU with no GPU, so the trunk stayed frozen (or only its last block was tuned); a
+full fine-tune with the same augmentation (`scripts/labkit.py`, GPU) is the expected route to the
+goal and was not affordable here.
 
 ## Limitations
 - Single public data set from one hospital (Baheya, Cairo) and a few scanners; expect lower
@@ -101,6 +127,8 @@ route to the goal and was not affordable here.
   measures the model again on BUSI images it has never seen.
 - Trained on whole images including calipers/annotations burnt into some BUSI images; the model
   may use such marks.
+- Grad-CAM tends to sit on and below the lesion (posterior acoustic region), coarsely
+  (`docs/model-cards/`).
 - Not calibrated to any clinical prevalence; the threshold favours sensitivity (F2).
 {_common_tail(spec)}"""
 

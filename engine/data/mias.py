@@ -212,8 +212,9 @@ def breast_mask(image: np.ndarray, *, threshold: int | None = None) -> np.ndarra
 
     img = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
     if threshold is None:
-        threshold, _ = cv2.threshold(img, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        threshold = max(int(threshold) // 2, 10)
+        otsu, _ = cv2.threshold(img, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        # Half the Otsu level keeps the faint skin-line region (fatty breasts) in the mask.
+        threshold = max(int(otsu) // 2, 10)
     fg = img > threshold
     lab, n = ndimage.label(fg)
     if n == 0:

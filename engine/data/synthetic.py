@@ -502,7 +502,7 @@ def synthetic_mri_case(
     volume = np.clip(sig, 0, 65535).astype(np.uint16)
 
     zs = np.flatnonzero(lesion.any(axis=(1, 2)))
-    x0, y0, x1, y1 = _box_of(lesion.any(axis=0))
+    x0, y0, x1, y1 = _box_of(np.asarray(lesion.any(axis=0)))
     labels = {t: 0 for t in MRI_TASKS}
     labels["malignancy"] = int(malignant)
     labels[subtype] = 1
