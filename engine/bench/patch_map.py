@@ -100,18 +100,28 @@ def benchmark_image(size: int = 2048, scale: float = 0.5, *, mias_dir: str | Pat
     return np.ascontiguousarray(img, dtype=np.float32), desc
 
 
-@torch.inference_mode()
-def lsuv_rescale(model: torch.nn.Module, img: np.ndarray, *, n: int = 8, final_std: float = 1.5) -> None:
+@torch.no_grad()
+def lsuv_rescale(model: torch.nn.Module, img: np.ndarray | torch.Tensor, *, n: int = 8, final_std: float = 1.5) -> None:
     """Re-scale every convolution so its output has unit variance on patches of ``img`` (LSUV).
 
     Mishkin & Matas 2016, "All you need is a good init" (variance part only). The last layer is
     scaled to logits of std ``final_std`` so p(finding) spreads over (0, 1).
+
+    Args:
+        model: The patch classifier (changed in place).
+        img: A ``(rows, cols)`` image (``n`` random patches are taken) or a ``(N, 1, p, p)`` batch.
+        n: Patches taken from an image.
+        final_std: Target std of the logits.
     """
-    rng = np.random.default_rng(0)
-    p = int(getattr(model, "patch", 256))
-    h, w = img.shape
-    xs = torch.stack([torch.from_numpy(img[r:r + p, c:c + p]) for r, c in
-                      zip(rng.integers(0, h - p + 1, n), rng.integers(0, w - p + 1, n))])[:, None]
+    if isinstance(img, torch.Tensor) and img.ndim == 4:
+        xs = img.float()
+    else:
+        a = np.asarray(img, np.float32)
+        rng = np.random.default_rng(0)
+        p = int(getattr(model, "patch", 256))
+        h, w = a.shape
+        xs = torch.stack([torch.from_numpy(a[r:r + p, c:c + p]) for r, c in
+                          zip(rng.integers(0, h - p + 1, n), rng.integers(0, w - p + 1, n))])[:, None]
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     for i, conv in enumerate(convs):
         out: list[torch.Tensor] = []
