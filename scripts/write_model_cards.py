@@ -127,7 +127,7 @@ goal and was not affordable here.
   measures the model again on BUSI images it has never seen.
 - Trained on whole images including calipers/annotations burnt into some BUSI images; the model
   may use such marks.
-- Grad-CAM tends to sit on and below the lesion (posterior acoustic region), coarsely
+- Grad-CAM is coarse (5×5 cells at 160 px) and computed on the centre crop
   (`docs/model-cards/`).
 - Not calibrated to any clinical prevalence; the threshold favours sensitivity (F2).
 {_common_tail(spec)}"""
