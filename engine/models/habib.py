@@ -13,6 +13,7 @@ Loss (LMCL / CosFace, Wang et al. CVPR 2018). A lesion's score is the mean over 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -241,6 +242,75 @@ class HabibJointModel(nn.Module):
         s = max(size, self.mg.min_input_size, self.us.min_input_size)
         return torch.rand(batch, self.mg.in_chans, s, s), torch.rand(batch, self.us.in_chans, s, s)
 
+    # -- training procedures (Habib 2020 Sec. 3.3, Fig. 6), reachable through engine.train.fit ---------
+    procedure: str = "end_to_end"
+    phase1_epochs: int = 1
+
+    def configure_training(self, procedure: str = "end_to_end", phase1_epochs: int = 1) -> HabibJointModel:
+        """Select the training procedure used by :meth:`training_step`.
+
+        Args:
+            procedure: ``"end_to_end"``: every step minimises the sum of the three losses (MG net,
+                US net, fusion net; Fig. 6). ``"two_step"``: epochs ``< phase1_epochs`` train the
+                two single-modality networks on their own losses (the fusion net is untouched);
+                later epochs freeze them (no gradient, eval mode) and train the fusion net on
+                their descriptors.
+            phase1_epochs: Length of the first phase of ``two_step`` (>= 1).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ConfigError: unknown procedure or ``phase1_epochs < 1``.
+        """
+        from engine.errors import ConfigError
+
+        if procedure not in ("end_to_end", "two_step"):
+            raise ConfigError(f"model.cfg.procedure must be 'end_to_end' or 'two_step', got {procedure!r}")
+        if procedure == "two_step" and phase1_epochs < 1:
+            raise ConfigError(f"model.cfg.phase1_epochs must be >= 1 for two_step, got {phase1_epochs}")
+        self.procedure = procedure
+        self.phase1_epochs = int(phase1_epochs)
+        return self
+
+    def phase_of(self, epoch: int) -> str:
+        """``"joint"`` (end-to-end), ``"modalities"`` or ``"fusion"`` (two-step) at ``epoch``."""
+        if self.procedure == "end_to_end":
+            return "joint"
+        return "modalities" if epoch < self.phase1_epochs else "fusion"
+
+    def training_step(self, batch: Sequence[Any]) -> torch.Tensor:
+        """Loss of one paired batch ``((mg, us), target[, epoch])`` for :func:`engine.train.fit`.
+
+        End-to-end: ``L_MG + L_US + L_fused`` (:func:`end_to_end_loss`). Two-step: the epoch
+        (third element, supplied by the paired datasets of :mod:`engine.train.data`) selects the
+        phase; in the fusion phase the descriptor nets run without gradient in eval mode, so
+        the optimiser leaves their weights unchanged (parameters without a gradient are
+        skipped by SGD/Adam/Adadelta).
+
+        Raises:
+            ConfigError: ``two_step`` with batches that carry no epoch.
+        """
+        (mg, us), target = batch[0], batch[1]
+        if self.procedure == "end_to_end":
+            return end_to_end_loss(self, mg, us, target)
+        if len(batch) < 3:
+            from engine.errors import ConfigError
+
+            raise ConfigError("habib_joint procedure = 'two_step' needs a paired dataset that reports the epoch "
+                              "(data.kind = synthetic_paired or paired_manifest)")
+        ep = batch[2]
+        epoch = int(ep.reshape(-1)[0]) if isinstance(ep, torch.Tensor) else int(ep)
+        if self.phase_of(epoch) == "modalities":
+            lm = self.mg.forward_head(self.mg.forward_features(mg))
+            lu = self.us.forward_head(self.us.forward_features(us))
+            return self.mg.loss(lm, target) + self.us.loss(lu, target)
+        self.mg.eval()
+        self.us.eval()
+        with torch.no_grad():
+            d = torch.cat([self.mg.descriptor(mg), self.us.descriptor(us)], 1)
+        return self.fusion.loss(self.fusion(d), target)
+
 
 def end_to_end_loss(model: HabibJointModel, mg: torch.Tensor, us: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Habib 2020 end-to-end training objective: MG loss + US loss + fused loss (Fig. 6)."""
@@ -323,9 +393,14 @@ def habib_fusion_fc(*, in_features: int = 1024, loss: str = "bce", dropout: floa
 
 @register_model("habib_joint", family="habib", paper=PAPER, modalities=("MG+US",),
                 task="MG net + US net + FC fusion, end-to-end sum of three losses", saliency=())
-def habib_joint(*, arch: str = "basic", loss: str = "bce", in_chans: int = 1, pretrained: bool = True) -> HabibJointModel:
-    """End-to-end joint model (Fig. 6): two descriptor nets and the fusion FC."""
+def habib_joint(*, arch: str = "basic", loss: str = "bce", in_chans: int = 1, pretrained: bool = True,
+                procedure: str = "end_to_end", phase1_epochs: int = 1) -> HabibJointModel:
+    """Joint model (Fig. 6): two descriptor nets and the fusion FC.
+
+    ``procedure`` (``end_to_end`` | ``two_step``) and ``phase1_epochs`` select how
+    :meth:`HabibJointModel.training_step` trains it (``[model.cfg]`` of a training config).
+    """
     mg = HabibDescriptorNet(arch=arch, loss=loss, in_chans=in_chans, pretrained=pretrained)
     us = HabibDescriptorNet(arch=arch, loss=loss, in_chans=in_chans, pretrained=pretrained)
     fusion = HabibFusionFC(in_features=mg.descriptor_dim + us.descriptor_dim, loss=loss)
-    return HabibJointModel(mg, us, fusion)
+    return HabibJointModel(mg, us, fusion).configure_training(procedure, phase1_epochs)

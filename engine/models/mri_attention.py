@@ -12,6 +12,7 @@ The attention map, resized to the slice, is the model's explanation (Fig. 4).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -61,6 +62,38 @@ class MRIAttentionNet(BreastClassifier):
         a = self.attention_map(f)
         return self.fc(attention_pool(f, a)), a
 
+    # -- supervised-attention training through engine.train.fit ---------------------------------
+    attention_weight: float = 1.0
+    attention_balance: bool = False
+
+    def training_step(self, batch: Sequence[Any]) -> torch.Tensor:
+        """Loss of one batch ``(x, targets, boxes)`` for :func:`engine.train.fit`.
+
+        Classification: mean BCE over the five sigmoid outputs (targets ``(B, 5)``; a ``(B,)``
+        target trains the malignancy output only). Attention: the attention map is trained
+        against each image's lesion box down-sampled to the feature grid (:func:`boxes_to_mask`),
+        BCE (the paper) or, with ``attention_balance``, the class-balanced BCE
+        (:func:`balanced_attention_loss`); images whose box is all ``-1`` (none) add no
+        attention term. Total = classification + ``attention_weight`` x attention.
+        """
+        x, targets = batch[0], batch[1]
+        boxes = batch[2] if len(batch) > 2 else None
+        logits, att = self.forward_with_attention(x)
+        if targets.ndim == 2 and targets.shape == logits.shape:
+            loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits[:, self.malignant_index].float(),
+                                                      targets.reshape(-1).float())
+        if boxes is None:
+            return loss
+        has = (boxes >= 0).all(dim=1)
+        if not bool(has.any()):
+            return loss
+        masks = box_masks(boxes[has], (x.shape[-2], x.shape[-1]), (att.shape[-2], att.shape[-1])).to(att.device)
+        a = att[has].float()
+        term = balanced_attention_loss(a, masks) if self.attention_balance else attention_loss(a, masks)
+        return loss + self.attention_weight * term
+
 
 def attention_pool(features: torch.Tensor, attention: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Eq. 2: ``x_k = sum_ij p_ij f_kij / sum_ij p_ij`` -> ``(B, C)``.
@@ -92,6 +125,32 @@ def boxes_to_mask(
         m[..., max(r0, 0):min(r1 + 1, rows), max(c0, 0):min(c1 + 1, cols)] = 1.0
     down = F.adaptive_avg_pool2d(m, feature_shape)
     return (down > 0).float()[0]
+
+
+def box_masks(boxes: torch.Tensor, image_shape: tuple[int, int], feature_shape: tuple[int, int]) -> torch.Tensor:
+    """:func:`boxes_to_mask` of a ``(B, 4)`` tensor of one box per image -> ``(B, 1, h, w)``."""
+    rows = [boxes_to_mask([tuple(float(v) for v in b)], image_shape, feature_shape)
+            for b in boxes.detach().cpu()]
+    return torch.stack(rows)
+
+
+def balanced_attention_loss(attention: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Class-balanced attention BCE: box cells weighted by ``#outside / #inside``.
+
+    A lesion box covers few cells of the grid, and the plain BCE then drives the whole map to
+    zero (the pooling of Eq. 2 degenerates); weighting the inside cells restores the balance.
+    Normalised by ``sqrt(weight)`` to keep the scale near the plain BCE's.
+    """
+    a = attention.clamp(1e-6, 1 - 1e-6)
+    m = masks.to(a.dtype)
+    pw = ((1 - m).sum() / m.sum().clamp_min(1)).detach()
+    return -(pw * m * torch.log(a) + (1 - m) * torch.log(1 - a)).mean() / pw.clamp_min(1).sqrt()
+
+
+def attention_mass_in_boxes(attention: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Fraction of each attention map's mass inside its box mask -> ``(B,)``."""
+    a = attention.float()
+    return (a * masks.to(a.dtype)).sum(dim=(1, 2, 3)) / a.sum(dim=(1, 2, 3)).clamp_min(1e-12)
 
 
 def attention_loss(attention: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -159,6 +218,13 @@ class BestPerTask:
                 task="5 sigmoid outputs: malignancy, mammary gland, other benign, IDC, other malignant",
                 saliency=("attention", "gradcam"))
 def mri_attention_resnet50(*, in_chans: int = 1, pretrained: bool = True, gray: str = "replicate",
-                           num_outputs: int = 5) -> MRIAttentionNet:
-    """Supervised-attention ResNet-50 (gray slice copied to 3 channels as in the paper)."""
-    return MRIAttentionNet(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs)
+                           num_outputs: int = 5, attention_weight: float = 1.0,
+                           attention_balance: bool = False) -> MRIAttentionNet:
+    """Supervised-attention ResNet-50 (gray slice copied to 3 channels as in the paper).
+
+    ``attention_weight`` / ``attention_balance`` configure :meth:`MRIAttentionNet.training_step`.
+    """
+    net = MRIAttentionNet(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs)
+    net.attention_weight = float(attention_weight)
+    net.attention_balance = bool(attention_balance)
+    return net

@@ -280,6 +280,100 @@ def cross_training_step(
     return {"loss_mt": float(loss_mt), "loss_sn": float(loss_sn), "with_cam": with_cam}
 
 
+class QiCrossTrained(nn.Module):
+    """Mt-Net + Sn-Net with the region enhance mechanism, trained by Algorithm 1 through ``fit``.
+
+    A trainable unit for :func:`engine.train.fit` / ``breast-engine train``: its
+    :meth:`training_step` runs Algorithm 1 on one mini-batch ``(x, y_malignant, y_solid)``
+    and :meth:`forward` is the REM inference chain (Mt-Net without CAM -> CAM^Mt -> Sn-Net ->
+    CAM^Sn -> Mt-Net with CAM^Sn), whose malignancy logits are evaluated by ``fit``.
+
+    Sn-Net target: Qi et al. label every image solid-nodule or not (their Sn-Set); BUSI has no
+    such label, and none is invented here. The batch's third element must carry it: a labels
+    column (``data.aux_label = "<column>"``) or, explicitly, the *lesion-present* proxy
+    ``data.aux_label = "mask_nonempty"`` (non-empty BUSI mask = a mass; normal images = 0),
+    which is not Qi's solid-nodule definition (cysts count as lesions there). Without it
+    :meth:`training_step` stops with a :class:`~engine.errors.ConfigError`.
+    """
+
+    output_activation = "softmax"
+    malignant_index = 1
+
+    def __init__(self, mt: QiMtNet, sn: QiSnNet) -> None:
+        super().__init__()
+        self.mt = mt
+        self.sn = sn
+        self.num_outputs = mt.num_outputs
+        self.in_chans = mt.in_chans
+        self.min_input_size = max(mt.min_input_size, sn.min_input_size)
+        self.init_description = f"Mt-Net: {mt.init_description}; Sn-Net: {sn.init_description}"
+        self.last_losses: dict[str, float] = {}
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """REM inference: ``(Mt-Net logits with CAM^Sn, Sn-Net logits with CAM^Mt)``."""
+        size = (x.shape[-2], x.shape[-1])
+        f = self.mt.forward_features(x)
+        cam_mt = self.mt.cam_from_features(f, self.mt.forward_head(f), size).detach()
+        sn_logits, cam_sn = self.sn.forward_with_cam(x, cam_mt)
+        return self.mt(x, cam_sn.detach()), sn_logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Malignancy logits ``(B, 2)`` of the Mt-Net(REM)."""
+        return self.forward_both(x)[0]
+
+    def malignancy(self, logits: torch.Tensor) -> torch.Tensor:
+        """P(malignant) ``(B,)``."""
+        return torch.softmax(logits.float(), dim=1)[:, 1]
+
+    @torch.no_grad()
+    def advice(self, x: torch.Tensor, *, t_malignant: float = 0.5, t_solid: float = 0.5) -> list[str]:
+        """Cascade advice per image (:func:`cascade_advice`)."""
+        lm, ls = self.forward_both(x)
+        pm, ps = self.malignancy(lm), torch.softmax(ls.float(), 1)[:, 1]
+        return [cascade_advice(float(a), float(b), t_malignant=t_malignant, t_solid=t_solid)
+                for a, b in zip(pm, ps)]
+
+    def training_step(self, batch: Any) -> torch.Tensor:
+        """Algorithm 1 (Qi et al. 2019) on one mini-batch, as one loss for ``fit``'s optimiser.
+
+        Lines 4-16: ``p ~ U(0, 1)`` (torch RNG: seeded and resumable); ``p < 0.5`` -> the Mt-Net
+        loss without CAM input, else Mt-Net (no CAM) -> CAM^Mt -> Sn-Net -> CAM^Sn -> Mt-Net loss
+        with CAM^Sn. Lines 17-20: Sn-Net loss with CAM^Mt. CAMs are inputs (no gradient), so
+        the two losses touch disjoint parameters and one step of a per-parameter optimiser
+        (Adadelta, as in Qi) on their sum performs both updates. The one difference from the
+        strictly sequential algorithm: CAM^Mt for the Sn-Net comes from the Mt-Net *before*
+        this step's update (a one-step lag); :func:`cross_training_step` is the exact
+        two-optimiser form for hand-written loops.
+
+        Raises:
+            ConfigError: the batch has no Sn-Net target (see the class docstring).
+        """
+        if len(batch) < 3:
+            from engine.errors import ConfigError
+
+            raise ConfigError(
+                "Qi cross training needs a solid-nodule (Sn-Net) label per image and the data has none: "
+                "set data.aux_label to a 0/1 column of the labels CSV, or to \"mask_nonempty\" to use "
+                "'lesion outlined in the mask' as an explicit proxy (BUSI has no solid-nodule labels)")
+        x, y_mt, y_sn = batch[0], batch[1], batch[2]
+        size = (x.shape[-2], x.shape[-1])
+        with_cam = float(torch.rand(())) >= 0.5
+        with torch.no_grad():
+            f = self.mt.forward_features(x)
+            cam_mt = self.mt.cam_from_features(f, self.mt.forward_head(f), size)
+            cam_sn = self.sn.forward_with_cam(x, cam_mt)[1] if with_cam else None
+        loss_mt = F.cross_entropy(self.mt(x, cam_sn).float(), y_mt.long())
+        loss_sn = F.cross_entropy(self.sn(x, cam_mt).float(), y_sn.long())
+        self.last_losses = {"loss_mt": float(loss_mt.detach()), "loss_sn": float(loss_sn.detach()),
+                            "with_cam": float(with_cam)}
+        return loss_mt + loss_sn
+
+    def example_inputs(self, batch: int = 2, size: int = 64) -> tuple[torch.Tensor, ...]:
+        """Image batch."""
+        s = max(size, self.min_input_size)
+        return (torch.rand(batch, self.in_chans, s, s),)
+
+
 def qi_optimizer(model: nn.Module) -> torch.optim.Adadelta:
     """ADADELTA with L2 regularisation 1e-4 (Qi 2019 Sec. 3.4)."""
     return torch.optim.Adadelta(model.parameters(), weight_decay=1e-4)
@@ -302,3 +396,15 @@ def qi_snnet(*, in_chans: int = 3, num_classes: int = 2, lam: float = 1.0, pretr
              dropout: float = 0.2) -> QiSnNet:
     """Sn-Net (ImageNet Inception-v3 when cached locally)."""
     return QiSnNet(in_chans=in_chans, num_classes=num_classes, lam=lam, pretrained=pretrained, dropout=dropout)
+
+
+@register_model("qi_mtnet_snnet_rem", family="qi", paper=PAPER, modalities=("US",),
+                task="Mt-Net(REM) + Sn-Net(REM) cross-trained by Algorithm 1 (malignancy output; cascade advice)",
+                saliency=())
+def qi_mtnet_snnet_rem(*, in_chans: int = 3, lam: float = 1.0, repeats: tuple[int, int, int] = (10, 20, 9),
+                       dropout: float = 0.2, pretrained: bool = True) -> QiCrossTrained:
+    """Both nets with region enhance, trained together by Algorithm 1 (``pretrained``: the Sn-Net's
+    Inception-v3 ImageNet weights when cached locally; the Mt-Net has none offline)."""
+    mt = QiMtNet(in_chans=in_chans, lam=lam, repeats=tuple(repeats), dropout=dropout)  # type: ignore[arg-type]
+    sn = QiSnNet(in_chans=in_chans, lam=lam, pretrained=pretrained, dropout=dropout)
+    return QiCrossTrained(mt, sn)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 import types
 import typing
@@ -74,6 +75,15 @@ class DataConfig:
         cache: Keep decoded, resized uint8 images in memory (decode once).
         val_fraction: Fraction of the training set held out (grouped, stratified) for
             validation/model selection by ``breast-engine train`` (0 = none).
+        synthetic_n: Number of generated cases for the SYNTHETIC kinds
+            (``synthetic_paired``: Habib-style MG+US lesion pairs; ``synthetic_mri``: MRI
+            slices through a lesion with its box and five task labels).
+        synthetic_seed: First seed of the generator (case ``i`` uses ``synthetic_seed + i``).
+        synthetic_slices: Slices of each generated MRI volume (``synthetic_mri``).
+        aux_label: Second per-image target appended to every item, ``(x, y, y_aux)``
+            (Qi et al. 2019's Sn-Net target): ``""`` (none), the name of a labels-CSV/
+            manifest column holding 0/1, or ``"mask_nonempty"`` (1 when the row's lesion mask
+            is non-empty: *lesion present*, a proxy, not Qi's solid-nodule label).
     """
 
     kind: str = "image_folder_csv"
@@ -94,6 +104,16 @@ class DataConfig:
     std: list[float] = field(default_factory=list)
     cache: bool = True
     val_fraction: float = 0.2
+    synthetic_n: int = 64
+    synthetic_seed: int = 0
+    synthetic_slices: int = 8
+    aux_label: str = ""
+
+
+#: Dataset kinds: the three image sources plus the paired / boxed kinds of the paper-specific
+#: procedures (Habib 2020 MG+US pairs, MRI lesion boxes; see :mod:`engine.train.data`).
+DATA_KINDS = ("image_folder_csv", "manifest", "study", "paired_manifest", "synthetic_paired", "synthetic_mri")
+SYNTHETIC_KINDS = ("synthetic_paired", "synthetic_mri")
 
 
 @dataclass
@@ -170,7 +190,8 @@ class RunConfig:
         num_workers: DataLoader worker processes (0 = load in the main process).
         select: Selection metrics on the validation set; the best checkpoint for each
             is kept (``auc``, ``f2`` (Qi), ``accuracy``, ``loss`` (lowest), ``mri_score``
-            (the JFR 2018 weighted AUC of a five-task multi-label model)).
+            (the JFR 2018 weighted AUC of a five-task multi-label model), ``auc_<k>`` (AUC of
+            output k of a multi-label model: per-task best checkpoints)).
         output_dir: Parent folder of run folders.
         run_name: Run folder name (default: ``<model>-<timestamp>``).
         deterministic: ``torch.use_deterministic_algorithms`` (warn-only) during fit.
@@ -266,7 +287,7 @@ class TrainConfig:
         Raises:
             ConfigError: naming the key and the allowed values.
         """
-        _choice("data.kind", self.data.kind, ("image_folder_csv", "manifest", "study"))
+        _choice("data.kind", self.data.kind, DATA_KINDS)
         _choice("data.resize", self.data.resize, ("stretch", "shorter_side"))
         _choice("data.eval_crops", self.data.eval_crops, (1, 5))
         _choice("optim.name", self.optim.name, ("sgd", "adam", "adadelta"))
@@ -276,7 +297,12 @@ class TrainConfig:
         if self.data.in_chans not in (0, 1, 3):
             raise ConfigError(f"data.in_chans must be 0 (auto), 1 or 3, got {self.data.in_chans}")
         for m in self.train.select:
-            _choice("train.select", m, ("auc", "f2", "accuracy", "loss", "mri_score"))
+            # auc_<k>: one best checkpoint per task of a multi-output model (the MRI paper keeps
+            # a copy of the weights per task, chosen on its own validation AUC).
+            if not re.fullmatch(r"auc_\d+", m):
+                _choice("train.select", m, ("auc", "f2", "accuracy", "loss", "mri_score", "auc_<k>"))
+        if self.data.kind in SYNTHETIC_KINDS and self.data.synthetic_n < 4:
+            raise ConfigError(f"data.synthetic_n must be >= 4 for {self.data.kind}, got {self.data.synthetic_n}")
         if self.train.epochs < 0 or self.train.batch_size < 1:
             raise ConfigError("train.epochs must be >= 0 and train.batch_size >= 1")
         if not 0.0 <= self.data.val_fraction < 1.0:

@@ -474,7 +474,7 @@ def _from_study(cfg: TrainConfig) -> tuple[list[Sample], Path]:
     return samples, root
 
 
-def load_dataset(cfg: TrainConfig, *, train: bool = False) -> LabelledImages:
+def load_dataset(cfg: TrainConfig, *, train: bool = False) -> Any:
     """Build and validate the dataset described by ``cfg.data``.
 
     Args:
@@ -488,6 +488,8 @@ def load_dataset(cfg: TrainConfig, *, train: bool = False) -> LabelledImages:
         ConfigError: missing folder/file, unknown label, one class only.
         CaseFormatError: malformed CSV (names the file and row), listed images missing.
     """
+    if cfg.data.kind in ("synthetic_paired", "synthetic_mri", "paired_manifest"):
+        return load_paper_dataset(cfg, train=train)
     if not cfg.data.path:
         raise ConfigError("data.path is empty; point it at an image folder, manifest CSV or study")
     loader = {"image_folder_csv": _from_image_folder, "manifest": _from_manifest,
@@ -500,6 +502,10 @@ def load_dataset(cfg: TrainConfig, *, train: bool = False) -> LabelledImages:
         if not samples:
             raise ConfigError(f"{source}: every row has a label in data.ignore_labels {cfg.data.ignore_labels}")
     classes = _infer_classes([s.label for s in samples], cfg.data.classes, str(source))
+    if cfg.data.aux_label:
+        aux = read_aux_labels(cfg, samples, source)
+        return AuxLabelledImages(samples, classes, Transform.from_config(cfg), aux, train=train,
+                                 seed=cfg.train.seed, cache=DecodedCache(cfg.data.cache), source=str(source))
     return LabelledImages(samples, classes, Transform.from_config(cfg), train=train,
                           seed=cfg.train.seed, cache=DecodedCache(cfg.data.cache), source=str(source))
 
@@ -515,12 +521,405 @@ def check_readable(ds: LabelledImages, limit: int = 1) -> None:
             raise ImageReadError(ds.samples[i].path, f"cannot decode: {exc}") from None
 
 
+# ------------------------------------------------- paper-specific kinds (Habib, Qi, MRI)
+class AuxLabelledImages(LabelledImages):
+    """:class:`LabelledImages` whose items carry a second 0/1 target: ``(x, y, y_aux)``.
+
+    Qi et al. 2019 train the Sn-Net (solid nodule vs none) on the same images as the Mt-Net
+    (malignant vs not), so Algorithm 1 needs both labels per image (``data.aux_label``).
+    """
+
+    def __init__(self, samples: Sequence[Sample], classes: Sequence[str], transform: Transform,
+                 aux: Sequence[int], **kw: Any) -> None:
+        super().__init__(samples, classes, transform, **kw)
+        if len(aux) != len(self.samples):
+            raise ValueError("one auxiliary label per sample is required")
+        self.aux: NDArray[np.int64] = np.asarray(aux, dtype=np.int64)
+
+    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> AuxLabelledImages:
+        """A view on ``indices`` sharing the decoded cache."""
+        idx = [int(i) for i in indices]
+        return AuxLabelledImages([self.samples[i] for i in idx], self.classes, self.transform,
+                                 [int(self.aux[i]) for i in idx], train=train, seed=self.seed,
+                                 cache=self.cache, source=self.source)
+
+    def with_transform(self, transform: Transform) -> AuxLabelledImages:
+        """Same samples, another transform."""
+        return AuxLabelledImages(self.samples, self.classes, transform, list(self.aux), train=self.train,
+                                 seed=self.seed, source=self.source)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:  # type: ignore[override]
+        x, y = super().__getitem__(i)
+        return x, y, int(self.aux[i])
+
+
+def read_aux_labels(cfg: TrainConfig, samples: Sequence[Sample], source: Path) -> list[int]:
+    """The ``data.aux_label`` target of every sample (never invented: a missing value is an error).
+
+    ``"mask_nonempty"``: 1 when the sample's mask image has a non-zero pixel (a lesion is
+    outlined), 0 for an empty mask (BUSI ``normal``). This is a *lesion-present* proxy, not a
+    solid-nodule label. Any other value names a CSV column (labels CSV or manifest) of 0/1.
+
+    Raises:
+        ConfigError: no mask column, unknown column, a value that is not 0/1.
+    """
+    name = cfg.data.aux_label
+    if name == "mask_nonempty":
+        out: list[int] = []
+        for s in samples:
+            if not s.mask:
+                raise ConfigError(
+                    f"{source}: data.aux_label = 'mask_nonempty' needs a mask column (image_folder_csv); "
+                    f"{s.path} has none")
+            out.append(int(np.count_nonzero(decode_image(s.mask, 1)) > 0))
+        return out
+    csv_path = source if source.suffix.lower() == ".csv" else Path(cfg.data.path) / cfg.data.labels
+    key = "path" if cfg.data.kind == "manifest" else "image"
+    rows = _read_csv(csv_path, (key,))
+    if name not in rows[0]:
+        raise ConfigError(f"{csv_path}: data.aux_label column {name!r} not found; columns: {', '.join(rows[0])}")
+    values: dict[str, str] = {}
+    for r in rows:
+        p = Path(r[key]).expanduser()
+        p = p if p.is_absolute() else csv_path.parent / p
+        values[str(p.resolve())] = r[name]
+    out = []
+    for s in samples:
+        v = values.get(s.path, "")
+        if v not in ("0", "1"):
+            raise ConfigError(f"{csv_path}: column {name!r} must be 0 or 1 for every used row; "
+                              f"got {v!r} for {s.path}")
+        out.append(int(v))
+    return out
+
+
+@dataclass(frozen=True)
+class PairedSample:
+    """One lesion seen in two modalities (Habib et al. 2020): MG and US image of the same lesion.
+
+    ``synthetic_seed`` >= 0 marks a SYNTHETIC pair drawn from
+    :func:`engine.data.synthetic.synthetic_paired_lesion` (then the paths are ``synthetic://``).
+    """
+
+    mg_path: str
+    us_path: str
+    label: str
+    group: str
+    synthetic_seed: int = -1
+
+    @property
+    def path(self) -> str:
+        """A printable id of the pair (``split.json``)."""
+        return f"{self.mg_path}|{self.us_path}"
+
+
+def _norm_tensor(img: NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(img)).float().div_(255.0)
+    x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+    return (x - torch.tensor(list(mean)).view(-1, 1, 1)) / torch.tensor(list(std)).view(-1, 1, 1)
+
+
+class PairedLesions(Dataset):  # type: ignore[type-arg]
+    """Paired MG+US lesion patches -> ``((mg, us), label, epoch)`` (Habib et al. 2020).
+
+    Both patches are grey (1 channel), resized to ``data.image_size`` and normalised with
+    ``data.mean/std``. Training items are flipped (independently per modality) when
+    ``augment.hflip``/``vflip`` are set. The third element is the current epoch (set by
+    :func:`engine.train.loop.fit` through :meth:`set_epoch`): the joint model's two-step
+    procedure uses it to switch from the per-modality phase to the fusion phase.
+
+    Attributes:
+        samples, classes, labels (int64), groups: as :class:`LabelledImages`.
+        synthetic: True when the pairs are generated (SYNTHETIC).
+    """
+
+    def __init__(self, samples: Sequence[PairedSample], classes: Sequence[str], transform: Transform, *,
+                 train: bool = False, seed: int = 0, cache: DecodedCache | None = None, source: str = "") -> None:
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.transform = transform
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.cache = cache if cache is not None else DecodedCache()
+        self.source = source
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.labels: NDArray[np.int64] = np.array([index[s.label] for s in self.samples], dtype=np.int64)
+        self.groups: list[str] = [s.group for s in self.samples]
+        self.synthetic = any(s.synthetic_seed >= 0 for s in self.samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream and the epoch reported in each item."""
+        self.epoch = epoch
+
+    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> PairedLesions:
+        """A view on ``indices`` sharing the decoded cache."""
+        return PairedLesions([self.samples[int(i)] for i in indices], self.classes, self.transform, train=train,
+                             seed=self.seed, cache=self.cache, source=self.source)
+
+    def base_pair(self, i: int) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        """Decoded (or generated), resized uint8 MG and US patches of pair ``i``."""
+        s = self.samples[i]
+        key = (s.path, (s.synthetic_seed, self.transform.size))
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit[0], hit[1]
+        h, w = self.transform.size
+        if s.synthetic_seed >= 0:
+            from engine.data.synthetic import synthetic_paired_lesion
+
+            les = synthetic_paired_lesion(s.synthetic_seed, malignant=s.label == self.classes[1], size=max(h, w))
+            mg, us = _to_uint8(les["mg"].astype(np.float32)), les["us"].astype(np.uint8)
+        else:
+            mg, us = decode_image(s.mg_path, 1), decode_image(s.us_path, 1)
+        pair = np.stack([_base_resize(mg, (h, w), "stretch"), _base_resize(us, (h, w), "stretch")])
+        self.cache.put(key, pair)
+        return pair[0], pair[1]
+
+    def base_image(self, i: int) -> NDArray[np.uint8]:
+        """The MG patch of pair ``i`` (decodes both; :func:`check_readable`)."""
+        return self.base_pair(i)[0]
+
+    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        """Decode/generate every pair once."""
+        if not self.cache.enabled:
+            return
+        for i in range(len(self)):
+            check(cancel)
+            self.base_pair(i)
+            report(progress, i + 1, len(self), "preparing pairs")
+
+    def __getitem__(self, i: int) -> tuple[tuple[torch.Tensor, torch.Tensor], int, int]:
+        mg, us = self.base_pair(i)
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            a = self.transform.augment
+            mg = _affine(mg, a, rng)
+            us = _affine(us, a, rng)
+        t = self.transform
+        return (_norm_tensor(mg, t.mean, t.std), _norm_tensor(us, t.mean, t.std)), int(self.labels[i]), self.epoch
+
+
+@dataclass(frozen=True)
+class BoxedSample:
+    """One MRI slice with its lesion box and the five task targets (MRI attention paper).
+
+    Attributes:
+        path: Image path, or ``synthetic://mri/<seed>`` for a SYNTHETIC case.
+        label: Malignancy class name (stratification, binary metrics).
+        group: Lesion/patient id.
+        box: ``(x0, y0, x1, y1)`` in the original image's pixels, or None.
+        targets: 0/1 per output (malignancy, mammary gland, other benign, IDC, other malignant).
+        synthetic_seed: >= 0 for a generated case.
+    """
+
+    path: str
+    label: str
+    group: str
+    box: tuple[float, float, float, float] | None
+    targets: tuple[int, ...]
+    synthetic_seed: int = -1
+
+
+class BoxedSlices(Dataset):  # type: ignore[type-arg]
+    """Slices -> ``(x, targets (K,), box (4,))`` for supervised attention (MRI 2019 paper).
+
+    ``box`` is in the *network input's* pixels (after the resize), ``-1`` everywhere when the
+    image has none (then the attention term is skipped for it). ``labels`` (malignancy) drive
+    the grouped, stratified splits; the batch target is the K-vector, so validation reports
+    per-task AUCs ``auc_<k>`` and the challenge score ``mri_score``.
+    """
+
+    def __init__(self, samples: Sequence[BoxedSample], classes: Sequence[str], transform: Transform, *,
+                 train: bool = False, seed: int = 0, cache: DecodedCache | None = None, source: str = "",
+                 n_slices: int = 8) -> None:
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.transform = transform
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.cache = cache if cache is not None else DecodedCache()
+        self.source = source
+        self.n_slices = n_slices
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.labels: NDArray[np.int64] = np.array([index[s.label] for s in self.samples], dtype=np.int64)
+        self.groups: list[str] = [s.group for s in self.samples]
+        self.synthetic = any(s.synthetic_seed >= 0 for s in self.samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream."""
+        self.epoch = epoch
+
+    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> BoxedSlices:
+        """A view on ``indices`` sharing the cache."""
+        return BoxedSlices([self.samples[int(i)] for i in indices], self.classes, self.transform, train=train,
+                           seed=self.seed, cache=self.cache, source=self.source, n_slices=self.n_slices)
+
+    def base_item(self, i: int) -> tuple[NDArray[np.uint8], tuple[float, float, float, float] | None]:
+        """Resized uint8 slice and its box in the resized pixels."""
+        s = self.samples[i]
+        key = (s.path, (self.transform.size, self.n_slices))
+        hit = self.cache.get(key)
+        h, w = self.transform.size
+        if s.synthetic_seed >= 0:
+            if hit is None:
+                from engine.data.synthetic import synthetic_mri_case
+
+                case = synthetic_mri_case(s.synthetic_seed, malignant=bool(s.targets[0]),
+                                          n_slices=self.n_slices, size=max(h, w))
+                z0, z1 = case["lesion_box"][:2]
+                sl = case["volume"][(z0 + z1 - 1) // 2].astype(np.float32)
+                lo, hi = np.percentile(sl, [0.5, 99.5])
+                img = np.clip((sl - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+                hit = _base_resize(img, (h, w), "stretch")
+                self.cache.put(key, hit)
+            box = s.box  # generated at the input size (square) -> scale to (h, w)
+            if box is not None:
+                side = float(max(h, w))
+                box = (box[0] * w / side, box[1] * h / side, box[2] * w / side, box[3] * h / side)
+            return hit, box
+        if hit is None:
+            img = decode_image(s.path, 1)
+            hit = np.ascontiguousarray(_base_resize(img, (h, w), "stretch"))
+            self.cache.put(key, hit)
+            self.cache.put((s.path, "shape"), np.array(img.shape[:2], dtype=np.int64))  # type: ignore[arg-type]
+        box = s.box
+        if box is not None:
+            shp = self.cache.get((s.path, "shape"))
+            rows, cols = (int(shp[0]), int(shp[1])) if shp is not None else decode_image(s.path, 1).shape[:2]
+            box = (box[0] * w / cols, box[1] * h / rows, box[2] * w / cols, box[3] * h / rows)
+        return hit, box
+
+    def base_image(self, i: int) -> NDArray[np.uint8]:
+        """The resized slice ``i`` (:func:`check_readable`)."""
+        return self.base_item(i)[0]
+
+    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        """Decode/generate every slice once."""
+        if not self.cache.enabled:
+            return
+        for i in range(len(self)):
+            check(cancel)
+            self.base_item(i)
+            report(progress, i + 1, len(self), "preparing slices")
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        img, box = self.base_item(i)
+        h, w = self.transform.size
+        b = torch.full((4,), -1.0) if box is None else torch.tensor(box, dtype=torch.float32)
+        if self.train and self.transform.augment.hflip:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            if rng.random() < 0.5:  # left-right mirror: the box follows the image
+                img = np.ascontiguousarray(img[:, ::-1])
+                if box is not None:
+                    b = torch.tensor([w - box[2], box[1], w - box[0], box[3]], dtype=torch.float32)
+        t = self.transform
+        return _norm_tensor(img, t.mean, t.std), torch.tensor(self.samples[i].targets, dtype=torch.float32), b
+
+
+def _synthetic_paired(cfg: TrainConfig) -> PairedLesions:
+    d = cfg.data
+    classes = ["benign", "malignant"]
+    samples = [PairedSample(f"synthetic://paired/{d.synthetic_seed + i}/mg", f"synthetic://paired/{d.synthetic_seed + i}/us",
+                            classes[i % 2], f"syn-{d.synthetic_seed + i}", d.synthetic_seed + i)
+               for i in range(d.synthetic_n)]
+    return PairedLesions(samples, classes, Transform.from_config(cfg), seed=cfg.train.seed,
+                         cache=DecodedCache(d.cache), source="SYNTHETIC engine.data.synthetic.synthetic_paired_lesion")
+
+
+def _paired_manifest(cfg: TrainConfig) -> PairedLesions:
+    path = Path(cfg.data.path)
+    rows = _read_csv(path, ("mg_path", "us_path", "label"))
+    samples: list[PairedSample] = []
+    line_nos: list[int] = []
+
+    def resolve(v: str) -> str:
+        p = Path(v).expanduser()
+        return str((p if p.is_absolute() else path.parent / p).resolve())
+
+    for n, r in enumerate(rows, start=2):
+        if not r["mg_path"] or not r["us_path"] or not r["label"]:
+            raise CaseFormatError(path, "empty mg_path, us_path or label", row=n)
+        lab = cfg.data.label_map.get(r["label"], r["label"])
+        if lab in cfg.data.ignore_labels:
+            continue
+        samples.append(PairedSample(resolve(r["mg_path"]), resolve(r["us_path"]), lab,
+                                    r.get("group") or r["mg_path"]))
+        line_nos.append(n)
+    for col in ("mg_path", "us_path"):
+        _missing_files([Sample(getattr(s, col), s.label, s.group) for s in samples], line_nos, path)
+    classes = _infer_classes([s.label for s in samples], cfg.data.classes, str(path))
+    if len(classes) != 2:
+        raise ConfigError(f"{path}: paired training is binary (benign vs malignant); classes are {classes}")
+    return PairedLesions(samples, classes, Transform.from_config(cfg), seed=cfg.train.seed,
+                         cache=DecodedCache(cfg.data.cache), source=str(path))
+
+
+def _synthetic_mri(cfg: TrainConfig) -> BoxedSlices:
+    from engine.data.synthetic import MRI_TASKS, synthetic_mri_case
+
+    d = cfg.data
+    h, w = d.image_size
+    samples: list[BoxedSample] = []
+    for i in range(d.synthetic_n):
+        seed = d.synthetic_seed + i
+        # labels and box come from the generator (cheap at the input size; slices cached on warm)
+        case = synthetic_mri_case(seed, malignant=bool(i % 2), n_slices=d.synthetic_slices, size=max(h, w))
+        _, _, x0, y0, x1, y1 = case["lesion_box"]
+        samples.append(BoxedSample(f"synthetic://mri/{seed}", "malignant" if i % 2 else "benign", f"syn-{seed}",
+                                   (float(x0), float(y0), float(x1), float(y1)),
+                                   tuple(int(case["labels"][t]) for t in MRI_TASKS), seed))
+    return BoxedSlices(samples, ["benign", "malignant"], Transform.from_config(cfg), seed=cfg.train.seed,
+                       cache=DecodedCache(d.cache), source="SYNTHETIC engine.data.synthetic.synthetic_mri_case",
+                       n_slices=d.synthetic_slices)
+
+
+def load_paper_dataset(cfg: TrainConfig, *, train: bool = False) -> PairedLesions | BoxedSlices:
+    """The paired (Habib 2020) and boxed (MRI 2019) kinds of ``cfg.data.kind``.
+
+    * ``synthetic_paired``: ``data.synthetic_n`` SYNTHETIC MG+US pairs (alternating benign/
+      malignant, seeds ``synthetic_seed + i``), group = the lesion.
+    * ``paired_manifest``: CSV ``mg_path,us_path,label[,group]`` (paths relative to it).
+    * ``synthetic_mri``: SYNTHETIC lesion slices with their box and the five task labels.
+
+    Raises:
+        ConfigError / CaseFormatError: as :func:`load_dataset`.
+    """
+    if cfg.channels != 1:
+        raise ConfigError(f"data.kind = {cfg.data.kind} gives grey images: set data.grayscale = true "
+                          f"(data.in_chans = 1), not {cfg.channels} channels")
+    if cfg.data.kind == "synthetic_paired":
+        ds: PairedLesions | BoxedSlices = _synthetic_paired(cfg)
+    elif cfg.data.kind == "synthetic_mri":
+        ds = _synthetic_mri(cfg)
+    else:
+        if not cfg.data.path:
+            raise ConfigError("data.path is empty; point it at the paired manifest CSV (mg_path,us_path,label)")
+        ds = _paired_manifest(cfg)
+    ds.train = train
+    return ds
+
+
 __all__ = [
+    "AuxLabelledImages",
+    "BoxedSample",
+    "BoxedSlices",
     "DecodedCache",
     "LabelledImages",
+    "PairedLesions",
+    "PairedSample",
     "Sample",
     "Transform",
     "check_readable",
     "decode_image",
     "load_dataset",
+    "load_paper_dataset",
+    "read_aux_labels",
 ]
