@@ -13,8 +13,10 @@
   head is a convolution, so evaluating it densely on the whole image equals evaluating every
   patch separately at multiples of the network stride (32).
 * Aggregated local results: the classifier evaluated at strides of 64 px
-  (:func:`local_map_dense`, batched/fully convolutional; :func:`local_map_loop`, the per-patch
-  reference it must equal).
+  (:func:`local_map_dense`, fully convolutional; :func:`local_map_loop`, the per-patch
+  reference it must equal). Like An, who assess the breast region, the dense pass classifies
+  the all-background windows once and convolves only the breast's bounding box (grown layer by
+  layer by the receptive field), which is exact for valid convolutions.
 * Heatmap regression (Bulat & Tzimiropoulos 2016): fully convolutional, 256 px in, three
   max-pools, 32 x 32 out, MSE against Gaussian-blurred down-sampled annotations
   (:class:`AnHeatmapFCN`, :func:`heatmap_target`), optionally with the local map concatenated
