@@ -37,7 +37,7 @@ import labkit  # noqa: E402
 import ship  # noqa: E402
 
 NAME = "us_effnet_lite0_busi"
-C_GRID = (0.05, 0.2, 1.0)
+C_GRID = (0.01, 0.02, 0.05, 0.2, 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     def feats(x: torch.Tensor) -> torch.Tensor:
         return model.forward_features(((x - mean) / std).expand(-1, 3, -1, -1)).mean((2, 3))
 
-    fpath = out / f"feats_{S}_r{args.random_crops}.pt"
+    fpath = out / f"feats_{S}_r{args.random_crops}.npz"
     t0 = time.time()
     if fpath.is_file():
-        d = torch.load(fpath)
+        d = np.load(fpath)
         C5, RC = d["c5"], d["rc"]
     else:
         g = torch.Generator().manual_seed(0)
@@ -96,8 +96,13 @@ def main(argv: list[str] | None = None) -> int:
                 if i % 50 == 0:
                     print(f"  features {i}/{len(recs)} ({time.time() - t0:.0f}s)", flush=True)
         C5, RC = torch.stack(c5l).numpy(), torch.stack(rcl).numpy()
-        torch.save({"c5": C5, "rc": RC}, fpath)
+        np.savez(fpath, c5=C5, rc=RC)
     feat_s = time.time() - t0
+    side = fpath.with_suffix(".json")
+    if side.is_file():  # features were cached: report the time of the run that computed them
+        feat_s = json.loads(side.read_text())["feature_s"]
+    else:
+        side.write_text(json.dumps({"feature_s": feat_s}))
     print(f"features in {feat_s:.0f}s", flush=True)
 
     folds = labkit.stratified_folds(y, ids, 5, seed=0)
