@@ -107,6 +107,12 @@ BUSI has no patient ids, so the image is the lesion unit (CV may be optimistic).
     if us:
         for k, v in us["recipes"].items():
             rows.append(f"| EfficientNet-Lite0 ImageNet, {k} (224 px) | 5 | {_mci(v['mean_ci'])} | see §1 |")
+    mu2 = _load("us_multi_cv")
+    if mu2:
+        b = mu2["C_grid"][str(mu2["best_C"])]
+        rows.append(f"| EfficientNet-Lite0 ImageNet frozen + logistic, Qi multi-input {mu2['size']} px (**shipped default**) | 5 | "
+                    f"{b['auc_mean']:.3f} ± {(b['auc_ci95'][1] - b['auc_ci95'][0]) / 2:.3f} ({b['auc_ci95'][0]:.3f}–{b['auc_ci95'][1]:.3f}) | "
+                    f"sens {b['sensitivity']:.3f} / spec {b['specificity']:.3f} / F2 {b['f2']:.3f} |")
     bc = _load("busi_basic_cnn")
     if bc:
         rows.append(f"| Habib basic CNN from scratch ({bc['size']} px, {bc['epochs']} epochs) | {bc['folds']} | "
