@@ -14,8 +14,8 @@ from engine.errors import ImageReadError
 from engine.io.reader import detect_format, probe, read_image
 from engine.io.sniff import sniff_format
 
-BUSI = Path("/work/shared/data/busi-dev")
-MIAS = Path("/work/shared/data/mias-dev")
+BUSI = Path(__file__).resolve().parents[3] / "shared" / "data" / "busi-dev"  # shared/ sits beside the clone
+MIAS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mias-dev"
 
 
 @pytest.mark.skipif(not BUSI.exists(), reason="BUSI dev data not available")

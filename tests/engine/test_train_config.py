@@ -10,7 +10,7 @@ from engine.errors import ConfigError
 from engine.train.config import TrainConfig, load_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
-BUSI = Path("/work/shared/data/busi-dev")
+BUSI = Path(__file__).resolve().parents[3] / "shared" / "data" / "busi-dev"  # shared/ sits beside the clone
 
 
 def test_overrides_are_typed_and_checked() -> None:
