@@ -774,11 +774,7 @@ class BoxedSlices(Dataset):  # type: ignore[type-arg]
 
                 case = synthetic_mri_case(s.synthetic_seed, malignant=bool(s.targets[0]),
                                           n_slices=self.n_slices, size=max(h, w))
-                z0, z1 = case["lesion_box"][:2]
-                sl = case["volume"][(z0 + z1 - 1) // 2].astype(np.float32)
-                lo, hi = np.percentile(sl, [0.5, 99.5])
-                img = np.clip((sl - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
-                hit = _base_resize(img, (h, w), "stretch")
+                hit = _mri_lesion_slice(case, (h, w))
                 self.cache.put(key, hit)
             box = s.box  # generated at the input size (square) -> scale to (h, w)
             if box is not None:
@@ -862,22 +858,34 @@ def _paired_manifest(cfg: TrainConfig) -> PairedLesions:
                          cache=DecodedCache(cfg.data.cache), source=str(path))
 
 
+def _mri_lesion_slice(case: dict[str, Any], size: tuple[int, int]) -> NDArray[np.uint8]:
+    """The slice through the lesion centre, 0.5-99.5 percentile window, uint8, resized."""
+    z0, z1 = case["lesion_box"][:2]
+    sl = case["volume"][(z0 + z1 - 1) // 2].astype(np.float32)
+    lo, hi = np.percentile(sl, [0.5, 99.5])
+    img = np.clip((sl - lo) / max(float(hi - lo), 1e-6) * 255.0, 0, 255).astype(np.uint8)
+    return _base_resize(img, size, "stretch")
+
+
 def _synthetic_mri(cfg: TrainConfig) -> BoxedSlices:
     from engine.data.synthetic import MRI_TASKS, synthetic_mri_case
 
     d = cfg.data
-    h, w = d.image_size
+    h, w = int(d.image_size[0]), int(d.image_size[1])
+    cache = DecodedCache(d.cache)
     samples: list[BoxedSample] = []
     for i in range(d.synthetic_n):
         seed = d.synthetic_seed + i
-        # labels and box come from the generator (cheap at the input size; slices cached on warm)
+        # labels and box come from the generator; the slice is cached at once (generated once)
         case = synthetic_mri_case(seed, malignant=bool(i % 2), n_slices=d.synthetic_slices, size=max(h, w))
         _, _, x0, y0, x1, y1 = case["lesion_box"]
-        samples.append(BoxedSample(f"synthetic://mri/{seed}", "malignant" if i % 2 else "benign", f"syn-{seed}",
+        path = f"synthetic://mri/{seed}"
+        samples.append(BoxedSample(path, "malignant" if i % 2 else "benign", f"syn-{seed}",
                                    (float(x0), float(y0), float(x1), float(y1)),
                                    tuple(int(case["labels"][t]) for t in MRI_TASKS), seed))
+        cache.put((path, ((h, w), d.synthetic_slices)), _mri_lesion_slice(case, (h, w)))
     return BoxedSlices(samples, ["benign", "malignant"], Transform.from_config(cfg), seed=cfg.train.seed,
-                       cache=DecodedCache(d.cache), source="SYNTHETIC engine.data.synthetic.synthetic_mri_case",
+                       cache=cache, source="SYNTHETIC engine.data.synthetic.synthetic_mri_case",
                        n_slices=d.synthetic_slices)
 
 

@@ -207,7 +207,9 @@ def test_qi_algorithm1_through_fit(tmp_path: Path) -> None:
         if model.last_losses:
             branches.add(model.last_losses["with_cam"])
 
-    res = fit(model, ds.subset(range(8), train=True), ds.subset(range(8), train=False), cfg=cfg, progress=spy)
+    five = load_dataset(cfg.override(["data.resize=shorter_side", "data.eval_crops=5"]))
+    assert five[0][0].shape == (5, 3, 75, 75)  # Qi's multi-input prediction at validation
+    res = fit(model, ds.subset(range(8), train=True), five.subset(range(4), train=False), cfg=cfg, progress=spy)
     losses = [h["train_loss"] for h in res.history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert not _same(sn0, _snapshot(model.sn)) and not _same(mt0, _snapshot(model.mt))  # both nets trained
