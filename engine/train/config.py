@@ -49,8 +49,12 @@ class DataConfig:
 
     Attributes:
         kind: ``image_folder_csv`` (folder + CSV image,label[,group][,mask]),
-            ``manifest`` (CSV path,modality,label[,group,x0,y0,x1,y1]) or ``study``
-            (a breast-reader study folder, :mod:`engine.cases`).
+            ``manifest`` (CSV path,modality,label[,group,x0,y0,x1,y1]), ``study``
+            (a breast-reader study folder, :mod:`engine.cases`), or the paper-specific kinds
+            (:func:`engine.train.data.load_paper_dataset`): ``paired_manifest`` (CSV
+            mg_path,us_path,label[,group]: Habib MG+US pairs), ``boxed_manifest`` (CSV
+            path,label + the five MRI task columns [,group,x0,y0,x1,y1]), ``synthetic_paired``
+            and ``synthetic_mri`` (SYNTHETIC).
         path: The folder (image_folder_csv, study) or the manifest CSV.
         labels: CSV file name inside ``path`` (image_folder_csv only).
         classes: Class names, negative first (default: ``benign, malignant`` when the
@@ -112,7 +116,8 @@ class DataConfig:
 
 #: Dataset kinds: the three image sources plus the paired / boxed kinds of the paper-specific
 #: procedures (Habib 2020 MG+US pairs, MRI lesion boxes; see :mod:`engine.train.data`).
-DATA_KINDS = ("image_folder_csv", "manifest", "study", "paired_manifest", "synthetic_paired", "synthetic_mri")
+DATA_KINDS = ("image_folder_csv", "manifest", "study", "paired_manifest", "synthetic_paired", "synthetic_mri",
+              "boxed_manifest")
 SYNTHETIC_KINDS = ("synthetic_paired", "synthetic_mri")
 
 

@@ -488,7 +488,7 @@ def load_dataset(cfg: TrainConfig, *, train: bool = False) -> Any:
         ConfigError: missing folder/file, unknown label, one class only.
         CaseFormatError: malformed CSV (names the file and row), listed images missing.
     """
-    if cfg.data.kind in ("synthetic_paired", "synthetic_mri", "paired_manifest"):
+    if cfg.data.kind in ("synthetic_paired", "synthetic_mri", "paired_manifest", "boxed_manifest"):
         return load_paper_dataset(cfg, train=train)
     if not cfg.data.path:
         raise ConfigError("data.path is empty; point it at an image folder, manifest CSV or study")
@@ -889,6 +889,38 @@ def _synthetic_mri(cfg: TrainConfig) -> BoxedSlices:
                        n_slices=d.synthetic_slices)
 
 
+def _boxed_manifest(cfg: TrainConfig) -> BoxedSlices:
+    from engine.models.mri_attention import MRI_OUTPUTS
+
+    path = Path(cfg.data.path)
+    rows = _read_csv(path, ("path", "label", *MRI_OUTPUTS))
+    samples: list[BoxedSample] = []
+    line_nos: list[int] = []
+    for n, r in enumerate(rows, start=2):
+        lab = cfg.data.label_map.get(r["label"], r["label"])
+        if lab in cfg.data.ignore_labels:
+            continue
+        targets = []
+        for t in MRI_OUTPUTS:
+            if r[t] not in ("0", "1"):
+                raise CaseFormatError(path, f"column {t} must be 0 or 1, got {r[t]!r}", row=n)
+            targets.append(int(r[t]))
+        box = None
+        if all(r.get(k) for k in ("x0", "y0", "x1", "y1")):
+            x0, y0, x1, y1 = (_float(r[k], path, n, k) for k in ("x0", "y0", "x1", "y1"))
+            if x1 <= x0 or y1 <= y0:
+                raise CaseFormatError(path, f"box {(x0, y0, x1, y1)} needs x1 > x0 and y1 > y0", row=n)
+            box = (x0, y0, x1, y1)
+        p = Path(r["path"]).expanduser()
+        p = p if p.is_absolute() else path.parent / p
+        samples.append(BoxedSample(str(p.resolve()), lab, r.get("group") or r["path"], box, tuple(targets)))
+        line_nos.append(n)
+    _missing_files([Sample(s.path, s.label, s.group) for s in samples], line_nos, path)
+    classes = _infer_classes([s.label for s in samples], cfg.data.classes, str(path))
+    return BoxedSlices(samples, classes, Transform.from_config(cfg), seed=cfg.train.seed,
+                       cache=DecodedCache(cfg.data.cache), source=str(path))
+
+
 def load_paper_dataset(cfg: TrainConfig, *, train: bool = False) -> PairedLesions | BoxedSlices:
     """The paired (Habib 2020) and boxed (MRI 2019) kinds of ``cfg.data.kind``.
 
@@ -896,6 +928,9 @@ def load_paper_dataset(cfg: TrainConfig, *, train: bool = False) -> PairedLesion
       malignant, seeds ``synthetic_seed + i``), group = the lesion.
     * ``paired_manifest``: CSV ``mg_path,us_path,label[,group]`` (paths relative to it).
     * ``synthetic_mri``: SYNTHETIC lesion slices with their box and the five task labels.
+    * ``boxed_manifest``: CSV ``path,label,malignant,mammary_gland,other_benign,idc,
+      other_malignant[,group,x0,y0,x1,y1]`` (2-D slices; the box in the image's pixels; rows
+      without a box add no attention term).
 
     Raises:
         ConfigError / CaseFormatError: as :func:`load_dataset`.
@@ -907,6 +942,10 @@ def load_paper_dataset(cfg: TrainConfig, *, train: bool = False) -> PairedLesion
         ds: PairedLesions | BoxedSlices = _synthetic_paired(cfg)
     elif cfg.data.kind == "synthetic_mri":
         ds = _synthetic_mri(cfg)
+    elif cfg.data.kind == "boxed_manifest":
+        if not cfg.data.path:
+            raise ConfigError("data.path is empty; point it at the boxed manifest CSV")
+        ds = _boxed_manifest(cfg)
     else:
         if not cfg.data.path:
             raise ConfigError("data.path is empty; point it at the paired manifest CSV (mg_path,us_path,label)")

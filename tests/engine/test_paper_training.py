@@ -283,3 +283,24 @@ def test_mri_training_step_without_boxes_and_bad_select() -> None:
     assert float(boxed) > float(skipped)  # the attention term is added
     with pytest.raises(ConfigError, match="train.select"):
         _cfg(train={"select": ["auc_x"]})
+
+
+def test_boxed_manifest_scales_boxes_and_checks_tasks(tmp_path: Path) -> None:
+    head = "path,label,malignant,mammary_gland,other_benign,idc,other_malignant,group,x0,y0,x1,y1"
+    rows = [head]
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"s{i}.png"), np.full((100, 200), 30 * i, np.uint8))
+        mal = i % 2
+        box = "20,10,60,50" if i < 3 else ",,,"
+        rows.append(f"s{i}.png,{'malignant' if mal else 'benign'},{mal},{1 - mal},0,{mal},0,P{i},{box}")
+    (tmp_path / "mri.csv").write_text("\n".join(rows) + "\n")
+    cfg = _cfg(data={"kind": "boxed_manifest", "path": str(tmp_path / "mri.csv"), "image_size": [50, 50],
+                     "grayscale": True})
+    ds = load_dataset(cfg)
+    x, t, b = ds[1]
+    assert x.shape == (1, 50, 50) and t.tolist() == [1, 0, 0, 1, 0]
+    assert b.tolist() == pytest.approx([5.0, 5.0, 15.0, 25.0])  # 200x100 image -> 50x50 input
+    assert ds[3][2].tolist() == [-1.0] * 4  # no box: no attention term
+    (tmp_path / "bad.csv").write_text(head + "\ns0.png,benign,0,1,0,2,0,P0,,,,\n")
+    with pytest.raises(Exception, match="idc must be 0 or 1"):
+        load_dataset(cfg.override([f"data.path={json.dumps(str(tmp_path / 'bad.csv'))}"]))
