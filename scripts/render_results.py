@@ -159,6 +159,12 @@ BUSI has no patient ids, so the image is the lesion unit (CV may be optimistic).
         for s, v in an["scales"].items():
             tp, fp, tn, fn = v["confusion_total"]
             out.append(f"| ×{s} | {v['n_pos']} | {v['n_neg']} | {_mci(v['mean_ci'])} | {tp} | {fp} | {tn} | {fn} |")
+        out.append("\n**Reading.** With 72 positive patches per scale, a network trained from scratch for "
+                   f"{next(iter(an['scales'].values()))['epochs']} epochs on the CPU ranks abnormal tissue only "
+                   "slightly above chance (fold AUCs vary widely) and, at the fixed 0.5 threshold, calls nothing "
+                   "abnormal (TP = 0): the counts show an under-trained classifier, not An et al.'s Table 2 "
+                   "(which used full-field FFDM data and far longer training). A longer/GPU run of the same "
+                   "command is needed before comparing magnifications.")
         out.append(_footer(an))
     else:
         out.append(_missing("an_patches", "python scripts/reproduce_results.py run an_patches --folds 3 --epochs 8"))
