@@ -18,7 +18,8 @@ def _load(name: str) -> dict[str, Any] | None:
 
 
 def _mci(m: list[float]) -> str:
-    return f"{m[0]:.3f} ± {(m[2] - m[1]) / 2:.3f} ({m[1]:.3f}–{m[2]:.3f})"
+    """mean ± half-width (CI clipped to [0, 1] for display: with 3 folds the t-interval can overflow)."""
+    return f"{m[0]:.3f} ± {(m[2] - m[1]) / 2:.3f} ({max(m[1], 0.0):.3f}–{min(m[2], 1.0):.3f})"
 
 
 def _footer(d: dict[str, Any]) -> str:
@@ -163,7 +164,7 @@ BUSI has no patient ids, so the image is the lesion unit (CV may be optimistic).
                    f"{next(iter(an['scales'].values()))['epochs']} epochs on the CPU ranks abnormal tissue only "
                    "slightly above chance (fold AUCs vary widely) and, at the fixed 0.5 threshold, calls nothing "
                    "abnormal (TP = 0): the counts show an under-trained classifier, not An et al.'s Table 2 "
-                   "(which used full-field FFDM data and far longer training). A longer/GPU run of the same "
+                   "(their data and training budget were far larger). A longer/GPU run of the same "
                    "command is needed before comparing magnifications.")
         out.append(_footer(an))
     else:
