@@ -14,6 +14,16 @@ import torch
 from engine.saliency.base import SaliencyMethod
 
 
+def _window_centres_in_breast(img: np.ndarray, patch: int, grid: tuple[int, ...]) -> np.ndarray:
+    """``grid``-shaped 0/1 array: whether each stride-64 window's centre lies inside the breast."""
+    from engine.models.an import MAP_STRIDE, breast_mask
+
+    mask = breast_mask(img)
+    rows = np.minimum(np.arange(grid[0]) * MAP_STRIDE + patch // 2, img.shape[0] - 1)
+    cols = np.minimum(np.arange(grid[1]) * MAP_STRIDE + patch // 2, img.shape[1] - 1)
+    return mask[np.ix_(rows, cols)].astype(np.float32)
+
+
 class EntropySaliency(SaliencyMethod):
     """Entropy-gradient saliency, optionally masked by a heatmap ``(h, w)``."""
 
@@ -38,7 +48,13 @@ class EntropySaliency(SaliencyMethod):
         try:
             if isinstance(m, AnPatchClassifier) and patch is not None and max(x.shape[-2:]) > patch:
                 img = x[0, 0].detach().cpu().numpy()
-                heat = self.heatmap if self.heatmap is not None else local_map_dense(m, img)
+                if self.heatmap is not None:
+                    heat = self.heatmap
+                else:
+                    heat = local_map_dense(m, img)
+                    # The classifier never saw film background in training and can fire there;
+                    # An et al. only read the breast, so windows centred outside it do not count.
+                    heat = heat * _window_centres_in_breast(img, patch, heat.shape)
                 return torch.from_numpy(pixel_saliency(m, img, heat))
             with torch.enable_grad():
                 sal, _ = entropy_gradient(m, x)  # type: ignore[arg-type]

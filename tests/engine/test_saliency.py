@@ -143,3 +143,25 @@ def test_gradcam_head_only_path_equals_full_backward() -> None:
         full = GradCAMSaliency(model, head_only=False)(x)
         assert np.allclose(fast.map, full.map, atol=1e-4)
         assert count_hooks(model) == 0
+
+
+def test_entropy_saliency_ignores_film_background() -> None:
+    """Windows centred outside the breast do not contribute (An et al. read only the breast)."""
+    import numpy as np
+    import torch
+
+    from engine.models import get_model
+    from engine.saliency.entropy import EntropySaliency
+
+    torch.manual_seed(0)
+    model = get_model("an_patch_classifier")
+    with torch.no_grad():  # every window "finding": without the breast mask the background would light up
+        model.head[-1].bias.copy_(torch.tensor([-4.0, 4.0]))
+    rng = np.random.default_rng(0)
+    img = 0.05 + 0.01 * rng.standard_normal((512, 768)).astype(np.float32)  # film base with grain
+    img[:, :384] = 0.5 + 0.1 * rng.standard_normal((512, 384)).astype(np.float32)  # breast: left half
+    sal = EntropySaliency(model).compute_map(torch.from_numpy(img)[None, None]).numpy()
+    assert sal.shape == img.shape
+    assert sal[:, :384].sum() > 0
+    # windows centred in the background start at column 448 (centre 576 > 384): nothing there
+    assert np.abs(sal[:, 576:]).sum() == 0
