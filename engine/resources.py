@@ -47,3 +47,14 @@ def resources_root() -> Path:
 def resource(*parts: str) -> Path:
     """Path of a bundled resource, e.g. ``resource("demo")`` or ``resource("models", "defaults.json")``."""
     return resources_root().joinpath(*parts)
+
+
+def resource_dir(name: str, env: str) -> Path:
+    """A bundled resource folder that the environment variable ``env`` may point elsewhere.
+
+    Args:
+        name: Folder under ``resources/`` (``"models"``, ``"demo"``).
+        env: Variable that overrides it (``BREAST_READER_MODELS``, ``BREAST_READER_DEMO``).
+    """
+    override = os.environ.get(env)
+    return Path(override) if override else resource(name)

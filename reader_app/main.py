@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from pathlib import Path
 
-from engine.resources import resource
+from engine.resources import resource_dir
 from typing import Any
 
 from engine.errors import BreastReaderError
@@ -25,10 +24,7 @@ PROG = "breast-reader"
 
 def demo_study_dir() -> Path:
     """The bundled demo study (``$BREAST_READER_DEMO`` overrides; PyInstaller bundles supported)."""
-    env = os.environ.get("BREAST_READER_DEMO")
-    if env:
-        return Path(env)
-    return resource("demo")
+    return resource_dir("demo", "BREAST_READER_DEMO")
 
 
 def demo_working_copy(src: Path | None = None) -> Path:

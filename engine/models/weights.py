@@ -35,12 +35,9 @@ DEFAULTS_FILE = "defaults.json"
 
 def models_root() -> Path:
     """Folder holding the shipped model folders (``$BREAST_READER_MODELS`` overrides)."""
-    env = os.environ.get("BREAST_READER_MODELS")
-    if env:
-        return Path(env)
-    from engine.resources import resource
+    from engine.resources import resource_dir
 
-    return resource("models")
+    return resource_dir("models", "BREAST_READER_MODELS")
 
 
 @dataclass
