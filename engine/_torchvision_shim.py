@@ -13,7 +13,11 @@ Call :func:`ensure` before the first ``import torchvision`` (``engine.models`` d
 
 from __future__ import annotations
 
-_LIB = None
+from typing import Any
+
+# The Library object must stay referenced: its schemas are removed when it is collected.
+# False once we decided no shim is needed (CUDA torch, or the ops already exist).
+_LIB: Any = None
 
 
 def ensure() -> None:
@@ -26,6 +30,7 @@ def ensure() -> None:
     if torch.version.cuda is not None:
         _LIB = False
         return
+    lib: Any
     try:
         lib = torch.library.Library("torchvision", "FRAGMENT")
         lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")

@@ -106,7 +106,8 @@ def breast_mask(img: np.ndarray) -> np.ndarray:
         hi = float(flat[-1])
     m = (a > bg + 0.08 * (hi - bg)).astype(np.uint8)
     k = max(3, (min(a.shape) // 100) | 1)
-    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))),
+                   np.uint8)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     if n <= 1:
         return m > 0
@@ -268,7 +269,8 @@ class AnPatchClassifier(BreastClassifier):
         for mod in self.modules():
             if isinstance(mod, nn.Conv2d):
                 nn.init.kaiming_normal_(mod.weight, mode="fan_in", nonlinearity="relu")
-                nn.init.zeros_(mod.bias)
+                if mod.bias is not None:
+                    nn.init.zeros_(mod.bias)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
