@@ -30,6 +30,10 @@ test: install
 	QT_QPA_PLATFORM=offscreen $(BIN)/lint-imports
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/python -m mypy engine
+
 test-slow: install
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m slow
 
