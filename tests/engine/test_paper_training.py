@@ -131,7 +131,9 @@ def test_habib_cli_train_synthetic_config(tmp_path: Path, capsys: pytest.Capture
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["epochs"] == 2 and out["n_train"] + out["n_val"] == 12
-    assert (tmp_path / "run" / "best_auc.pt").is_file() or out["best"] == {}
+    assert out["n_val"] == 3 and "val_auc" in out["last"]  # the fused score is validated each epoch
+    assert out["best"]["auc"]["path"] == str(tmp_path / "run" / "best_auc.pt")
+    assert (tmp_path / "run" / "best_auc.pt").is_file()
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ck["config"]["model"]["cfg"]["procedure"] == "two_step"
     split = json.loads((tmp_path / "run" / "split.json").read_text())
