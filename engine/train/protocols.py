@@ -181,12 +181,20 @@ def lesion_scores(
 ) -> tuple[list[str], NDArray[np.int64], NDArray[np.float64]]:
     """Per-lesion score = mean over the lesion's images (Habib et al. 2020 Sec. 4.1).
 
+    Multi-output models (``(N, K)`` scores, e.g. the MRI attention model's five sigmoid
+    outputs) are scored on task 0, malignancy: that is the binary question cross-validation
+    answers. Averaging all K tasks would mix in "mammary gland" or "IDC" probabilities.
+
     Returns:
         ``(group ids, truth per group (max over its images), mean score per group)`` in
         order of first appearance.
     """
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
+    if s.ndim == 2:
+        s = s[:, 0]
+    if y.ndim == 2:
+        y = y[:, 0]
     order: dict[str, list[int]] = {}
     for i, gid in enumerate(groups):
         order.setdefault(str(gid), []).append(i)

@@ -10,11 +10,11 @@ from engine.models import get_model, list_models, model_info
 torch.set_num_threads(1)
 
 # Smallest inputs each architecture accepts (valid convolutions / Inception stems need more).
-SIZES = {"an_patch_classifier": 256, "qi_mtnet": 75, "qi_snnet": 75, "an_heatmap_fcn": 32,
+SIZES = {"an_patch_classifier": 256, "qi_mtnet": 75, "qi_snnet": 75, "qi_mtnet_snnet_rem": 75, "an_heatmap_fcn": 32,
          "an_heatmap_fcn_local": 32}
 # Shallow copies of the two biggest nets keep the suite fast; the full depth is built in
 # test_models_full_depth (slow).
-CFG = {"qi_mtnet": {"repeats": (1, 1, 1)}}
+CFG = {"qi_mtnet": {"repeats": (1, 1, 1)}, "qi_mtnet_snnet_rem": {"repeats": (1, 1, 1), "pretrained": False}}
 
 
 def _output(model: torch.nn.Module, out: torch.Tensor) -> None:

@@ -127,3 +127,17 @@ def test_cross_validate_loo_and_split_on_blobs(tmp_path) -> None:  # type: ignor
     tok.cancel()
     with pytest.raises(Cancelled):
         cross_validate(cfg, ds, protocol="kfold", folds=2, model_factory=TinyNet, cancel=tok)
+
+
+def test_lesion_scores_of_multi_output_models_use_malignancy() -> None:
+    """(N, K) scores (MRI attention: malignancy + 4 categories) are scored on task 0."""
+    import numpy as np
+
+    from engine.train.protocols import lesion_scores
+
+    scores = np.array([[0.9, 0.0, 0.0, 0.0, 0.0], [0.7, 0.0, 0.0, 0.0, 0.0], [0.2, 1.0, 1.0, 1.0, 1.0]])
+    labels = np.array([[1, 0, 0, 1, 0], [1, 0, 0, 1, 0], [0, 1, 0, 0, 0]])
+    ids, truth, mean = lesion_scores(scores, labels, ["a", "a", "b"])
+    assert ids == ["a", "b"]
+    assert truth.tolist() == [1, 0]
+    assert mean.tolist() == pytest.approx([0.8, 0.2])
