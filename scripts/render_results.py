@@ -41,7 +41,9 @@ far below the papers' budgets. These are honest numbers for this code at this bu
 reproductions of the papers' figures, and they must not be compared with them one to one.
 Intervals are mean ± half-width of the Student-t 95 % CI over folds unless marked DeLong
 (pooled out-of-fold scores). Folds are stratified; mini-MIAS folds are grouped by patient;
-BUSI has no patient ids, so the image is the lesion unit (CV may be optimistic).
+BUSI has no patient ids, so the image is the lesion unit (CV may be optimistic). Wall times were
+measured while other engineers' jobs loaded the same 2 cores (load average 3–9), so they vary by
+up to 20× between identical steps and are not speed benchmarks.
 """]
 
     # 1. Shipped defaults -----------------------------------------------------------------
@@ -62,7 +64,19 @@ BUSI has no patient ids, so the image is the lesion unit (CV may be optimistic).
                            f"{v['auc_mean']:.3f} ± {(v['auc_ci95'][1] - v['auc_ci95'][0]) / 2:.3f} "
                            f"({v['auc_ci95'][0]:.3f}–{v['auc_ci95'][1]:.3f}) | {v['pooled_auc']:.3f} | "
                            f"features {mu['feature_s']:.0f} s |")
-            out.append(f"\nMulti-input rows: `{mu['command']}`.")
+            for S in (96, 160, 224):
+                fs = _load(f"us_multi_cv_{S}")
+                if fs:
+                    v = fs["C_grid"][str(fs["best_C"])]
+                    out.append(f"| frozen + logistic C={fs['best_C']} (best of {len(fs['C_grid'])}), multi-input {S} px | "
+                               f"{', '.join(f'{a:.3f}' for a in v['fold_auc'])} | "
+                               f"{v['auc_mean']:.3f} ± {(v['auc_ci95'][1] - v['auc_ci95'][0]) / 2:.3f} "
+                               f"({v['auc_ci95'][0]:.3f}–{v['auc_ci95'][1]:.3f}) | {v['pooled_auc']:.3f} | "
+                               f"features {fs['feature_s']:.0f} s |")
+            out.append(f"\nMulti-input rows: `{mu['command']}` (other sizes: same command with `--size S`). "
+                       "Sizes and C were chosen on these same folds — "
+                       f"{sum(len((_load(f'us_multi_cv_{S}') or {}).get('C_grid', {})) for S in (96, 160, 224)) + len(mu['C_grid'])} "
+                       "configurations — so the shipped figure carries a selection bias of maybe 0.01.")
         spec_f = MODELS / "us_effnet_lite0_busi" / "spec.json"
         if spec_f.is_file():
             m = json.loads(spec_f.read_text())["metrics"]

@@ -55,6 +55,14 @@ def _us_comparison() -> tuple[str, int]:
             mci = v["mean_ci"]
             rows.append(f"| squashed 224 px, {k} | {mci[0]:.3f} ({mci[1]:.3f}–{mci[2]:.3f}) | {v['pooled_auc']:.3f} |")
             n += 1
+    for S in (96, 160, 224):  # other crop sizes tried with the multi-input recipe (best C each)
+        f = res / f"us_multi_cv_{S}.json"
+        if f.is_file():
+            d = json.loads(f.read_text())
+            v = d["C_grid"][str(d["best_C"])]
+            rows.append(f"| frozen + logistic C={d['best_C']}, multi-input {S} px | {v['auc_mean']:.3f} "
+                        f"({_ci(v['auc_ci95'])}) | {v['pooled_auc']:.3f} |")
+            n += len(d["C_grid"])
     f = res / "us_multi_cv.json"
     if f.is_file():
         d = json.loads(f.read_text())
@@ -127,7 +135,7 @@ goal and was not affordable here.
   measures the model again on BUSI images it has never seen.
 - Trained on whole images including calipers/annotations burnt into some BUSI images; the model
   may use such marks.
-- Grad-CAM is coarse (5×5 cells at 160 px) and computed on the centre crop
+- Grad-CAM is coarse (4×4 cells at 128 px) and computed on the centre crop
   (`docs/model-cards/`).
 - Not calibrated to any clinical prevalence; the threshold favours sensitivity (F2).
 {_common_tail(spec)}"""
