@@ -73,6 +73,14 @@ up to 20× between identical steps and are not speed benchmarks.
                                f"{v['auc_mean']:.3f} ± {(v['auc_ci95'][1] - v['auc_ci95'][0]) / 2:.3f} "
                                f"({v['auc_ci95'][0]:.3f}–{v['auc_ci95'][1]:.3f}) | {v['pooled_auc']:.3f} | "
                                f"features {fs['feature_s']:.0f} s |")
+            mt = _load("us_multi_tail_cv")
+            if mt:
+                out.append(f"| multi-input {mt['size']} px + tail fine-tune (blocks {mt['split']}–15 + head, "
+                           f"{mt['cfg']['epochs']} epochs) | {', '.join(f'{a:.3f}' for a in mt['fold_auc'])} | "
+                           f"{mt['auc_mean']:.3f} ± {(mt['auc_ci95'][1] - mt['auc_ci95'][0]) / 2:.3f} "
+                           f"({mt['auc_ci95'][0]:.3f}–{mt['auc_ci95'][1]:.3f}) | {mt['pooled_auc']:.3f} | "
+                           f"cache {mt['cache_s']:.0f} s + {mt['train_s']:.0f} s |")
+                out.append(f"\nTail row: `{mt['command']}`.")
             out.append(f"\nMulti-input rows: `{mu['command']}` (other sizes: same command with `--size S`). "
                        "Sizes and C were chosen on these same folds — "
                        f"{sum(len((_load(f'us_multi_cv_{S}') or {}).get('C_grid', {})) for S in (96, 160, 224)) + len(mu['C_grid'])} "
