@@ -55,6 +55,10 @@ class WeightsMismatchError(BreastReaderError):
     """Weights do not fit the model they are loaded into (architecture, classes, checksum)."""
 
 
+class BoxRequiredError(BreastReaderError):
+    """A lesion-region model was asked to score an image without a reader's box."""
+
+
 class Cancelled(BreastReaderError):
     """A long job was cancelled through its :class:`engine.progress.CancelToken`."""
 

@@ -22,7 +22,7 @@ Scores are research decision support, not a diagnosis.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.errors import ModelNotFoundError
+from engine.errors import BoxRequiredError, ModelNotFoundError
 from engine.io.types import LoadedImage
 from engine.models.weights import WeightsSpec, default_weights, load_weights, resolve_weights_dir
 from engine.saliency import SaliencyMap, get_saliency
+from engine.saliency.base import normalise
 
 Box = tuple[float, float, float, float]
 
@@ -210,8 +211,33 @@ class Predictor:
             logits = self.model(batch.to(self.device))
         return self.model.malignancy(logits.float()).float().cpu()
 
+    def _box_for_model(self, box: Box | None) -> Box | None:
+        """The box this model should see, from ``spec.extra["needs_box"]``.
+
+        A whole-image model (``needs_box`` false) ignores a reader's box: it was trained on
+        whole images, and a crop would be out of distribution (a BUSI case scored 0.96 whole
+        but 0.06 cropped). A lesion model (``needs_box`` true) refuses to run without one.
+
+        Raises:
+            BoxRequiredError: the model scores a lesion region and no box was given.
+        """
+        needs = self.spec.extra.get("needs_box")
+        if needs is False:
+            return None
+        if needs and box is None:
+            raise BoxRequiredError(
+                f"model {self.name} scores the lesion inside a reader's box; draw a box or give "
+                "x0,y0,x1,y1 (pixels) in the manifest"
+            )
+        return box
+
     def predict(self, image: LoadedImage | np.ndarray, box: Box | None = None, frame: int | None = None) -> float:
-        """Probability of malignancy in [0, 1] of one image (in the box when given)."""
+        """Probability of malignancy in [0, 1] of one image (in the box when given).
+
+        Raises:
+            BoxRequiredError: a lesion-box model was called without a box.
+        """
+        box = self._box_for_model(box)
         p = self.prepare(image, box, frame)
         if p.tensor.ndim == 4:  # Qi five crops: average
             return float(self._scores(p.tensor).mean())
@@ -227,6 +253,7 @@ class Predictor:
             raise ValueError("boxes must match images")
         if self.spec.extra.get("multi_input"):
             return [self.predict(im, b) for im, b in zip(images, bx)]
+        bx = [self._box_for_model(b) for b in bx]
         out: list[float] = []
         for i in range(0, len(images), batch_size):
             ts = [self.prepare(im, b).tensor for im, b in zip(images[i:i + batch_size], bx[i:i + batch_size])]
@@ -258,21 +285,40 @@ class Predictor:
             if not methods:
                 raise ValueError(f"model {self.spec.model} has no saliency method")
             method = methods[0]
+        box = self._box_for_model(box)
         p = self.prepare(image, box, frame)
-        multi = p.tensor.ndim == 4
-        if multi:
-            # Qi five crops: the map is taken on the whole region resized to the input size so
-            # that it maps back onto the image (the score still averages the five crops).
-            whole = replace(self.spec, extra={**self.spec.extra, "multi_input": False})
-            p = prepare_input(image, whole, box=box, frame=frame)
-        x = p.tensor
         x0, y0, x1, y1 = p.region
         sm = get_saliency(method)(self.model)
-        sal = sm(x[None].to(self.device), out_shape=(y1 - y0, x1 - x0))
-        if sm.last_logits is not None and not multi:
-            score = float(self.model.malignancy(sm.last_logits.float())[0])
+        if p.tensor.ndim == 4:
+            # Qi five crops: a map per crop, placed where the crop came from and averaged
+            # where crops overlap -- the same inputs the score averages over.
+            from engine.models.qi import five_crop_layout
+
+            size = int(p.tensor.shape[-1])
+            (rh, rw), offsets = five_crop_layout((y1 - y0, x1 - x0), size)
+            acc = np.zeros((rh, rw), np.float32)
+            cnt = np.zeros((rh, rw), np.float32)
+            logits = []
+            for crop, (top, left) in zip(p.tensor, offsets):
+                part = sm(crop[None].to(self.device), out_shape=(size, size))
+                acc[top:top + size, left:left + size] += part.map
+                cnt[top:top + size, left:left + size] += 1.0
+                if sm.last_logits is not None:
+                    logits.append(sm.last_logits.float())
+            import cv2
+
+            canvas = cv2.resize(acc / np.maximum(cnt, 1.0), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            sal = SaliencyMap(normalise(canvas), sm.name, sm.layer)
+            if len(logits) == len(offsets):
+                score = float(self.model.malignancy(torch.cat(logits)).mean())
+            else:
+                score = self.predict(image, box, frame)
         else:
-            score = self.predict(image, box, frame)
+            sal = sm(p.tensor[None].to(self.device), out_shape=(y1 - y0, x1 - x0))
+            if sm.last_logits is not None:
+                score = float(self.model.malignancy(sm.last_logits.float())[0])
+            else:
+                score = self.predict(image, box, frame)
         m = sal.map[:, ::-1] if p.flipped else sal.map
         full = np.zeros(p.image_shape, np.float32)
         full[y0:y1, x0:x1] = m

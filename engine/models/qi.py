@@ -194,15 +194,26 @@ def resize_shorter_side(img: torch.Tensor, size: int = QI_INPUT) -> torch.Tensor
     return F.interpolate(img[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)[0]
 
 
+def five_crop_layout(shape: tuple[int, int], size: int = QI_INPUT) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """Where :func:`five_crops` takes its crops from an image of ``shape`` (rows, cols).
+
+    Returns:
+        ``((rows, cols) after resizing the shorter side to size, [(top, left) of each crop]``.
+    """
+    h, w = shape
+    s = size / min(h, w)
+    nh, nw = max(size, round(h * s)), max(size, round(w * s))
+    starts = torch.linspace(0, max(nh, nw) - size, 5).round().long().tolist()
+    if nw >= nh:
+        return (nh, nw), [(0, int(v)) for v in starts]
+    return (nh, nw), [(int(v), 0) for v in starts]
+
+
 def five_crops(img: torch.Tensor, size: int = QI_INPUT) -> torch.Tensor:
     """Five uniformly spaced ``size x size`` crops along the longer side -> ``(5, C, size, size)``."""
     x = resize_shorter_side(img, size)
-    h, w = x.shape[-2:]
-    long_len = max(h, w)
-    starts = torch.linspace(0, long_len - size, 5).round().long().tolist()
-    if w >= h:
-        return torch.stack([x[:, :, s:s + size] for s in starts])
-    return torch.stack([x[:, s:s + size, :] for s in starts])
+    _, offsets = five_crop_layout((int(img.shape[-2]), int(img.shape[-1])), size)
+    return torch.stack([x[:, t:t + size, l:l + size] for t, l in offsets])
 
 
 def random_crop(img: torch.Tensor, size: int = QI_INPUT, rng: random.Random | None = None) -> torch.Tensor:

@@ -136,3 +136,67 @@ def test_qi_multi_input_spec_averages_five_crops(root: Path) -> None:
     assert pred.predict_batch([_img(px)]) == pytest.approx([p], abs=1e-6)
     score, sal = pred.analyse(_img(px), "cam")
     assert score == pytest.approx(p, abs=1e-5) and sal.map.shape == (90, 150)
+
+
+def _weights_with(root: Path, name: str, extra: dict) -> Path:
+    torch.manual_seed(0)
+    spec = WeightsSpec(name=name, model="habib_basic_cnn", model_cfg={"in_chans": 1}, modality="US",
+                       input_size=[32, 32], in_chans=1, mean=[0.5], std=[0.25], class_names=["malignant"],
+                       init="random (test)", extra=extra)
+    return save_weights(get_model("habib_basic_cnn", in_chans=1), spec, root / name)
+
+
+def test_whole_image_model_ignores_a_readers_box(root: Path) -> None:
+    pred = Predictor(_weights_with(root, "whole", {"needs_box": False}))
+    px = (np.random.default_rng(1).random((90, 120)) * 255).astype(np.uint8)
+    box = (10, 10, 40, 40)
+    assert pred.predict(_img(px), box) == pytest.approx(pred.predict(_img(px)))
+    assert pred.predict_batch([_img(px)], [box]) == pytest.approx([pred.predict(_img(px))])
+    assert pred.saliency(_img(px), "gradcam", box=box).box is None  # map over the whole image
+
+
+def test_lesion_model_refuses_to_score_without_a_box(root: Path) -> None:
+    from engine.errors import BoxRequiredError
+
+    pred = Predictor(_weights_with(root, "lesion", {"needs_box": True}))
+    px = np.zeros((64, 64), np.uint8)
+    with pytest.raises(BoxRequiredError, match="draw a box"):
+        pred.predict(_img(px))
+    assert 0.0 <= pred.predict(_img(px), (10, 10, 30, 30)) <= 1.0
+
+
+@pytest.mark.parametrize("shape", [(40, 100), (100, 40), (50, 50)])
+def test_five_crop_layout_matches_five_crops(shape: tuple[int, int]) -> None:
+    from engine.models.qi import five_crop_layout, five_crops, resize_shorter_side
+
+    img = torch.arange(shape[0] * shape[1], dtype=torch.float32).reshape(1, *shape)
+    crops = five_crops(img, 32)
+    (rh, rw), offsets = five_crop_layout(shape, 32)
+    resized = resize_shorter_side(img, 32)
+    assert tuple(resized.shape[-2:]) == (rh, rw)
+    for crop, (t, l) in zip(crops, offsets):
+        assert torch.equal(crop, resized[:, t:t + 32, l:l + 32])
+    ends = [max(t, l) + 32 for t, l in offsets]
+    assert max(ends) == max(rh, rw) and min(max(t, l) for t, l in offsets) == 0  # crops span the long side
+
+
+def test_five_crop_saliency_lands_where_each_crop_came_from(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a saliency 'method' that returns the input itself, the placed map must reproduce the
+    image: a crop placed at the wrong offset (or one crop stretched over all) would not."""
+    import engine.inference as inf
+    from engine.saliency.base import SaliencyMethod
+
+    class Identity(SaliencyMethod):
+        name = "identity"
+
+        def compute_map(self, x: torch.Tensor) -> torch.Tensor:
+            return x[0, 0]
+
+    monkeypatch.setattr(inf, "get_saliency", lambda method: Identity)
+    pred = Predictor(_weights_with(root, "five", {"multi_input": True}))
+    yy, xx = np.mgrid[0:60, 0:200]
+    px = (127 + 120 * np.sin(xx / 9.0) * np.cos(yy / 13.0)).astype(np.uint8)  # structure along the long side
+    smap = pred.saliency(_img(px), "identity")
+    assert smap.map.shape == px.shape
+    r = np.corrcoef(smap.map.ravel(), px.astype(np.float32).ravel())[0, 1]
+    assert r > 0.97
