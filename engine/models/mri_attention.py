@@ -7,11 +7,17 @@ mask down-sampled to the feature grid; features are pooled with the attention we
 ``x_k = sum_ij p_ij f_kij / sum_ij p_ij``; one dense layer gives five sigmoid outputs:
 malignancy, mammary gland (normal tissue), other benign lesion, IDC, other malignant lesion.
 The attention map, resized to the slice, is the model's explanation (Fig. 4).
+
+The trunk is selectable (``backbone``: ``"resnet50"`` — the paper — or the smaller
+``"resnet18"`` / ``"resnet34"``, whose last stage has 512 channels instead of 2048); the
+attention 1x1 convolution, Eq. 2 pooling and the five outputs are the same for every trunk.
+``mri_attention_resnet18`` is registered for smaller shipped weights (the paper uses ResNet-50).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,10 +30,51 @@ from engine.models.registry import register_model
 PAPER = "MRI supervised attention (ResNet-50 + 1x1-conv attention, Eq. 2), JFR 2018 challenge, 2019"
 MRI_OUTPUTS = ("malignant", "mammary_gland", "other_benign", "idc", "other_malignant")
 MRI_INPUT_SIZE = (240, 345)
+PAPER_R18 = PAPER + "; ResNet-18 backbone variant (smaller shipped weights); the paper uses ResNet-50"
+
+#: Supported trunks -> (torchvision constructor, weights enum, channels of the last stage).
+MRI_BACKBONES: dict[str, tuple[str, str, int]] = {
+    "resnet18": ("resnet18", "ResNet18_Weights", 512),
+    "resnet34": ("resnet34", "ResNet34_Weights", 512),
+    "resnet50": ("resnet50", "ResNet50_Weights", 2048),
+}
+
+
+def mri_backbone(backbone: str, *, pretrained: bool = True) -> tuple[Any, str, int]:
+    """Torchvision ResNet trunk for :class:`MRIAttentionNet`; ImageNet weights only from the local cache.
+
+    Args:
+        backbone: A key of :data:`MRI_BACKBONES`.
+        pretrained: Load the local torchvision ImageNet checkpoint if present (never downloaded).
+
+    Returns:
+        ``(resnet, init_description, channels of layer4)``.
+
+    Raises:
+        ValueError: Unknown backbone.
+    """
+    if backbone not in MRI_BACKBONES:
+        raise ValueError(f"unknown MRI backbone {backbone!r}; choose one of {', '.join(sorted(MRI_BACKBONES))}")
+    fn_name, enum_name, channels = MRI_BACKBONES[backbone]
+    if backbone == "resnet50":
+        r, init = torchvision_backbone("resnet50", pretrained=pretrained)
+        return r, init, channels
+    import torchvision.models as tvm
+
+    r = getattr(tvm, fn_name)(weights=None)
+    if not pretrained:
+        return r, "random (from scratch)", channels
+    ckdir = Path(torch.hub.get_dir()) / "checkpoints"
+    for w in getattr(tvm, enum_name):
+        f = ckdir / Path(w.url).name
+        if f.is_file():
+            r.load_state_dict(torch.load(f, map_location="cpu", weights_only=True))
+            return r, f"ImageNet (torchvision {f.name}, local cache)", channels
+    return r, f"random (no ImageNet {backbone} checkpoint in the local torch cache; nothing downloaded)", channels
 
 
 class MRIAttentionNet(BreastClassifier):
-    """ResNet-50 trunk + supervised attention + attention-weighted pooling + 5 sigmoid outputs."""
+    """ResNet trunk (ResNet-50 in the paper) + supervised attention + Eq. 2 pooling + 5 sigmoid outputs."""
 
     output_activation = "sigmoid"
     malignant_index = 0
@@ -35,15 +82,17 @@ class MRIAttentionNet(BreastClassifier):
     min_input_size = 64
 
     def __init__(self, *, in_chans: int = 1, pretrained: bool = True, gray: str = "replicate",
-                 num_outputs: int = 5) -> None:
-        r, init = torchvision_backbone("resnet50", pretrained=pretrained)
+                 num_outputs: int = 5, backbone: str = "resnet50") -> None:
+        r, init, channels = mri_backbone(backbone, pretrained=pretrained)
         super().__init__(in_chans=in_chans, num_outputs=num_outputs, init_description=init, gray=gray)
+        self.backbone = backbone
+        self.num_features = channels
         if in_chans == 1 and gray == "adapt":
             adapt_first_conv(r.conv1, 1)
         self.trunk = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, r.layer4)
-        self.attention = nn.Conv2d(2048, 1, 1)
+        self.attention = nn.Conv2d(channels, 1, 1)
         self.attention_out = nn.Identity()  # hook point: the (B, 1, h, w) attention map
-        self.fc = nn.Linear(2048, num_outputs)
+        self.fc = nn.Linear(channels, num_outputs)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
@@ -224,7 +273,32 @@ def mri_attention_resnet50(*, in_chans: int = 1, pretrained: bool = True, gray: 
 
     ``attention_weight`` / ``attention_balance`` configure :meth:`MRIAttentionNet.training_step`.
     """
-    net = MRIAttentionNet(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs)
+    return _build(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs,
+                  attention_weight=attention_weight, attention_balance=attention_balance, backbone="resnet50")
+
+
+@register_model("mri_attention_resnet18", family="mri_attention", paper=PAPER_R18, modalities=("MR",),
+                task="5 sigmoid outputs: malignancy, mammary gland, other benign, IDC, other malignant; "
+                     "ResNet-18 backbone variant (smaller shipped weights); the paper uses ResNet-50",
+                saliency=("attention", "gradcam"))
+def mri_attention_resnet18(*, in_chans: int = 1, pretrained: bool = True, gray: str = "replicate",
+                           num_outputs: int = 5, attention_weight: float = 1.0,
+                           attention_balance: bool = False, backbone: str = "resnet18") -> MRIAttentionNet:
+    """Supervised attention on a ResNet-18 trunk (512-channel features; ~11 M parameters vs ~24 M).
+
+    Same attention, Eq. 2 pooling and five outputs as :func:`mri_attention_resnet50`; a smaller
+    deviation from the paper's ResNet-50 chosen for the shipped weights' size. ``backbone`` may
+    also be ``"resnet34"`` (or ``"resnet50"``).
+    """
+    return _build(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs,
+                  attention_weight=attention_weight, attention_balance=attention_balance, backbone=backbone)
+
+
+def _build(*, in_chans: int, pretrained: bool, gray: str, num_outputs: int, attention_weight: float,
+           attention_balance: bool, backbone: str) -> MRIAttentionNet:
+    """Shared body of the registered builders."""
+    net = MRIAttentionNet(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs,
+                          backbone=backbone)
     net.attention_weight = float(attention_weight)
     net.attention_balance = bool(attention_balance)
     return net

@@ -47,6 +47,25 @@ def test_mri_default_is_marked_synthetic() -> None:
     assert read_spec(ROOT / DEFAULTS["MR"]).synthetic is True
 
 
+@pytest.mark.parametrize("name", FOLDERS)
+def test_shipped_weights_under_the_30_mb_file_limit(name: str) -> None:
+    assert (ROOT / name / "weights.pt").stat().st_size < 30e6
+
+
+def test_mri_default_is_the_resnet18_variant_and_loads() -> None:
+    """The MR default is the ResNet-18 attention variant (ResNet-50 weights were 47 MB) and scores a slice."""
+    if "MR" not in DEFAULTS:
+        pytest.skip("no MR default shipped")
+    from engine.data.synthetic import synthetic_mri_case
+    from engine.inference import load_predictor
+
+    assert read_spec(ROOT / DEFAULTS["MR"]).model == "mri_attention_resnet18"
+    pred = load_predictor("MR")
+    case = synthetic_mri_case(100001, malignant=True, n_slices=6, size=96)
+    p = pred.predict(case["volume"][3])
+    assert 0.0 <= float(p) <= 1.0
+
+
 def test_models_root_is_this_folder() -> None:
     assert models_root().resolve() == ROOT.resolve()
 

@@ -234,6 +234,29 @@ def test_boxes_to_mask_and_multitask_loss() -> None:
     assert net.attention.weight.grad is not None and float(net.attention.weight.grad.abs().sum()) > 0
 
 
+def test_mri_backbone_option_resnet18_34_and_50_unchanged() -> None:
+    """``backbone`` picks the trunk; the attention/Eq. 2/5-output head follows its channel count."""
+    from engine.models.mri_attention import MRIAttentionNet, attention_pool
+
+    torch.manual_seed(0)
+    r18 = get_model("mri_attention_resnet18", pretrained=False).eval()
+    assert r18.backbone == "resnet18" and r18.attention.in_channels == 512 and r18.fc.in_features == 512
+    r50 = get_model("mri_attention_resnet50", pretrained=False)
+    assert r50.backbone == "resnet50" and tuple(r50.attention.weight.shape) == (1, 2048, 1, 1)
+    assert sum(p.numel() for p in r18.parameters()) < 0.5 * sum(p.numel() for p in r50.parameters())
+    r34 = get_model("mri_attention_resnet18", pretrained=False, backbone="resnet34")
+    assert r34.backbone == "resnet34" and len(r34.trunk[-1]) == 3  # layer4 of ResNet-34: 3 blocks
+    x = torch.rand(2, 1, 64, 96)
+    with torch.no_grad():
+        f = r18.forward_features(x)
+        logits, att = r18.forward_with_attention(x)
+        assert f.shape == (2, 512, 2, 3) and att.shape == (2, 1, 2, 3)
+        assert torch.allclose(logits, r18.fc(attention_pool(f, r18.attention_map(f))), atol=1e-5)
+        assert torch.allclose(r18.forward_head(f), logits, atol=1e-5)
+    with pytest.raises(ValueError, match="backbone"):
+        MRIAttentionNet(pretrained=False, backbone="vgg16")
+
+
 def test_challenge_score_reproduces_table3_and_best_per_task() -> None:
     from engine.models.mri_attention import BestPerTask, challenge_score
 
