@@ -332,9 +332,14 @@ class AIService:
                 needs_box = _needs_box(pred)
                 if needs_box is False:
                     box = None  # trained on whole images: a reader's box would change what it sees
-                elif needs_box and box is None and ci.image_id not in res.per_image:
-                    res.errors.append(f"{ci.image_id}: no lesion box drawn; this model scores a box, "
-                                      "so the whole image was scored")
+                elif needs_box and box is None:
+                    if ci.image_id not in res.per_image:
+                        res.errors.append(f"{ci.image_id}: no lesion box drawn; this model scores the region "
+                                          "in a reader's box: draw one (B) to score this image")
+                    done += 1 + len(methods)
+                    continue
+                if frame is None and img.pixels.ndim == 3 and not img.is_rgb:
+                    frame = self._most_suspicious_slice(pred, img, box)
                 res.frames[ci.image_id] = frame
                 if ci.image_id not in res.per_image:
                     report(progress, done, total, f"scoring {ci.image_id}")
@@ -390,11 +395,23 @@ class AIService:
 
     @staticmethod
     def _region(case: Case, image_id: str, img: LoadedImage) -> tuple[tuple[float, ...] | None, int | None]:
-        """The reader's first lesion box on the image and, for a stack, its slice (None = middle)."""
+        """The reader's first lesion box on the image and, for a stack, its slice (None = not chosen)."""
         stack = img.pixels.ndim == 3 and not img.is_rgb
         for a in case.annotations_for(image_id):
             return a.bbox(), (a.frame if stack else None)
-        return None, (img.pixels.shape[0] // 2 if stack else None)
+        return None, None
+
+    @staticmethod
+    def _most_suspicious_slice(pred: Any, img: LoadedImage, box: Any) -> int:
+        """For a stack the reader has not annotated: the slice the model scores highest (the
+        engine reads an unannotated stack as its maximum over slices), else the middle one."""
+        fn = getattr(pred, "slice_scores", None)
+        if callable(fn):
+            try:
+                return int(np.argmax(np.asarray(fn(img, box))))
+            except (BreastReaderError, TypeError, ValueError, RuntimeError):
+                pass
+        return int(img.pixels.shape[0] // 2)
 
     @staticmethod
     def _saliency(pred: Any, img: LoadedImage, method: str, box: Any, res: AIResult, image_id: str,

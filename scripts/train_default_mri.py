@@ -54,7 +54,8 @@ def make_spec(model: str, model_cfg: dict, size: int):  # noqa: ANN201
         threshold=0.5, synthetic=True, init=f"random (from scratch; no offline ImageNet {trunk})",
         preprocess=(f"one axial slice; 0.5-99.5 percentile to [0,1]; resize {size}x{size} (bilinear, antialias); "
                     "(x-0.3)/0.25; gray replicated inside the model"),
-        extra={"orient": False, "trained_on": "SYNTHETIC engine.data.synthetic.synthetic_mri_case"},
+        extra={"orient": False, "needs_box": False,
+               "trained_on": "SYNTHETIC engine.data.synthetic.synthetic_mri_case"},
     )
 
 

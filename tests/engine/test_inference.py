@@ -200,3 +200,17 @@ def test_five_crop_saliency_lands_where_each_crop_came_from(root: Path, monkeypa
     assert smap.map.shape == px.shape
     r = np.corrcoef(smap.map.ravel(), px.astype(np.float32).ravel())[0, 1]
     assert r > 0.97
+
+
+def test_unannotated_stack_is_read_at_its_most_suspicious_slice(root: Path) -> None:
+    """An MR stack without a chosen slice scores max over slices, and the map is of that slice."""
+    pred = Predictor(_weights_with(root, "mr", {"needs_box": False}))
+    rng = np.random.default_rng(3)
+    stack = (rng.random((7, 40, 40)) * 255).astype(np.uint8)
+    img = LoadedImage(stack, ImageMeta(path="s", modality="MR"))  # type: ignore[arg-type]
+    per_slice = pred.slice_scores(img)
+    assert per_slice.shape == (7,)
+    assert per_slice == pytest.approx([pred.predict(img, frame=f) for f in range(7)], abs=1e-6)
+    best = int(np.argmax(per_slice))
+    assert pred.predict(img) == pytest.approx(float(per_slice.max()), abs=1e-6)
+    assert pred.saliency(img, "gradcam").extra["frame"] == best

@@ -206,6 +206,10 @@ def test_box_passed_only_to_models_that_score_a_box(study_dir):
     assert any("mg_cc: no lesion box drawn" in e for e in res.errors)
     case.annotations += [Annotation("mg_cc", "box", [[1, 2], [8, 9]]), Annotation("us_1", "box", [[1, 2], [8, 9]])]
     boxes.clear()
-    AIService(loader=load).score_case(case, imgs, ())
-    # images in case order: mg_cc (boxed), mg_mlo; the whole-image US model never sees a box
-    assert boxes == {"MG": [(1, 2, 8, 9), None], "US": [None, None]}
+    res = AIService(loader=load).score_case(case, imgs, ())
+    # images in case order: mg_cc (boxed) is scored in its box; mg_mlo has no box, so the lesion
+    # model does not score it (never a whole mammogram) and the reader is told why; the
+    # whole-image US model never sees a box
+    assert boxes == {"MG": [(1, 2, 8, 9)], "US": [None, None]}
+    assert "mg_mlo" not in res.per_image and "mg_cc" in res.per_image
+    assert any("mg_mlo: no lesion box drawn" in e and "draw one" in e for e in res.errors)
