@@ -135,7 +135,15 @@ if [[ -d "$demo" ]]; then
         if [[ $mod == MG ]]; then pat='mdb*'; else pat='[bm][ea][nl]i*'; fi
         mapfile -t inputs < <(find "$demo/cases" -maxdepth 2 -type f -name "$pat" \( -name '*.dcm' -o -name '*.png' \) | sort | head -n 3)
         [[ ${#inputs[@]} -gt 0 ]] || { fail "no $mod demo image to score"; continue; }
-        if "$dist/breast-engine" score --modality "$mod" --out "$tmp/score_$mod.csv" "${inputs[@]}" > "$tmp/score.log" 2>&1 \
+        # The MG default scores the region inside a reader's box: give it one via a manifest
+        # (the US default reads whole images).
+        if [[ $mod == MG ]]; then
+            { echo "path,modality,x0,y0,x1,y1"; for f in "${inputs[@]}"; do echo "$f,MG,400,400,600,600"; done; } > "$tmp/mg.csv"
+            args=(--manifest "$tmp/mg.csv")
+        else
+            args=(--modality "$mod" "${inputs[@]}")
+        fi
+        if "$dist/breast-engine" score --out "$tmp/score_$mod.csv" "${args[@]}" > "$tmp/score.log" 2>&1 \
             && awk -F, '{ sub(/\r$/, "") } NR>1 { n++; if ($NF !~ /^[0-9.eE-]+$/ || $NF < 0 || $NF > 1) bad++ } END { exit (n == 0 || bad > 0) }' "$tmp/score_$mod.csv"; then
             ok "breast-engine score ($mod default model): $(tail -n +2 "$tmp/score_$mod.csv" | tr -d '\r' | awk -F, '{printf "%s ", $NF}')"
         else
@@ -148,7 +156,8 @@ fi
 #     to identical pixels, hence one identical score (packaging/testdata/make_codec_samples.py)
 mapfile -t codecs < <(find "$repo/packaging/testdata" -name '*.dcm' | sort)
 if [[ ${#codecs[@]} -gt 0 ]]; then
-    if "$dist/breast-engine" score --modality MG --out "$tmp/codecs.csv" "${codecs[@]}" > "$tmp/codecs.log" 2>&1; then
+    { echo "path,modality,x0,y0,x1,y1"; for f in "${codecs[@]}"; do echo "$f,MG,8,8,40,56"; done; } > "$tmp/codecs_manifest.csv"
+    if "$dist/breast-engine" score --manifest "$tmp/codecs_manifest.csv" --out "$tmp/codecs.csv" > "$tmp/codecs.log" 2>&1; then
         distinct="$(tail -n +2 "$tmp/codecs.csv" | tr -d '\r' | awk -F, '{print $NF}' | sort -u | wc -l)"
         if [[ "$distinct" == 1 ]]; then
             ok "GDCM decodes JPEG-lossless, JPEG-LS and JPEG 2000 identically (${#codecs[@]} files, one score)"
