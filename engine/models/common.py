@@ -193,8 +193,26 @@ def vgg16_features(*, pretrained: bool = True) -> tuple[Any, str]:
             state = torch.load(ck, map_location="cpu", weights_only=True)
             feats.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
             return feats, f"ImageNet (torchvision {ck.name}, local cache)"
-        return feats, "random (no ImageNet vgg16 checkpoint in the local torch cache; nothing downloaded)"
-    return feats, "random (from scratch)"
+        vgg_init(feats)
+        return feats, "random, torchvision VGG init (no ImageNet vgg16 checkpoint in the local torch cache; nothing downloaded)"
+    vgg_init(feats)
+    return feats, "random, torchvision VGG init (from scratch)"
+
+
+def vgg_init(module: nn.Module) -> None:
+    """torchvision's VGG initialisation (Kaiming-normal fan-out convs, N(0, 0.01) linears).
+
+    ``make_layers`` alone keeps PyTorch's default init, under which a 13-conv VGG without batch
+    norm barely trains from scratch (BUSI: loss 0.69 -> 0.69); torchvision's ``VGG`` applies this.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
 
 
 def torchvision_backbone(arch: str, *, pretrained: bool = True, **kwargs: Any) -> tuple[Any, str]:

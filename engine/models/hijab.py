@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from engine.models.common import BreastClassifier, adapt_first_conv, vgg16_features
+from engine.models.common import BreastClassifier, adapt_first_conv, vgg16_features, vgg_init
 from engine.models.registry import register_model
 
 PAPER = "Hijab et al., ICABME 2019 (VGG16 transfer learning, breast ultrasound)"
@@ -59,6 +59,7 @@ class HijabVGG16(BreastClassifier):
             nn.Flatten(), nn.Linear(512 * 7 * 7, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
+        vgg_init(self.classifier)
         self.output_activation = "sigmoid" if num_classes == 1 else "softmax"
         self.malignant_index = 0 if num_classes == 1 else 1
         if mode == "frozen":
