@@ -117,6 +117,8 @@ up to 20× between identical steps and are not speed benchmarks.
         out.append("### MRI supervised attention — **SYNTHETIC** data only\n")
         out.append(f"Trained on {mri['n_train']} synthetic slices, tested on {mri['n_test']} independent synthetic slices "
                    f"({mri['size']} px, {len(mri['epochs'])} epochs, from scratch).\n")
+        if mri.get("note"):
+            out.append(f"Model: `{mri.get('model', 'mri_attention_resnet50')}`. {mri['note']}\n")
         out.append("| task | AUC | DeLong 95 % CI |")
         out.append("|---|---|---|")
         for k, v in mri["per_task_auc_ci"].items():
