@@ -619,21 +619,12 @@ def _norm_tensor(img: NDArray[np.uint8], mean: Sequence[float], std: Sequence[fl
     return (x - torch.tensor(list(mean)).view(-1, 1, 1)) / torch.tensor(list(std)).view(-1, 1, 1)
 
 
-class PairedLesions(Dataset):  # type: ignore[type-arg]
-    """Paired MG+US lesion patches -> ``((mg, us), label, epoch)`` (Habib et al. 2020).
+class _SampleSet(Dataset):  # type: ignore[type-arg]
+    """State shared by the sample-list datasets (:class:`PairedLesions`, :class:`BoxedSlices`):
+    samples with ``label``/``group``/``synthetic_seed``, a decoded cache shared by subsets, and
+    the epoch that selects the augmentation stream."""
 
-    Both patches are grey (1 channel), resized to ``data.image_size`` and normalised with
-    ``data.mean/std``. Training items are flipped (independently per modality) when
-    ``augment.hflip``/``vflip`` are set. The third element is the current epoch (set by
-    :func:`engine.train.loop.fit` through :meth:`set_epoch`): the joint model's two-step
-    procedure uses it to switch from the per-modality phase to the fusion phase.
-
-    Attributes:
-        samples, classes, labels (int64), groups: as :class:`LabelledImages`.
-        synthetic: True when the pairs are generated (SYNTHETIC).
-    """
-
-    def __init__(self, samples: Sequence[PairedSample], classes: Sequence[str], transform: Transform, *,
+    def __init__(self, samples: Sequence[Any], classes: Sequence[str], transform: Transform, *,
                  train: bool = False, seed: int = 0, cache: DecodedCache | None = None, source: str = "") -> None:
         self.samples = list(samples)
         self.classes = list(classes)
@@ -652,13 +643,32 @@ class PairedLesions(Dataset):  # type: ignore[type-arg]
         return len(self.samples)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream and the epoch reported in each item."""
+        """Select the augmentation stream (and the epoch reported in paired items)."""
         self.epoch = epoch
 
-    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> PairedLesions:
+    def _extra_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments a subclass adds (kept by :meth:`subset`)."""
+        return {}
+
+    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> Any:
         """A view on ``indices`` sharing the decoded cache."""
-        return PairedLesions([self.samples[int(i)] for i in indices], self.classes, self.transform, train=train,
-                             seed=self.seed, cache=self.cache, source=self.source)
+        return type(self)([self.samples[int(i)] for i in indices], self.classes, self.transform, train=train,
+                          seed=self.seed, cache=self.cache, source=self.source, **self._extra_kwargs())
+
+
+class PairedLesions(_SampleSet):
+    """Paired MG+US lesion patches -> ``((mg, us), label, epoch)`` (Habib et al. 2020).
+
+    Both patches are grey (1 channel), resized to ``data.image_size`` and normalised with
+    ``data.mean/std``. Training items are flipped (independently per modality) when
+    ``augment.hflip``/``vflip`` are set. The third element is the current epoch (set by
+    :func:`engine.train.loop.fit` through :meth:`set_epoch`): the joint model's two-step
+    procedure uses it to switch from the per-modality phase to the fusion phase.
+
+    Attributes:
+        samples, classes, labels (int64), groups: as :class:`LabelledImages`.
+        synthetic: True when the pairs are generated (SYNTHETIC).
+    """
 
     def base_pair(self, i: int) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         """Decoded (or generated), resized uint8 MG and US patches of pair ``i``."""
@@ -724,7 +734,7 @@ class BoxedSample:
     synthetic_seed: int = -1
 
 
-class BoxedSlices(Dataset):  # type: ignore[type-arg]
+class BoxedSlices(_SampleSet):
     """Slices -> ``(x, targets (K,), box (4,))`` for supervised attention (MRI 2019 paper).
 
     ``box`` is in the *network input's* pixels (after the resize), ``-1`` everywhere when the
@@ -736,31 +746,11 @@ class BoxedSlices(Dataset):  # type: ignore[type-arg]
     def __init__(self, samples: Sequence[BoxedSample], classes: Sequence[str], transform: Transform, *,
                  train: bool = False, seed: int = 0, cache: DecodedCache | None = None, source: str = "",
                  n_slices: int = 8) -> None:
-        self.samples = list(samples)
-        self.classes = list(classes)
-        self.transform = transform
-        self.train = train
-        self.seed = seed
-        self.epoch = 0
-        self.cache = cache if cache is not None else DecodedCache()
-        self.source = source
+        super().__init__(samples, classes, transform, train=train, seed=seed, cache=cache, source=source)
         self.n_slices = n_slices
-        index = {c: i for i, c in enumerate(self.classes)}
-        self.labels: NDArray[np.int64] = np.array([index[s.label] for s in self.samples], dtype=np.int64)
-        self.groups: list[str] = [s.group for s in self.samples]
-        self.synthetic = any(s.synthetic_seed >= 0 for s in self.samples)
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream."""
-        self.epoch = epoch
-
-    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> BoxedSlices:
-        """A view on ``indices`` sharing the cache."""
-        return BoxedSlices([self.samples[int(i)] for i in indices], self.classes, self.transform, train=train,
-                           seed=self.seed, cache=self.cache, source=self.source, n_slices=self.n_slices)
+    def _extra_kwargs(self) -> dict[str, Any]:
+        return {"n_slices": self.n_slices}
 
     def base_item(self, i: int) -> tuple[NDArray[np.uint8], tuple[float, float, float, float] | None]:
         """Resized uint8 slice and its box in the resized pixels."""
