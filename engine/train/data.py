@@ -655,6 +655,26 @@ class _SampleSet(Dataset):  # type: ignore[type-arg]
         return type(self)([self.samples[int(i)] for i in indices], self.classes, self.transform, train=train,
                           seed=self.seed, cache=self.cache, source=self.source, **self._extra_kwargs())
 
+    _noun = "items"
+
+    def _decoded(self, i: int) -> tuple[Any, ...]:
+        """Item ``i`` decoded/generated and resized (cached); its first element is an image."""
+        raise NotImplementedError
+
+    def base_image(self, i: int) -> NDArray[np.uint8]:
+        """The first decoded image of item ``i`` (the MG patch of a pair, the slice of a boxed
+        slice), used by :func:`check_readable`."""
+        return np.asarray(self._decoded(i)[0])
+
+    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        """Decode/generate every item once."""
+        if not self.cache.enabled:
+            return
+        for i in range(len(self)):
+            check(cancel)
+            self._decoded(i)
+            report(progress, i + 1, len(self), f"preparing {self._noun}")
+
 
 class PairedLesions(_SampleSet):
     """Paired MG+US lesion patches -> ``((mg, us), label, epoch)`` (Habib et al. 2020).
@@ -689,18 +709,10 @@ class PairedLesions(_SampleSet):
         self.cache.put(key, pair)
         return pair[0], pair[1]
 
-    def base_image(self, i: int) -> NDArray[np.uint8]:
-        """The MG patch of pair ``i`` (decodes both; :func:`check_readable`)."""
-        return self.base_pair(i)[0]
+    _noun = "pairs"
 
-    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
-        """Decode/generate every pair once."""
-        if not self.cache.enabled:
-            return
-        for i in range(len(self)):
-            check(cancel)
-            self.base_pair(i)
-            report(progress, i + 1, len(self), "preparing pairs")
+    def _decoded(self, i: int) -> tuple[Any, ...]:
+        return self.base_pair(i)
 
     def __getitem__(self, i: int) -> tuple[tuple[torch.Tensor, torch.Tensor], int, int]:
         mg, us = self.base_pair(i)
@@ -783,18 +795,10 @@ class BoxedSlices(_SampleSet):
             box = (box[0] * w / cols, box[1] * h / rows, box[2] * w / cols, box[3] * h / rows)
         return hit, box
 
-    def base_image(self, i: int) -> NDArray[np.uint8]:
-        """The resized slice ``i`` (:func:`check_readable`)."""
-        return self.base_item(i)[0]
+    _noun = "slices"
 
-    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
-        """Decode/generate every slice once."""
-        if not self.cache.enabled:
-            return
-        for i in range(len(self)):
-            check(cancel)
-            self.base_item(i)
-            report(progress, i + 1, len(self), "preparing slices")
+    def _decoded(self, i: int) -> tuple[Any, ...]:
+        return self.base_item(i)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         img, box = self.base_item(i)
