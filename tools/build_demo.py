@@ -27,6 +27,7 @@ from PIL import Image
 
 from engine.cases import Annotation, Case, CaseImage, Truth, create_study, save_case
 from engine.data.synthetic import synthetic_mammogram, synthetic_mri_case, synthetic_paired_lesion
+from engine.io.orientation import chest_wall_side
 from engine.io.writer import write_dicom
 
 BUSI_CITE = (
@@ -67,15 +68,11 @@ def mias_rows(info: Path) -> dict[str, list[tuple[str, str, int, int, int]]]:
     return out
 
 
-def chest_wall_side(img: np.ndarray) -> str:
-    """'L' or 'R': the image side where the breast meets the film edge (more tissue in the edge band)."""
-    band = max(8, img.shape[1] // 16)
-    return "L" if img[:, :band].mean() > img[:, -band:].mean() else "R"
-
-
 def laterality_from_image(img: np.ndarray) -> str:
-    """Laterality for a conventionally displayed mammogram: a right breast has its chest wall on the right."""
-    return "R" if chest_wall_side(img) == "R" else "L"
+    """Laterality for a conventionally displayed mammogram: a right breast has its chest wall on
+    the image's right (engine.io.orientation.chest_wall_side, which the workstation's hanging
+    protocol uses too)."""
+    return "R" if chest_wall_side(img) == "right" else "L"
 
 
 def busi_box(mask_path: Path) -> list[list[float]]:
