@@ -269,7 +269,8 @@ class Predictor:
             BoxRequiredError: a lesion-box model was called without a box.
         """
         box = self._box_for_model(box)
-        frame = self._frame_for(image, box, frame)
+        if frame is None and isinstance(image, LoadedImage) and is_stack(image):
+            return float(self.slice_scores(image, box).max())  # every slice is scored already
         p = self.prepare(image, box, frame)
         if p.tensor.ndim == 4:  # Qi five crops: average
             return float(self._scores(p.tensor).mean())
