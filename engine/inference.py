@@ -335,7 +335,10 @@ class Predictor:
             logits = []
             for crop, (top, left) in zip(p.tensor, offsets):
                 part = sm(crop[None].to(self.device), out_shape=(size, size))
-                acc[top:top + size, left:left + size] += part.map
+                # Combine the crops' maps on one scale, normalised once: a crop with weak evidence
+                # must not be stretched to the same peak as the crop the score came from.
+                raw = sm.last_raw if sm.last_raw is not None else part.map
+                acc[top:top + size, left:left + size] += raw
                 cnt[top:top + size, left:left + size] += 1.0
                 if sm.last_logits is not None:
                     logits.append(sm.last_logits.float())

@@ -67,6 +67,9 @@ class SaliencyMethod:
         self.layer: str = layer or str(getattr(model, "saliency_layer", "features_out"))
         # Logits of the pass that produced the last map (lets a caller get the score for free).
         self.last_logits: torch.Tensor | None = None
+        # The last map before normalisation, at the output size: lets a caller combine maps of
+        # several crops on one scale (five-crop models) instead of stretching each to [0, 1].
+        self.last_raw: np.ndarray | None = None
 
     def target_module(self) -> nn.Module:
         """The hooked module."""
@@ -83,4 +86,5 @@ class SaliencyMethod:
         raw = self.compute_map(x).detach().float()
         size = out_shape or (int(x.shape[-2]), int(x.shape[-1]))
         up = F.interpolate(raw[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-        return SaliencyMap(normalise(up.cpu().numpy()), self.name, self.layer)
+        self.last_raw = up.cpu().numpy()
+        return SaliencyMap(normalise(self.last_raw), self.name, self.layer)

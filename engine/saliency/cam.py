@@ -3,7 +3,9 @@
 ``CAM_c = sum_n W_cn a_n`` over the last feature maps ``a`` and the classifier weights ``W`` of
 class ``c`` (Qi: the more probable class; here by default the malignancy class so the viewer
 always shows evidence for malignancy). Needs a model whose head is global pooling followed by a
-linear map: ``class_weights()`` (Qi nets) or ``head.fc`` (pooled linear heads).
+linear map: ``class_weights()`` (Qi nets) or ``head.fc`` (pooled linear heads). A model whose
+linear head reads several layers provides ``evidence_map(x)``, the same decomposition summed
+over its layers and scales, which is used instead.
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ class CAMSaliency(SaliencyMethod):
 
     @torch.no_grad()
     def compute_map(self, x: torch.Tensor) -> torch.Tensor:
-        """CAM at the feature resolution."""
+        """CAM at the feature resolution (or the model's own exact decomposition, at the input's)."""
+        evidence = getattr(self.model, "evidence_map", None)
+        if callable(evidence) and self.target == "malignant":
+            self.last_logits = self.model(x).detach()
+            self.layer = "all read layers and scales (exact decomposition of the logit margin)"
+            ev: torch.Tensor = evidence(x)[0]
+            return ev
         with record(self.target_module()) as rec:
             logits = self.model(x)
         feats = rec.activation
