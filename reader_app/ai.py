@@ -46,6 +46,7 @@ class ModelInfo:
     error: str | None = None  # "no model installed" etc.
     architecture: str | None = None
     detail: str | None = None  # why there is no model (shown as a tooltip)
+    saliency_note: str | None = None  # what the model's overlay does NOT show (spec.extra)
 
 
 @dataclass
@@ -155,8 +156,10 @@ def _model_info(modality: str, pred: Any) -> ModelInfo:
     device = "CUDA" if "cuda" in device.lower() else "CPU"
     synthetic = bool(getattr(pred, "synthetic", False) or getattr(spec, "synthetic", False))
     arch = getattr(spec, "model", None)
+    extra = getattr(spec, "extra", None)
+    note = extra.get("saliency_note") if isinstance(extra, dict) else None
     return ModelInfo(modality, str(name), str(card) if card else None, synthetic, device,
-                     architecture=str(arch) if arch else None)
+                     architecture=str(arch) if arch else None, saliency_note=str(note) if note else None)
 
 
 def default_loader(modality: str, model: str | None = None) -> Any:

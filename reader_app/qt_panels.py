@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape as html_escape
+
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +297,8 @@ class AIPanel(QGroupBox):
                 name = f"<a href='{info.card}' style='color:#8ab4f8'>{info.name}</a>" if info.card else info.name
                 tag = " <b style='color:#ff6b6b'>SYNTHETIC</b>" if info.synthetic else ""
                 mlines.append(f"{mod}: {name} · {info.device}{tag}")
+                if info.saliency_note:
+                    mlines.append(f"<span style='color:#ffb347'>{mod} saliency: {html_escape(info.saliency_note)}</span>")
         self.models.setText("<small>" + "<br>".join(mlines) + "</small>")
         self.advice.setText(res.advice or "")  # set only when a Qi cascade model scored the case
         syn = res.synthetic or case_synthetic

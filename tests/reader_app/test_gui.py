@@ -442,3 +442,33 @@ def test_bilateral_mammograms_hang_as_mirrored_pairs(win, tmp_path, qtbot):
     rcc.vb.sigRangeChangedManually.emit([True, True])
     x0, _, ww, _ = lcc.normalized_range()
     assert x0 == pytest.approx(0.0, abs=0.02) and ww == pytest.approx(0.5, abs=0.02)  # L's chest-wall half
+
+
+def test_ai_panel_shows_what_the_saliency_does_not_show(qtbot):
+    """A model whose overlay is known not to localise says so beside its name (spec.extra.saliency_note)."""
+    from reader_app.ai import AIResult, ModelInfo, _model_info
+    from reader_app.qt_panels import AIPanel
+
+    class _Spec:
+        name, model, synthetic = "us_x", "efficientnet_lite0_multiscale", False
+        extra = {"saliency_note": "not the lesion <b>"}
+
+    class _Pred:
+        spec, name, device = _Spec(), "us_x", "cpu"
+
+    info = _model_info("US", _Pred())
+    assert info.saliency_note == "not the lesion <b>"
+    panel = AIPanel()
+    qtbot.addWidget(panel)
+    panel.show_result(AIResult("c1", per_image={"i": 0.7}, per_modality={"US": 0.7}, models={"US": info}))
+    text = panel.models.text()
+    assert "US saliency: not the lesion &lt;b&gt;" in text  # shown, and escaped
+    panel.show_result(AIResult("c2", per_modality={"US": 0.7}, models={"US": ModelInfo("US", "plain")}))
+    assert "saliency:" not in panel.models.text()
+
+
+def test_shipped_us_default_carries_its_saliency_note():
+    from engine.models.weights import read_spec
+
+    spec = read_spec("us_effnet_lite0_busi")
+    assert "centre prior" in spec.extra["saliency_note"]
