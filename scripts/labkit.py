@@ -308,6 +308,29 @@ def predict_proba(
     return np.concatenate(out).astype(np.float64)
 
 
+def random_crop_views(img: torch.Tensor, size: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Qi 2019 random-crop training views: shorter side to ``size`` (aspect kept), ``n`` random
+    ``size``×``size`` crops and their mirrors (Hijab's flips) -> ``(2n, C, size, size)``.
+
+    Args:
+        img: ``(C, H, W)`` float image.
+        size: Crop side.
+        n: Number of random crops.
+        gen: Generator (the draws are the only randomness).
+    """
+    from engine.models.qi import resize_shorter_side
+
+    rs = resize_shorter_side(img, size)
+    h, w = rs.shape[-2:]
+    crops = []
+    for _ in range(n):
+        top = int(torch.randint(0, h - size + 1, (1,), generator=gen))
+        left = int(torch.randint(0, w - size + 1, (1,), generator=gen))
+        c = rs[:, top:top + size, left:left + size]
+        crops += [c, c.flip(-1)]
+    return torch.stack(crops)
+
+
 def stratified_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """Fold index of each sample: stratified by label, grouped (a group never spans folds).
 

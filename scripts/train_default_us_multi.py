@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.data.busi import load_busi, read_gray
     from engine.models import get_model
-    from engine.models.qi import five_crops, resize_shorter_side
+    from engine.models.qi import five_crops
 
     recs = load_busi(args.data)
     y = np.array([r.label for r in recs])
@@ -84,15 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             for i, r in enumerate(recs):
                 t = torch.from_numpy(read_gray(r.image)).float()[None] / 255.0
                 c5l.append(feats(five_crops(t, S)))
-                rs = resize_shorter_side(t, S)
-                h, w = rs.shape[-2:]
-                crops = []
-                for _ in range(args.random_crops):
-                    top = int(torch.randint(0, h - S + 1, (1,), generator=g))
-                    left = int(torch.randint(0, w - S + 1, (1,), generator=g))
-                    c = rs[:, top:top + S, left:left + S]
-                    crops += [c, c.flip(-1)]
-                rcl.append(feats(torch.stack(crops)))
+                rcl.append(feats(labkit.random_crop_views(t, S, args.random_crops, g)))
                 if i % 50 == 0:
                     print(f"  features {i}/{len(recs)} ({time.time() - t0:.0f}s)", flush=True)
         C5, RC = torch.stack(c5l).numpy(), torch.stack(rcl).numpy()

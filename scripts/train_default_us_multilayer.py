@@ -59,7 +59,7 @@ N_PARTITIONS = 5
 def extract(model: torch.nn.Module, recs: list, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """Per image: five-crop features (N, 5, scales, D) and random-crop features (N, 2R, scales, D)."""
     from engine.data.busi import read_gray
-    from engine.models.qi import five_crops, resize_shorter_side
+    from engine.models.qi import five_crops
 
     if cache.is_file():
         d = np.load(cache)
@@ -76,15 +76,7 @@ def extract(model: torch.nn.Module, recs: list, cache: Path) -> tuple[np.ndarray
         for i, r in enumerate(recs):
             t = torch.from_numpy(read_gray(r.image)).float()[None] / 255.0
             c5l.append(feats(five_crops(t, SIZE)))
-            rs = resize_shorter_side(t, SIZE)
-            h, w = rs.shape[-2:]
-            crops = []
-            for _ in range(RANDOM_CROPS):
-                top = int(torch.randint(0, h - SIZE + 1, (1,), generator=g))
-                left = int(torch.randint(0, w - SIZE + 1, (1,), generator=g))
-                c = rs[:, top:top + SIZE, left:left + SIZE]
-                crops += [c, c.flip(-1)]
-            rcl.append(feats(torch.stack(crops)))
+            rcl.append(feats(labkit.random_crop_views(t, SIZE, RANDOM_CROPS, g)))
             if i % 100 == 0:
                 print(f"  features {i}/{len(recs)} ({time.time() - t0:.0f}s)", flush=True)
     c5, rc = np.stack(c5l), np.stack(rcl)
@@ -128,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.data.busi import load_busi, read_gray
     from engine.models import get_model
-    from engine.models.weights import WeightsSpec, save_weights
+    from engine.models.weights import save_weights
 
     recs = load_busi(args.data)
     y = np.array([r.label for r in recs])
