@@ -335,10 +335,12 @@ class Predictor:
             logits = []
             for crop, (top, left) in zip(p.tensor, offsets):
                 part = sm(crop[None].to(self.device), out_shape=(size, size))
-                # Combine the crops' maps on one scale, normalised once: a crop with weak evidence
-                # must not be stretched to the same peak as the crop the score came from.
-                raw = sm.last_raw if sm.last_raw is not None else part.map
-                acc[top:top + size, left:left + size] += raw
+                # Combine the crops' un-normalised maps and normalise once, so a crop with weak
+                # evidence is not stretched to the same peak as the crop the score came from
+                # (pytorch-grad-cam already scales each Grad-CAM map itself; CAM, attention and
+                # entropy maps keep their magnitudes).
+                assert sm.last_raw is not None
+                acc[top:top + size, left:left + size] += sm.last_raw
                 cnt[top:top + size, left:left + size] += 1.0
                 if sm.last_logits is not None:
                     logits.append(sm.last_logits.float())

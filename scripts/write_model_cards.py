@@ -45,16 +45,15 @@ def _common_tail(spec: dict) -> str:
 """
 
 
-def _us_comparison() -> tuple[str, int]:
+def _us_comparison() -> str:
     """Rows of every US approach cross-validated on the same 5 folds (from scripts/results)."""
-    rows, n = [], 0
+    rows = []
     res = ship.REPO / "scripts" / "results"
     f = res / "us_cv.json"
     if f.is_file():
         for k, v in json.loads(f.read_text())["recipes"].items():
             mci = v["mean_ci"]
             rows.append(f"| squashed 224 px, {k} | {mci[0]:.3f} ({mci[1]:.3f}–{mci[2]:.3f}) | {v['pooled_auc']:.3f} |")
-            n += 1
     for S in (96, 160, 224):  # other crop sizes tried with the multi-input recipe (best C each)
         f = res / f"us_multi_cv_{S}.json"
         if f.is_file():
@@ -62,15 +61,13 @@ def _us_comparison() -> tuple[str, int]:
             v = d["C_grid"][str(d["best_C"])]
             rows.append(f"| frozen + logistic C={d['best_C']}, multi-input {S} px | {v['auc_mean']:.3f} "
                         f"({_ci(v['auc_ci95'])}) | {v['pooled_auc']:.3f} |")
-            n += len(d["C_grid"])
     f = res / "us_multi_cv.json"
     if f.is_file():
         d = json.loads(f.read_text())
         for c, v in d["C_grid"].items():
             rows.append(f"| frozen + logistic C={c}, multi-input {d['size']} px | {v['auc_mean']:.3f} "
                         f"({_ci(v['auc_ci95'])}) | {v['pooled_auc']:.3f} |")
-            n += 1
-    return "\n".join(rows), n
+    return "\n".join(rows)
 
 
 def _us_repeated_cv() -> tuple[str, str]:
@@ -102,7 +99,7 @@ def _us_repeated_cv() -> tuple[str, str]:
 def card_us(spec: dict) -> str:
     """Card of the ultrasound model."""
     m = spec["metrics"]
-    rows, _n = _us_comparison()
+    rows = _us_comparison()
     table, legend = _us_repeated_cv()
     ft = ship.REPO / "scripts" / "results" / "us_finetune_cv.json"
     ft_line = ""

@@ -78,13 +78,17 @@ class BreastClassifier(nn.Module):
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature maps ``(B, C, h, w)`` of a batch ``(B, in_chans, H, W)``."""
+    def backbone_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Check the channel count of ``x`` and replicate gray to 3 channels when ``gray="replicate"``."""
         if x.shape[1] != self.in_chans:
             raise ValueError(f"expected {self.in_chans} input channels, got {x.shape[1]}")
         if self.in_chans == 1 and self.gray == "replicate":
             x = x.expand(-1, 3, -1, -1)
-        return self.features_out(self._features(x))
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature maps ``(B, C, h, w)`` of a batch ``(B, in_chans, H, W)``."""
+        return self.features_out(self._features(self.backbone_input(x)))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_outputs)`` from feature maps."""

@@ -9,11 +9,23 @@ architecture for the shipped US/MG models. Inputs are normalised with the TF-lit
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 
 from engine.models.common import BreastClassifier, PooledLinearHead, adapt_first_conv, efficientnet_lite0_backbone
 from engine.models.registry import register_model
+
+
+def lite0_trunk(*, pretrained: bool, in_chans: int, gray: str) -> tuple[Any, str]:
+    """The packaged EfficientNet-Lite0 with its own pooling/fc removed (ours replace them) and the
+    first conv adapted to one channel when ``gray="adapt"``: ``(network, init description)``."""
+    net, init = efficientnet_lite0_backbone(pretrained=pretrained)
+    if in_chans == 1 and gray == "adapt":
+        adapt_first_conv(net._conv_stem, 1)
+    net._fc = nn.Identity()
+    return net, init
 
 
 class EfficientNetLiteClassifier(BreastClassifier):
@@ -30,12 +42,8 @@ class EfficientNetLiteClassifier(BreastClassifier):
         gray: str = "adapt",
         dropout: float = 0.2,
     ) -> None:
-        net, init = efficientnet_lite0_backbone(pretrained=pretrained)
+        net, init = lite0_trunk(pretrained=pretrained, in_chans=in_chans, gray=gray)
         super().__init__(in_chans=in_chans, num_outputs=num_classes, init_description=init, gray=gray)
-        if in_chans == 1 and gray == "adapt":
-            adapt_first_conv(net._conv_stem, 1)
-        # The package's own pooling/fc are replaced by ours.
-        net._fc = nn.Identity()
         self.net = net
         self.head = PooledLinearHead(1280, num_classes, dropout)
         self.output_activation = "sigmoid" if num_classes == 1 else "softmax"
@@ -104,17 +112,14 @@ class MultiScaleLiteClassifier(BreastClassifier):
         taps: tuple[int, ...] = (10, 14, 15),
         cam_block: int = 10,
     ) -> None:
-        net, init = efficientnet_lite0_backbone(pretrained=pretrained)
+        net, init = lite0_trunk(pretrained=pretrained, in_chans=in_chans, gray=gray)
         super().__init__(in_chans=in_chans, num_outputs=num_classes, init_description=init, gray=gray)
-        if in_chans == 1 and gray == "adapt":
-            adapt_first_conv(net._conv_stem, 1)
         unknown = [t for t in taps if t not in LITE0_BLOCK_CHANNELS]
         if cam_block not in LITE0_BLOCK_CHANNELS and cam_block != HEAD_CONV:
             unknown.append(cam_block)
         if unknown or not scales or any(s <= 0 for s in scales):
             raise ValueError(f"taps/cam_block must be among {sorted(LITE0_BLOCK_CHANNELS)} and scales > 0; "
                              f"got taps={taps}, cam_block={cam_block}, scales={scales}")
-        net._fc = nn.Identity()
         self.net = net
         self.scales = tuple(float(s) for s in scales)
         self.taps = tuple(int(t) for t in taps)
@@ -149,8 +154,7 @@ class MultiScaleLiteClassifier(BreastClassifier):
         return torch.cat([m.mean(dim=(2, 3)) for m in self._maps(x, tap_cam=tap_cam)], dim=1)
 
     def _scaled(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.in_chans == 1 and self.gray == "replicate":
-            x = x.expand(-1, 3, -1, -1)
+        x = self.backbone_input(x)
         out = []
         for s in self.scales:
             xs = x
@@ -165,30 +169,37 @@ class MultiScaleLiteClassifier(BreastClassifier):
         return [self._pooled(xs, tap_cam=i == 0) for i, xs in enumerate(self._scaled(x))]
 
     @torch.no_grad()
-    def evidence_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact spatial decomposition of the malignancy logit margin (CAM for a multi-layer head).
+    def forward_with_evidence(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the exact spatial decomposition of the malignancy logit margin, in one pass.
 
         The output is linear in spatial averages, so ``logit_m - logit_b`` (softmax) or the logit
         (sigmoid) equals the bias plus the sum over layers, scales and positions of
-        ``w_layer · f_layer(i, j) / (h w)``. Each layer's term is spread over the input pixels its
-        cell covers (bilinear up-sampling, area-preserving up to interpolation), giving a
-        ``(B, H, W)`` map of where the score came from; its sum over pixels is the logit margin
-        minus the bias.
+        ``w_layer · f_layer(i, j) / (h w)`` (CAM for a multi-layer head). Each layer's term is
+        spread over the input pixels its cell covers (bilinear up-sampling, area-preserving up to
+        interpolation), giving a ``(B, H, W)`` map of where the score came from; its sum over
+        pixels is the logit margin minus the bias.
         """
         H, W = x.shape[-2:]
         total = torch.zeros(x.shape[0], H, W, dtype=torch.float32, device=x.device)
-        widths = [LITE0_BLOCK_CHANNELS[t] for t in self.taps] + [1280]
-        for head, xs in zip(self.heads, self._scaled(x)):
+        logits = []
+        for i, (head, xs) in enumerate(zip(self.heads, self._scaled(x))):
             assert isinstance(head, nn.Linear)
+            maps = self._maps(xs, tap_cam=i == 0)
+            logits.append(head(torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)))
             w = head.weight.float()
             wm = w[self.malignant_index] - (w[0] if w.shape[0] > 1 and self.malignant_index != 0 else 0)
             start = 0
-            for fmap, c in zip(self._maps(xs, tap_cam=False), widths):
+            for fmap in maps:
+                c = fmap.shape[1]
                 part = torch.einsum("c,bchw->bhw", wm[start:start + c], fmap.float()) / (fmap.shape[-2] * fmap.shape[-1])
                 start += c
                 up = nn.functional.interpolate(part[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
                 total += up * (fmap.shape[-2] * fmap.shape[-1]) / (H * W)
-        return total / len(self.heads)
+        return torch.stack(logits).mean(dim=0), total / len(self.heads)
+
+    def evidence_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``(B, H, W)`` evidence map of :meth:`forward_with_evidence`."""
+        return self.forward_with_evidence(x)[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over scales of each scale's linear logits."""

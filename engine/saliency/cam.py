@@ -4,8 +4,8 @@
 class ``c`` (Qi: the more probable class; here by default the malignancy class so the viewer
 always shows evidence for malignancy). Needs a model whose head is global pooling followed by a
 linear map: ``class_weights()`` (Qi nets) or ``head.fc`` (pooled linear heads). A model whose
-linear head reads several layers provides ``evidence_map(x)``, the same decomposition summed
-over its layers and scales, which is used instead.
+linear head reads several layers provides ``forward_with_evidence(x)``: its logits and the same
+decomposition summed over its layers and scales, in one pass, used instead.
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ class CAMSaliency(SaliencyMethod):
     @torch.no_grad()
     def compute_map(self, x: torch.Tensor) -> torch.Tensor:
         """CAM at the feature resolution (or the model's own exact decomposition, at the input's)."""
-        evidence = getattr(self.model, "evidence_map", None)
+        evidence = getattr(self.model, "forward_with_evidence", None)
         if callable(evidence) and self.target == "malignant":
-            self.last_logits = self.model(x).detach()
+            logits, ev = evidence(x)
+            self.last_logits = logits.detach()
             self.layer = "all read layers and scales (exact decomposition of the logit margin)"
-            ev: torch.Tensor = evidence(x)[0]
-            return ev
+            out: torch.Tensor = ev[0]
+            return out
         with record(self.target_module()) as rec:
             logits = self.model(x)
         feats = rec.activation
