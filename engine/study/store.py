@@ -132,7 +132,7 @@ _V2 = "ALTER TABLE ratings ADD COLUMN comment TEXT;"
 _V3 = """
 CREATE TABLE ledger (
     seq INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL CHECK (kind IN ('rating', 'amend', 'design')),
+    kind TEXT NOT NULL,
     ref INTEGER,
     payload TEXT NOT NULL,
     prev TEXT NOT NULL,
