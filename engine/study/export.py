@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import BreastReaderError
+from engine.io.atomic import atomic_open, atomic_path, atomic_write_text
 from engine.progress import CancelToken, ProgressCallback, check, report
 from engine.stats.binary import sens_spec_at
 from engine.stats.delong import auc_ci, paired_delong_test
@@ -29,8 +31,13 @@ from engine.stats.mrmc import MrmcResult, ai_vs_readers, mrmc_analysis
 from engine.stats.roc import roc_points
 from engine.study.ratings import RatingsTable, write_imrmc
 from engine.study.session import StudyRun
+from engine.study.store import IntegrityReport
 
-__all__ = ["ExportResult", "export_study", "export_study_job", "study_table"]
+__all__ = ["ExportError", "ExportResult", "export_study", "export_study_job", "study_table"]
+
+
+class ExportError(BreastReaderError):
+    """The export folder could not be written (read-only, disk full); names the folder and why."""
 
 
 @dataclass
@@ -41,6 +48,7 @@ class ExportResult:
     files: dict[str, Path] = field(default_factory=dict)
     complete: bool = False
     results: dict[str, Any] = field(default_factory=dict)
+    integrity: IntegrityReport | None = None
 
 
 def study_table(run: StudyRun) -> tuple[RatingsTable, dict[tuple[str, str, str], Any], bool]:
@@ -118,8 +126,21 @@ def export_study(
         :class:`ExportResult` (MRMC files only when every reader rated every case in every arm).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _export_study(run, out, include_identifiers, cov, alpha, progress, cancel)
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write the export ({exc.strerror or exc}); "
+                          "files already there are complete, nothing was left half-written") from None
+
+
+def _export_study(
+    run: StudyRun, out: Path, include_identifiers: bool, cov: str, alpha: float,
+    progress: ProgressCallback | None, cancel: CancelToken | None,
+) -> ExportResult:
     res = ExportResult(out)
+    integrity = run.store.verify()
+    res.integrity = integrity
     d = run.design
     report(progress, 0, 6, "ratings")
     table, extras, complete = study_table(run)
@@ -128,7 +149,7 @@ def export_study(
 
     # 1. long ratings CSV (with BI-RADS and reading time)
     p = out / "ratings.csv"
-    with open(p, "w", newline="") as fh:
+    with atomic_open(p, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["reader", "treatment", "case", "truth", "rating", "birads", "reading_s"])
         for (rd, arm, cid), r in sorted(extras.items(), key=lambda kv: kv[1].rating_id):
@@ -139,7 +160,7 @@ def export_study(
     # amendments (audit trail) without identifiers
     p = out / "amendments.csv"
     rid_to = {r.rating_id: r for r in run.store.ratings()}
-    with open(p, "w", newline="") as fh:
+    with atomic_open(p, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["reader", "treatment", "case", "who", "at_utc", "old", "new", "reason"])
         for a in run.store.audit():
@@ -150,7 +171,7 @@ def export_study(
     res.files["amendments_csv"] = p
     if include_identifiers:
         p = out / "case_ids.csv"
-        with open(p, "w", newline="") as fh:
+        with atomic_open(p, newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["case", "case_id", "folder"])
             for c in table.cases:
@@ -176,6 +197,8 @@ def export_study(
         "ratings_stored": int((~np.isnan(table.ratings)).sum()),
         "ratings_expected": int(table.ratings.size),
         "identifiers_included": include_identifiers,
+        "integrity": {"ok": integrity.ok, "problems": integrity.problems, "ledger_head": integrity.head,
+                      "ledger_entries": integrity.entries},
     }
     if not complete:
         results["message"] = "the study is incomplete: MRMC analysis needs every reader to rate every case in every arm"
@@ -186,7 +209,8 @@ def export_study(
 
     anon = RatingsTable(table.treatments, table.readers, [names[c] for c in table.cases], table.truth,
                         table.ratings)
-    write_imrmc(anon, out / "ratings.imrmc", title=d.name)
+    with atomic_path(out / "ratings.imrmc") as tmp:
+        write_imrmc(anon, tmp, title=d.name)
     res.files["imrmc"] = out / "ratings.imrmc"
 
     check(cancel)
@@ -205,7 +229,7 @@ def export_study(
         auc, lo, hi = auc_ci(table.truth, model, alpha)
         rows.append({"reader": "model", "treatment": "standalone", "auc": auc, "ci_lo": lo, "ci_hi": hi})
     p = out / "reader_auc.csv"
-    with open(p, "w", newline="") as fh:
+    with atomic_open(p, newline="") as fh:
         dw = csv.DictWriter(fh, fieldnames=["reader", "treatment", "auc", "ci_lo", "ci_hi"])
         dw.writeheader()
         for r in rows:
@@ -259,7 +283,7 @@ def export_study(
         for op in sens_spec_at(table.truth, model, [d.ai_threshold], alpha):
             ss_rows.append(_op_row("model", "standalone", op))
     p = out / "sens_spec.csv"
-    with open(p, "w", newline="") as fh:
+    with atomic_open(p, newline="") as fh:
         sw = csv.DictWriter(fh, fieldnames=list(ss_rows[0]))
         sw.writeheader()
         sw.writerows(ss_rows)
@@ -281,9 +305,11 @@ def export_study(
 
     for ext in ("png", "svg", "pdf"):
         fig = roc_figure(table, model)
-        fig.savefig(out / f"roc.{ext}", dpi=150)
+        with atomic_path(out / f"roc.{ext}") as tmp:
+            fig.savefig(tmp, dpi=150, format=ext)
         res.files[f"roc_{ext}"] = out / f"roc.{ext}"
-    render_report(results, table, model, out / "report.pdf")
+    with atomic_path(out / "report.pdf") as tmp:
+        render_report(results, table, model, tmp)
     res.files["report_pdf"] = out / "report.pdf"
     res.results = results
     report(progress, 6, 6, "done")
@@ -300,7 +326,7 @@ def _op_row(reader: str, arm: str, op: Any) -> dict[str, Any]:
 
 
 def _write_mrmc_csv(m: MrmcResult, path: Path) -> None:
-    with open(path, "w", newline="") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["kind", "name", "estimate", "se", "df", "ci_lo", "ci_hi", "statistic", "p"])
         for name, t in m.treatment_results.items():
@@ -329,7 +355,7 @@ def _write_json(path: Path, data: Any) -> None:
             return int(x)
         return x
 
-    path.write_text(json.dumps(_clean(data), indent=2))
+    atomic_write_text(path, json.dumps(_clean(data), indent=2, allow_nan=False))
 
 
 def _fmt(x: float) -> str:

@@ -1,27 +1,68 @@
-"""Crash-safe SQLite store of a reader study's ratings.
+"""Crash-safe, tamper-evident SQLite store of a reader study's ratings.
 
 * WAL journal, ``synchronous=FULL``: a rating is on disk when :meth:`RatingStore.submit`
   returns, so killing the process (even SIGKILL) loses nothing that was submitted.
-* One ``BEGIN IMMEDIATE`` transaction per rating; foreign keys on.
+* One ``BEGIN IMMEDIATE`` transaction per rating; foreign keys on; ``recursive_triggers`` on,
+  so the implicit delete of a ``REPLACE`` fires the delete triggers too.
 * ``UNIQUE(reader_id, arm_id, case_id)``: one answer per reader, arm and case.
-* A submitted rating is locked: triggers refuse UPDATE unless the change was first written
-  to the append-only ``audit`` table (who, when, old, new, why) by :meth:`amend`, and refuse
-  any DELETE; the audit table itself refuses UPDATE and DELETE.
+* A submitted rating is locked at schema level, whatever SQL reaches the file:
+
+  - UPDATE is refused unless the change was first written to the append-only ``audit`` table
+    (who, when, old, new, why) by :meth:`amend`; DELETE is refused;
+  - a BEFORE INSERT trigger refuses a row whose (reader, arm, case) or id already exists, so
+    ``REPLACE``, ``INSERT OR REPLACE`` and ``INSERT ... ON CONFLICT DO UPDATE`` (UPSERT) cannot
+    swap a rating (SQLite's REPLACE deletes then inserts, and its delete triggers fire only with
+    ``recursive_triggers``; the insert trigger does not depend on that pragma);
+  - the audit table, the ledger and the design tables (readers, arms, cases, orders) refuse
+    UPDATE, DELETE and REPLACE the same way.
+* Tamper evidence: every submit, amendment and design change appends a row to ``ledger``, a
+  SHA-256 hash chain (each row hashes the previous row's hash and its canonical payload).
+  :meth:`verify` recomputes the chain, replays it against the ratings and audit tables
+  (a rating or audit row written by any other path has no ledger row; a changed one no
+  longer matches its row) and compares the schema with the one the migrations build (a
+  dropped or edited trigger changes that fingerprint). ``study status`` and ``study export``
+  run it and report a broken chain. Limitation, stated: the chain is not keyed, so someone
+  who rewrites the ledger from the edited row onwards with this code's algorithm can hide an
+  edit; the chain head (:attr:`IntegrityReport.head`) goes into every export, so a head
+  recorded earlier exposes such a rewrite.
+* Creation and migration are serialised: an exclusive file lock (``<db>.lock``) around
+  ``PRAGMA journal_mode`` and the migrations, which run in ``BEGIN EXCLUSIVE`` and re-read
+  ``user_version`` inside the transaction, so two processes opening a new study at once both
+  succeed.
+* Write failures (disk full, I/O error, read-only file) surface as :class:`StoreWriteError`
+  with the real reason; a failed COMMIT that SQLite already rolled back is never masked by
+  "cannot rollback - no transaction is active".
+* A study folder that cannot be written is opened read-only (status and export still work).
 * ``PRAGMA user_version`` holds the schema version; :data:`MIGRATIONS` upgrades old files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import math
+import os
 import sqlite3
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 from engine.errors import ConfigError
 
-__all__ = ["AuditEntry", "Rating", "RatingLockedError", "RatingStore", "SCHEMA_VERSION", "MIGRATIONS"]
+try:  # POSIX advisory lock; on other platforms BEGIN EXCLUSIVE alone serialises migrations
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "AuditEntry", "IntegrityReport", "MIGRATIONS", "Rating", "RatingLockedError", "RatingStore",
+    "SCHEMA_VERSION", "StoreReadOnlyError", "StoreWriteError", "schema_fingerprint",
+]
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,12 +128,86 @@ BEGIN SELECT RAISE(ABORT, 'rating is locked: amend it with a reason'); END;
 # v2: readers may leave a free-text comment with a rating
 _V2 = "ALTER TABLE ratings ADD COLUMN comment TEXT;"
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+# v3: REPLACE / UPSERT refused at schema level, hash-chained ledger, design tables locked
+_V3 = """
+CREATE TABLE ledger (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    ref INTEGER,
+    payload TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+CREATE TRIGGER ledger_no_replace BEFORE INSERT ON ledger
+WHEN EXISTS (SELECT 1 FROM ledger WHERE seq = NEW.seq)
+BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+CREATE TRIGGER ratings_no_replace BEFORE INSERT ON ratings
+WHEN EXISTS (
+    SELECT 1 FROM ratings
+    WHERE rating_id = NEW.rating_id
+       OR (reader_id = NEW.reader_id AND arm_id = NEW.arm_id AND case_id = NEW.case_id)
+)
+BEGIN SELECT RAISE(ABORT, 'rating is locked: submitted ratings cannot be replaced'); END;
+CREATE TRIGGER audit_no_replace BEFORE INSERT ON audit
+WHEN EXISTS (SELECT 1 FROM audit WHERE audit_id = NEW.audit_id)
+BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+CREATE TRIGGER readers_keep BEFORE INSERT ON readers
+WHEN EXISTS (SELECT 1 FROM readers WHERE reader_id = NEW.reader_id)
+BEGIN SELECT RAISE(IGNORE); END;
+CREATE TRIGGER readers_no_update BEFORE UPDATE ON readers
+BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
+CREATE TRIGGER readers_no_delete BEFORE DELETE ON readers
+BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
+CREATE TRIGGER arms_keep BEFORE INSERT ON arms
+WHEN EXISTS (SELECT 1 FROM arms WHERE arm_id = NEW.arm_id)
+BEGIN SELECT RAISE(IGNORE); END;
+CREATE TRIGGER arms_no_update BEFORE UPDATE ON arms
+BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
+CREATE TRIGGER arms_no_delete BEFORE DELETE ON arms
+BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
+CREATE TRIGGER cases_keep BEFORE INSERT ON cases
+WHEN EXISTS (SELECT 1 FROM cases WHERE case_id = NEW.case_id)
+BEGIN SELECT RAISE(IGNORE); END;
+CREATE TRIGGER cases_no_update BEFORE UPDATE ON cases
+BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
+CREATE TRIGGER cases_no_delete BEFORE DELETE ON cases
+BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
+CREATE TRIGGER case_order_keep BEFORE INSERT ON case_order
+WHEN EXISTS (
+    SELECT 1 FROM case_order
+    WHERE reader_id = NEW.reader_id AND arm_id = NEW.arm_id
+      AND (position = NEW.position OR case_id = NEW.case_id)
+)
+BEGIN SELECT RAISE(IGNORE); END;
+CREATE TRIGGER case_order_no_update BEFORE UPDATE ON case_order
+BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
+CREATE TRIGGER case_order_no_delete BEFORE DELETE ON case_order
+BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_GENESIS = hashlib.sha256(b"breast-reader rating ledger v1").hexdigest()
+_RATING_COLS = ("rating_id", "reader_id", "arm_id", "case_id", "score", "birads", "opened_at", "submitted_at",
+                "reading_s", "comment")
+_AUDIT_COLS = ("audit_id", "rating_id", "who", "at", "old_score", "new_score", "old_birads", "new_birads", "reason")
 
 
 class RatingLockedError(ConfigError):
     """A submitted rating was changed without going through :meth:`RatingStore.amend`."""
+
+
+class StoreWriteError(ConfigError):
+    """The ratings file could not be written (disk full, I/O error, read-only); nothing was stored."""
+
+
+class StoreReadOnlyError(StoreWriteError):
+    """The study folder or ratings file is read-only: it can be read (status, export), not written."""
 
 
 @dataclass(frozen=True)
@@ -124,24 +239,175 @@ class AuditEntry:
     reason: str
 
 
+@dataclass
+class IntegrityReport:
+    """Result of :meth:`RatingStore.verify`.
+
+    Attributes:
+        ok: No problem found.
+        problems: One line per problem (what was changed, which row), empty when ok.
+        head: Hash of the last ledger row (record it to detect a later rewrite of the chain).
+        entries: Ledger rows checked.
+    """
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    head: str = _GENESIS
+    entries: int = 0
+
+    def summary(self) -> str:
+        """One line for a CLI or a dialog."""
+        if self.ok:
+            return f"integrity ok: {self.entries} ledger entries, chain head {self.head[:16]}"
+        more = f" (+{len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
+        return "INTEGRITY BROKEN: " + "; ".join(self.problems[:3]) + more
+
+
+def _canonical(d: dict[str, Any]) -> str:
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _chain(prev: str, kind: str, payload: str) -> str:
+    return hashlib.sha256(f"{prev}\n{kind}\n{payload}".encode()).hexdigest()
+
+
+def _schema_rows(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    rows = conn.execute(
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+    ).fetchall()
+    return [(str(t), str(n), " ".join(str(s).split())) for t, n, s in rows]
+
+
+def schema_fingerprint(conn: sqlite3.Connection) -> str:
+    """SHA-256 of the schema (tables, indexes, triggers) of an open database."""
+    return hashlib.sha256(json.dumps(_schema_rows(conn)).encode()).hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _expected_schema(version: int) -> tuple[str, tuple[tuple[str, str, str], ...]]:
+    """Fingerprint and rows of the schema the migrations build up to ``version``."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for v, script in MIGRATIONS:
+            if v <= version:
+                for stmt in _split_sql(script):
+                    conn.execute(stmt)
+        return schema_fingerprint(conn), tuple(_schema_rows(conn))
+    finally:
+        conn.close()
+
+
+def _is_readonly_error(exc: sqlite3.Error) -> bool:
+    msg = str(exc).lower()
+    return "readonly" in msg or "read-only" in msg or "unable to open" in msg
+
+
 class RatingStore:
     """The SQLite file of one reader study.
 
     Args:
         path: Database file (created when missing).
         clock: Time source in seconds since the epoch (tests inject a fake clock).
+        read_only: Open without writing (also chosen automatically when the folder or file
+            cannot be written).
     """
 
-    def __init__(self, path: str | PathLike[str], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | PathLike[str], clock: Callable[[], float] = time.time, *, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.clock = clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves (one transaction per rating)
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
+        self.read_only = read_only
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreWriteError(f"{self.path.parent}: cannot create the study folder ({exc.strerror})") from None
+            if not _writable(self.path):
+                self.read_only = True
+        if self.read_only:
+            self.conn = self._open_read_only()
+            return
+        with self._creation_lock():
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (one transaction per rating)
+            try:
+                self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+                self.conn.execute("PRAGMA busy_timeout = 30000")
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.execute("PRAGMA recursive_triggers=ON")
+                self.migrate()
+            except sqlite3.DatabaseError as exc:
+                raise StoreWriteError(f"{self.path}: cannot open the ratings file ({exc})") from None
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise StoreReadOnlyError(
+                f"{self.path}: no ratings file, and the study folder is read-only so none can be created"
+            )
+        uri = self.path.resolve().as_uri()
+        last: sqlite3.Error | None = None
+        # mode=ro needs to write the WAL index; immutable=1 reads a file nobody can write anyway
+        for q in ("?mode=ro", "?immutable=1"):
+            try:
+                conn = sqlite3.connect(uri + q, uri=True, isolation_level=None, timeout=30.0)
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                conn.close()
+                raise ConfigError(
+                    f"{self.path}: written by a newer breast-reader (schema {version} > {SCHEMA_VERSION}); upgrade"
+                )
+            return conn
+        raise StoreReadOnlyError(f"{self.path}: cannot read the ratings file in a read-only folder ({last})")
+
+    @contextlib.contextmanager
+    def _creation_lock(self) -> Iterator[None]:
+        """Exclusive advisory lock on ``<db>.lock`` while the file is created or migrated."""
+        if fcntl is None:
+            yield
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield  # cannot create a lock file: BEGIN EXCLUSIVE still serialises the migration
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _tx(self, mode: str = "IMMEDIATE") -> Iterator[None]:
+        """One write transaction; the original error surfaces, never a failed ROLLBACK.
+
+        Raises:
+            StoreReadOnlyError: The store was opened read-only.
+            StoreWriteError: SQLite could not write (disk full, I/O error, read-only file).
+        """
+        if self.read_only:
+            raise StoreReadOnlyError(f"{self.path}: the study folder is read-only; nothing can be saved")
+        try:
+            self.conn.execute(f"BEGIN {mode}")
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:  # SQLite rolls back by itself after some errors (SQLITE_FULL)
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreWriteError(f"{self.path}: could not save to the ratings file ({exc}); "
+                                      "nothing from this step was stored") from None
+            raise
 
     # -- schema -----------------------------------------------------------------------------
     @property
@@ -150,27 +416,162 @@ class RatingStore:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self, target: int = SCHEMA_VERSION) -> None:
-        """Apply pending migrations up to ``target``, each in its own transaction."""
-        current = self.schema_version
-        if current > SCHEMA_VERSION:
+        """Apply pending migrations up to ``target`` in one exclusive transaction.
+
+        ``user_version`` is re-read inside the transaction, so a second process that waited
+        for the lock sees the first one's work and does nothing.
+        """
+        if self.schema_version > SCHEMA_VERSION:
             raise ConfigError(
-                f"{self.path}: written by a newer breast-reader (schema {current} > {SCHEMA_VERSION}); upgrade"
+                f"{self.path}: written by a newer breast-reader (schema {self.schema_version} > {SCHEMA_VERSION}); "
+                "upgrade"
             )
-        for version, script in MIGRATIONS:
-            if current < version <= target:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
+        if self.schema_version >= target:
+            return
+        with self._tx("EXCLUSIVE"):
+            current = self.schema_version
+            for version, script in MIGRATIONS:
+                if current < version <= target:
                     for stmt in _split_sql(script):
                         self.conn.execute(stmt)
+                    if version == 3:
+                        self._backfill_ledger()
                     self.conn.execute(f"PRAGMA user_version = {version}")
-                    self.conn.execute("COMMIT")
-                except Exception:
-                    self.conn.execute("ROLLBACK")
-                    raise
+
+    def _backfill_ledger(self) -> None:
+        """v3 migration: chain the ratings and amendments already in the file (trusted as they are)."""
+        for row in self.conn.execute(f"SELECT {', '.join(_RATING_COLS)} FROM ratings ORDER BY rating_id").fetchall():
+            d = dict(zip(_RATING_COLS, row, strict=True))
+            amended = self.conn.execute(
+                "SELECT old_score, old_birads FROM audit WHERE rating_id = ? ORDER BY audit_id LIMIT 1",
+                (d["rating_id"],),
+            ).fetchone()
+            if amended is not None:  # the ledger replays amendments onto the originally submitted value
+                d["score"], d["birads"] = amended
+            self._append("rating", int(d["rating_id"]), d)
+        for row in self.conn.execute(f"SELECT {', '.join(_AUDIT_COLS)} FROM audit ORDER BY audit_id").fetchall():
+            d = dict(zip(_AUDIT_COLS, row, strict=True))
+            self._append("amend", int(d["audit_id"]), d)
+        self._append_design_if_changed()
 
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()
+
+    # -- ledger -------------------------------------------------------------------------------
+    def _head(self) -> str:
+        row = self.conn.execute("SELECT hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        return _GENESIS if row is None else str(row[0])
+
+    def _append(self, kind: str, ref: int | None, data: dict[str, Any]) -> None:
+        payload = _canonical(data)
+        prev = self._head()
+        self.conn.execute(
+            "INSERT INTO ledger (kind, ref, payload, prev, hash) VALUES (?, ?, ?, ?, ?)",
+            (kind, ref, payload, prev, _chain(prev, kind, payload)),
+        )
+
+    def _design_digest(self) -> str:
+        parts = [
+            self.conn.execute("SELECT reader_id, name FROM readers ORDER BY reader_id").fetchall(),
+            self.conn.execute("SELECT arm_id, show_ai FROM arms ORDER BY arm_id").fetchall(),
+            self.conn.execute("SELECT case_id, truth FROM cases ORDER BY case_id").fetchall(),
+            self.conn.execute(
+                "SELECT reader_id, arm_id, position, case_id FROM case_order ORDER BY reader_id, arm_id, position"
+            ).fetchall(),
+        ]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def _last_design(self) -> str | None:
+        row = self.conn.execute("SELECT payload FROM ledger WHERE kind = 'design' ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else str(json.loads(row[0])["digest"])
+
+    def _append_design_if_changed(self) -> None:
+        digest = self._design_digest()
+        if digest != self._last_design():
+            self._append("design", None, {"digest": digest})
+
+    def verify(self) -> IntegrityReport:
+        """Check the hash chain, replay it against ratings and audit, and check the schema.
+
+        Returns:
+            An :class:`IntegrityReport`; ``ok`` is False with one line per problem when a rating,
+            an audit row, the design or a trigger was changed outside this class.
+        """
+        problems: list[str] = []
+        version = self.schema_version
+        fp, want_rows = _expected_schema(version)
+        if version != SCHEMA_VERSION:
+            problems.append(f"schema version {version} (expected {SCHEMA_VERSION}): user_version was changed")
+        if schema_fingerprint(self.conn) != fp:
+            have = set(_schema_rows(self.conn))
+            want = set(want_rows)
+            missing = sorted(n for t, n, _ in want - have)
+            extra = sorted(n for t, n, _ in have - want)
+            what = ", ".join([f"missing/changed {m}" for m in missing] + [f"unexpected {e}" for e in extra])
+            problems.append(f"schema fingerprint differs from the store's schema ({what})")
+        check = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            problems.append(f"SQLite quick_check: {check}")
+        if "ledger" not in {n for _, n, _ in _schema_rows(self.conn)}:
+            problems.append("ledger table missing")
+            return IntegrityReport(False, problems)
+        prev = _GENESIS
+        expected_ratings: dict[int, dict[str, Any]] = {}
+        expected_audit: dict[int, dict[str, Any]] = {}
+        design: str | None = None
+        n = 0
+        for seq, kind, ref, payload, prev_col, h in self.conn.execute(
+            "SELECT seq, kind, ref, payload, prev, hash FROM ledger ORDER BY seq"
+        ):
+            n += 1
+            if prev_col != prev:
+                problems.append(f"ledger row {seq}: does not follow the previous row (chain broken)")
+            if _chain(prev_col, kind, payload) != h:
+                problems.append(f"ledger row {seq}: hash does not match its content (edited)")
+            prev = str(h)
+            try:
+                d = json.loads(payload)
+            except ValueError:
+                problems.append(f"ledger row {seq}: unreadable payload")
+                continue
+            if kind == "rating":
+                expected_ratings[int(d["rating_id"])] = dict(d)
+            elif kind == "amend":
+                expected_audit[int(d["audit_id"])] = d
+                r = expected_ratings.get(int(d["rating_id"]))
+                if r is None:
+                    problems.append(f"ledger row {seq}: amends rating {d['rating_id']}, which was never submitted")
+                else:
+                    r["score"], r["birads"] = d["new_score"], d["new_birads"]
+            elif kind == "design":
+                design = str(d["digest"])
+        actual = {int(r[0]): dict(zip(_RATING_COLS, r, strict=True))
+                  for r in self.conn.execute(f"SELECT {', '.join(_RATING_COLS)} FROM ratings")}
+        for rid, row in sorted(actual.items()):
+            exp = expected_ratings.get(rid)
+            if exp is None:
+                problems.append(f"rating {rid} ({row['reader_id']}/{row['arm_id']}/{row['case_id']}) was not "
+                                "written by the store (no ledger entry)")
+            elif not _same(exp, row):
+                diff = [k for k in _RATING_COLS if not _same_value(exp.get(k), row.get(k))]
+                problems.append(f"rating {rid} ({row['reader_id']}/{row['arm_id']}/{row['case_id']}) was changed "
+                                f"without an audited amendment ({', '.join(diff)})")
+        for rid in sorted(set(expected_ratings) - set(actual)):
+            problems.append(f"rating {rid} was removed")
+        audit = {int(r[0]): dict(zip(_AUDIT_COLS, r, strict=True))
+                 for r in self.conn.execute(f"SELECT {', '.join(_AUDIT_COLS)} FROM audit")}
+        for aid, row in sorted(audit.items()):
+            exp = expected_audit.get(aid)
+            if exp is None:
+                problems.append(f"audit row {aid} was not written by the store (forged)")
+            elif not _same(exp, row):
+                problems.append(f"audit row {aid} was changed")
+        for aid in sorted(set(expected_audit) - set(audit)):
+            problems.append(f"audit row {aid} was removed")
+        if design is not None and design != self._design_digest():
+            problems.append("the recorded design (readers, arms, case truth or orders) was changed")
+        return IntegrityReport(not problems, problems, prev, n)
 
     # -- set-up -----------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -190,10 +591,18 @@ class RatingStore:
         """Record the design once (idempotent: existing rows and orders are kept).
 
         Case orders are written only the first time, so a resumed session always sees the
-        order it started with, whatever happens to the definition file.
+        order it started with, whatever happens to the definition file. On a read-only store
+        this only checks that the design is already recorded.
         """
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        if self.read_only:
+            have_readers = {r[0] for r in self.conn.execute("SELECT reader_id FROM readers")}
+            have_cases = {r[0] for r in self.conn.execute("SELECT case_id FROM cases")}
+            if not ({r for r, _ in readers} <= have_readers and {c for c, _ in cases} <= have_cases):
+                raise StoreReadOnlyError(
+                    f"{self.path}: the study folder is read-only and the ratings file does not hold this design yet"
+                )
+            return
+        with self._tx():
             for k, v in meta.items():
                 self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (k, v))
             self.conn.executemany("INSERT OR IGNORE INTO readers VALUES (?, ?)", readers)
@@ -208,10 +617,7 @@ class RatingStore:
                         "INSERT INTO case_order VALUES (?, ?, ?, ?)",
                         [(rd, arm, i, cid) for i, cid in enumerate(ids)],
                     )
-            self.conn.execute("COMMIT")
-        except Exception:
-            self.conn.execute("ROLLBACK")
-            raise
+            self._append_design_if_changed()
 
     # -- reading ------------------------------------------------------------------------------
     def order(self, reader_id: str, arm_id: str) -> list[str]:
@@ -239,14 +645,15 @@ class RatingStore:
     def mark_opened(self, reader_id: str, arm_id: str, case_id: str) -> float:
         """Record when a case was first shown (kept across restarts); returns that time."""
         now = self.clock()
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.execute("INSERT OR IGNORE INTO opened VALUES (?, ?, ?, ?)", (reader_id, arm_id, case_id, now))
-        self.conn.execute("COMMIT")
+        if not self.read_only:
+            with self._tx():
+                self.conn.execute("INSERT OR IGNORE INTO opened VALUES (?, ?, ?, ?)",
+                                  (reader_id, arm_id, case_id, now))
         row = self.conn.execute(
             "SELECT opened_at FROM opened WHERE reader_id = ? AND arm_id = ? AND case_id = ?",
             (reader_id, arm_id, case_id),
         ).fetchone()
-        return float(row[0])
+        return now if row is None else float(row[0])
 
     def submit(
         self,
@@ -262,35 +669,45 @@ class RatingStore:
 
         Raises:
             RatingLockedError: The case already has a rating from this reader in this arm.
+            StoreWriteError: The file could not be written (the rating was not stored).
         """
+        if not math.isfinite(float(score)):
+            raise ConfigError(f"rating {score} is not a finite number")
         now = self.clock()
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            row = self.conn.execute(
-                "SELECT opened_at FROM opened WHERE reader_id = ? AND arm_id = ? AND case_id = ?",
-                (reader_id, arm_id, case_id),
-            ).fetchone()
-            opened = None if row is None else float(row[0])
-            if reading_s is None and opened is not None:
-                reading_s = max(0.0, now - opened)
-            cur = self.conn.execute(
-                "INSERT INTO ratings (reader_id, arm_id, case_id, score, birads, opened_at, submitted_at, "
-                "reading_s, comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (reader_id, arm_id, case_id, float(score), birads, opened, now, reading_s, comment),
-            )
-            self.conn.execute("COMMIT")
+            with self._tx():
+                dup = self.conn.execute(
+                    "SELECT 1 FROM ratings WHERE reader_id = ? AND arm_id = ? AND case_id = ?",
+                    (reader_id, arm_id, case_id),
+                ).fetchone()
+                if dup is not None:
+                    raise RatingLockedError(
+                        f"reader {reader_id} already rated case {case_id} in arm {arm_id}; "
+                        "submitted ratings are locked (amend with a reason)"
+                    )
+                row = self.conn.execute(
+                    "SELECT opened_at FROM opened WHERE reader_id = ? AND arm_id = ? AND case_id = ?",
+                    (reader_id, arm_id, case_id),
+                ).fetchone()
+                opened = None if row is None else float(row[0])
+                if reading_s is None and opened is not None:
+                    reading_s = max(0.0, now - opened)
+                values = (reader_id, arm_id, case_id, float(score), birads, opened, now, reading_s, comment)
+                cur = self.conn.execute(
+                    "INSERT INTO ratings (reader_id, arm_id, case_id, score, birads, opened_at, submitted_at, "
+                    "reading_s, comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+                rid = int(cur.lastrowid or 0)
+                self._append("rating", rid, dict(zip(_RATING_COLS, (rid, *values), strict=True)))
         except sqlite3.IntegrityError as exc:
-            self.conn.execute("ROLLBACK")
-            if "UNIQUE" in str(exc):
+            if "UNIQUE" in str(exc) or "locked" in str(exc):
                 raise RatingLockedError(
                     f"reader {reader_id} already rated case {case_id} in arm {arm_id}; "
                     "submitted ratings are locked (amend with a reason)"
                 ) from None
             raise ConfigError(f"cannot store rating: {exc}") from None
-        except Exception:
-            self.conn.execute("ROLLBACK")
-            raise
-        return Rating(int(cur.lastrowid or 0), reader_id, arm_id, case_id, float(score), birads, now, reading_s, comment)
+        return Rating(rid, reader_id, arm_id, case_id, float(score), birads, now, reading_s, comment)
 
     def amend(
         self, reader_id: str, arm_id: str, case_id: str, new_score: float, reason: str,
@@ -300,12 +717,14 @@ class RatingStore:
 
         Raises:
             ConfigError: No such rating, or an empty reason.
+            StoreWriteError: The file could not be written (nothing was changed).
         """
         if not reason or not reason.strip():
             raise ConfigError("a change to a submitted rating needs a reason")
+        if not math.isfinite(float(new_score)):
+            raise ConfigError(f"rating {new_score} is not a finite number")
         now = self.clock()
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._tx():
             row = self.conn.execute(
                 "SELECT rating_id, score, birads FROM ratings WHERE reader_id = ? AND arm_id = ? AND case_id = ?",
                 (reader_id, arm_id, case_id),
@@ -314,16 +733,15 @@ class RatingStore:
                 raise ConfigError(f"no submitted rating of case {case_id} by {reader_id} in arm {arm_id}")
             rid, old, old_b = int(row[0]), float(row[1]), row[2]
             nb = old_b if new_birads is None else new_birads
-            self.conn.execute(
+            values = (rid, who, now, old, float(new_score), old_b, nb, reason.strip())
+            cur = self.conn.execute(
                 "INSERT INTO audit (rating_id, who, at, old_score, new_score, old_birads, new_birads, reason) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (rid, who, now, old, float(new_score), old_b, nb, reason.strip()),
+                values,
             )
+            aid = int(cur.lastrowid or 0)
+            self._append("amend", aid, dict(zip(_AUDIT_COLS, (aid, *values), strict=True)))
             self.conn.execute("UPDATE ratings SET score = ?, birads = ? WHERE rating_id = ?", (float(new_score), nb, rid))
-            self.conn.execute("COMMIT")
-        except Exception:
-            self.conn.execute("ROLLBACK")
-            raise
         return AuditEntry(rid, who, now, old, float(new_score), old_b, nb, reason.strip())
 
     # -- queries ------------------------------------------------------------------------------
@@ -347,6 +765,25 @@ class RatingStore:
     def truth(self) -> dict[str, int | None]:
         """Recorded case truth (for analysis only; never shown to readers)."""
         return {r[0]: r[1] for r in self.conn.execute("SELECT case_id, truth FROM cases")}
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return bool(a == b)
+
+
+def _same(exp: dict[str, Any], row: dict[str, Any]) -> bool:
+    return all(_same_value(exp.get(k), row.get(k)) for k in row)
+
+
+def _writable(path: Path) -> bool:
+    """Whether the ratings file (or, when missing, its folder) can be written by this process."""
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        return False
+    # WAL needs the -wal/-shm files beside the database: the folder must be writable too
+    return os.access(path.parent, os.W_OK)
 
 
 def _split_sql(script: str) -> list[str]:

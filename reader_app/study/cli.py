@@ -59,11 +59,18 @@ def _export(args: argparse.Namespace) -> int:
     from engine.study.session import open_study_run
 
     run = open_study_run(_definition(args.study))
-    res = export_study(run, args.out, include_identifiers=args.include_identifiers, cov=args.cov)
+    try:
+        res = export_study(run, args.out, include_identifiers=args.include_identifiers, cov=args.cov)
+    finally:
+        run.close()
     for k, v in res.files.items():
         print(f"{k}: {v}")
     if not res.complete:
         print("study incomplete: MRMC analysis, figures and report need every rating")
+    if res.integrity is not None:
+        print(res.integrity.summary())
+        if not res.integrity.ok:
+            return 3
     return 0
 
 
@@ -71,9 +78,15 @@ def _status(args: argparse.Namespace) -> int:
     from engine.study.session import open_study_run
 
     run = open_study_run(_definition(args.study))
-    st = run.status()
+    try:
+        st = run.status()
+        integrity = run.store.verify()
+    finally:
+        run.close()
     if args.json:
-        print(json.dumps([s.__dict__ for s in st]))
+        print(json.dumps({"readers": [s.__dict__ for s in st], "read_only": run.store.read_only,
+                          "integrity": {"ok": integrity.ok, "problems": integrity.problems,
+                                        "ledger_head": integrity.head, "ledger_entries": integrity.entries}}))
     else:
         for s in st:
             state = "finished" if s.finished else f"reading {s.current_arm}"
@@ -81,7 +94,10 @@ def _status(args: argparse.Namespace) -> int:
                 state = "in washout"
             done = ", ".join(f"{a} {n}/{s.total}" for a, n in s.done.items())
             print(f"{s.reader_id}: {done} - {state}")
-    return 0
+        if run.store.read_only:
+            print(f"{run.store.path}: opened read-only (the study folder cannot be written)")
+        print(integrity.summary())
+    return 0 if integrity.ok else 3
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from engine.study.demo import FakeClock, make_tiny_case_study, run_scripted_read
 from engine.study.design import case_order, load_design
 from engine.study.export import export_study
 from engine.study.session import StudyRun, WashoutError
-from engine.study.store import _V1, RatingLockedError, RatingStore, _split_sql
+from engine.study.store import _V1, SCHEMA_VERSION, RatingLockedError, RatingStore, _split_sql
 
 N = 6  # benign and malignant cases each
 
@@ -74,7 +74,7 @@ def test_store_locking_audit_and_migration(tmp_path: Path) -> None:
     con.commit()
     con.close()
     s = RatingStore(db)
-    assert s.schema_version == 2
+    assert s.schema_version == SCHEMA_VERSION
     assert "comment" in [r[1] for r in s.conn.execute("PRAGMA table_info(ratings)")]
     assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert s.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
