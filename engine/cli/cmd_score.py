@@ -112,7 +112,7 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
             box = None
             if all(row.get(k) for k in ("x0", "y0", "x1", "y1")):
                 box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
-            p = pred.predict(img, box=box)  # type: ignore[arg-type]
+            p = _score_one(pred, img, str(row.get("modality") or "").upper() or pred.spec.modality, box)
             results.append((pred.name, f"{p:.6f}"))
         except (BreastReaderError, ValueError, OSError) as exc:
             reason = exc.reason if hasattr(exc, "reason") else str(exc)
@@ -124,6 +124,23 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
         if progress is not None:
             progress(n + 1, len(rows), Path(path).name)
     return results, errors
+
+
+def _score_one(pred: Any, img: Any, modality: str, box: Any) -> float:
+    """One image through the engine's case scorer (the GUI's path: same box and slice policy).
+
+    Raises:
+        BreastReaderError: the model could not score the image (e.g. a lesion model without a box).
+    """
+    from engine.inference.case import CaseImage, CaseInput, CaseScorer
+
+    mod = modality if modality in MODALITIES else str(pred.spec.modality)
+    res = CaseScorer(lambda _m, _n: pred).score_case(CaseInput("row", [CaseImage("image", img, mod, box)]))
+    if "image" not in res.per_image:
+        reason = res.errors[0].split(": ", 1)[-1] if res.errors else "not scored"
+        raise BreastReaderError(reason.replace("draw one (B) to score this image",
+                                               "give x0,y0,x1,y1 (pixels) in the manifest"))
+    return float(res.per_image["image"])
 
 
 def _handler(args: argparse.Namespace) -> int:

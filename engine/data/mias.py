@@ -195,33 +195,28 @@ def copy_licence(root: str | Path, dest: str | Path) -> Path:
 
 
 def breast_mask(image: np.ndarray, *, threshold: int | None = None) -> np.ndarray:
-    """Breast region of a film mammogram: the largest bright connected component.
-
-    Film labels and scanner borders are separate components and are dropped (An et al. 2019
-    crop the breast before sampling patches).
+    """Breast region of a film mammogram (An et al. 2019 crop the breast before sampling patches).
 
     Args:
-        image: 2-D uint8 mammogram.
-        threshold: Grey level separating breast from background (Otsu when None).
+        image: 2-D mammogram.
+        threshold: Grey level separating breast from background; None uses the one breast
+            mask of :func:`engine.imaging.breast.breast_mask` (film labels and borders dropped).
 
     Returns:
         Boolean mask of the breast.
     """
-    import cv2
+    if threshold is None:
+        from engine.imaging.breast import breast_mask as _mask
+
+        return _mask(image)
     from scipy import ndimage
 
-    img = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
-    if threshold is None:
-        otsu, _ = cv2.threshold(img, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        # Half the Otsu level keeps the faint skin-line region (fatty breasts) in the mask.
-        threshold = max(int(otsu) // 2, 10)
-    fg = img > threshold
+    fg = np.asarray(image) > threshold
     lab, n = ndimage.label(fg)
     if n == 0:
         return fg
     sizes = ndimage.sum(fg, lab, index=np.arange(1, n + 1))
-    keep = lab == (int(np.argmax(sizes)) + 1)
-    return ndimage.binary_fill_holes(keep)
+    return np.asarray(ndimage.binary_fill_holes(lab == (int(np.argmax(sizes)) + 1)))
 
 
 def sample_patches(

@@ -88,31 +88,10 @@ class AnCrop:
 
 
 def breast_mask(img: np.ndarray) -> np.ndarray:
-    """Boolean breast mask: low threshold above the background, opening, largest component.
+    """The breast mask (:func:`engine.imaging.breast.breast_mask`, the one implementation)."""
+    from engine.imaging.breast import breast_mask as _mask
 
-    Otsu on a mammogram often separates dense from fatty tissue rather than breast from
-    background, so the threshold is 8 % of the way from the background level (median of the
-    darkest tenth) to the 99th percentile; an opening cuts thin links to labels and artefacts.
-    """
-    import cv2
-
-    a = np.asarray(img, dtype=np.float32)
-    flat = np.sort(a.ravel())
-    if flat.size == 0 or flat[-1] <= flat[0]:
-        return np.zeros(a.shape, bool)
-    bg = float(np.median(flat[: max(1, flat.size // 10)]))
-    hi = float(flat[min(flat.size - 1, int(0.99 * flat.size))])
-    if hi <= bg:
-        hi = float(flat[-1])
-    m = (a > bg + 0.08 * (hi - bg)).astype(np.uint8)
-    k = max(3, (min(a.shape) // 100) | 1)
-    m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))),
-                   np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n <= 1:
-        return m > 0
-    kbest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return np.asarray(lab == kbest)
+    return _mask(img)
 
 
 def orient_and_crop(pixels: np.ndarray, *, size: int = CROP_SIZE) -> AnCrop:

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.imaging import geometry
 from engine.models.common import BreastClassifier, adapt_first_conv, torchvision_backbone
 from engine.models.inception_resnet_v2 import ConvBN, InceptionResNetV2Trunk
 from engine.models.registry import register_model
@@ -187,33 +188,18 @@ class QiSnNet(_QiNet):
 
 # -- multi-input prediction (Sec. 3.3) ------------------------------------------------------------
 def resize_shorter_side(img: torch.Tensor, size: int = QI_INPUT) -> torch.Tensor:
-    """Scale ``(C, H, W)`` so that its shorter side is ``size`` (aspect ratio kept)."""
-    h, w = img.shape[-2:]
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    return F.interpolate(img[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)[0]
+    """Scale ``(C, H, W)`` so that its shorter side is ``size`` (:mod:`engine.imaging.geometry`)."""
+    return geometry.resize_shorter_side(img, size)
 
 
 def five_crop_layout(shape: tuple[int, int], size: int = QI_INPUT) -> tuple[tuple[int, int], list[tuple[int, int]]]:
-    """Where :func:`five_crops` takes its crops from an image of ``shape`` (rows, cols).
-
-    Returns:
-        ``((rows, cols) after resizing the shorter side to size, [(top, left) of each crop]``.
-    """
-    h, w = shape
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    starts = torch.linspace(0, max(nh, nw) - size, 5).round().long().tolist()
-    if nw >= nh:
-        return (nh, nw), [(0, int(v)) for v in starts]
-    return (nh, nw), [(int(v), 0) for v in starts]
+    """Where :func:`five_crops` takes its crops (:func:`engine.imaging.geometry.five_crop_layout`)."""
+    return geometry.five_crop_layout(shape, size)
 
 
 def five_crops(img: torch.Tensor, size: int = QI_INPUT) -> torch.Tensor:
-    """Five uniformly spaced ``size x size`` crops along the longer side -> ``(5, C, size, size)``."""
-    x = resize_shorter_side(img, size)
-    _, offsets = five_crop_layout((int(img.shape[-2]), int(img.shape[-1])), size)
-    return torch.stack([x[:, t:t + size, l:l + size] for t, l in offsets])
+    """Qi's five crops (:func:`engine.imaging.geometry.five_crops`, the one implementation)."""
+    return geometry.five_crops(img, size)
 
 
 def random_crop(img: torch.Tensor, size: int = QI_INPUT, rng: random.Random | None = None) -> torch.Tensor:

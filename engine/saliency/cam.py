@@ -38,6 +38,28 @@ class CAMSaliency(SaliencyMethod):
         raise ValueError(f"CAM needs a pooled linear head; {type(m).__name__} has none (use gradcam)")
 
     @torch.no_grad()
+    def compute_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """CAM of a whole batch from one forward pass (maps, logits)."""
+        evidence = getattr(self.model, "forward_with_evidence", None)
+        if callable(evidence) and self.target == "malignant":
+            logits, ev = evidence(x)
+            self.last_logits = logits.detach()
+            self.layer = "all read layers and scales (exact decomposition of the logit margin)"
+            return ev.float(), logits.detach()
+        with record(self.target_module()) as rec:
+            logits = self.model(x)
+        feats = rec.activation
+        self.last_logits = logits.detach()
+        assert feats is not None
+        w = self._weights()
+        if self.target == "predicted":
+            cls = logits.argmax(1)
+        else:
+            cls = torch.full((x.shape[0],), int(getattr(self.model, "malignant_index", 1)), dtype=torch.long)
+        cls = cls.clamp(max=w.shape[0] - 1).to(w.device)
+        return torch.einsum("bc,bchw->bhw", w[cls].float(), feats.float()), logits.detach()
+
+    @torch.no_grad()
     def compute_map(self, x: torch.Tensor) -> torch.Tensor:
         """CAM at the feature resolution (or the model's own exact decomposition, at the input's)."""
         evidence = getattr(self.model, "forward_with_evidence", None)

@@ -1,11 +1,12 @@
-"""Grad-CAM (Selvaraju et al., ICCV 2017) through ``pytorch-grad-cam`` (MIT), not rewritten.
+"""Grad-CAM (Selvaraju et al., ICCV 2017) of the malignancy output, batched.
 
-The target is the malignancy output of the classifier. When the target layer is the model's
-``features_out`` (the default), the trunk runs once without autograd and pytorch-grad-cam is
-applied to the head alone with the feature maps as its input: the gradients of the score with
-respect to those maps, hence the map, are identical, at the cost of one forward pass.
-pytorch-grad-cam's hooks are released in a ``finally`` block (its own ``__exit__`` swallows
-IndexError, so it is not used as a context manager).
+pytorch-grad-cam (MIT) computed one crop at a time at batch 1, with weight gradients and a
+backward pass down to the input: about 3x the work needed. Here one forward pass serves the
+whole batch (all five crops of a Qi multi-input model, or several images) and gives the score
+too; ``torch.autograd.grad`` takes only the gradient at the target layer (parameters detached,
+the graph starts at the target layer). The map equals pytorch-grad-cam's
+(``tests/engine/test_saliency.py`` checks it against the library). The forward hook is removed
+in a ``finally`` block.
 """
 
 from __future__ import annotations
@@ -15,22 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from engine import _torchvision_shim
 from engine.saliency.base import SaliencyMethod
-
-
-class _HeadOnly(nn.Module):
-    """``forward_head`` behind an identity ``tap`` that pytorch-grad-cam hooks."""
-
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
-        self.tap = nn.Identity()
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits from feature maps."""
-        out: torch.Tensor = self.model.forward_head(self.tap(features))
-        return out
 
 
 class GradCAMSaliency(SaliencyMethod):
@@ -40,38 +26,58 @@ class GradCAMSaliency(SaliencyMethod):
 
     def __init__(self, model: nn.Module, layer: str | None = None, head_only: bool = True) -> None:
         super().__init__(model, layer)
-        self.head_only = head_only
+        self.head_only = head_only  # kept for callers; the batched path never backprops below the layer
 
-    def compute_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Grad-CAM (at the feature resolution on the fast path, else at the input's)."""
-        _torchvision_shim.ensure()
-        from pytorch_grad_cam import GradCAM
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    def compute_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Grad-CAM of a whole batch in one forward and one partial backward pass.
 
+        Only the gradient of the malignancy logits with respect to the target layer's output is
+        computed (``torch.autograd.grad``): parameters are detached for the pass (no weight
+        gradients) and nothing before the target layer enters the graph (the backward stops
+        there). Per-image maps are ``ReLU(sum_k mean(dy/dA_k) A_k)``, min-max scaled as
+        pytorch-grad-cam scales them (Selvaraju et al. 2017, Eq. 1-2).
+
+        Returns:
+            ``(maps (B, h, w) at the target layer's resolution, logits (B, K))``.
+        """
         model: Any = self.model
         was_training = model.training
         idx = int(getattr(model, "malignant_index", 1))
         if getattr(model, "num_outputs", 2) == 1:
             idx = 0
-        fast = self.head_only and self.layer == "features_out" and hasattr(model, "forward_head") and hasattr(model, "forward_features")
-        if fast:
-            model.eval()
-            with torch.no_grad():
-                inp = model.forward_features(x).detach()
-            net: nn.Module = _HeadOnly(model)
-            target = net.get_submodule("tap")
-        else:
-            inp = x.detach().clone()
-            net, target = model, self.target_module()
-        inp.requires_grad_(True)  # frozen backbones / the head-only path still give gradients
-        cam = GradCAM(model=net, target_layers=[target])
+        target = self.target_module()
+        params = [p for p in model.parameters() if p.requires_grad]
+        held: dict[str, torch.Tensor] = {}
+
+        def _fwd(_m: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
+            a = out.detach().requires_grad_(True)
+            held["a"] = a
+            return a
+
+        model.eval()
+        handle = target.register_forward_hook(_fwd)
         try:
+            for p in params:
+                p.requires_grad_(False)
             with torch.enable_grad():
-                out = cam(input_tensor=inp, targets=[ClassifierOutputTarget(idx)])
-            outputs = getattr(cam, "outputs", None)
-            self.last_logits = outputs.detach() if isinstance(outputs, torch.Tensor) else None
+                logits = model(x.detach())
+                a = held.get("a")
+                if a is None:
+                    raise ValueError(f"Grad-CAM layer {self.layer!r} was not reached by the forward pass")
+                (grads,) = torch.autograd.grad(logits[:, idx].float().sum(), a)
+            weights = grads.float().mean(dim=(2, 3), keepdim=True)
+            cam = torch.relu((weights * a.detach().float()).sum(dim=1))
+            lo = cam.flatten(1).min(dim=1).values.view(-1, 1, 1)
+            cam = cam - lo
+            cam = cam / (cam.flatten(1).max(dim=1).values.view(-1, 1, 1) + 1e-7)
         finally:
-            cam.activations_and_grads.release()
-            model.zero_grad(set_to_none=True)
+            handle.remove()
+            for p in params:
+                p.requires_grad_(True)
             model.train(was_training)
-        return torch.from_numpy(out[0])
+        self.last_logits = logits.detach()
+        return cam.detach(), logits.detach()
+
+    def compute_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Grad-CAM of one input ``(1, C, H, W)`` at the target layer's resolution."""
+        return self.compute_maps(x)[0][0]

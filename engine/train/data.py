@@ -187,8 +187,10 @@ def _base_resize(img: NDArray[np.uint8], size: tuple[int, int], mode: str) -> ND
 
 
 def _five_offsets(total: int, size: int) -> list[int]:
-    # Qi et al. 2019 Fig. 4: five uniformly spaced crops along the longer side.
-    return [int(round(v)) for v in np.linspace(0, total - size, 5)]
+    # Qi et al. 2019 Fig. 4: five uniformly spaced crops along the longer side (one implementation).
+    from engine.imaging.geometry import five_offsets
+
+    return five_offsets(total, size)
 
 
 def _affine(src: NDArray[np.uint8], aug: AugmentConfig, rng: np.random.Generator) -> NDArray[np.uint8]:

@@ -94,32 +94,72 @@ def build_study(root: Path, *, bad_image: bool = True, bad_case: bool = True) ->
 
 
 class FakePredictor:
-    """Deterministic stand-in for engine.inference predictors (keeps GUI tests fast)."""
+    """Deterministic stand-in for an engine predictor (keeps GUI tests fast).
+
+    It implements :class:`engine.inference.case.ImageModel` (``name``, ``spec``, ``run``), the
+    same surface the engine's :class:`~engine.inference.case.CaseScorer` drives on a real
+    :class:`~engine.inference.Predictor`, so every case policy under test is the engine's own.
+    """
 
     def __init__(self, modality: str, work_s: float = 0.0) -> None:
         self.name = f"fake-{modality.lower()}"
         self.modality = modality
         self.device = "cpu"
         self.synthetic = modality == "MR"
+        self.spec = None
         self.work_s = work_s
         self.calls = 0
+        self.boxes: list = []
 
     def _work(self) -> None:
         end = time.perf_counter() + self.work_s
         while time.perf_counter() < end:  # CPU work that holds the GIL in short slices
             np.sort(np.random.default_rng(0).random(20000))
 
-    def predict(self, image, box=None):
-        self.calls += 1
-        self._work()
-        return {"malignancy": 0.25 if self.modality == "US" else 0.75}
+    def score(self, image, box=None) -> float:
+        return 0.25 if self.modality == "US" else 0.75
 
-    def saliency(self, image, method, box=None):
-        if method not in ("gradcam", "cam"):
-            raise ValueError(f"{method} not supported")
-        self._work()
-        yy, xx = np.mgrid[0:32, 0:32]
-        return np.exp(-((xx - 8) ** 2 + (yy - 16) ** 2) / 20.0).astype(np.float32)  # low-res, off-centre
+    def run(self, items, methods=()):
+        from engine.inference import ImageOutput
+        from engine.saliency import SaliencyMap
+
+        outs = []
+        for it in items:
+            self.calls += 1
+            self.boxes.append(it.box)
+            self._work()
+            out = ImageOutput(self.score(it.image, it.box), it.frame)
+            for m in methods:
+                if m not in ("gradcam", "cam"):
+                    out.errors[m] = f"{m} not supported"
+                    continue
+                yy, xx = np.mgrid[0:32, 0:32]  # low-res, off-centre
+                out.saliency[m] = SaliencyMap(np.exp(-((xx - 8) ** 2 + (yy - 16) ** 2) / 20.0).astype(np.float32),
+                                              m, "fake")
+            outs.append(out)
+        return outs
+
+
+class FakeScorer:
+    """A GUI test double of the whole :class:`engine.inference.case.Scorer` Protocol."""
+
+    def __init__(self, per_modality: dict[str, float]) -> None:
+        self.per_modality = per_modality
+        self.calls = 0
+
+    def score_case(self, case, methods=(), *, progress=None, cancel=None):
+        from engine.inference.case import CaseScores, ModelInfo
+
+        self.calls += 1
+        res = CaseScores(case.case_id)
+        for ci in case.images:
+            if ci.modality in self.per_modality:
+                res.per_image[ci.image_id] = self.per_modality[ci.modality]
+                res.models[ci.modality] = ModelInfo(ci.modality, f"fake-scorer-{ci.modality.lower()}")
+        for m, p in self.per_modality.items():
+            if any(ci.modality == m for ci in case.images):
+                res.per_modality[m] = p
+        return res
 
 
 def fake_loader(work_s: float = 0.0, installed: tuple[str, ...] = ("MG", "US", "MR")):

@@ -9,7 +9,7 @@ import pytest
 
 from engine.cases import load_study
 from engine.io.types import ImageMeta, LoadedImage
-from reader_app.ai import AIService, probability_of, qi_advice, to_ten
+from reader_app.ai import AIService, qi_advice, to_ten
 from reader_app.imaging import chest_wall_side, coco_json, export_case, hanging_protocol, mg_needs_flip
 from reader_app.state import AppState, JsonRatingStore
 from studies import fake_loader, mammogram
@@ -135,14 +135,7 @@ def test_export_masks_and_coco(study_dir, tmp_path):
     assert coco_json(s.current.case, {})["annotations"] == []
 
 
-def test_probability_adapters_and_scale():
-    class P:
-        prob = 0.3
-
-    assert probability_of(0.2) == 0.2 and probability_of({"malignant": 0.4}) == 0.4
-    assert probability_of(P()) == 0.3 and probability_of({"probs": {"malignant": 0.9}}) == 0.9
-    with pytest.raises(TypeError):
-        probability_of("x")
+def test_scale_and_qi_advice():
     assert to_ten(0.734) == 7.3
     assert "Further" in qi_advice(0.7, None) and "Periodic" in qi_advice(0.2, 0.1)
     assert "Further" in qi_advice(0.2, 0.8) and "Mt-Net + Sn-Net" in qi_advice(0.2, 0.8)
@@ -190,13 +183,14 @@ def test_box_passed_only_to_models_that_score_a_box(study_dir):
     boxes = {}
 
     class Rec(FakePredictor):
-        def predict(self, image, box=None):
-            boxes.setdefault(self.modality, []).append(box)
-            return super().predict(image, box)
+        def run(self, items, methods=()):
+            boxes.setdefault(self.modality, []).extend(it.box for it in items)
+            return super().run(items, methods)
 
     def load(modality, model=None):
         p = Rec(modality)
-        p.spec = SimpleNamespace(name=p.name, model="x", synthetic=False, extra={"needs_box": modality == "MG"})
+        pre = SimpleNamespace(box="required" if modality == "MG" else "ignored", crop="lesion_box")
+        p.spec = SimpleNamespace(name=p.name, model="x", synthetic=False, extra={}, preprocess=pre)
         return p
 
     case = load_study(study_dir).case("P001")
