@@ -37,7 +37,9 @@ __all__ = [
     "TreatmentResult",
     "ai_vs_readers",
     "auc_covariance",
+    "jackknife_covariance",
     "mrmc_analysis",
+    "or_analysis",
     "or_components",
 ]
 
@@ -72,6 +74,26 @@ def jackknife_covariance_from_placements(p: Placements) -> NDArray[np.float64]:
     big_n = m + n
     centred = loo - loo.mean(axis=1, keepdims=True)
     return np.asarray((big_n - 1) / big_n * centred @ centred.T, dtype=np.float64)
+
+
+def jackknife_covariance(loo: ArrayLike) -> NDArray[np.float64]:
+    """Jackknife covariance of k statistics from their leave-one-case-out values.
+
+    Cov = (N - 1)/N sum_k (theta_(k) - mean)(theta_(k) - mean)^T (Efron 1982, eq. 3.9); the
+    same estimator RJafroc uses for any FOM (``FOMijk2VarCov``) and MRMCaov's ``jackknife``.
+
+    Args:
+        loo: (k, N) statistics recomputed with each of the N cases (or clusters) left out.
+
+    Returns:
+        (k, k) covariance.
+    """
+    a = np.asarray(loo, dtype=float)
+    n = a.shape[1]
+    if n < 2:
+        raise ValueError("a jackknife needs at least 2 cases")
+    centred = a - a.mean(axis=1, keepdims=True)
+    return np.asarray((n - 1) / n * centred @ centred.T, dtype=np.float64)
 
 
 def auc_covariance(
@@ -239,6 +261,7 @@ class MrmcResult:
     pairwise: list[PairwiseResult]
     reader_pairwise: list[PairwiseResult] = field(default_factory=list)
     alpha: float = 0.05
+    fom: str = "auc"
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict with the ``breast-engine mrmc --json`` keys."""
@@ -257,12 +280,13 @@ class MrmcResult:
                 d["reader"] = p.reader
             return d
 
+        key = "auc" if self.fom == "auc" else "fom"
         out: dict[str, object] = {
             "design": self.design,
             "cov": self.cov_method,
             "alpha": self.alpha,
             "treatments": {
-                k: {"auc": v.auc, "se": v.se, "df": _num(v.df), "ci": list(v.ci)}
+                k: {key: v.auc, "se": v.se, "df": _num(v.df), "ci": list(v.ci)}
                 for k, v in self.treatment_results.items()
             },
             "global_test": {k: _num(v) for k, v in self.global_test.items()},
@@ -273,6 +297,8 @@ class MrmcResult:
                 for j, rd in enumerate(self.readers)
             },
         }
+        if self.fom != "auc":
+            out["fom"] = self.fom
         if self.reader_pairwise:
             out["reader_pairwise"] = [_pw(p) for p in self.reader_pairwise]
         return out
@@ -306,7 +332,7 @@ def _safe_div(a: float, b: float) -> float:
 
 
 def _single_treatment(
-    aucs_i: NDArray[np.float64], cov_i: NDArray[np.float64], design: str, alpha: float
+    aucs_i: NDArray[np.float64], cov_i: NDArray[np.float64], design: str, alpha: float, clip: bool = True
 ) -> TreatmentResult:
     """One treatment's mean AUC and CI from its own data (Hillis 2007 sec. 5; MRMCaov)."""
     r = aucs_i.size
@@ -325,7 +351,7 @@ def _single_treatment(
     else:  # rrfc
         se = float(np.sqrt(ms_r / r))
         df = float(r - 1)
-    return TreatmentResult(auc=est, se=se, df=float(df), ci=_ci(est, se, df, alpha, clip=True))
+    return TreatmentResult(auc=est, se=se, df=float(df), ci=_ci(est, se, df, alpha, clip=clip))
 
 
 def mrmc_analysis(
@@ -377,6 +403,57 @@ def mrmc_analysis(
     if len(tnames) != t or len(rnames) != r:
         raise ValueError("treatments/readers names do not match the ratings shape")
     aucs, c = auc_covariance(truth, s, cov)
+    return or_analysis(aucs, c, treatments=tnames, readers=rnames, design=design, alpha=alpha, cov_method=cov)
+
+
+def or_analysis(
+    foms: ArrayLike,
+    cov: ArrayLike,
+    *,
+    treatments: list[str] | None = None,
+    readers: list[str] | None = None,
+    design: Design = "rrrc",
+    alpha: float = 0.05,
+    cov_method: str = "jackknife",
+    fom: str = "auc",
+    clip: bool = True,
+) -> MrmcResult:
+    """Obuchowski-Rockette analysis of any figure of merit from its error covariance.
+
+    The OR model and Hillis' inference (see :func:`mrmc_analysis`) need only the (t, r)
+    figures of merit and their (t r, t r) covariance over cases, however it was estimated:
+    DeLong structural components, the case jackknife (ROC, FROC/wAFROC, sensitivity), the
+    clustered (patient-level) covariance of Obuchowski 1997, or a block-diagonal split-plot
+    covariance (Hillis 2014; RJafroc ``ORAnalysisSplitPlot``). Chakraborty (2017, ch. 9-10)
+    applies the same ORH analysis to FROC figures of merit with jackknife covariance.
+
+    Args:
+        foms: (t, r) figures of merit.
+        cov: (t r, t r) covariance, treatment-major (index i * r + j).
+        treatments: Treatment names.
+        readers: Reader names.
+        design: "rrrc", "frrc" or "rrfc".
+        alpha: 1 - confidence level.
+        cov_method: Label of the covariance method (reported).
+        fom: Name of the figure of merit (reported).
+        clip: Clip per-treatment CIs to [0, 1] (FOMs that are probabilities).
+
+    Returns:
+        :class:`MrmcResult`.
+    """
+    aucs = np.asarray(foms, dtype=float)
+    c = np.asarray(cov, dtype=float)
+    if aucs.ndim != 2 or c.shape != (aucs.size, aucs.size):
+        raise ValueError(f"foms must be (t, r) and cov (t r, t r); got {aucs.shape} and {c.shape}")
+    t, r = aucs.shape
+    if design not in ("rrrc", "frrc", "rrfc"):
+        raise ValueError(f"unknown design {design!r} (use rrrc, frrc or rrfc)")
+    if design in ("rrrc", "rrfc") and r < 2:
+        raise ValueError("random-reader analysis needs at least 2 readers")
+    tnames = treatments or [str(i + 1) for i in range(t)]
+    rnames = readers or [str(j + 1) for j in range(r)]
+    if len(tnames) != t or len(rnames) != r:
+        raise ValueError("treatments/readers names do not match the figures of merit")
     comp = or_components(aucs, c)
 
     vc = {
@@ -424,7 +501,7 @@ def mrmc_analysis(
     tres: dict[str, TreatmentResult] = {}
     for i, name in enumerate(tnames):
         block = c[i * r : (i + 1) * r, i * r : (i + 1) * r]
-        tres[name] = _single_treatment(aucs[i], block, design, alpha)
+        tres[name] = _single_treatment(aucs[i], block, design, alpha, clip)
 
     pairwise: list[PairwiseResult] = []
     for a, b in combinations(range(t), 2):
@@ -468,7 +545,8 @@ def mrmc_analysis(
 
     return MrmcResult(
         design=design,
-        cov_method=cov,
+        cov_method=cov_method,
+        fom=fom,
         treatments=list(tnames),
         readers=list(rnames),
         aucs=aucs,
