@@ -127,12 +127,13 @@ def or_power(
     if den <= 0:
         raise ValueError("the pilot's variance components give a non-positive variance; the pilot is too small")
     ncp = effect_size**2 * j / (2.0 * den)
+    # (scipy's noncentral distributions are wrong at ncp = 0: use the central ones there)
     if df2 == float("inf"):
         crit = float(sps.chi2.ppf(1 - alpha, 1))
-        power = float(sps.ncx2.sf(crit, 1, ncp))
+        power = float(sps.ncx2.sf(crit, 1, ncp)) if ncp > 0 else alpha
     else:
         crit = float(sps.f.ppf(1 - alpha, 1, df2))
-        power = float(sps.ncf.sf(crit, 1, df2, ncp))
+        power = float(sps.ncf.sf(crit, 1, df2, ncp)) if ncp > 0 else alpha
     return PowerResult(design, j, k, float(effect_size), power, float(ncp), float(df2), alpha)
 
 

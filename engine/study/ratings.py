@@ -46,6 +46,7 @@ class RatingsTable:
 def _finish(
     path: str,
     records: list[tuple[int, str, str, str, int, float]],
+    allow_missing: bool = False,
 ) -> RatingsTable:
     """Check a list of (row, reader, treatment, case, truth, rating) and build the table."""
     if not records:
@@ -94,7 +95,7 @@ def _finish(
     for _, rd, tr, cs, _, rt in records:
         arr[ti[tr], ri[rd], ci[cs]] = rt
     missing = np.argwhere(np.isnan(arr))
-    if missing.size:
+    if missing.size and not allow_missing:
         i, j, k = missing[0]
         example = next(r for r, rd, tr, cs, _, _ in records if cs == cases[k])
         raise CaseFormatError(
@@ -125,7 +126,7 @@ def _parse_rating(path: str, row: int, value: str) -> float:
     return x
 
 
-def parse_long_csv(text: str, path: str = "<ratings>") -> RatingsTable:
+def parse_long_csv(text: str, path: str = "<ratings>", allow_missing: bool = False) -> RatingsTable:
     """Parse long-format CSV text with columns reader,treatment,case,truth,rating.
 
     Args:
@@ -167,10 +168,10 @@ def parse_long_csv(text: str, path: str = "<ratings>") -> RatingsTable:
                 _parse_rating(path, n, vals["rating"]),
             )
         )
-    return _finish(path, records)
+    return _finish(path, records, allow_missing)
 
 
-def parse_imrmc(text: str, path: str = "<imrmc>") -> RatingsTable:
+def parse_imrmc(text: str, path: str = "<imrmc>", allow_missing: bool = False) -> RatingsTable:
     """Parse iMRMC input (free header, ``BEGIN DATA:``, rows reader,case,modality,score).
 
     Truth rows have reader ``-1`` (modality ``truth`` or ``0``) and score 0/1 (Gallas et al.,
@@ -206,14 +207,16 @@ def parse_imrmc(text: str, path: str = "<imrmc>") -> RatingsTable:
         if cs not in truth:
             raise CaseFormatError(path, f"case {cs!r} has no truth row (-1,{cs},truth,0|1)", row=n)
         records.append((n, rd, md, cs, truth[cs][0], score))
-    return _finish(path, records)
+    return _finish(path, records, allow_missing)
 
 
-def load_ratings(path: str | PathLike[str]) -> RatingsTable:
+def load_ratings(path: str | PathLike[str], allow_missing: bool = False) -> RatingsTable:
     """Load a ratings file, long CSV or iMRMC (detected by a ``BEGIN DATA`` line).
 
     Args:
         path: File path.
+        allow_missing: Keep unrated reader x case cells as NaN (split-plot designs) instead of
+            refusing the file.
 
     Returns:
         :class:`RatingsTable`.
@@ -229,8 +232,8 @@ def load_ratings(path: str | PathLike[str]) -> RatingsTable:
     except UnicodeDecodeError:
         raise CaseFormatError(p, "not a UTF-8 text file") from None
     if any(ln.strip().upper().startswith("BEGIN DATA") for ln in text.splitlines()[:200]):
-        return parse_imrmc(text, str(p))
-    return parse_long_csv(text, str(p))
+        return parse_imrmc(text, str(p), allow_missing)
+    return parse_long_csv(text, str(p), allow_missing)
 
 
 def write_long_csv(table: RatingsTable, path: str | PathLike[str]) -> None:
