@@ -250,6 +250,8 @@ class MainWindow(QMainWindow):
         self._act(st, "Start blinded reading session…", "Ctrl+Shift+R", self.start_reading_session)
         # Coordinator only: an export reveals truth and every reader's answers.
         self._act(st, "Export reader study (coordinator)…", None, self.export_reader_study)
+        self._act(st, "FROC analysis of exported marks…", None, self.froc_analysis_dialog)
+        self._act(st, "Study sizing (power of a planned design)…", None, self.power_dialog)
         h = mb.addMenu("&Help")
         self._act(h, "Keyboard shortcuts", ["F1", "?"], self.show_shortcuts)
         self.shortcut_table.append(("Mouse", "Window/level", "right-drag"))
@@ -293,6 +295,22 @@ class MainWindow(QMainWindow):
         if not definition:
             return None
         return export_study_dialog(self, definition, out_dir)
+
+    def froc_analysis_dialog(self, folder: str | Path | None = None) -> Any:
+        """FROC / AFROC / wAFROC ORH analysis of a study export's marks (reader_app.study.qt_analysis)."""
+        from reader_app.study.qt_analysis import FrocAnalysisDialog
+
+        dlg = FrocAnalysisDialog(self, folder)
+        dlg.show()
+        return dlg
+
+    def power_dialog(self, definition: str | Path | None = None, pilot: str | Path | None = None) -> Any:
+        """Power of a planned reader study from a pilot (reader_app.study.qt_analysis)."""
+        from reader_app.study.qt_analysis import PowerDialog
+
+        dlg = PowerDialog(self, definition, pilot)
+        dlg.show()
+        return dlg
 
     def open_study_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open study folder")

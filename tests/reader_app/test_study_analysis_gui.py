@@ -1,0 +1,52 @@
+"""Study menu: FROC analysis dialog and the power dialog of a planned design (results from the engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.stats.froc import simulate_froc
+from engine.study.froc_files import write_froc
+
+VANDYKE = Path(__file__).resolve().parents[1] / "data" / "mrmc" / "vandyke.csv"
+
+
+def _menu_texts(win) -> list[str]:  # type: ignore[no-untyped-def]
+    menu = next(a.menu() for a in win.menuBar().actions() if a.text().replace("&", "") == "Study")
+    return [a.text() for a in menu.actions()]
+
+
+def test_froc_dialog_runs_the_analysis(win, tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    assert any("FROC analysis" in t for t in _menu_texts(win))
+    d = simulate_froc(np.random.default_rng(3), treatments=2, readers=4, normal=40, abnormal=40, effect=0.5)
+    write_froc(d, tmp_path / "export" / "froc")
+    dlg = win.froc_analysis_dialog(tmp_path / "export")
+    worker = dlg.run_analysis()
+    with qtbot.waitSignal(worker.signals.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: dlg.last is not None, timeout=10000)
+    assert "FOM wafroc" in dlg.text.toPlainText() and "global test" in dlg.text.toPlainText()
+    assert not dlg.figure.pixmap().isNull()
+    from engine.stats.froc import froc_analysis
+
+    assert dlg.last["result"]["global_test"]["F"] == pytest.approx(froc_analysis(d, "wafroc").global_test["F"])
+    dlg.grab().save(str(tmp_path / "froc_dialog.png"))
+
+
+def test_power_dialog_matches_rjafroc(win, tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    assert any("Study sizing" in t for t in _menu_texts(win))
+    dlg = win.power_dialog(pilot=VANDYKE)
+    dlg.readers.setValue(10)
+    dlg.cases.setValue(165)
+    dlg.effect.setValue(-0.0438)
+    worker = dlg.compute()
+    with qtbot.waitSignal(worker.signals.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: dlg.last is not None, timeout=10000)
+    assert dlg.last["power"]["power"] == pytest.approx(0.805, abs=0.003)  # RJafroc 0.8054 at -0.043800322
+    assert "Power 80." in dlg.result.text() and "Cases needed" in dlg.result.text()
+    dlg.readers.setValue(2)
+    dlg.compute()
+    qtbot.waitUntil(lambda: "Not computed" in dlg.result.text() or dlg.last["power"]["readers"] == 2, timeout=20000)
