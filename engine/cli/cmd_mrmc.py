@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, Literal
 
 from engine.errors import CaseFormatError
 from engine.stats.mrmc import MrmcResult, ai_vs_readers, mrmc_analysis
@@ -159,7 +159,7 @@ def _run_froc(args: argparse.Namespace) -> int:
     if not args.lesions or not args.cases:
         raise CaseFormatError(args.ratings, "--paradigm froc needs --lesions LESIONS.csv and --cases CASES.csv")
     data = load_froc(args.ratings, args.lesions, args.cases)
-    cov = args.cov or "jackknife"
+    cov: Literal["delong", "jackknife"] = args.cov or "jackknife"
     try:
         res = froc_analysis(data, args.fom, cov=cov, design=args.design, alpha=args.alpha)
     except ValueError as exc:

@@ -191,11 +191,11 @@ def write_froc(data: FrocData, out_dir: str | PathLike[str], names: dict[str, st
         w.writerow(MARKS_COLUMNS)
         for i, t in enumerate(data.treatments):
             for j, r in enumerate(data.readers):
-                for li in np.nonzero(np.isfinite(data.ll[i, j]))[0]:
-                    k = int(data.lesion_case[li])
-                    w.writerow([t, r, nm[data.cases[k]], tr[k], "LL", data.lesion_ids[li], f"{data.ll[i, j, li]:g}"])
+                for lq in np.nonzero(np.isfinite(data.ll[i, j]))[0]:
+                    kc = int(data.lesion_case[lq])
+                    w.writerow([t, r, nm[data.cases[kc]], tr[kc], "LL", data.lesion_ids[lq], f"{data.ll[i, j, lq]:g}"])
                 sel = np.nonzero((data.nl_treatment == i) & (data.nl_reader == j))[0]
                 for m in sel:
-                    k = int(data.nl_case[m])
-                    w.writerow([t, r, nm[data.cases[k]], tr[k], "NL", "", f"{data.nl_rating[m]:g}"])
+                    kc = int(data.nl_case[m])
+                    w.writerow([t, r, nm[data.cases[kc]], tr[kc], "NL", "", f"{data.nl_rating[m]:g}"])
     return paths
