@@ -32,6 +32,25 @@ Example ``reader_study.toml``::
     id = "aided"
     show_ai = true                # AI score panel and saliency overlay shown
 
+Optional, for other designs and paradigms::
+
+    [study]
+    design = "split-plot"         # default "crossed"; split-plot: each reader group reads its own
+                                  # block of cases in every arm (Obuchowski et al. 2012)
+    paradigm = "froc"             # default "roc"; froc: readers also mark lesions (export writes the
+                                  # FROC files and the wAFROC analysis)
+
+    [[readers]]
+    id = "R1"
+    block = "A"                   # split-plot: the reader's group (cases are split across groups,
+                                  # stratified by truth, from the study seed)
+
+    [froc]                        # acceptance rule for marks (engine.stats.froc.AcceptanceRule)
+    acceptance = "outline"        # "outline" (inside the truth outline), "radius" or "iou"
+    radius_px = 50
+    iou_min = 0.5
+    duplicates = "drop"           # a second mark on a localised lesion: "drop" or "nl"
+
 Case order is a permutation drawn per (reader, arm) from ``numpy.random.default_rng`` seeded
 with ``SeedSequence([seed, crc32(reader), crc32(arm)])``: reproducible from the recorded
 seed, different for every reader and arm (reading-order effects average out; Obuchowski
@@ -53,7 +72,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 
-__all__ = ["Arm", "Reader", "StudyDesign", "case_order", "load_design", "BIRADS_CATEGORIES"]
+__all__ = ["Arm", "Reader", "StudyDesign", "case_order", "load_design", "split_plot_assignment", "BIRADS_CATEGORIES"]
 
 BIRADS_CATEGORIES = ("0", "1", "2", "3", "4A", "4B", "4C", "5")
 
@@ -64,6 +83,7 @@ class Reader:
 
     reader_id: str
     name: str
+    block: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,26 @@ class StudyDesign:
     hide_other_readers: bool = True
     hide_truth: bool = True
     note: str = ""
+    design: str = "crossed"
+    paradigm: str = "roc"
+    froc: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def split_plot(self) -> bool:
+        """True for a split-plot design (reader groups read disjoint case blocks)."""
+        return self.design == "split-plot"
+
+    def groups(self) -> list[str]:
+        """Reader group labels in reader order (each reader its own group when blocks are not set)."""
+        return [r.block or r.reader_id for r in self.readers]
+
+    def acceptance_rule(self) -> Any:
+        """The FROC acceptance rule of ``[froc]`` (engine.stats.froc.AcceptanceRule)."""
+        from engine.stats.froc import AcceptanceRule
+
+        f = self.froc
+        return AcceptanceRule(kind=f.get("acceptance", "outline"), radius=float(f.get("radius_px", 50.0)),
+                              iou_min=float(f.get("iou_min", 0.5)), duplicates=f.get("duplicates", "drop"))
 
     def reader(self, reader_id: str) -> Reader:
         """The reader with this id (ConfigError if unknown)."""
@@ -165,6 +205,32 @@ def case_order(seed: int, reader_id: str, arm_id: str, case_ids: list[str]) -> l
     return [ids[i] for i in perm]
 
 
+def split_plot_assignment(seed: int, truth: dict[str, int], groups: list[str]) -> dict[str, list[str]]:
+    """Split the cases into one block per reader group, stratified by truth, reproducibly.
+
+    Within each truth class the cases are permuted (seeded by the study seed) and dealt to the
+    groups in turn, so every block holds about the same number of malignant and benign cases.
+
+    Args:
+        seed: Study seed.
+        truth: case_id -> 0/1.
+        groups: Group labels (duplicates ignored, first-appearance order).
+
+    Returns:
+        group -> its case ids.
+    """
+    labels = list(dict.fromkeys(groups))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(b"split-plot")]))
+    out: dict[str, list[str]] = {g: [] for g in labels}
+    offset = 0
+    for cls in (1, 0):
+        ids = sorted(c for c, t in truth.items() if t == cls)
+        for n, i in enumerate(rng.permutation(len(ids))):
+            out[labels[(n + offset) % len(labels)]].append(ids[i])
+        offset += len(ids)
+    return {g: sorted(v) for g, v in out.items()}
+
+
 def _req(d: dict[str, Any], key: str, typ: type, where: str) -> Any:
     if key not in d:
         raise ConfigError(f"{where}: missing '{key}'")
@@ -221,8 +287,24 @@ def load_design(path: str | PathLike[str]) -> StudyDesign:
         raise ConfigError(f"{where}: add at least one [[readers]] entry with an id")
     if not arms_raw:
         raise ConfigError(f"{where}: add at least one [[arms]] entry with an id")
-    readers = [Reader(_req(r, "id", str, f"{where} [[readers]] #{i + 1}"), str(r.get("name", r.get("id"))))
+    readers = [Reader(_req(r, "id", str, f"{where} [[readers]] #{i + 1}"), str(r.get("name", r.get("id"))),
+                      None if r.get("block") is None else str(r.get("block")))
                for i, r in enumerate(readers_raw)]
+    design = str(st.get("design", "crossed"))
+    if design not in ("crossed", "split-plot"):
+        raise ConfigError(f"{where} [study]: design must be 'crossed' or 'split-plot', got {design!r}")
+    paradigm = str(st.get("paradigm", "roc"))
+    if paradigm not in ("roc", "froc"):
+        raise ConfigError(f"{where} [study]: paradigm must be 'roc' or 'froc', got {paradigm!r}")
+    froc = raw.get("froc", {})
+    if not isinstance(froc, dict) or froc.get("acceptance", "outline") not in ("outline", "radius", "iou") or \
+            froc.get("duplicates", "drop") not in ("drop", "nl"):
+        raise ConfigError(f"{where} [froc]: acceptance must be outline, radius or iou; duplicates drop or nl")
+    if design == "split-plot":
+        blocks = [r.block or r.reader_id for r in readers]
+        if len(set(blocks)) < 2:
+            raise ConfigError(f"{where}: a split-plot design needs at least 2 reader groups (set block = ... "
+                              "per [[readers]])")
     arms = [Arm(_req(a, "id", str, f"{where} [[arms]] #{i + 1}"), bool(a.get("show_ai", False)))
             for i, a in enumerate(arms_raw)]
     for kind, ids in (("reader", [r.reader_id for r in readers]), ("arm", [a.arm_id for a in arms])):
@@ -248,4 +330,7 @@ def load_design(path: str | PathLike[str]) -> StudyDesign:
         ai_scores_path=(p.parent / ai).resolve() if isinstance(ai, str) else None,
         hide_other_readers=bool(hide.get("other_readers", True)),
         note=str(st.get("note", "")),
+        design=design,
+        paradigm=paradigm,
+        froc=dict(froc),
     )

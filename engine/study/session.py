@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.cases import Case, load_study
 from engine.errors import ConfigError
-from engine.study.design import BIRADS_CATEGORIES, Arm, StudyDesign, case_order, load_design
+from engine.study.design import BIRADS_CATEGORIES, Arm, StudyDesign, case_order, load_design, split_plot_assignment
 from engine.study.store import RatingStore
 
 __all__ = ["CaseToRead", "ReaderStatus", "ReadingSession", "StudyRun", "WashoutError", "open_study_run"]
@@ -100,6 +100,12 @@ class StudyRun:
         self.cases: dict[str, Case] = {c: by_id[c] for c in wanted}
         self.ai_scores = design.load_ai_scores()
         path = store_path or design.path.with_suffix(".ratings.sqlite")
+        # split-plot: each reader group reads its own block of cases (design.split_plot_assignment)
+        self.blocks: dict[str, list[str]] = {}
+        if design.split_plot:
+            truth01 = {cid: int(bool(c.truth and c.truth.malignant)) for cid, c in self.cases.items()}
+            by_group = split_plot_assignment(design.seed, truth01, design.groups())
+            self.blocks = {r.reader_id: by_group[g] for r, g in zip(design.readers, design.groups(), strict=True)}
         self.store = RatingStore(path, clock=clock)
         seed_recorded = self.store.get_meta("seed")
         if seed_recorded is not None and int(seed_recorded) != design.seed:
@@ -114,11 +120,15 @@ class StudyRun:
             arms=[(a.arm_id, a.show_ai) for a in design.arms],
             cases=[(cid, int(c.truth.malignant) if c.truth else None) for cid, c in self.cases.items()],
             orders={
-                (r.reader_id, a.arm_id): case_order(design.seed, r.reader_id, a.arm_id, list(self.cases))
+                (r.reader_id, a.arm_id): case_order(design.seed, r.reader_id, a.arm_id, self.cases_for(r.reader_id))
                 for r in design.readers
                 for a in design.arms
             },
         )
+
+    def cases_for(self, reader_id: str) -> list[str]:
+        """The cases this reader reads (all, or the reader's block in a split-plot design)."""
+        return list(self.blocks.get(reader_id, list(self.cases)))
 
     def sign_in(self, reader_id: str) -> ReadingSession:
         """Start (or resume) a reader's session."""
@@ -171,7 +181,8 @@ class ReadingSession:
         """Progress of this reader."""
         arm, locked = self._arm_state()
         done = {a.arm_id: len(self.run.store.rated_cases(self.reader_id, a.arm_id)) for a in self.arms}
-        return ReaderStatus(self.reader_id, done, len(self.run.cases), None if arm is None else arm.arm_id,
+        return ReaderStatus(self.reader_id, done, len(self.run.cases_for(self.reader_id)),
+                            None if arm is None else arm.arm_id,
                             arm is None, locked)
 
     def next_case(self) -> CaseToRead | None:
