@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cases import Case, CaseImage, Truth, create_study, save_case
+from engine.cases import Annotation, Case, CaseImage, Truth, create_study, save_case
 from engine.study.session import StudyRun, WashoutError
 from engine.study.design import load_design
 
-__all__ = ["make_tiny_case_study", "write_demo_definition", "run_scripted_readers", "FakeClock"]
+__all__ = ["make_tiny_case_study", "write_demo_definition", "run_scripted_readers", "scripted_marks", "FakeClock"]
 
 
 class FakeClock:
@@ -65,6 +65,10 @@ def make_tiny_case_study(folder: Path, n_benign: int = 6, n_malignant: int = 6, 
             images=[CaseImage("us_1", cfolder / "us.png", "US", view="transverse", synthetic=True,
                               source="synthetic")],
             truth=Truth("malignant" if malignant else "benign", source="synthetic"),
+            # the blob's outline (about 2 sd), as a truth annotation: FROC marks are matched to it
+            annotations=[Annotation("us_1", "box", [[size / 2 - 2 * r, size / 2 - 2 * r],
+                                                   [size / 2 + 2 * r, size / 2 + 2 * r]], lesion_id="L1",
+                                    label="mass", author="synthetic")],
             synthetic=True,
         )
         save_case(case)
@@ -80,6 +84,7 @@ def write_demo_definition(
     washout_days: float = 28.0,
     seed: int = 20261121,
     ai_truth: dict[str, int] | None = None,
+    paradigm: str = "roc",
 ) -> Path:
     """Write a two-arm (unaided/aided) study definition, plus simulated AI scores.
 
@@ -91,6 +96,7 @@ def write_demo_definition(
         washout_days: Washout between arms.
         seed: Randomisation seed.
         ai_truth: case_id -> truth used to SIMULATE the AI scores (omit for no AI scores).
+        paradigm: "roc", or "froc" (the scripted readers also place lesion marks).
 
     Returns:
         Path of the TOML file.
@@ -110,6 +116,8 @@ def write_demo_definition(
         "birads = true",
         "thresholds = [5]",
     ]
+    if paradigm == "froc":
+        lines.append('paradigm = "froc"')
     if case_ids:
         lines.append("cases = [" + ", ".join(f'"{c}"' for c in case_ids) + "]")
     if ai_truth:
@@ -137,6 +145,30 @@ def scripted_rating(rng: np.random.Generator, malignant: bool, skill: float, ai:
     score = int(np.clip(np.round(5 + 2.0 * (z - skill / 2)), 0, 10))
     birads = "2" if score <= 2 else "3" if score <= 4 else "4A" if score <= 6 else "4B" if score <= 8 else "5"
     return score, birads
+
+
+def scripted_marks(rng: np.random.Generator, case: Case, skill: float, score: int) -> list[dict[str, object]]:
+    """SIMULATED lesion marks of a scripted reader (the script uses the truth outlines; a human cannot).
+
+    Each annotated lesion of a malignant case is marked near its centre with probability
+    1 - exp(-skill), rated near the case score; Poisson(0.4) false marks are put in the image's
+    top-left corner region, rated lower.
+    """
+    out: list[dict[str, object]] = []
+    if case.truth and case.truth.malignant:
+        for a in case.annotations:
+            if rng.random() < 1 - np.exp(-skill):
+                xs = [p[0] for p in a.points]
+                ys = [p[1] for p in a.points]
+                out.append({"image_id": a.image_id, "kind": "point", "frame": a.frame,
+                            "points": [[float(np.mean(xs) + rng.normal(0, 1)), float(np.mean(ys) + rng.normal(0, 1))]],
+                            "confidence": int(np.clip(score + rng.integers(-1, 2), 0, 10))})
+    image_id = case.images[0].image_id if case.images else ""
+    for _ in range(rng.poisson(0.4)):
+        out.append({"image_id": image_id, "kind": "point", "frame": None,
+                    "points": [[float(rng.uniform(0, 4)), float(rng.uniform(0, 4))]],
+                    "confidence": int(np.clip(score - 2 + rng.integers(-2, 2), 0, 10))})
+    return out
 
 
 def run_scripted_readers(
@@ -178,7 +210,9 @@ def run_scripted_readers(
                 break
             clock.advance(20.0 + 40.0 * rng.random())  # reading time
             score, birads = scripted_rating(rng, truth[item.case.case_id], skills[r.reader_id], item.ai_score)
-            session.submit(item.case.case_id, score, birads)
+            marks = (scripted_marks(rng, run.cases[item.case.case_id], skills[r.reader_id], score)
+                     if run.design.paradigm == "froc" else None)
+            session.submit(item.case.case_id, score, birads, marks=marks)
             submitted += 1
             if on_submit is not None:
                 on_submit(r.reader_id, item.arm.arm_id, item.case.case_id)

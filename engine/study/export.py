@@ -290,6 +290,15 @@ def _export_study(
     res.files["sens_spec_csv"] = p
     results["sens_spec"] = ss_rows
     results["sens_spec_ci"] = "Wilson score interval"
+    # 5b. FROC: the reading session's lesion marks, matched to the truth outlines (engine.study.froc_export)
+    if d.paradigm == "froc" or run.store.marks():
+        from engine.study.froc_export import export_froc
+
+        try:
+            results["froc"], froc_files = export_froc(run, out, names, alpha)
+            res.files.update(froc_files)
+        except ValueError as exc:  # e.g. fewer than 2 normal/abnormal cases with outlines
+            results["froc"] = {"error": f"no FROC analysis: {exc}"}
 
     _write_json(out / "mrmc_results.json", results)
     res.files["mrmc_results_json"] = out / "mrmc_results.json"

@@ -186,3 +186,58 @@ def froc_results(build: FrocBuild, alpha: float = 0.05) -> dict[str, Any]:
         except ValueError as exc:
             out[fom] = {"error": str(exc)}
     return out
+
+
+def export_froc(run: Any, out_dir: Any, names: dict[str, str], alpha: float = 0.05) -> tuple[dict[str, Any],
+                                                                                              dict[str, Any]]:
+    """Write ``froc/MARKS.csv, LESIONS.csv, CASES.csv``, ``froc/froc_results.json`` and ``froc/froc.png``.
+
+    Args:
+        run: The open :class:`engine.study.session.StudyRun`.
+        out_dir: Export folder (``froc/`` is created in it).
+        names: case_id -> pseudonym used in the files.
+        alpha: 1 - confidence level.
+
+    Returns:
+        ``(summary, files)``: the JSON-ready results (or the reason there are none) and the paths written.
+    """
+    import json
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from engine.study.froc_files import write_froc
+    from engine.study.froc_report import froc_figure
+
+    d = run.design
+    marks = run.store.marks()
+    ratings = {(r.reader_id, r.arm_id, r.case_id): r.score for r in run.store.ratings()}
+    build = froc_from_marks(marks, run.cases, [r.reader_id for r in d.readers], [a.arm_id for a in d.arms],
+                            ratings, d.acceptance_rule())
+    folder = Path(out_dir) / "froc"
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {}
+    tmp = Path(tempfile.mkdtemp(prefix=".froc.", dir=folder))
+    try:
+        for key, p in write_froc(build.data, tmp, names).items():
+            os.replace(p, folder / p.name)
+            files[f"froc_{key}_csv"] = folder / p.name
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary = froc_results(build, alpha)
+    summary["excluded_cases"] = [names.get(c, c) for c in build.excluded_cases]
+    summary["files"] = "froc/MARKS.csv, froc/LESIONS.csv, froc/CASES.csv (already matched; analyse with "\
+        "breast-engine mrmc froc/MARKS.csv --paradigm froc --lesions froc/LESIONS.csv --cases froc/CASES.csv)"
+    (folder / "froc_results.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    files["froc_results_json"] = folder / "froc_results.json"
+    fig = froc_figure(build.data, title=f"{d.name}: {build.n_marks} marks, {build.data.n_lesions} lesions")
+    fig.savefig(folder / "froc.png", dpi=130)
+    files["froc_png"] = folder / "froc.png"
+    return summary, files
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.floating | np.integer):
+        return x.item()
+    return str(x)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.cases import Case, load_study
 from engine.errors import ConfigError
@@ -207,8 +208,13 @@ class ReadingSession:
         ai = self.run.ai_scores.get(cid) if arm.show_ai else None
         return CaseToRead(blind, arm, pos + 1, len(order), arm.show_ai, ai, f"Case {pos + 1} of {len(order)}")
 
-    def submit(self, case_id: str, score: float, birads: str | None = None, comment: str | None = None) -> None:
+    def submit(self, case_id: str, score: float, birads: str | None = None, comment: str | None = None,
+               marks: Any = None) -> None:
         """Submit the rating of the current case (only the case shown by :meth:`next_case`).
+
+        ``marks``: the reader's lesion marks on this case (objects or dicts with image_id, kind
+        "point"/"box", points, frame, confidence), stored with the rating in one transaction
+        and locked with it (FROC analysis). Mark confidences must lie on the rating scale.
 
         Raises:
             ConfigError: Out-of-scale score, unknown BI-RADS, or not the current case.
@@ -228,7 +234,11 @@ class ReadingSession:
         current = next(c for c in order if c not in done)
         if case_id != current:
             raise ConfigError(f"case {case_id} is not the current case; cases are read in the recorded order")
-        self.run.store.submit(self.reader_id, arm.arm_id, case_id, score, birads, comment=comment)
+        for m in marks or []:
+            conf = m.get("confidence") if isinstance(m, dict) else getattr(m, "confidence", None)
+            if conf is not None and not d.rating_min <= float(conf) <= d.rating_max:
+                raise ConfigError(f"mark confidence {conf} is outside the scale {d.rating_min}-{d.rating_max}")
+        self.run.store.submit(self.reader_id, arm.arm_id, case_id, score, birads, comment=comment, marks=marks)
 
     def amend(self, arm_id: str, case_id: str, new_score: float, reason: str, new_birads: str | None = None) -> None:
         """Change one of this reader's submitted ratings, with a reason (audited)."""

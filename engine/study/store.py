@@ -61,7 +61,7 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = [
     "AuditEntry", "IntegrityReport", "MIGRATIONS", "Rating", "RatingLockedError", "RatingStore",
-    "SCHEMA_VERSION", "StoreReadOnlyError", "StoreWriteError", "schema_fingerprint",
+    "SCHEMA_VERSION", "StoreReadOnlyError", "StoreWriteError", "StoredMark", "schema_fingerprint",
 ]
 
 _V1 = """
@@ -189,7 +189,31 @@ CREATE TRIGGER case_order_no_delete BEFORE DELETE ON case_order
 BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3)]
+# v4 (issue-14): lesion marks for FROC analysis, written with their rating in one transaction,
+# append-only like the ratings and chained in the ledger (kind "marks")
+_V4 = """
+CREATE TABLE marks (
+    mark_id INTEGER PRIMARY KEY,
+    rating_id INTEGER NOT NULL REFERENCES ratings(rating_id),
+    mark_no INTEGER NOT NULL,
+    image_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('point', 'box', 'polygon')),
+    points TEXT NOT NULL,
+    frame INTEGER,
+    rating REAL,
+    UNIQUE (rating_id, mark_no)
+);
+CREATE TRIGGER marks_no_update BEFORE UPDATE ON marks
+BEGIN SELECT RAISE(ABORT, 'marks are locked with their rating'); END;
+CREATE TRIGGER marks_no_delete BEFORE DELETE ON marks
+BEGIN SELECT RAISE(ABORT, 'marks are locked with their rating'); END;
+CREATE TRIGGER marks_no_replace BEFORE INSERT ON marks
+WHEN EXISTS (SELECT 1 FROM marks WHERE mark_id = NEW.mark_id
+             OR (rating_id = NEW.rating_id AND mark_no = NEW.mark_no))
+BEGIN SELECT RAISE(ABORT, 'marks are locked with their rating'); END;
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _GENESIS = hashlib.sha256(b"breast-reader rating ledger v1").hexdigest()
@@ -223,6 +247,48 @@ class Rating:
     submitted_at: float
     reading_s: float | None
     comment: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredMark:
+    """One lesion mark of a submitted case (FROC), read back from the store.
+
+    Attributes:
+        reader_id, arm_id, case_id: Whose mark, in which arm, on which case.
+        mark_no: 1, 2, ... within the case.
+        image_id: The case image the mark is on.
+        kind: "point" (one point), "box" (two corners) or "polygon".
+        points: [[x, y], ...] image pixels (x = column, y = row).
+        frame: Slice of a stack, None for 2-D images.
+        rating: The reader's confidence for this mark on the study's rating scale (None: not given).
+    """
+
+    reader_id: str
+    arm_id: str
+    case_id: str
+    mark_no: int
+    image_id: str
+    kind: str
+    points: list[list[float]]
+    frame: int | None
+    rating: float | None
+
+
+def _mark_fields(m: Any) -> dict[str, Any]:
+    """image_id/kind/points/frame/confidence (or rating) from a mark object or dict."""
+    get = m.get if isinstance(m, dict) else (lambda k, d=None: getattr(m, k, d))
+    conf = get("confidence", None)
+    if conf is None:
+        conf = get("rating", None)
+    pts = [[float(p[0]), float(p[1])] for p in (get("points", None) or [])]
+    kind = str(get("kind", "point"))
+    if not pts or kind not in ("point", "box", "polygon") or (kind == "box" and len(pts) < 2):
+        raise ConfigError(f"a mark needs kind point/box/polygon and its points (got {kind!r} with {len(pts)} points)")
+    if conf is not None and not math.isfinite(float(conf)):
+        raise ConfigError(f"mark confidence {conf} is not a finite number")
+    frame = get("frame", None)
+    return {"image_id": str(get("image_id", "")), "kind": kind, "points": pts,
+            "frame": None if frame is None else int(frame), "rating": None if conf is None else float(conf)}
 
 
 @dataclass(frozen=True)
@@ -519,6 +585,7 @@ class RatingStore:
         prev = _GENESIS
         expected_ratings: dict[int, dict[str, Any]] = {}
         expected_audit: dict[int, dict[str, Any]] = {}
+        expected_marks: dict[int, list[dict[str, Any]]] = {}
         design: str | None = None
         n = 0
         for seq, kind, ref, payload, prev_col, h in self.conn.execute(
@@ -546,6 +613,8 @@ class RatingStore:
                     r["score"], r["birads"] = d["new_score"], d["new_birads"]
             elif kind == "design":
                 design = str(d["digest"])
+            elif kind == "marks":
+                expected_marks[int(d["rating_id"])] = list(d["marks"])
         actual = {int(r[0]): dict(zip(_RATING_COLS, r, strict=True))
                   for r in self.conn.execute(f"SELECT {', '.join(_RATING_COLS)} FROM ratings")}
         for rid, row in sorted(actual.items()):
@@ -569,6 +638,16 @@ class RatingStore:
                 problems.append(f"audit row {aid} was changed")
         for aid in sorted(set(expected_audit) - set(audit)):
             problems.append(f"audit row {aid} was removed")
+        if self.schema_version >= 4:
+            have: dict[int, list[dict[str, Any]]] = {}
+            for rid, image_id, kind, pts, frame, rating in self.conn.execute(
+                "SELECT rating_id, image_id, kind, points, frame, rating FROM marks ORDER BY rating_id, mark_no"
+            ):
+                have.setdefault(int(rid), []).append({"image_id": image_id, "kind": kind, "points": json.loads(pts),
+                                                      "frame": frame, "rating": rating})
+            for rid in sorted(set(have) | set(expected_marks)):
+                if _canonical({"m": have.get(rid, [])}) != _canonical({"m": expected_marks.get(rid, [])}):
+                    problems.append(f"the marks of rating {rid} were changed, added or removed outside the store")
         if design is not None and design != self._design_digest():
             problems.append("the recorded design (readers, arms, case truth or orders) was changed")
         return IntegrityReport(not problems, problems, prev, n)
@@ -664,8 +743,13 @@ class RatingStore:
         birads: str | None = None,
         reading_s: float | None = None,
         comment: str | None = None,
+        marks: Any = None,
     ) -> Rating:
-        """Store one rating in one durable transaction.
+        """Store one rating (and the case's lesion marks, if any) in one durable transaction.
+
+        Args:
+            marks: Iterable of mark objects or dicts with image_id, kind, points, frame and
+                confidence (reader_app.study.reading_state.Mark); stored and locked with the rating.
 
         Raises:
             RatingLockedError: The case already has a rating from this reader in this arm.
@@ -673,6 +757,7 @@ class RatingStore:
         """
         if not math.isfinite(float(score)):
             raise ConfigError(f"rating {score} is not a finite number")
+        mk = [_mark_fields(m) for m in (marks or [])]
         now = self.clock()
         try:
             with self._tx():
@@ -700,6 +785,14 @@ class RatingStore:
                 )
                 rid = int(cur.lastrowid or 0)
                 self._append("rating", rid, dict(zip(_RATING_COLS, (rid, *values), strict=True)))
+                if mk:
+                    for n, m in enumerate(mk, start=1):
+                        self.conn.execute(
+                            "INSERT INTO marks (rating_id, mark_no, image_id, kind, points, frame, rating) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (rid, n, m["image_id"], m["kind"], json.dumps(m["points"]), m["frame"], m["rating"]),
+                        )
+                    self._append("marks", rid, {"rating_id": rid, "marks": mk})
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc) or "locked" in str(exc):
                 raise RatingLockedError(
@@ -761,6 +854,18 @@ class RatingStore:
             "ORDER BY audit_id"
         ).fetchall()
         return [AuditEntry(int(r[0]), r[1], float(r[2]), float(r[3]), float(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def marks(self) -> list[StoredMark]:
+        """Every stored lesion mark, in submission order."""
+        if self.schema_version < 4:
+            return []
+        rows = self.conn.execute(
+            "SELECT r.reader_id, r.arm_id, r.case_id, m.mark_no, m.image_id, m.kind, m.points, m.frame, m.rating "
+            "FROM marks m JOIN ratings r ON r.rating_id = m.rating_id ORDER BY m.rating_id, m.mark_no"
+        ).fetchall()
+        return [StoredMark(r[0], r[1], r[2], int(r[3]), r[4], r[5], json.loads(r[6]),
+                           None if r[7] is None else int(r[7]), None if r[8] is None else float(r[8]))
+                for r in rows]
 
     def truth(self) -> dict[str, int | None]:
         """Recorded case truth (for analysis only; never shown to readers)."""

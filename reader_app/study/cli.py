@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", required=True, help="folder for the definition, ratings and exports")
     p.add_argument("--cases", help="case study folder (default: the bundled demo, else a tiny synthetic one)")
     p.add_argument("--max-cases", type=int, default=40, help="cases to read (balanced benign/malignant)")
+    p.add_argument("--froc", action="store_true",
+                   help="FROC paradigm: the scripted readers also mark lesions; the export adds the wAFROC analysis")
     p.set_defaults(func=_demo)
 
 
@@ -144,7 +146,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     folder, chosen, truth = demo_cases(Path(args.cases) if args.cases else None, out, args.max_cases)
-    toml = write_demo_definition(out, folder, case_ids=chosen, ai_truth=truth)
+    toml = write_demo_definition(out, folder, case_ids=chosen, ai_truth=truth,
+                                 paradigm="froc" if getattr(args, "froc", False) else "roc")
     run = run_scripted_readers(toml, FakeClock())
     res = export_study(run, out / "export")
     print(f"definition: {toml}\nratings: {run.store.path}\ncases: {len(chosen)} from {folder}")
