@@ -144,6 +144,10 @@ def _export_study(
     d = run.design
     report(progress, 0, 6, "ratings")
     table, extras, complete = study_table(run)
+    if d.split_plot:  # complete when every reader rated every case of their own block in every arm
+        ci = {c: k for k, c in enumerate(table.cases)}
+        complete = all(not np.isnan(table.ratings[:, j, [ci[c] for c in run.cases_for(r.reader_id)]]).any()
+                       for j, r in enumerate(d.readers))
     res.complete = complete
     names = _pseudonyms(table.cases, include_identifiers)
 
@@ -207,6 +211,8 @@ def _export_study(
         res.results = results
         return res
 
+    if d.split_plot:
+        return _export_split_plot(run, out, table, results, res, cov, alpha)
     anon = RatingsTable(table.treatments, table.readers, [names[c] for c in table.cases], table.truth,
                         table.ratings)
     with atomic_path(out / "ratings.imrmc") as tmp:
@@ -322,6 +328,57 @@ def _export_study(
     res.files["report_pdf"] = out / "report.pdf"
     res.results = results
     report(progress, 6, 6, "done")
+    return res
+
+
+def _export_split_plot(run: StudyRun, out: Path, table: RatingsTable, results: dict[str, Any], res: ExportResult,
+                       cov: str, alpha: float) -> ExportResult:
+    """Split-plot export: per-reader AUCs on their block, split-plot OR analysis, sensitivity/specificity.
+
+    (No iMRMC file, ROC figure or PDF report: those assume a fully crossed study.)
+    """
+    from engine.stats.splitplot import split_plot_mrmc
+
+    d = run.design
+    rows: list[dict[str, Any]] = []
+    ss_rows: list[dict[str, Any]] = []
+    for i, arm in enumerate(table.treatments):
+        for j, rd in enumerate(table.readers):
+            sel = ~np.isnan(table.ratings[i, j])
+            auc, lo, hi = auc_ci(table.truth[sel], table.ratings[i, j, sel], alpha)
+            rows.append({"reader": rd, "treatment": arm, "auc": auc, "ci_lo": lo, "ci_hi": hi,
+                         "block": d.groups()[j], "cases": int(sel.sum())})
+            for op in sens_spec_at(table.truth[sel], table.ratings[i, j, sel], d.thresholds, alpha):
+                ss_rows.append(_op_row(rd, arm, op))
+    p = out / "reader_auc.csv"
+    with atomic_open(p, newline="") as fh:
+        dw = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        dw.writeheader()
+        for r in rows:
+            dw.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    res.files["reader_auc_csv"] = p
+    p = out / "sens_spec.csv"
+    with atomic_open(p, newline="") as fh:
+        sw = csv.DictWriter(fh, fieldnames=list(ss_rows[0]))
+        sw.writeheader()
+        sw.writerows(ss_rows)
+    res.files["sens_spec_csv"] = p
+    results["reader_auc"] = rows
+    results["sens_spec"] = ss_rows
+    results["design"]["design"] = "split-plot"
+    results["design"]["blocks"] = {g: sum(1 for _ in run.cases_for(r.reader_id))
+                                   for g, r in zip(d.groups(), d.readers, strict=True)}
+    if len(table.treatments) >= 2:
+        m = split_plot_mrmc(table.truth, table.ratings, d.groups(), treatments=table.treatments,
+                            readers=table.readers, cov="jackknife" if cov == "jackknife" else "delong", alpha=alpha)
+        results["mrmc"] = m.to_dict()
+        results["mrmc_method"] = "split-plot OR analysis (Obuchowski et al. 2012; Hillis 2014; RJafroc SpC)"
+        _write_mrmc_csv(m, out / "mrmc_results.csv")
+        res.files["mrmc_results_csv"] = out / "mrmc_results.csv"
+    results["message"] = "split-plot study: no iMRMC file, ROC figure or PDF report (they assume a crossed study)"
+    _write_json(out / "mrmc_results.json", results)
+    res.files["mrmc_results_json"] = out / "mrmc_results.json"
+    res.results = results
     return res
 
 

@@ -105,3 +105,34 @@ def test_session_marks_to_froc_export(tmp_path: Path, capsys: pytest.CaptureFixt
                  "--cases", str(froc / "CASES.csv"), "--fom", "wafroc", "--cov", "jackknife", "--json"]) == 0
     cli = json.loads(capsys.readouterr().out)
     assert cli["global_test"]["F"] == pytest.approx(out["wafroc"]["global_test"]["F"], rel=1e-9)
+
+
+def test_split_plot_study_definition_session_and_export(tmp_path: Path) -> None:
+    """design = "split-plot": each reader group reads its own stratified block; the export runs the split-plot OR."""
+    cases = make_tiny_case_study(tmp_path / "cases", 8, 8, size=32)
+    toml = write_demo_definition(tmp_path / "rs", cases, n_readers=4, washout_days=0)
+    text = toml.read_text().replace('arm_order = "counterbalanced"', 'arm_order = "counterbalanced"\ndesign = "split-plot"')
+    for j, g in enumerate("AABB"):
+        text = text.replace(f'id = "R{j + 1}"\n', f'id = "R{j + 1}"\nblock = "{g}"\n')
+    toml.write_text(text)
+    run = run_scripted_readers(toml, FakeClock())
+    try:
+        a, b = set(run.cases_for("R1")), set(run.cases_for("R3"))
+        assert a == set(run.cases_for("R2")) and not a & b and len(a) == len(b) == 8
+        truth = {c: int(run.cases[c].truth.malignant) for c in run.cases}  # type: ignore[union-attr]
+        assert sum(truth[c] for c in a) == 4  # stratified by truth
+        assert len(run.store.ratings()) == 4 * 2 * 8
+        res = export_study(run, tmp_path / "export")
+    finally:
+        run.close()
+    assert res.complete and res.results["design"]["design"] == "split-plot"
+    m = res.results["mrmc"]
+    assert m["cov"] == "split-plot-delong" and set(m["per_reader"]) == {"R1", "R2", "R3", "R4"}
+    assert m["global_test"]["df1"] == 1 and len(m["pairwise"]) == 1
+    assert {r["cases"] for r in res.results["reader_auc"]} == {8}
+    text2 = toml.read_text().replace('block = "B"', 'block = "A"')
+    toml.write_text(text2)
+    from engine.study.design import load_design
+
+    with pytest.raises(ConfigError, match="at least 2 reader groups"):
+        load_design(toml)

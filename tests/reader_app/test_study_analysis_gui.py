@@ -50,3 +50,22 @@ def test_power_dialog_matches_rjafroc(win, tmp_path: Path, qtbot) -> None:  # ty
     dlg.readers.setValue(2)
     dlg.compute()
     qtbot.waitUntil(lambda: "Not computed" in dlg.result.text() or dlg.last["power"]["readers"] == 2, timeout=20000)
+
+
+def test_froc_round_trip_session_export_analysis_from_the_gui(win, tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Scripted (SIMULATED) readers mark lesions in sessions; Study > Export; Study > FROC analysis."""
+    from engine.study.demo import FakeClock, make_tiny_case_study, run_scripted_readers, write_demo_definition
+
+    cases = make_tiny_case_study(tmp_path / "cases", 6, 6, size=40)
+    toml = write_demo_definition(tmp_path / "rs", cases, washout_days=0, paradigm="froc")
+    run_scripted_readers(toml, FakeClock()).close()
+    worker = win.export_reader_study(toml, tmp_path / "export")
+    with qtbot.waitSignal(worker.signals.finished, timeout=60000):
+        pass
+    assert (tmp_path / "export" / "froc" / "MARKS.csv").is_file()
+    dlg = win.froc_analysis_dialog(tmp_path / "export")
+    w2 = dlg.run_analysis()
+    with qtbot.waitSignal(w2.signals.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: dlg.last is not None, timeout=10000)
+    assert dlg.last["lesions"] == 6 and set(dlg.last["result"]["treatments"]) == {"unaided", "aided"}
