@@ -296,6 +296,19 @@ def _export_study(
     res.files["sens_spec_csv"] = p
     results["sens_spec"] = ss_rows
     results["sens_spec_ci"] = "Wilson score interval"
+    # sensitivity / specificity at the design's first threshold as MRMC endpoints (OR, jackknife)
+    if len(table.readers) >= 2 and len(table.treatments) >= 2 and d.thresholds:
+        from engine.stats.binary import binary_mrmc
+
+        sm: dict[str, Any] = {}
+        for endpoint in ("sensitivity", "specificity"):
+            try:
+                sm[f"{endpoint} at rating >= {d.thresholds[0]:g}"] = binary_mrmc(
+                    table.truth, table.ratings, d.thresholds[0], endpoint, treatments=table.treatments,
+                    readers=table.readers, alpha=alpha).to_dict()
+            except ValueError as exc:
+                sm[f"{endpoint} at rating >= {d.thresholds[0]:g}"] = {"error": str(exc)}
+        results["sens_spec_mrmc"] = sm
     # 5b. FROC: the reading session's lesion marks, matched to the truth outlines (engine.study.froc_export)
     if d.paradigm == "froc" or run.store.marks():
         from engine.study.froc_export import export_froc

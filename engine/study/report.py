@@ -166,6 +166,20 @@ def render_report(results: dict[str, Any], table: RatingsTable, model: np.ndarra
             parts.append(f"model (>= {r['threshold']:g}) sens {r['sensitivity']:.2f} [{r['sens_lo']:.2f}, "
                          f"{r['sens_hi']:.2f}] / spec {r['specificity']:.2f} [{r['spec_lo']:.2f}, {r['spec_hi']:.2f}]")
         line(f"Rating >= {thr:g} called positive (Wilson CIs in sens_spec.csv): " + "; ".join(parts), 7.5)
+    for key, sm in (results.get("sens_spec_mrmc") or {}).items():
+        if "pairwise" in sm and sm["pairwise"]:
+            pw = sm["pairwise"][0]
+            line(f"    {key} as MRMC endpoint (OR, jackknife): {pw['comparison']} {pw['estimate']:+.3f} "
+                 f"[95% CI {pw['ci'][0]:+.3f}, {pw['ci'][1]:+.3f}], p = {_fmt_p(pw['p'])}", 7.5)
+    fr = results.get("froc")
+    if fr and "wafroc" in fr and "treatments" in fr["wafroc"]:
+        w = fr["wafroc"]
+        means = ", ".join(f"{a} {v['fom']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]" for a, v in w["treatments"].items())
+        g = w["global_test"]
+        line(f"Lesion localisation (FROC, {fr['marks']} marks, {fr['lesions']} lesions, rule "
+             f"{fr['acceptance_rule']['kind']}): wAFROC {means}; F = {g['F']:.3f}, df = ({g['df1']:.0f}, "
+             f"{(g['df2'] or float('inf')):.1f}), p = {_fmt_p(g['p'])} (jackknife ORH; froc/ holds the files "
+             "and curves)", 7.5)
 
     # the figure in the lower part of the page
     top = y - 0.01
