@@ -156,6 +156,9 @@ def _run_froc(args: argparse.Namespace) -> int:
     from engine.stats.froc import froc_analysis
     from engine.study.froc_files import load_froc
 
+    if args.model or args.groups or args.clusters or args.endpoint != "auc":
+        raise CaseFormatError(args.ratings, "--model, --groups, --clusters and --endpoint apply to ROC ratings, "
+                              "not to --paradigm froc")
     if not args.lesions or not args.cases:
         raise CaseFormatError(args.ratings, "--paradigm froc needs --lesions LESIONS.csv and --cases CASES.csv")
     data = load_froc(args.ratings, args.lesions, args.cases)

@@ -394,7 +394,6 @@ def froc_analysis(
         if fom != "roc":
             raise ValueError("DeLong covariance applies to the inferred-ROC AUC (fom 'roc'); use the jackknife "
                              f"for {fom}")
-        t, r, _ = len(data.treatments), len(data.readers), len(data.cases)
         foms, c = auc_covariance(data.truth.astype(int), _finite(inferred_roc_ratings(data)), "delong")
     elif cov == "jackknife":
         foms, loo = froc_fom_jackknife(data, fom)

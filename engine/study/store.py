@@ -639,15 +639,16 @@ class RatingStore:
         for aid in sorted(set(expected_audit) - set(audit)):
             problems.append(f"audit row {aid} was removed")
         if self.schema_version >= 4:
-            have: dict[int, list[dict[str, Any]]] = {}
-            for rid, image_id, kind, pts, frame, rating in self.conn.execute(
+            stored_marks: dict[int, list[dict[str, Any]]] = {}
+            for m_rid, image_id, m_kind, pts, frame, m_rating in self.conn.execute(
                 "SELECT rating_id, image_id, kind, points, frame, rating FROM marks ORDER BY rating_id, mark_no"
             ):
-                have.setdefault(int(rid), []).append({"image_id": image_id, "kind": kind, "points": json.loads(pts),
-                                                      "frame": frame, "rating": rating})
-            for rid in sorted(set(have) | set(expected_marks)):
-                if _canonical({"m": have.get(rid, [])}) != _canonical({"m": expected_marks.get(rid, [])}):
-                    problems.append(f"the marks of rating {rid} were changed, added or removed outside the store")
+                stored_marks.setdefault(int(m_rid), []).append(
+                    {"image_id": image_id, "kind": m_kind, "points": json.loads(pts), "frame": frame,
+                     "rating": m_rating})
+            for mr in sorted(set(stored_marks) | set(expected_marks)):
+                if _canonical({"m": stored_marks.get(mr, [])}) != _canonical({"m": expected_marks.get(mr, [])}):
+                    problems.append(f"the marks of rating {mr} were changed, added or removed outside the store")
         if design is not None and design != self._design_digest():
             problems.append("the recorded design (readers, arms, case truth or orders) was changed")
         return IntegrityReport(not problems, problems, prev, n)
