@@ -61,8 +61,16 @@ def planned_design(definition: str | PathLike[str]) -> dict[str, Any]:
     from engine.study.design import load_design
 
     d = load_design(definition)
-    return {"name": d.name, "readers": len(d.readers), "cases": len(d.case_ids) or None,
-            "arms": [a.arm_id for a in d.arms]}
+    n_cases: int | None = len(d.case_ids) or None
+    if n_cases is None:
+        from engine.cases import load_study
+
+        try:
+            n_cases = sum(1 for c in load_study(d.cases_study).cases if c.truth is not None) or None
+        except Exception:  # noqa: BLE001 - the panel still works with the cases typed in
+            n_cases = None
+    return {"name": d.name, "readers": len(d.readers), "cases": n_cases, "arms": [a.arm_id for a in d.arms],
+            "design": d.design, "paradigm": d.paradigm}
 
 
 def plan_power(

@@ -69,3 +69,13 @@ def test_froc_round_trip_session_export_analysis_from_the_gui(win, tmp_path: Pat
         pass
     qtbot.waitUntil(lambda: dlg.last is not None, timeout=10000)
     assert dlg.last["lesions"] == 6 and set(dlg.last["result"]["treatments"]) == {"unaided", "aided"}
+
+
+def test_power_dialog_fills_in_the_planned_design(win, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from engine.study.demo import make_tiny_case_study, write_demo_definition
+
+    cases = make_tiny_case_study(tmp_path / "cases", 5, 6, size=32)
+    toml = write_demo_definition(tmp_path / "rs", cases, n_readers=4)
+    dlg = win.power_dialog(definition=toml, pilot=VANDYKE)
+    assert dlg.readers.value() == 4 and dlg.cases.value() == 11
+    assert "Planned design" in dlg.plan_label.text()
