@@ -8,6 +8,10 @@
   or 0 for all lesions of a case = equal weights; otherwise the case's weights must sum to 1.
 * ``CASES.csv``: ``case,truth`` for every case (0 normal, 1 abnormal), marked or not.
 
+Treatments and readers are those that occur in MARKS (a reader with no mark at all in any
+treatment cannot be told apart from an absent reader, so is not in the analysis); a reader
+without marks in one treatment has every lesion unlocalised and no NL there.
+
 Problems raise :class:`engine.errors.CaseFormatError` naming the file, the row and the fix.
 """
 
