@@ -11,6 +11,9 @@ from pathlib import Path
 
 # Same as engine.train.protocols.PROTOCOLS; kept literal so `breast-engine --help` does not import torch.
 PROTOCOLS = ("loo", "kfold", "repeated-kfold", "split")
+# "recipe": the cross-validation of a linear_probe / supervised_attention config (engine.train.recipes),
+# the figures `breast-engine ship` writes into the model card.
+ALL_PROTOCOLS = (*PROTOCOLS, "recipe")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--config", required=True, help="TOML configuration file (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
-    p.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    p.add_argument("--protocol", required=True, choices=ALL_PROTOCOLS,
+                   help="recipe = the protocol of a train.mode linear_probe / supervised_attention config "
+                   "(its [ship] folds/repeats): the model card's figures")
     p.add_argument("--folds", type=int, default=5, help="k for kfold / repeated-kfold (default 5)")
     p.add_argument("--repeats", type=int, default=3, help="repeats for repeated-kfold (default 3)")
     p.add_argument("--out", help="output folder (default: train.output_dir/eval-<model>-<protocol>-<time>)")
@@ -44,6 +49,8 @@ def _run(args: argparse.Namespace) -> int:
     from engine.train.protocols import cross_validate, split_indices
 
     cfg = load_config(args.config, args.overrides)
+    if args.protocol == "recipe" or cfg.train.mode != "finetune":
+        return _run_recipe(args, cfg)
     # Fail fast: model name, data, labels, folds — before any training.
     seed_everything(cfg.train.seed)
     build_model(cfg)
@@ -73,6 +80,32 @@ def _run(args: argparse.Namespace) -> int:
     print(f"pooled AUC {_f(p['auc'])} (95% CI {_f(lo)}-{_f(hi)}); calls: sens {_f(p['calls']['sensitivity'])} "
           f"spec {_f(p['calls']['specificity'])} F2 {_f(p['calls']['f2'])}")
     print(f"ROC plot: {res['roc_png']}")
+    return 0
+
+
+def _run_recipe(args: argparse.Namespace, cfg: object) -> int:
+    """The recipe's own cross-validation (the same function ``ship`` uses for the card)."""
+    from engine.errors import ConfigError
+    from engine.progress import tqdm_progress
+    from engine.train.config import TrainConfig
+    from engine.train.recipes import evaluate_recipe
+
+    assert isinstance(cfg, TrainConfig)
+    if cfg.train.mode == "finetune":
+        raise ConfigError("--protocol recipe needs train.mode = linear_probe or supervised_attention")
+    if args.protocol != "recipe":
+        raise ConfigError(f"train.mode = {cfg.train.mode} is evaluated by its own protocol: use --protocol recipe")
+    if cfg.train.threads:
+        import torch
+
+        torch.set_num_threads(cfg.train.threads)
+    with tqdm_progress("evaluate recipe", disable=args.quiet) as cb:
+        metrics, _ = evaluate_recipe(cfg, progress=cb)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            print(f"{k}: {v}")
     return 0
 
 

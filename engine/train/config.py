@@ -116,7 +116,12 @@ class DataConfig:
 
 #: Dataset kinds: the three image sources plus the paired / boxed kinds of the paper-specific
 #: procedures (Habib 2020 MG+US pairs, MRI lesion boxes; see :mod:`engine.train.data`).
-DATA_KINDS = ("image_folder_csv", "manifest", "study", "paired_manifest", "synthetic_paired", "synthetic_mri",
+# ``busi`` / ``mias_lesions`` are read by the ship recipes (engine.train.recipes) through the
+# app's own reader and the weights' Preprocess.
+RECIPE_KINDS = ("busi", "mias_lesions", "synthetic_mri")
+TRAIN_MODES = ("finetune", "linear_probe", "supervised_attention")
+DATA_KINDS = ("busi", "mias_lesions", "image_folder_csv", "manifest", "study", "paired_manifest", "synthetic_paired",
+              "synthetic_mri",
               "boxed_manifest")
 SYNTHETIC_KINDS = ("synthetic_paired", "synthetic_mri")
 
@@ -202,6 +207,13 @@ class RunConfig:
         deterministic: ``torch.use_deterministic_algorithms`` (warn-only) during fit.
         threads: torch intra-op threads on CPU (0 = leave torch's default).
         log_every: Progress callback every N steps.
+        mode: Trainer mode: ``finetune`` (the gradient loop, :func:`engine.train.loop.fit`;
+            which parameters train is the model's own freezing), ``linear_probe`` (frozen
+            trunk, class-balanced L2 logistic regression on pooled features -- the model's
+            multi-layer / multi-scale readout when it has one -- folded into its linear
+            head(s)) or ``supervised_attention`` (from-scratch training of the MRI attention
+            net with the attention loss). The last two are the recipes of the shipped defaults
+            (:mod:`engine.train.recipes`).
     """
 
     epochs: int = 10
@@ -216,6 +228,70 @@ class RunConfig:
     deterministic: bool = True
     threads: int = 0
     log_every: int = 1
+    mode: str = "finetune"
+
+
+@dataclass
+class ShipConfig:
+    """What ``breast-engine ship`` writes and how the recipe is evaluated (``[ship]``).
+
+    Attributes:
+        name: Weights folder name (``resources/models/<name>``).
+        modality: ``US``, ``MG`` or ``MR`` (the model's modality in ``spec.json``).
+        preprocess: The typed :class:`engine.transforms.Preprocess` (JSON form); the recipe
+            prepares every training and test image with it, as the app does.
+        class_names: Output names (malignancy output ``"malignant"``).
+        c: Inverse L2 strength of the linear probe's logistic regression.
+        c_grid: Candidate ``c`` values; the best mean CV AUC over the repeats wins (in the card).
+        views: Training views of the linear probe: ``eval`` (the scoring input), ``random_crops``
+            (Qi 2019 random crops + mirrors of the shorter-side-resized image) or ``margins``
+            (the box at each of ``margins``, plus the mirror of the first).
+        random_crops: Random crops per image (``views = "random_crops"``).
+        margins: Box margins (``views = "margins"``).
+        folds: CV folds.
+        repeats: CV partitions / repeats (seeds ``train.seed .. + repeats - 1``).
+        n_test: Independent SYNTHETIC test cases (``supervised_attention``).
+        test_seed: First seed of the independent synthetic test set.
+        attention_balance: Class-balanced attention BCE (``supervised_attention``).
+        grad_clip: Gradient-norm clip (``supervised_attention``; 0 = off).
+        fp16_weights: Store ``weights.pt`` in float16.
+        synthetic: Trained on SYNTHETIC data (shown in the card and the app).
+        init: Initial weights, for the card and ``spec.json``.
+        training_data: Data set name, for the card.
+        data_licence: Licence and citation of the data (card).
+        licence_file: File copied next to the weights (e.g. mini-MIAS ``Licence.txt``).
+        licence_name: Name of that copy (default: the file's own name).
+        card_notes: Markdown appended to the generated model card (limitations, history).
+        extra: Extra ``spec.json`` entries (e.g. ``saliency_note``).
+        parity_images: Images re-scored through the app's Predictor after writing (max abs
+            difference must stay under 1e-4).
+    """
+
+    name: str = ""
+    modality: str = ""
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=lambda: ["benign", "malignant"])
+    c: float = 1.0
+    c_grid: list[float] = field(default_factory=list)
+    views: str = "eval"
+    random_crops: int = 2
+    margins: list[float] = field(default_factory=list)
+    folds: int = 5
+    repeats: int = 1
+    n_test: int = 0
+    test_seed: int = 100000
+    attention_balance: bool = True
+    grad_clip: float = 0.0
+    fp16_weights: bool = False
+    synthetic: bool = False
+    init: str = ""
+    training_data: str = ""
+    data_licence: str = ""
+    licence_file: str = ""
+    licence_name: str = ""
+    card_notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    parity_images: int = 2
 
 
 @dataclass
@@ -228,6 +304,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: RunConfig = field(default_factory=RunConfig)
+    ship: ShipConfig = field(default_factory=ShipConfig)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -293,6 +370,11 @@ class TrainConfig:
             ConfigError: naming the key and the allowed values.
         """
         _choice("data.kind", self.data.kind, DATA_KINDS)
+        _choice("train.mode", self.train.mode, TRAIN_MODES)
+        _choice("ship.views", self.ship.views, ("eval", "random_crops", "margins"))
+        if self.data.kind in ("busi", "mias_lesions") and self.train.mode == "finetune":
+            raise ConfigError(f"data.kind = {self.data.kind!r} is read by the ship recipes: set train.mode to "
+                              "linear_probe (or use image_folder_csv / manifest for finetune)")
         _choice("data.resize", self.data.resize, ("stretch", "shorter_side"))
         _choice("data.eval_crops", self.data.eval_crops, (1, 5))
         _choice("optim.name", self.optim.name, ("sgd", "adam", "adadelta"))
@@ -433,6 +515,19 @@ def load_config(path: str | PathLike[str], overrides: list[str] | None = None) -
         dp = Path(data["path"]).expanduser()
         if not dp.is_absolute():
             data["path"] = str((p.parent / dp).resolve())
+    ship = raw.get("ship")
+    if isinstance(ship, dict):  # card notes and licence files are named relative to the TOML too
+        for key in ("card_notes", "licence_file"):
+            v = ship.get(key)
+            if isinstance(v, str) and v and (key == "licence_file" or v.endswith(".md")):
+                fp = Path(v).expanduser()
+                fp = fp if fp.is_absolute() else (p.parent / fp).resolve()
+                if key == "card_notes":
+                    if not fp.is_file():
+                        raise ConfigError(f"{p}: ship.card_notes file {fp} does not exist")
+                    ship[key] = fp.read_text(encoding="utf-8")
+                else:
+                    ship[key] = str(fp)
     cfg = TrainConfig.from_dict(raw, source=str(p))
     if overrides:
         cfg = cfg.override(overrides)

@@ -230,15 +230,13 @@ class EvalTransform:
             a = a[..., :3]
         return a, mod
 
-    def __call__(self, image: LoadedImage | np.ndarray, *, box: Box | None = None, frame: int | None = None,
-                 modality: str | None = None) -> Prepared:
-        """Prepare one image (steps 1-6).
+    def region_tensor(self, image: LoadedImage | np.ndarray, *, box: Box | None = None, frame: int | None = None,
+                      modality: str | None = None) -> tuple[torch.Tensor, tuple[int, int, int, int], bool,
+                                                            tuple[int, int]]:
+        """Steps 1-4: the cropped, oriented region as a ``(in_chans, h, w)`` [0, 1] tensor.
 
-        Args:
-            image: A :class:`LoadedImage` or a raw array.
-            box: Reader's lesion box ``(x0, y0, x1, y1)`` in image pixels (policy decides).
-            frame: MR slice (default middle).
-            modality: Overrides the image's modality (decides MG orientation).
+        Returns:
+            ``(tensor, region (x0, y0, x1, y1), flipped, image shape (rows, cols))``.
 
         Raises:
             BoxRequired: the policy needs a box and none was given.
@@ -270,12 +268,33 @@ class EvalTransform:
             t = t.expand(3, -1, -1)
         elif t.shape[0] == 3 and pre.in_chans == 1:
             t = t.mean(0, keepdim=True)
-        t = t.contiguous()
+        return t.contiguous(), region, flipped, shape
+
+    def normalise(self, t: torch.Tensor) -> torch.Tensor:
+        """Step 6: ``(x - mean) / std`` per channel (torchvision v2 ``Normalize``; batched or not)."""
+        out: torch.Tensor = self._norm(t)
+        return out
+
+    def __call__(self, image: LoadedImage | np.ndarray, *, box: Box | None = None, frame: int | None = None,
+                 modality: str | None = None) -> Prepared:
+        """Prepare one image (steps 1-6).
+
+        Args:
+            image: A :class:`LoadedImage` or a raw array.
+            box: Reader's lesion box ``(x0, y0, x1, y1)`` in image pixels (policy decides).
+            frame: MR slice (default middle).
+            modality: Overrides the image's modality (decides MG orientation).
+
+        Raises:
+            BoxRequired: the policy needs a box and none was given.
+        """
+        pre = self.pre
+        t, region, flipped, shape = self.region_tensor(image, box=box, frame=frame, modality=modality)
         if pre.five_crop:
             t = five_crops(t, int(pre.size[0]), mode=pre.interpolation, antialias=pre.antialias)
         else:
             t = resize(t, (int(pre.size[0]), int(pre.size[1])), mode=pre.interpolation, antialias=pre.antialias)
-        t = self._norm(t)
+        t = self.normalise(t)
         used: int | None = None
         if isinstance(image, LoadedImage) and is_stack(image):
             used = int(image.pixels.shape[0]) // 2 if frame is None else frame

@@ -1,0 +1,124 @@
+"""`breast-engine ship`: a config in, a weights folder out -- reproducible, parity-checked, loadable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.cli.main import main
+
+
+def _busi_like(root: Path, n: int = 10) -> Path:
+    """A tiny BUSI-layout folder (labels.csv, images/, masks/): malignant images are darker blobs."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["image,mask,label"]
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        lab = "malignant" if i % 2 else "benign"
+        img = (rng.random((48, 64)) * 60 + 100).astype(np.uint8)
+        cv2.circle(img, (20 + 3 * i, 24), 8 + (4 if lab == "malignant" else 0), 30 if lab == "malignant" else 220, -1)
+        cv2.imwrite(str(root / "images" / f"{lab}_{i}.png"), img)
+        cv2.imwrite(str(root / "masks" / f"{lab}_{i}.png"), np.zeros_like(img))
+        rows.append(f"images/{lab}_{i}.png,masks/{lab}_{i}.png,{lab}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+TINY = """
+[data]
+kind = "busi"
+path = "{data}"
+
+[model]
+name = "efficientnet_lite0"
+
+[model.cfg]
+num_classes = 2
+in_chans = 3
+pretrained = false
+
+[train]
+mode = "linear_probe"
+seed = 3
+threads = 1
+
+[ship]
+name = "tiny_us"
+modality = "US"
+c = 0.1
+views = "random_crops"
+random_crops = 1
+folds = 2
+repeats = 2
+parity_images = 4
+
+[ship.preprocess]
+size = [32, 32]
+in_chans = 3
+mean = [0.5, 0.5, 0.5]
+std = [0.5, 0.5, 0.5]
+crop = "whole"
+box = "ignored"
+resize = "five_crop"
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    data = _busi_like(tmp_path / "busi")
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY.format(data=data))
+    return cfg
+
+
+def test_ship_is_reproducible_and_its_card_figures_are_evaluates(tiny_config: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["ship", str(tiny_config), "--out", str(a), "--quiet"]) == 0
+    assert main(["ship", str(tiny_config), "--out", str(b), "--quiet"]) == 0
+    for f in ("weights.pt", "spec.json", "MODEL_CARD.md"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    spec = json.loads((a / "spec.json").read_text())
+    assert spec["preprocess"]["resize"] == "five_crop" and spec["threshold"] == spec["metrics"]["f2_threshold"]
+    capsys.readouterr()
+    assert main(["evaluate", "--config", str(tiny_config), "--protocol", "recipe", "--json", "--quiet"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated == spec["metrics"]  # the card's metrics are evaluate's, on the same config
+    card = (a / "MODEL_CARD.md").read_text()
+    assert spec["sha256"] in card and f"{spec['metrics']['auc_mean']:.4f}" in card
+    # a different seed is a different model
+    c = tmp_path / "c"
+    assert main(["ship", str(tiny_config), "--out", str(c), "--quiet", "--set", "train.seed=4"]) == 0
+    assert (c / "weights.pt").read_bytes() != (a / "weights.pt").read_bytes()
+
+
+def test_shipped_weights_score_like_the_recipe_through_the_cli(tiny_config: Path, tmp_path: Path) -> None:
+    """What ship checked (app predictor == recipe) also holds for `breast-engine score` on the same files."""
+    out = tmp_path / "w"
+    assert main(["ship", str(tiny_config), "--out", str(out), "--quiet"]) == 0
+    from engine.inference import Predictor
+    from engine.io.reader import read_image
+
+    imgs = sorted((tiny_config.parent / "busi" / "images").glob("*.png"))
+    pred = Predictor(out, device="cpu")
+    want = [pred.predict(read_image(str(f))) for f in imgs]
+    csv_out = tmp_path / "s.csv"
+    assert main(["score", *map(str, imgs), "--modality", "US", "--model", str(out), "--out", str(csv_out)]) == 0
+    got = [float(line.rsplit(",", 1)[1]) for line in csv_out.read_text().splitlines()[1:]]
+    assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_ship_refuses_a_finetune_config(tmp_path: Path) -> None:
+    from engine.errors import ConfigError
+    from engine.train.config import load_config
+    from engine.train.ship import ship
+
+    cfg = tmp_path / "x.toml"
+    cfg.write_text('[data]\nkind = "image_folder_csv"\npath = "."\n[model]\nname = "habib_basic_cnn"\n')
+    with pytest.raises(ConfigError, match="ship"):
+        ship(load_config(cfg), tmp_path / "out")
