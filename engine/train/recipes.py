@@ -51,6 +51,7 @@ class Item:
     modality: str = ""
     targets: list[int] = field(default_factory=list)  # multi-task labels (MRI)
     lesion_box: Box | None = None  # attention target (MRI)
+    path: str = ""  # the file it was read from ("" for generated images)
 
 
 # ----------------------------------------------------------------------------- data
@@ -67,7 +68,8 @@ def load_items(cfg: TrainConfig, *, progress: ProgressCallback | None = None) ->
         from engine.io.reader import read_image
 
         for r in load_busi(cfg.data.path):
-            items.append(Item(r.image_id, read_image(str(r.image)), int(r.label), r.group, modality="US"))
+            items.append(Item(r.image_id, read_image(str(r.image)), int(r.label), r.group, modality="US",
+                              path=str(r.image)))
     elif kind == "mias_lesions":
         from engine.data.mias import circle_box, load_mias
         from engine.io.reader import read_image
@@ -80,7 +82,8 @@ def load_items(cfg: TrainConfig, *, progress: ProgressCallback | None = None) ->
                 img = cache.setdefault(im.refnum, read_image(str(im.path)))
                 box = circle_box(a.centre, float(a.radius or 0.0), img.pixels.shape[:2])
                 items.append(Item(f"{im.refnum}#{k}", img, int(a.label), str(im.patient),
-                                  box=tuple(float(v) for v in box), modality="MG"))  # type: ignore[arg-type]
+                                  box=tuple(float(v) for v in box), modality="MG",  # type: ignore[arg-type]
+                                  path=str(im.path)))
     elif kind == "synthetic_mri":
         from engine.data.synthetic import MRI_TASKS, synthetic_mri_case
 
@@ -130,6 +133,20 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     from engine.models import get_model
 
     return get_model(cfg.model.name, **cfg.model.cfg)
+
+
+@torch.no_grad()
+def score_items(model: Any, spec: WeightsSpec, items: list[Item]) -> list[float]:
+    """Malignancy probability of each item as evaluation computes it: ``spec.transforms()`` then
+    the model (Qi's five crops averaged) -- no Predictor involved, for parity checks."""
+    tf = spec.transforms()
+    model.eval()
+    out = []
+    for it in items:
+        t = tf(it.image, box=it.box, modality=it.modality or None).tensor
+        x = t if t.ndim == 4 else t[None]
+        out.append(float(model.malignancy(model(x).float()).mean()))
+    return out
 
 
 # --------------------------------------------------------------------- linear probe
@@ -387,7 +404,8 @@ def train_recipe(cfg: TrainConfig, metrics: dict[str, Any], st: RecipeState, *,
         # the model evaluated on the independent test set is the one shipped (as the paper's
         # protocol: train once, test once)
         model = st.model if st.model is not None else _fit_attention(cfg, st.items, progress=progress)
-        return model, {"scores": [], "ids": []}
+        first = st.items[:n_check]
+        return model, {"scores": score_items(model, make_spec(cfg), first), "ids": [it.item_id for it in first]}
     raise ConfigError(f"train.mode {cfg.train.mode!r} is not a ship recipe")
 
 

@@ -1,0 +1,138 @@
+"""Parity: every shipped default scores 20 real images identically (1e-5) through evaluate's data
+path (engine.train.recipes: the app's reader + spec.transforms() + the network), `breast-engine
+score` and the GUI's AI service (reader_app.ai.AIService on the engine's case scorer).
+
+US: 20 BUSI images (busi-dev); MG: 20 mini-MIAS lesions in their annotation boxes (mias-dev);
+MR (SYNTHETIC model): 20 synthetic slices written as 16-bit PNGs. Skips without ../shared/data.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+N = 20
+
+
+def _items(config: str, n: int = N):
+    from engine.train.config import load_config
+    from engine.train.recipes import load_items
+
+    cfg = load_config(ROOT / "configs" / config)
+    if cfg.data.kind != "synthetic_mri" and not Path(cfg.data.path).is_dir():
+        pytest.skip(f"needs the dev data ({cfg.data.path}; ../shared/data beside the clone)")
+    if cfg.data.kind == "mias_lesions":
+        cfg.data.path = str(SHARED / "mias-dev")
+    items = load_items(cfg)
+    if cfg.data.kind == "busi":  # both classes among the 20
+        items = [it for it in items if it.label == 1][: n // 2] + [it for it in items if it.label == 0][: n - n // 2]
+    return items[:n]
+
+
+def _gui_scores(items, modality: str, tmp: Path) -> list[float]:
+    from engine.cases import Annotation, Case, CaseImage
+    from reader_app.ai import AIService
+
+    svc = AIService()
+    out = []
+    for i, it in enumerate(items):
+        case = Case(f"c{i}", tmp, images=[CaseImage("img", Path(it.path), modality)])
+        if it.box is not None:
+            x0, y0, x1, y1 = it.box
+            case.annotations.append(Annotation("img", "box", [[x0, y0], [x1, y1]]))
+        from engine.io.reader import read_image
+
+        res = svc.score_case(case, {"img": read_image(it.path)}, ())
+        assert "img" in res.per_image, res.errors
+        out.append(res.per_image["img"])
+    return out
+
+
+def _cli_scores(items, modality: str, tmp: Path) -> list[float]:
+    man = tmp / "manifest.csv"
+    with man.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "modality", "x0", "y0", "x1", "y1"])
+        for it in items:
+            w.writerow([it.path, modality, *(it.box if it.box is not None else ("", "", "", ""))])
+    out = tmp / "scores.csv"
+    assert main(["score", "--manifest", str(man), "--out", str(out)]) == 0
+    with out.open() as fh:
+        return [float(r["score"]) for r in csv.DictReader(fh)]
+
+
+def _check(config: str, weights: str, modality: str, items, tmp: Path) -> None:
+    from engine.models.weights import load_weights
+    from engine.train.recipes import score_items
+
+    model, spec = load_weights(weights)
+    evaluated = score_items(model, spec, items)
+    assert len(set(np.round(evaluated, 3))) > 3  # real, varied scores
+    assert _cli_scores(items, modality, tmp) == pytest.approx(evaluated, abs=1e-5)
+    assert _gui_scores(items, modality, tmp) == pytest.approx(evaluated, abs=1e-5)
+
+
+def test_us_default_parity(tmp_path: Path) -> None:
+    _check("us_effnet_lite0_busi.toml", "us_effnet_lite0_busi", "US", _items("us_effnet_lite0_busi.toml"), tmp_path)
+
+
+def test_mg_default_parity(tmp_path: Path) -> None:
+    _check("mg_effnet_lite0_mias_lesion.toml", "mg_effnet_lite0_mias_lesion", "MG",
+           _items("mg_effnet_lite0_mias_lesion.toml"), tmp_path)
+
+
+def test_mr_default_parity(tmp_path: Path) -> None:
+    """SYNTHETIC MR slices (the model is synthetic-only): 16-bit PNG files read back bit-exactly."""
+    from engine.train.config import load_config
+    from engine.train.recipes import load_items
+
+    cfg = load_config(ROOT / "configs" / "mri_attention_synthetic_default.toml",
+                      ["data.synthetic_n=20", "data.synthetic_seed=500"])
+    items = load_items(cfg)
+    for it in items:
+        f = tmp_path / f"{it.item_id}.png"
+        cv2.imwrite(str(f), np.asarray(it.image, np.uint16))
+        it.path = str(f)
+    _check("mri_attention_synthetic_default.toml", "mri_attention_synthetic", "MR", items, tmp_path)
+
+
+def test_gui_window_shows_the_shipped_models_scores(qtbot, data_dir, monkeypatch) -> None:
+    """The real window, the real shipped weights, the bundled demo: the panel's US score is the
+    engine predictor's score of that image, and the whole-image US model ignored the box."""
+    from engine.inference import load_predictor
+    from reader_app.main import demo_study_dir, preload_engine
+    from reader_app.qt_main import MainWindow
+
+    monkeypatch.delenv("BREAST_READER_MODELS")
+    if not (demo_study_dir() / "study.json").exists():
+        pytest.skip("no bundled demo study")
+    preload_engine()
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    with qtbot.waitSignal(win.case_loaded, timeout=30000):
+        win.open_study(demo_study_dir())
+    if win.state.current.case.case_id != "demo-01":
+        with qtbot.waitSignal(win.case_loaded, timeout=30000):
+            win.state.select_case("demo-01")
+    case = win.state.current.case
+    win.state.new_annotation("us_1", "box", [[5, 5], [40, 40]])  # a reader's box: US model must ignore it
+    with qtbot.waitSignal(win.ai_finished, timeout=120000):
+        win.score_case()
+    res = win.ai_result
+    assert res is not None and res.models["US"].name == "us_effnet_lite0_busi"
+    us_img = win.images["us_1"]
+    want = load_predictor("US").predict(us_img)
+    assert res.per_image["us_1"] == pytest.approx(want, abs=1e-5)
+    assert f"{res.per_modality['US']:.2f}" in win.ai_panel.scores.text()
+    assert ("us_1", "gradcam") in res.saliency and res.saliency[("us_1", "gradcam")].shape == us_img.pixels.shape[:2]
+    assert case.case_id == "demo-01"
