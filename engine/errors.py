@@ -51,6 +51,10 @@ class ModelNotFoundError(BreastReaderError):
     """No model or weights of that name are registered/installed."""
 
 
+class PretrainedWeightsMissingError(ModelNotFoundError):
+    """``pretrained=True`` but the ImageNet checkpoint file is not on this machine (never downloaded)."""
+
+
 class WeightsMismatchError(BreastReaderError):
     """Weights do not fit the model they are loaded into (architecture, classes, checksum)."""
 

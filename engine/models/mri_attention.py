@@ -70,7 +70,9 @@ def mri_backbone(backbone: str, *, pretrained: bool = True) -> tuple[Any, str, i
         if f.is_file():
             r.load_state_dict(torch.load(f, map_location="cpu", weights_only=True))
             return r, f"ImageNet (torchvision {f.name}, local cache)", channels
-    return r, f"random (no ImageNet {backbone} checkpoint in the local torch cache; nothing downloaded)", channels
+    from engine.models.common import missing_imagenet
+
+    raise missing_imagenet(backbone, enum_name)
 
 
 class MRIAttentionNet(BreastClassifier):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine.errors import PretrainedWeightsMissingError
 from engine.models import get_model, list_models, model_info
 
 torch.set_num_threads(1)
@@ -28,7 +29,12 @@ def test_every_model_forward_and_step(name: str) -> None:
     torch.manual_seed(0)
     info = model_info(name)
     assert info.paper and info.modalities
-    model = get_model(name, **CFG.get(name, {}))
+    try:
+        model = get_model(name, **CFG.get(name, {}))
+    except PretrainedWeightsMissingError as exc:
+        # no ImageNet checkpoint on this machine: a clear error, never silently random features
+        assert ".pth" in str(exc) and "pretrained=false" in str(exc)
+        model = get_model(name, **{**CFG.get(name, {}), "pretrained": False})
     assert isinstance(getattr(model, "init_description", None), str) and model.init_description
     model.train()
     inputs = model.example_inputs(batch=2, size=SIZES.get(name, 32))
@@ -46,3 +52,17 @@ def test_every_model_forward_and_step(name: str) -> None:
     assert changed > 0, "one optimiser step changed no parameter"
     if hasattr(model, "saliency_module") and info.saliency:
         assert model.saliency_module() is not None
+
+
+def test_pretrained_without_its_weights_names_the_file_and_how_to_get_it(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path) -> None:
+    """pretrained=True with an empty torch hub cache: one clear error, naming the file (issue 11)."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    for name, file in (("hijab_vgg16_finetune", "vgg16-397923af.pth"), ("qi_snnet", "inception_v3_google-0cc3c7bd.pth"),
+                       ("mri_attention_resnet50", "resnet50-")):
+        with pytest.raises(PretrainedWeightsMissingError) as ei:
+            get_model(name, pretrained=True)
+        msg = str(ei.value)
+        assert str(tmp_path / "hub" / "checkpoints") in msg and file in msg
+        assert "https://download.pytorch.org/models/" in msg and "pretrained=false" in msg
+    assert "random" in get_model("hijab_vgg16_finetune", pretrained=False).init_description

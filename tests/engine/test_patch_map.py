@@ -94,10 +94,14 @@ def test_bbox_pass_only_convolves_the_breast_box() -> None:
     assert np.abs(ours - an.local_map_loop(model, img, stride=32)).max() <= 1e-5
 
 
-def test_bench_patch_map_small_real_image() -> None:
+@pytest.mark.parametrize("which", ["shared", "absent"])
+def test_bench_patch_map_small_real_image(which: str, tmp_path: Path) -> None:
+    """With mini-MIAS (../shared/data) and, as in a clone without it, with the SYNTHETIC fallback."""
     from engine.bench import patch_map
 
-    mias = Path(patch_map.DEFAULT_MIAS)
+    mias = Path(patch_map.DEFAULT_MIAS) if which == "shared" else tmp_path / "no-mias"
+    if which == "shared" and not (mias / "images" / "mdb023.png").is_file():
+        pytest.skip("needs ../shared/data/mias-dev")
     args = argparse.Namespace(size=768, scale=0.5, stride=64, mias_dir=str(mias), mias_id="mdb023", synthetic=False,
                               repeats=1, device="cpu", threads="1", strong_baseline=False)
     out = patch_map.run(args)
@@ -105,4 +109,6 @@ def test_bench_patch_map_small_real_image() -> None:
         assert key in out
     assert out["max_abs_diff"] <= 1e-4
     assert out["map_shape"] == [3, 3]
-    assert ("mini-MIAS" in out["image"]) == (mias / "images" / "mdb023.png").is_file()
+    real = (mias / "images" / "mdb023.png").is_file()
+    assert out["image"].startswith("mini-MIAS mdb023") == real  # the JSON says which image it used
+    assert out["image"].startswith("SYNTHETIC") == (not real)
