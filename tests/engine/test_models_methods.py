@@ -174,36 +174,6 @@ def test_cascade_advice() -> None:
     assert cascade_advice(0.1, 0.2) == ADVICE_FOLLOW_UP == "periodic follow-up"
 
 
-def test_region_enhance_and_algorithm1_step() -> None:
-    from engine.models.qi import cross_training_step, multi_input_predict
-
-    torch.manual_seed(0)
-    mt = get_model("qi_mtnet", repeats=(1, 1, 1), lam=0.5)
-    sn = get_model("qi_snnet", pretrained=False)
-    mt.eval()
-    x = torch.rand(2, 3, 96, 96)
-    with torch.no_grad():
-        a = mt(x)
-        b = mt(x, torch.zeros(2, 1, 96, 96))
-        c = mt(x, torch.rand(2, 1, 96, 96))
-    assert not torch.allclose(a, c)  # the CAM pathway changes the prediction
-    assert torch.isfinite(b).all()
-    opt_mt = torch.optim.SGD(mt.parameters(), lr=0.01)
-    opt_sn = torch.optim.SGD(sn.parameters(), lr=0.01)
-    y = torch.tensor([0, 1])
-    branches = set()
-    for seed in (0, 3):  # first draws 0.84 (with CAM) and 0.24 (without)
-        before = sn.classifier.weight.detach().clone()
-        r = cross_training_step(mt, sn, opt_mt, opt_sn, x, y, y, rng=random.Random(seed))
-        assert np.isfinite(r["loss_mt"]) and np.isfinite(r["loss_sn"])
-        assert not torch.equal(before, sn.classifier.weight)
-        branches.add(r["with_cam"])
-    assert branches == {True, False}  # both ways of Algorithm 1 ran
-    mt.eval()
-    p = multi_input_predict(mt, torch.rand(3, 90, 150), size=75)
-    assert 0.0 <= p <= 1.0
-
-
 # -- MRI supervised attention -------------------------------------------------------------------
 def test_attention_pool_eq2() -> None:
     from engine.models.mri_attention import attention_pool
@@ -286,18 +256,3 @@ def test_grayscale_adapt_equals_replicate() -> None:
     with torch.no_grad():
         assert torch.allclose(rep(x), ada(x), atol=1e-4)
     assert "ImageNet" in rep.init_description
-
-
-@pytest.mark.slow
-def test_models_full_depth_paper_input_sizes() -> None:
-    """Full-depth Mt-Net / Sn-Net at 299 and the MRI net at 240 x 345 give the papers' map sizes."""
-    mt = get_model("qi_mtnet").eval()
-    sn = get_model("qi_snnet", pretrained=False).eval()
-    mri = get_model("mri_attention_resnet50", pretrained=False).eval()
-    with torch.no_grad():
-        assert mt.forward_features(torch.rand(1, 3, 299, 299)).shape == (1, 1536, 8, 8)
-        assert mt.trunk.lower(torch.rand(1, 3, 299, 299)).shape == (1, 1088, 17, 17)
-        assert sn.forward_features(torch.rand(1, 3, 299, 299)).shape == (1, 2048, 8, 8)
-        assert sn.lower_net(torch.rand(1, 3, 299, 299)).shape == (1, 768, 17, 17)
-        _, att = mri.forward_with_attention(torch.rand(1, 1, 240, 345))
-        assert att.shape == (1, 1, 8, 11)
