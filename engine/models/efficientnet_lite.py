@@ -90,7 +90,7 @@ class MultiScaleLiteClassifier(BreastClassifier):
     the global averages of MBConv blocks ``taps`` and of the 1280-channel head conv are
     concatenated and a linear layer gives class logits; the output is the mean of the scales'
     logits. Trained as a frozen trunk + per-scale logistic regressions folded into ``heads``
-    (``scripts/train_default_us_multilayer.py``); every weight stays trainable, so it can also be
+    (``configs/us_effnet_lite0_busi.toml``, ``engine.train.recipes``); every weight stays trainable, so it can also be
     fine-tuned end to end.
 
     Grad-CAM's layer is ``cam_tap``: the output of block ``cam_block`` (stride 16, so an 8×8 grid

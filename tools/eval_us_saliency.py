@@ -15,10 +15,10 @@ Metrics, per image, then summarised with 95 % CIs:
 * the same for a **centre-prior baseline** (a Gaussian at the image centre, σ = ¼ of each side):
   BUSI lesions are usually centred by the sonographer, so a map must beat this to mean anything.
 
-Writes ``scripts/results/us_saliency_oof.json``.
+Writes ``docs/results/us_saliency_oof.json``.
 
 Example:
-    python scripts/eval_us_saliency.py --folds /tmp/lab/us_ft --data ../shared/data/busi-dev
+    python tools/eval_us_saliency.py --folds /tmp/lab/us_ft --data ../shared/data/busi-dev
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", default="/tmp/lab/us_ft", help="folder holding fold0 … fold4 (WeightsSpec folders)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "busi-dev"))
-    ap.add_argument("--out", default=str(ROOT / "scripts" / "results" / "us_saliency_oof.json"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "us_saliency_oof.json"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--method", default=None, help="saliency method (default: the model's first, as in the viewer)")
     args = ap.parse_args(argv)

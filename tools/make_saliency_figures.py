@@ -15,7 +15,7 @@ Figures (PNG, < 300 KB each):
 
 Usage::
 
-    python scripts/make_saliency_figures.py [--out docs/saliency] [--mias ../shared/data/mias-dev]
+    python tools/make_saliency_figures.py [--out docs/saliency] [--mias ../shared/data/mias-dev]
         [--busi ../shared/data/busi-dev] [--an-epochs 6] [--threads 1]
 
 Everything is deterministic (seeds fixed); the An classifier is cached in ``--cache``.
