@@ -116,40 +116,27 @@ def roc_points(
         ``(fpr, tpr, thresholds)``, starting at (0, 0) with threshold +inf and ending at
         (1, 1); point ``i`` is the operating point of ``scores >= thresholds[i]``.
     """
+    from engine.stats.roc import roc_points as _roc
+
     t, s = _pair(truth, scores)
-    n_pos = int(t.sum())
-    n_neg = int(t.size - n_pos)
-    if n_pos == 0 or n_neg == 0:
+    if t.size == 0 or t.all() or not t.any():
         raise ValueError("ROC needs both positive and negative cases")
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted = s[order]
-    t_sorted = t[order]
-    tp = np.cumsum(t_sorted)
-    fp = np.cumsum(1 - t_sorted)
-    # keep the last index of each run of tied scores
-    last = np.r_[np.nonzero(np.diff(s_sorted))[0], s_sorted.size - 1]
-    tpr = np.r_[0.0, tp[last] / n_pos]
-    fpr = np.r_[0.0, fp[last] / n_neg]
-    thr = np.r_[np.inf, s_sorted[last]]
-    return fpr, tpr, thr
+    c = _roc(t, s)  # the one ROC implementation (engine.stats.roc)
+    return c.fpr, c.tpr, c.thresholds
 
 
 def auc(truth: ArrayLike, scores: ArrayLike) -> float:
     """Area under the empirical ROC curve (Mann-Whitney U / (n1 n0), ties count 1/2).
 
-    Equals the trapezoidal area under :func:`roc_points`. Use :func:`auc_with_ci` for the
-    DeLong (1988) confidence interval.
+    A thin wrapper over :func:`engine.stats.roc.empirical_auc` (the project's one AUC). Use
+    :func:`auc_with_ci` for the DeLong (1988) confidence interval.
     """
-    t, s = _pair(truth, scores)
-    pos = s[t == 1]
-    neg = s[t == 0]
-    if pos.size == 0 or neg.size == 0:
-        raise ValueError("AUC needs both positive and negative cases")
-    from scipy.stats import rankdata
+    from engine.stats.roc import empirical_auc
 
-    ranks = rankdata(np.r_[pos, neg])  # midranks handle ties
-    u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0
-    return float(u / (pos.size * neg.size))
+    t, s = _pair(truth, scores)
+    if t.size == 0 or t.all() or not t.any():
+        raise ValueError("AUC needs both positive and negative cases")
+    return empirical_auc(t, s)  # the one AUC (engine.stats.roc, Mann-Whitney with midranks)
 
 
 def _threshold_value(metric: str, cm: NDArray[np.int64]) -> float:

@@ -351,7 +351,7 @@ def lesion_patch(pixels: np.ndarray, points: Sequence[Sequence[float]], *, margi
     """
     import cv2
 
-    from engine.inference import expand_box
+    from engine.imaging.geometry import expand_box
 
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
