@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["CleanedUS", "clean_ultrasound", "marker_mask", "scan_area", "to_gray_u8"]
+__all__ = ["CleanedUS", "clean_ultrasound", "marker_mask", "scan_area", "scanner_shift", "to_gray_u8"]
 
 
 def to_gray_u8(pixels: np.ndarray) -> np.ndarray:
@@ -169,3 +169,44 @@ def clean_ultrasound(pixels: np.ndarray, *, crop: bool = True, inpaint: bool = T
         mm = cv2.dilate(m.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
         sub = cv2.inpaint(sub, mm, 3, cv2.INPAINT_TELEA)
     return CleanedUS(sub, (int(x0), int(y0), int(x1), int(y1)), marks)
+
+
+def scanner_shift(gray: np.ndarray, rng: np.random.Generator, *, strength: float = 1.0,
+                  geometry: bool = True) -> np.ndarray:
+    """A random scanner/preset change of a grey uint8 B-mode image (training augmentation).
+
+    Simulates what differs between machines and sites: overall gain and gamma (log-compression
+    curve), a smooth depth-dependent gain (time-gain compensation), multiplicative speckle,
+    blur (a softer transducer / smoothing preset), a lower lateral or axial resolution (down-
+    then up-sampling), and an aspect change (anisotropic rescale). Output has the input's shape.
+
+    Args:
+        gray: Grey uint8 image.
+        rng: Random generator (reproducible augmentation).
+        strength: 0 = identity, 1 = the ranges used in training.
+        geometry: Allow the aspect change (off when a pixel mask must stay aligned).
+    """
+    a = gray.astype(np.float32) / 255.0
+    rows, cols = a.shape
+    s = float(strength)
+    gamma = float(np.exp(rng.uniform(-0.35, 0.35) * s))
+    a = np.power(np.clip(a, 0, 1), gamma) * float(np.exp(rng.uniform(-0.3, 0.3) * s))
+    knots = rng.uniform(-0.35, 0.35, size=4) * s  # TGC: smooth gain over depth
+    depth = np.interp(np.linspace(0, 3, rows), np.arange(4), knots)
+    a = a * np.exp(depth)[:, None].astype(np.float32)
+    if rng.random() < 0.5 * s + 1e-9:
+        a = a * rng.gamma(8.0, 1.0 / 8.0, size=a.shape).astype(np.float32)
+    sigma = float(rng.uniform(0, 1.5) * s)
+    if sigma > 0.3:
+        a = cv2.GaussianBlur(a, (0, 0), sigma)
+    fx, fy = float(np.exp(rng.uniform(-0.6, 0) * s)), float(np.exp(rng.uniform(-0.6, 0) * s))
+    if fx < 0.95 or fy < 0.95:
+        small = cv2.resize(a, (max(8, int(cols * fx)), max(8, int(rows * fy))), interpolation=cv2.INTER_AREA)
+        a = cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    asp = float(np.exp(rng.uniform(-0.2, 0.2) * s))
+    if geometry and abs(asp - 1.0) > 0.03:
+        w2 = max(8, int(round(cols * asp)))
+        b = cv2.resize(a, (w2, rows), interpolation=cv2.INTER_LINEAR)
+        a = b[:, (w2 - cols) // 2:(w2 - cols) // 2 + cols] if w2 >= cols else cv2.copyMakeBorder(
+            b, 0, 0, (cols - w2) // 2, cols - w2 - (cols - w2) // 2, cv2.BORDER_REFLECT)
+    return np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
