@@ -12,7 +12,7 @@ Used for weights whose ``spec.extra["pipeline"]`` is ``"us_lesion"`` (architectu
    (``spec.extra["box_margin"]``) is cropped and resized to ``CROP_SIZE`` square and scored by
    the lesion-attention classifier, averaged with its mirror image;
 4. the probability is calibrated by the Platt parameters fitted out of fold
-   (``spec.extra["platt"]``), and the crop's Mahalanobis distance from the training images is
+   (``spec.extra["platt"]`` for a reader's box, ``spec.extra["platt_finder"]`` for the finder's), and the crop's Mahalanobis distance from the training images is
    returned with the model's warning threshold (``spec.extra["ood_threshold"]``).
 
 Scores are research decision support, not a diagnosis.
@@ -131,6 +131,9 @@ class LesionUSScorer:
         self.margin = float(ex.get("box_margin", 0.3))
         platt = ex.get("platt") or [1.0, 0.0]
         self.platt = (float(platt[0]), float(platt[1]))
+        # a finder box is less exact than a reader's: its scores get their own out-of-fold fit
+        pf = ex.get("platt_finder") or platt
+        self.platt_finder = (float(pf[0]), float(pf[1]))
         self.ood_threshold = float(ex.get("ood_threshold", float("inf")))
 
     @torch.no_grad()
@@ -196,7 +199,8 @@ class LesionUSScorer:
         logits = self.model.head(self.model.pooled(maps, att)).float()
         margin_logit = (logits[:, self.model.malignant_index] - logits[:, 0]).mean()
         raw = float(torch.sigmoid(margin_logit))
-        cal = float(apply_platt(np.array([float(margin_logit)]), *self.platt, from_probability=False)[0])
+        ab = self.platt_finder if source == "finder" else self.platt
+        cal = float(apply_platt(np.array([float(margin_logit)]), *ab, from_probability=False)[0])
         ood = float(self.model.ood_distance({k: v[:1] for k, v in maps.items()})[0])
         region = (x0 + ax, y0 + ay, x1 + ax, y1 + ay)
         sal = None

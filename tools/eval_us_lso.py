@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 if scen == "no box" and pred.lesion is not None:
                     flags.append(int(pred.assess(img, None).ood_flag))
         out: dict[str, object] = {}
-        for scen, d in per.items():
+        subsets = {"no box": per["no box"], "outline box": per["outline box"],
+                   "no box, BI-RADS 2-3 vs >=4 (BI-RADS 1 left out)":
+                       {p: v for p, v in per["no box"].items() if birads.get(p, 0) >= 2}}
+        for scen, d in subsets.items():
             pids = [p for p in sorted(d) if p in birads]
             y = np.array([birads[p] >= 4 for p in pids], int)
             s = np.array([np.mean(d[p]) for p in pids])
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                          "mean_score_ge4": float(s[y == 1].mean()), "mean_score_le3": float(s[y == 0].mean())}
         if flags:
             out["ood_flagged_fraction"] = float(np.mean(flags))
+        out["per_patient_no_box"] = {p: [birads.get(p), float(np.mean(v))] for p, v in per["no box"].items()}
         res[pred.name] = out
         print(pred.name, json.dumps(out), flush=True)
     res["birads_sources"] = {k: sum(1 for v in source.values() if v == k) for k in set(source.values())}

@@ -471,6 +471,7 @@ def final_fit(args: argparse.Namespace, model: torch.nn.Module, Wt: dict, wmask_
         metrics={"cv": {k: cv[k] for k in ("finder", "pointing", "ood")},
                  "cv_auc": cv["cv_auc"][args.variant]},
         extra={"pipeline": "us_lesion", "box_margin": args.margin, "platt": platt,
+               "platt_finder": cv["calibration"]["finder"]["platt_all"],
                "ood_threshold": cv["ood"]["threshold_p95"], "variant": args.variant,
                "saliency_note": "lesion attention trained on BUSI masks; CAM adds the context evidence"},
     )

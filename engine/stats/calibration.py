@@ -33,18 +33,31 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)))
 
 
+def _nll(X: np.ndarray, y: np.ndarray, w: np.ndarray, ridge: float) -> float:
+    z = X @ w
+    return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * ridge * float(w @ w))
+
+
 def _newton(z: np.ndarray, y: np.ndarray, fit_bias: bool, ridge: float = 1e-6, iters: int = 100) -> tuple[float, float]:
-    """Maximum-likelihood ``(a, b)`` of ``sigmoid(a z + b)`` by Newton's method (tiny ridge for stability)."""
+    """Maximum-likelihood ``(a, b)`` of ``sigmoid(a z + b)``: Newton's method from 0 with step halving."""
     X = np.stack([z, np.ones_like(z)], axis=1) if fit_bias else z[:, None]
     w = np.zeros(X.shape[1])
-    w[0] = 1.0
+    f = _nll(X, y, w, ridge)
     for _ in range(iters):
         p = _sigmoid(X @ w)
         g = X.T @ (p - y) + ridge * w
         H = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(X.shape[1])
         step = np.linalg.solve(H, g)
-        w = w - step
-        if float(np.abs(step).max()) < 1e-10:
+        t = 1.0
+        while t > 1e-8:
+            f_new = _nll(X, y, w - t * step, ridge)
+            if f_new <= f:
+                break
+            t *= 0.5
+        w = w - t * step
+        done = abs(f - f_new) < 1e-12 * max(1.0, abs(f))
+        f = f_new
+        if done or float(np.abs(t * step).max()) < 1e-10:
             break
     return float(w[0]), float(w[1]) if fit_bias else 0.0
 
