@@ -10,7 +10,8 @@ Used for weights whose ``spec.extra["pipeline"]`` is ``"us_lesion"`` (architectu
    probability map above 0.5 (else above half its maximum), as a box and an outline;
 3. the lesion box (reader's, else the finder's) plus a context margin
    (``spec.extra["box_margin"]``) is cropped and resized to ``CROP_SIZE`` square and scored by
-   the lesion-attention classifier, averaged with its mirror image;
+   the lesion-attention classifier, averaged with its mirror image; when the spec names a
+   whole-image ``context_model`` its logit is averaged in (``context_weight``);
 4. the probability is calibrated by the Platt parameters fitted out of fold
    (``spec.extra["platt"]`` for a reader's box, ``spec.extra["platt_finder"]`` for the finder's), and the crop's Mahalanobis distance from the training images is
    returned with the model's warning threshold (``spec.extra["ood_threshold"]``).
@@ -85,7 +86,8 @@ class LesionAssessment:
 
     Attributes:
         score: Calibrated probability of malignancy (Platt, fitted out of fold).
-        raw_score: The network's probability before calibration.
+        raw_score: The probability before calibration (lesion crop, averaged in logit space with
+            the whole-image context model when the spec names one).
         box: The lesion box used ``(x0, y0, x1, y1)``.
         box_source: ``"reader"`` or ``"finder"``.
         region: The crop scored (box + context margin).
@@ -135,6 +137,25 @@ class LesionUSScorer:
         pf = ex.get("platt_finder") or platt
         self.platt_finder = (float(pf[0]), float(pf[1]))
         self.ood_threshold = float(ex.get("ood_threshold", float("inf")))
+        # Whole-image context: another installed weights folder whose malignancy logit is
+        # averaged with the lesion crop's (spec.extra["context_model"], weight "context_weight").
+        self.context_name = ex.get("context_model")
+        self.context_weight = float(ex.get("context_weight", 0.5)) if self.context_name else 0.0
+        self._context: Any = None
+
+    def context(self) -> Any:
+        """The whole-image context :class:`~engine.inference.Predictor` (loaded once), or None.
+
+        Raises:
+            ModelNotFoundError: the spec names a context model that is not installed.
+        """
+        if not self.context_name:
+            return None
+        if self._context is None:
+            from engine.inference.predictor import Predictor
+
+            self._context = Predictor(str(self.context_name), self.device)
+        return self._context
 
     @torch.no_grad()
     def find(self, image: LoadedImage | np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
@@ -197,8 +218,16 @@ class LesionUSScorer:
         maps = self.model.encode(batch.to(self.device))
         att = torch.sigmoid(self.model.decode(maps))
         logits = self.model.head(self.model.pooled(maps, att)).float()
-        margin_logit = (logits[:, self.model.malignant_index] - logits[:, 0]).mean()
-        raw = float(torch.sigmoid(margin_logit))
+        lesion_logit = float((logits[:, self.model.malignant_index] - logits[:, 0]).mean())
+        margin_logit = lesion_logit
+        ctx = self.context()
+        if ctx is not None:
+            from engine.stats.calibration import logit
+
+            p_ctx = float(ctx.predict(image))
+            ctx_logit = float(logit(np.array([p_ctx]))[0])
+            margin_logit = (1 - self.context_weight) * lesion_logit + self.context_weight * ctx_logit
+        raw = float(1.0 / (1.0 + np.exp(-margin_logit)))
         ab = self.platt_finder if source == "finder" else self.platt
         cal = float(apply_platt(np.array([float(margin_logit)]), *ab, from_probability=False)[0])
         ood = float(self.model.ood_distance({k: v[:1] for k, v in maps.items()})[0])
