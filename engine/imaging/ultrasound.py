@@ -64,10 +64,10 @@ def scan_area(gray: np.ndarray, *, black: int = 6, min_fraction: float = 0.15) -
     small_scale = max(1, int(round(max(rows, cols) / 256)))
     g = gray[::small_scale, ::small_scale] if small_scale > 1 else gray
     g = cv2.medianBlur(np.ascontiguousarray(g), 5)
-    fg = (g > black).astype(np.uint8)
+    fg0 = (g > black).astype(np.uint8)
     k = max(3, int(round(min(g.shape) * 0.04)) | 1)
-    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    kern = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    fg = np.asarray(cv2.morphologyEx(cv2.morphologyEx(fg0, cv2.MORPH_OPEN, kern), cv2.MORPH_CLOSE, kern))
     n, lab, st, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     if n <= 1:
         return 0, 0, cols, rows

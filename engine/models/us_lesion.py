@@ -115,7 +115,7 @@ class LesionAttentionLite(BreastClassifier):
         att, plain = [], []
         for t in (*POOL_TAPS, 16):
             m = maps[t]
-            a = F.adaptive_avg_pool2d(attention, m.shape[-2:])
+            a = F.adaptive_avg_pool2d(attention, (int(m.shape[-2]), int(m.shape[-1])))
             att.append((m * a).sum(dim=(2, 3)) / a.sum(dim=(2, 3)).clamp_min(1e-6))
             plain.append(m.mean(dim=(2, 3)))
         return torch.cat(att + plain, dim=1)
@@ -126,7 +126,9 @@ class LesionAttentionLite(BreastClassifier):
 
     def ood_distance(self, maps: dict[int, torch.Tensor]) -> torch.Tensor:
         """Mahalanobis distance ``(B,)`` of the crop from the training images (0 when not fitted)."""
-        z = (self.plain_features(maps).float() - self.ood_mean) @ self.ood_proj.T
+        mean: torch.Tensor = self.ood_mean  # type: ignore[assignment]
+        proj: torch.Tensor = self.ood_proj  # type: ignore[assignment]
+        z = (self.plain_features(maps).float() - mean) @ proj.T
         return z.pow(2).sum(dim=1).sqrt()
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,7 +164,7 @@ class LesionAttentionLite(BreastClassifier):
         for t in (*POOL_TAPS, 16):
             m = maps[t].float()
             c, n = m.shape[1], m.shape[-2] * m.shape[-1]
-            a = F.adaptive_avg_pool2d(attention.float(), m.shape[-2:])[:, 0]
+            a = F.adaptive_avg_pool2d(attention.float(), (int(m.shape[-2]), int(m.shape[-1])))[:, 0]
             f_att = torch.einsum("c,bchw->bhw", wm[start_att:start_att + c], m)
             f_avg = torch.einsum("c,bchw->bhw", wm[start_avg:start_avg + c], m)
             part = a * f_att / a.sum(dim=(1, 2), keepdim=True).clamp_min(1e-6) + f_avg / n
