@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     ap.add_argument("--ship", default="", help="train on all images and write the weights folder here")
     ap.add_argument("--cv-results", default="/tmp/w12out_cv/results.json", help="CV results (Platt, OOD threshold)")
     ap.add_argument("--variant", default="attention+context|C=0.01")
+    ap.add_argument("--context-model", default="us_effnet_lite0_busi",
+                    help="whole-image model averaged in (logit, weight 0.5); '' for none")
+    ap.add_argument("--context-oof", default=str(ROOT / "scripts" / "results" / "us_multilayer_cv.json"),
+                    help="that model's repeated-CV out-of-fold scores (same busi-dev images)")
     ap.add_argument("--limit", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -415,6 +419,46 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     return 0
 
 
+def context_cv(oof_file: Path, context_oof: Path, variant: str) -> dict[str, dict[str, object]]:
+    """Out-of-fold AUC and Platt fit of lesion logit + whole-image context logit (weight 0.5).
+
+    Both parts are out of fold: ours from this CV, the context model's from its own repeated CV
+    (every partition is compared; the calibration uses partition 0 and our folds for cross-fitting).
+    """
+    from engine.stats.calibration import apply_platt, fit_platt, logit, reliability
+    from engine.stats.delong import auc_ci, paired_delong_test
+
+    z = np.load(oof_file)
+    lab = z["labels"]
+    les = lab >= 0
+    y = lab[les]
+    fl = z["folds"][les]
+    d = json.loads(context_oof.read_text())
+    runs = d["recipes"][next(iter(d["recipes"]))]["runs"]
+    if list(d["labels"]) != list(y):
+        raise SystemExit("context OOF scores are not in the same image order")
+    out: dict[str, dict[str, object]] = {}
+    for scen in ("box", "finder"):
+        s = z[f"{variant}__{scen}"][les]
+        rows = []
+        for i, r in enumerate(runs):
+            o = logit(np.asarray(r["oof"]))
+            e = 0.5 * (o + s)
+            rows.append({"partition": i, "context_only": auc_ci(y, o), "combined": auc_ci(y, e),
+                         "lesion_only": auc_ci(y, s), "paired_diff_se_z_p": paired_delong_test(y, e, o)})
+        e = 0.5 * (logit(np.asarray(runs[0]["oof"])) + s)
+        cf = np.zeros_like(e)
+        for f in np.unique(fl):
+            a, b = fit_platt(e[fl != f], y[fl != f], from_probability=False)
+            cf[fl == f] = apply_platt(e[fl == f], a, b, from_probability=False)
+        r0, r1 = reliability(1 / (1 + np.exp(-e)), y), reliability(cf, y)
+        out[scen] = {"partitions": rows, "platt_all": list(fit_platt(e, y, from_probability=False)),
+                     "ece_raw": r0.ece, "ece_platt_crossfit": r1.ece,
+                     "reliability_raw": [r0.mean_predicted.tolist(), r0.fraction_positive.tolist(), r0.counts.tolist()],
+                     "reliability_platt": [r1.mean_predicted.tolist(), r1.fraction_positive.tolist(), r1.counts.tolist()]}
+    return out
+
+
 def lesion_preprocess(margin: float) -> object:
     """The typed Preprocess of the lesion pipeline (what engine.lesion_us does, as data)."""
     from engine.transforms import Preprocess
@@ -461,6 +505,15 @@ def final_fit(args: argparse.Namespace, model: torch.nn.Module, Wt: dict, wmask_
         model.ood_mean.copy_(torch.from_numpy(o_mean))
         model.ood_proj.copy_(torch.from_numpy(o_W))
     platt = cv["calibration"]["box"]["platt_all"]
+    platt_finder = cv["calibration"]["finder"]["platt_all"]
+    context: dict[str, object] = {}
+    if args.context_model:
+        ctx = context_cv(Path(args.cv_results).parent / "oof.npz", Path(args.context_oof), args.variant)
+        (Path(args.cv_results).parent / "ensemble.json").write_text(json.dumps(ctx, indent=1))
+        platt, platt_finder = ctx["box"]["platt_all"], ctx["finder"]["platt_all"]  # type: ignore[index]
+        context = {"context_model": args.context_model, "context_weight": 0.5,
+                   "platt_lesion_only": cv["calibration"]["box"]["platt_all"],
+                   "platt_finder_lesion_only": cv["calibration"]["finder"]["platt_all"]}
     spec = WeightsSpec(
         name=Path(args.ship).name, model="lite0_lesion_attention", model_cfg={"num_classes": 2, "in_chans": 1},
         modality="US", input_size=[CROP_SIZE, CROP_SIZE], in_chans=1, mean=[127.0 / 255.0], std=[128.0 / 255.0],
@@ -470,8 +523,8 @@ def final_fit(args: argparse.Namespace, model: torch.nn.Module, Wt: dict, wmask_
         preprocess=lesion_preprocess(args.margin),
         metrics={"cv": {k: cv[k] for k in ("finder", "pointing", "ood")},
                  "cv_auc": cv["cv_auc"][args.variant]},
-        extra={"pipeline": "us_lesion", "box_margin": args.margin, "platt": platt,
-               "platt_finder": cv["calibration"]["finder"]["platt_all"],
+        extra={"pipeline": "us_lesion", "box_margin": args.margin, "platt": platt, "platt_finder": platt_finder,
+               **context,
                "ood_threshold": cv["ood"]["threshold_p95"], "variant": args.variant,
                "saliency_note": "lesion attention trained on BUSI masks; CAM adds the context evidence"},
     )
