@@ -288,6 +288,14 @@ class AIPanel(QGroupBox):
         html = "<table>" + "".join(rows) + "</table>" if rows else "<i>No image could be scored.</i>"
         self.scores.setToolTip("\n".join(f"{m}: {i.detail}" for m, i in res.models.items() if i.detail))
         html = "<small>malignancy score (0–1 and 0–10)</small>" + html
+        for image_id, a in (getattr(res, "lesion", None) or {}).items():  # lesion-centred US models
+            where = "finder's suggested box" if a.box_source == "finder" else "your box"
+            html += (f"<br><small>{html_escape(str(image_id))}: calibrated {a.score:.2f} "
+                     f"(raw {a.raw_score:.2f}) · lesion: {where} {tuple(int(v) for v in a.box)}</small>")
+            if a.ood_flag:
+                html += (f"<br><small style='color:#ffb347'>⚠ {html_escape(str(image_id))} looks unlike the "
+                         f"training images (OOD {a.ood:.1f} &gt; {a.ood_threshold:.1f}): read the score "
+                         "with extra caution</small>")
         if res.errors:
             html += "<br><small style='color:#ff6b6b'>" + "<br>".join(res.errors[:4]) + "</small>"
         self.scores.setText(html)

@@ -3,12 +3,26 @@
 Contract::
 
     breast-engine score [--modality US|MG|MR|auto] [--model NAME_OR_PATH]
-                        (INPUT... | --manifest CSV) --out CSV
+                        (INPUT... | --manifest CSV) --out CSV [--saliency DIR]
 
 INPUTs are image files or folders (a folder is expanded to the image files in it, sorted; with
 ``--modality MR`` a folder is one slice stack). A manifest has ``path,modality[,x0,y0,x1,y1]``
 (a box scores the region the reader drew). The output keeps the input order and columns and adds
-``model,score``. Bad inputs are reported on stderr, one line each naming the file and the reason;
+``model,score,box_x0,box_y0,box_x1,box_y1,ood,ood_flag`` (and ``saliency_x,saliency_y`` with
+``--saliency``):
+
+* ``score`` is the model's probability of malignancy (calibrated out of fold for models that carry
+  a calibration, e.g. the lesion-centred US model);
+* ``box_*`` is the lesion box the score is about: the manifest's box on an ultrasound row, else the
+  lesion finder's box (lesion-centred US models), else the manifest box or empty;
+* ``ood`` is the model's distance of the input from its training images and ``ood_flag`` 1 when it
+  is above the model's threshold (empty for models without an OOD measure) — the score is still
+  given;
+* ``--saliency DIR`` writes one float32 ``<input stem>.npy`` per input in the decoded image's pixel
+  grid (rows × cols; for an MR stack, of the slice that was read) and ``saliency_x,saliency_y`` is
+  the map's peak (column, row) in pixels. A stem seen twice gets ``_2``, ``_3``... (told on stderr).
+
+Bad inputs are reported on stderr, one line each naming the file and the reason;
 the rest are still scored and the exit status is then 1. Scores are research decision support,
 not a diagnosis.
 """
@@ -87,18 +101,32 @@ def _modality_of(row: dict[str, str], default: str, image: Any) -> str:
     return m
 
 
+ADDED = ("model", "score", "box_x0", "box_y0", "box_x1", "box_y1", "ood", "ood_flag")
+SALIENCY_COLS = ("saliency_x", "saliency_y")
+
+
+def _unique_stem(stem: str, used: dict[str, int]) -> str:
+    n = used.get(stem, 0) + 1
+    used[stem] = n
+    return stem if n == 1 else f"{stem}_{n}"
+
+
 def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
-               progress: Any = None) -> tuple[list[tuple[str, str]], list[str]]:
-    """Score every row; returns ``([(model, score)], [error lines])`` in row order."""
+               progress: Any = None, saliency_dir: Path | None = None) -> tuple[list[dict[str, str]], list[str]]:
+    """Score every row; returns ``([added column values], [error lines])`` in row order."""
+    import numpy as np
+
     from engine.inference import Predictor, load_predictor
     from engine.io.reader import read_image
 
     predictors: dict[str, Predictor] = {}
     fixed = load_predictor(modality if modality in MODALITIES else "US", model) if model else None
-    results: list[tuple[str, str]] = []
+    results: list[dict[str, str]] = []
     errors: list[str] = []
+    stems: dict[str, int] = {}
     for n, row in enumerate(rows):
         path = row.get("_abs", row["path"])
+        res: dict[str, str] = {}
         try:
             mod_hint = (row.get("modality") or modality or "").upper()
             img = read_image(path, modality_hint=mod_hint if mod_hint in MODALITIES else None)  # type: ignore[arg-type]
@@ -112,15 +140,37 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
             box = None
             if all(row.get(k) for k in ("x0", "y0", "x1", "y1")):
                 box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
-            p = _score_one(pred, img, str(row.get("modality") or "").upper() or pred.spec.modality, box)
-            results.append((pred.name, f"{p:.6f}"))
+            smap = None
+            if pred.lesion is not None:
+                a = pred.assess(img, box, saliency="attention" if saliency_dir is not None else None)  # type: ignore[arg-type]
+                p, used_box, smap = a.score, a.box, a.saliency
+                res.update(ood=f"{a.ood:.4f}", ood_flag="1" if a.ood_flag else "0")
+            else:
+                if saliency_dir is not None:
+                    p, smap = pred.analyse(img, box=box)  # type: ignore[arg-type]
+                else:
+                    p = _score_one(pred, img, str(row.get("modality") or "").upper() or pred.spec.modality, box)
+                used_box = box  # type: ignore[assignment]
+            res.update(model=pred.name, score=f"{p:.6f}")
+            if used_box is not None:
+                res.update({k: f"{float(v):g}" for k, v in zip(("box_x0", "box_y0", "box_x1", "box_y1"), used_box)})
+            if saliency_dir is not None and smap is not None:
+                sal = np.ascontiguousarray(smap.map, dtype=np.float32)
+                stem = _unique_stem(Path(path).stem if Path(path).suffix else Path(path).name, stems)
+                if stem != (Path(path).stem if Path(path).suffix else Path(path).name):
+                    print(f"breast-engine score: note: {display_path(path)}: saliency written as {stem}.npy "
+                          "(another input has the same stem)", file=sys.stderr)
+                np.save(saliency_dir / f"{stem}.npy", sal)
+                py, px = np.unravel_index(int(np.argmax(sal)), sal.shape)
+                res.update(saliency_x=str(int(px)), saliency_y=str(int(py)))
         except (BreastReaderError, ValueError, OSError) as exc:
             reason = exc.reason if hasattr(exc, "reason") else str(exc)
             where = display_path(path)
             if isinstance(exc, BreastReaderError) and getattr(exc, "path", None):
                 reason = str(getattr(exc, "reason", exc))
             errors.append(f"breast-engine score: {where}: {reason}")
-            results.append(("", ""))
+            res = {}
+        results.append(res)
         if progress is not None:
             progress(n + 1, len(rows), Path(path).name)
     return results, errors
@@ -163,21 +213,28 @@ def _handler(args: argparse.Namespace) -> int:
                 f"no default model is installed for {modality} (resources/models/defaults.json); "
                 "train one or pass --model"
             )
+    sal_dir = Path(args.saliency) if args.saliency else None
+    if sal_dir is not None:
+        try:
+            sal_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BreastReaderError(f"{args.saliency}: cannot create the saliency folder ({exc.strerror or exc})") from None
     with tqdm_progress("scoring", disable=not sys.stderr.isatty()) as cb:
-        results, errors = score_rows(rows, modality=modality, model=args.model, progress=cb)
+        results, errors = score_rows(rows, modality=modality, model=args.model, progress=cb, saliency_dir=sal_dir)
     for line in errors:
         print(line, file=sys.stderr)
-    out_cols = [c for c in cols if c not in ("model", "score")] + ["model", "score"]
+    added = list(ADDED) + (list(SALIENCY_COLS) if sal_dir is not None else [])
+    out_cols = [c for c in cols if c not in added] + added
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=out_cols, extrasaction="ignore")
         w.writeheader()
-        for row, (mname, score) in zip(rows, results):
-            w.writerow({**{c: row.get(c, "") for c in cols}, "model": mname, "score": score})
+        for row, res in zip(rows, results):
+            w.writerow({**{c: row.get(c, "") for c in cols}, **{c: res.get(c, "") for c in added}})
     os.replace(tmp, out)
-    ok = sum(1 for _, s in results if s)
+    ok = sum(1 for r in results if r.get("score"))
     print(f"scored {ok}/{len(rows)} images -> {out}", file=sys.stderr)
     return 1 if errors else 0
 
@@ -194,5 +251,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--modality", default="auto", choices=["US", "MG", "MR", "auto", "us", "mg", "mr"],
                    help="modality of the inputs (default: from each image / manifest)")
     p.add_argument("--model", metavar="NAME_OR_PATH", help="installed weights name or weights folder")
-    p.add_argument("--out", required=True, metavar="CSV", help="output CSV (input columns + model,score)")
+    p.add_argument("--out", required=True, metavar="CSV", help="output CSV (input columns + model,score,box,ood)")
+    p.add_argument("--saliency", metavar="DIR",
+                   help="write one float32 <stem>.npy saliency map per input (image pixel grid) and saliency_x,y")
     p.set_defaults(func=_handler)

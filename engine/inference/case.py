@@ -92,6 +92,9 @@ class CaseScores:
         advice: Qi's cascade advice, when a Qi model was used.
         errors: Human-readable problems (model missing, image failed, ...).
         failed: ``(image_id, method)`` pairs whose map is not available.
+        lesion: Per image_id, what a lesion-centred model adds (an
+            :class:`engine.lesion_us.LesionAssessment`: the box it scored and whether it is the
+            finder's suggestion, the finder's outline, the raw score, the OOD distance and flag).
     """
 
     case_id: str
@@ -105,6 +108,7 @@ class CaseScores:
     advice: str | None = None
     errors: list[str] = field(default_factory=list)
     failed: set[tuple[str, str]] = field(default_factory=set)
+    lesion: dict[str, Any] = field(default_factory=dict)
 
     @property
     def synthetic(self) -> bool:
@@ -272,6 +276,8 @@ class CaseScorer:
                     continue
                 res.per_image[ci.image_id] = float(out.score)
                 res.frames[ci.image_id] = out.frame
+                if getattr(out, "lesion", None) is not None:
+                    res.lesion[ci.image_id] = out.lesion
                 for m in methods:
                     sal = out.saliency.get(m)
                     if sal is None:

@@ -86,6 +86,9 @@ class ImageOutput:
     region: tuple[int, int, int, int] | None = None
     saliency: dict[str, SaliencyMap] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: Lesion-centred models (engine.lesion_us): box used, its source, finder outline, raw
+    #: score, OOD distance/flag -- an :class:`engine.lesion_us.LesionAssessment`; else None.
+    lesion: Any = None
 
 
 class Predictor:
@@ -104,6 +107,16 @@ class Predictor:
         self.name = self.spec.name
         self.transform = self.spec.transforms()
         self.folder = resolve_weights_dir(weights)
+        from engine.lesion_us import LesionUSScorer, is_lesion_pipeline
+
+        # Lesion-centred US weights: clean input, finder box, calibrated score, OOD (engine.lesion_us).
+        self.lesion = LesionUSScorer(self.model, self.spec, self.device) if is_lesion_pipeline(self.spec) else None
+
+    def assess(self, image: LoadedImage | np.ndarray, box: Box | None = None, saliency: str | None = None) -> Any:
+        """The :class:`engine.lesion_us.LesionAssessment` of one image (lesion pipelines), else None."""
+        if self.lesion is None:
+            return None
+        return self.lesion.assess(image, box, saliency=saliency)
 
     @property
     def synthetic(self) -> bool:
@@ -167,6 +180,8 @@ class Predictor:
         Raises:
             BoxRequiredError: a lesion-box model was called without a box.
         """
+        if self.lesion is not None:
+            return float(self.lesion.assess(image, box).score)
         box = self._box_for_model(box)
         if frame is None and isinstance(image, LoadedImage) and is_stack(image):
             return float(self.slice_scores(image, box).max())  # every slice is scored already
@@ -180,6 +195,8 @@ class Predictor:
         bx = list(boxes) if boxes is not None else [None] * len(images)
         if len(bx) != len(images):
             raise ValueError("boxes must match images")
+        if self.lesion is not None:
+            return [self.predict(im, b) for im, b in zip(images, bx)]
         out: list[float] = []
         for i in range(0, len(images), batch_size):
             chunk = list(zip(images[i:i + batch_size], bx[i:i + batch_size]))
@@ -223,6 +240,8 @@ class Predictor:
         Raises:
             BoxRequiredError: a lesion-box model and an item without a box.
         """
+        if self.lesion is not None:
+            return self._run_lesion(items, methods)
         supported = self.saliency_methods()
         preps: list[Prepared] = []
         for it in items:
@@ -263,6 +282,27 @@ class Predictor:
             if first:  # no saliency pass gave logits: plain scoring, no autograd
                 for o, v in zip(outs[start:start + len(chunk)], self._batch_scores(chunk, batch_size)):
                     o.score = v
+        return outs
+
+    def _run_lesion(self, items: Sequence[ImageItem], methods: Sequence[str]) -> list[ImageOutput]:
+        """:meth:`run` for lesion pipelines: one assessment per image (+ one per extra method)."""
+        assert self.lesion is not None
+        supported = self.saliency_methods()
+        outs: list[ImageOutput] = []
+        for it in items:
+            usable = [m for m in methods if m in supported]
+            a = self.lesion.assess(it.image, it.box, saliency=usable[0] if usable else None)
+            o = ImageOutput(a.score, None, a.region, lesion=a)
+            if a.saliency is not None:
+                o.saliency[usable[0]] = a.saliency
+            for m in usable[1:]:
+                extra = self.lesion.assess(it.image, it.box, saliency=m).saliency
+                if extra is not None:
+                    o.saliency[m] = extra
+            for m in methods:
+                if m not in supported:
+                    o.errors[m] = f"this model has no {m} saliency (has {', '.join(supported)})"
+            outs.append(o)
         return outs
 
     def _place(self, raw: torch.Tensor, p: Prepared, sm: Any, method: str) -> SaliencyMap:

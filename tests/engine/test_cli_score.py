@@ -68,7 +68,9 @@ def test_manifest_keeps_order_columns_and_reports_bad_rows(setup: Path, capsys: 
     rc = main(["score", "--manifest", str(man), "--out", str(out)])
     assert rc == 1
     rows = _read(out)
-    assert list(rows[0]) == ["path", "modality", "x0", "y0", "x1", "y1", "reader", "model", "score"]
+    assert list(rows[0]) == ["path", "modality", "x0", "y0", "x1", "y1", "reader", "model", "score",
+                             "box_x0", "box_y0", "box_x1", "box_y1", "ood", "ood_flag"]
+    assert [rows[0][k] for k in ("box_x0", "box_y0", "box_x1", "box_y1")] == ["10", "10", "40", "40"]
     assert [r["reader"] for r in rows] == ["r1", "r2", "r3", "r4"]
     assert rows[0]["score"] and rows[3]["score"] and not rows[1]["score"] and not rows[2]["score"]
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("breast-engine score:")]

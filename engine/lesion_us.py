@@ -1,0 +1,268 @@
+"""Lesion-centred ultrasound scoring: clean input, find the lesion, score its region, calibrate, OOD.
+
+Used for weights whose ``spec.extra["pipeline"]`` is ``"us_lesion"`` (architecture
+``lite0_lesion_attention``, :mod:`engine.models.us_lesion`). For one B-mode image:
+
+1. :func:`engine.imaging.ultrasound.clean_ultrasound` keeps the scan area and inpaints calipers,
+   markers and text;
+2. without a reader's box the **finder** runs on the whole cleaned area (resized to
+   ``WHOLE_SIZE`` square) and proposes the lesion: the largest connected region of the lesion
+   probability map above 0.5 (else above half its maximum), as a box and an outline;
+3. the lesion box (reader's, else the finder's) plus a context margin
+   (``spec.extra["box_margin"]``) is cropped and resized to ``CROP_SIZE`` square and scored by
+   the lesion-attention classifier, averaged with its mirror image; when the spec names a
+   whole-image ``context_model`` its logit is averaged in (``context_weight``);
+4. the probability is calibrated by the Platt parameters fitted out of fold
+   (``spec.extra["platt"]`` for a reader's box, ``spec.extra["platt_finder"]`` for the finder's), and the crop's Mahalanobis distance from the training images is
+   returned with the model's warning threshold (``spec.extra["ood_threshold"]``).
+
+Scores are research decision support, not a diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.imaging.ultrasound import clean_ultrasound
+from engine.io.types import LoadedImage
+from engine.saliency.base import SaliencyMap, normalise
+
+WHOLE_SIZE = 160
+CROP_SIZE = 128
+LITE_MEAN = 127.0 / 255.0
+LITE_STD = 128.0 / 255.0
+
+Box = tuple[float, float, float, float]
+
+
+def to_tensor(gray_u8: np.ndarray, size: int) -> torch.Tensor:
+    """Grey uint8 image → ``(1, size, size)`` normalised tensor (bilinear, antialiased, squashed)."""
+    t = torch.from_numpy(np.ascontiguousarray(gray_u8, dtype=np.float32) / 255.0)[None, None]
+    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+    return (t - LITE_MEAN) / LITE_STD
+
+
+def whole_tensor(gray_u8: np.ndarray) -> torch.Tensor:
+    """The finder's input: the whole cleaned scan area at ``WHOLE_SIZE`` square."""
+    return to_tensor(gray_u8, WHOLE_SIZE)
+
+
+def crop_box(box: Box, shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    """``box`` grown by ``margin`` of its size per side (at least 24 px), clipped to ``shape``."""
+    from engine.imaging.geometry import expand_box
+
+    return expand_box(box, shape, margin, min_side=24)
+
+
+def box_from_prob(prob: np.ndarray, threshold: float = 0.5) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Lesion box ``(x0, y0, x1, y1)`` (exclusive) and region mask from a probability map.
+
+    The connected region above ``threshold`` with the largest probability mass; when nothing
+    exceeds it, the region above half the map's maximum (the finder's best guess).
+    """
+    p = np.asarray(prob, np.float32)
+    m = p > threshold
+    if not m.any():
+        m = p >= 0.5 * float(p.max()) if float(p.max()) > 0 else np.ones_like(p, bool)
+    n, lab = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
+    if n > 2:
+        mass = np.bincount(lab.ravel(), weights=p.ravel(), minlength=n)
+        mass[0] = -1
+        m = lab == int(np.argmax(mass))
+    ys, xs = np.nonzero(m)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), m
+
+
+@dataclass
+class LesionAssessment:
+    """Everything the lesion pipeline says about one image (input-image pixel coordinates).
+
+    Attributes:
+        score: Calibrated probability of malignancy (Platt, fitted out of fold).
+        raw_score: The probability before calibration (lesion crop, averaged in logit space with
+            the whole-image context model when the spec names one).
+        box: The lesion box used ``(x0, y0, x1, y1)``.
+        box_source: ``"reader"`` or ``"finder"``.
+        region: The crop scored (box + context margin).
+        contour: The finder's outline ``[[x, y], ...]`` (empty when the reader's box was used).
+        ood: Mahalanobis distance from the training images.
+        ood_threshold: Distances above it are flagged as unlike the training images.
+        saliency: The map (when asked for), in the image's pixel grid.
+    """
+
+    score: float
+    raw_score: float
+    box: tuple[int, int, int, int]
+    box_source: str
+    region: tuple[int, int, int, int]
+    contour: list[list[int]] = field(default_factory=list)
+    ood: float = float("nan")
+    ood_threshold: float = float("inf")
+    saliency: SaliencyMap | None = None
+
+    @property
+    def ood_flag(self) -> bool:
+        """Whether the input looks unlike the training images (never hides the score)."""
+        return bool(self.ood > self.ood_threshold)
+
+
+def _plane(image: LoadedImage | np.ndarray) -> np.ndarray:
+    if isinstance(image, LoadedImage):
+        px = image.pixels
+        if px.ndim == 3 and not image.is_rgb:
+            return np.asarray(px[px.shape[0] // 2])
+        return np.asarray(px)
+    return np.asarray(image)
+
+
+class LesionUSScorer:
+    """The lesion pipeline around a loaded ``lite0_lesion_attention`` model and its spec."""
+
+    def __init__(self, model: Any, spec: Any, device: torch.device) -> None:
+        self.model = model
+        self.spec = spec
+        self.device = device
+        ex = spec.extra
+        self.margin = float(ex.get("box_margin", 0.3))
+        platt = ex.get("platt") or [1.0, 0.0]
+        self.platt = (float(platt[0]), float(platt[1]))
+        # a finder box is less exact than a reader's: its scores get their own out-of-fold fit
+        pf = ex.get("platt_finder") or platt
+        self.platt_finder = (float(pf[0]), float(pf[1]))
+        self.ood_threshold = float(ex.get("ood_threshold", float("inf")))
+        # Whole-image context: another installed weights folder whose malignancy logit is
+        # averaged with the lesion crop's (spec.extra["context_model"], weight "context_weight").
+        self.context_name = ex.get("context_model")
+        self.context_weight = float(ex.get("context_weight", 0.5)) if self.context_name else 0.0
+        self._context: Any = None
+
+    def context(self) -> Any:
+        """The whole-image context :class:`~engine.inference.Predictor` (loaded once), or None.
+
+        Raises:
+            ModelNotFoundError: the spec names a context model that is not installed.
+        """
+        if not self.context_name:
+            return None
+        if self._context is None:
+            from engine.inference.predictor import Predictor
+
+            self._context = Predictor(str(self.context_name), self.device)
+        return self._context
+
+    @torch.no_grad()
+    def find(self, image: LoadedImage | np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+        """Finder: ``(box, region mask, probability map)`` in input-image pixels."""
+        plane = _plane(image)
+        c = clean_ultrasound(plane)
+        return self._find_clean(c.image, c.area, plane.shape[:2])
+
+    @torch.no_grad()
+    def _find_clean(self, g: np.ndarray, area: tuple[int, int, int, int],
+                    shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+        logits = self.model.lesion_logits(whole_tensor(g)[None].to(self.device))
+        prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
+        pr = cv2.resize(prob, (g.shape[1], g.shape[0]), interpolation=cv2.INTER_LINEAR)
+        (x0, y0, x1, y1), m = box_from_prob(pr)
+        ax, ay = area[0], area[1]
+        full_p = np.zeros(shape[:2], np.float32)
+        full_m = np.zeros(shape[:2], bool)
+        full_p[ay:ay + g.shape[0], ax:ax + g.shape[1]] = pr
+        full_m[ay:ay + g.shape[0], ax:ax + g.shape[1]] = m
+        return (x0 + ax, y0 + ay, x1 + ax, y1 + ay), full_m, full_p
+
+    @torch.no_grad()
+    def assess(self, image: LoadedImage | np.ndarray, box: Box | None = None, *,
+               saliency: str | None = None) -> LesionAssessment:
+        """Score one image (the reader's ``box`` when given, else the finder's) — see module docstring.
+
+        Args:
+            image: The decoded ultrasound image.
+            box: Reader's lesion box in image pixels, or None.
+            saliency: ``"cam"`` / ``"attention"`` to also return a map, or None.
+        """
+        from engine.stats.calibration import apply_platt
+
+        plane = _plane(image)
+        rows, cols = plane.shape[:2]
+        c = clean_ultrasound(plane)
+        ax, ay, ax1, ay1 = c.area
+        g = c.image
+        contour: list[list[int]] = []
+        if box is None:
+            fbox, fmask, _ = self._find_clean(g, c.area, plane.shape)
+            lb = fbox
+            source = "finder"
+            cs, _ = cv2.findContours(fmask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            if cs:
+                big = max(cs, key=cv2.contourArea)
+                contour = [[int(p[0][0]), int(p[0][1])] for p in big]
+        else:
+            from engine.imaging.geometry import expand_box
+
+            lb = expand_box(box, (rows, cols), 0.0, min_side=4)
+            source = "reader"
+        # the box in cleaned-area coordinates (a box outside the scan area is clipped to it)
+        bx = (min(max(lb[0] - ax, 0), g.shape[1] - 1), min(max(lb[1] - ay, 0), g.shape[0] - 1),
+              min(max(lb[2] - ax, 1), g.shape[1]), min(max(lb[3] - ay, 1), g.shape[0]))
+        x0, y0, x1, y1 = crop_box(bx, g.shape, self.margin)
+        crop = np.ascontiguousarray(g[y0:y1, x0:x1])
+        batch = torch.stack([to_tensor(crop, CROP_SIZE), to_tensor(np.ascontiguousarray(crop[:, ::-1]), CROP_SIZE)])
+        maps = self.model.encode(batch.to(self.device))
+        att = torch.sigmoid(self.model.decode(maps))
+        logits = self.model.head(self.model.pooled(maps, att)).float()
+        lesion_logit = float((logits[:, self.model.malignant_index] - logits[:, 0]).mean())
+        margin_logit = lesion_logit
+        ctx = self.context()
+        if ctx is not None:
+            from engine.stats.calibration import logit
+
+            p_ctx = float(ctx.predict(image))
+            ctx_logit = float(logit(np.array([p_ctx]))[0])
+            margin_logit = (1 - self.context_weight) * lesion_logit + self.context_weight * ctx_logit
+        raw = float(1.0 / (1.0 + np.exp(-margin_logit)))
+        ab = self.platt_finder if source == "finder" else self.platt
+        cal = float(apply_platt(np.array([float(margin_logit)]), *ab, from_probability=False)[0])
+        ood = float(self.model.ood_distance({k: v[:1] for k, v in maps.items()})[0])
+        region = (x0 + ax, y0 + ay, x1 + ax, y1 + ay)
+        sal = None
+        if saliency is not None:
+            if saliency == "attention":
+                m0, m1 = att[0, 0].float().cpu().numpy(), att[1, 0].float().cpu().numpy()[:, ::-1]
+                layer = "lesion attention (decoder trained on BUSI masks)"
+            elif saliency == "cam":
+                ev = self.model.evidence(maps, att, (CROP_SIZE, CROP_SIZE)).float().cpu().numpy()
+                m0, m1 = ev[0], ev[1][:, ::-1]
+                layer = "attention-pooled CAM (exact decomposition of the logit margin)"
+            else:
+                raise ValueError(f"saliency method {saliency!r} not offered by {self.spec.name} (cam, attention)")
+            m = cv2.resize(np.ascontiguousarray(0.5 * (m0 + m1), dtype=np.float32), (x1 - x0, y1 - y0),
+                           interpolation=cv2.INTER_LINEAR)
+            full = np.zeros((rows, cols), np.float32)
+            full[region[1]:region[3], region[0]:region[2]] = normalise(m)
+            sal = SaliencyMap(full, saliency, layer, model=self.spec.name, box=region,
+                              extra={"architecture": self.spec.model, "box_source": source})
+        return LesionAssessment(cal, raw, (int(lb[0]), int(lb[1]), int(lb[2]), int(lb[3])), source, region,
+                                contour, ood, self.ood_threshold, sal)
+
+
+def is_lesion_pipeline(spec: Any) -> bool:
+    """Whether weights use this pipeline (``spec.extra["pipeline"] == "us_lesion"``)."""
+    return bool(getattr(spec, "extra", {}).get("pipeline") == "us_lesion")
+
+
+def assess_many(scorer: LesionUSScorer, images: Sequence[LoadedImage | np.ndarray],
+                boxes: Sequence[Box | None]) -> list[LesionAssessment]:
+    """:meth:`LesionUSScorer.assess` of several images, in order."""
+    return [scorer.assess(im, b) for im, b in zip(images, boxes)]
+
+
+__all__ = ["CROP_SIZE", "WHOLE_SIZE", "LesionAssessment", "LesionUSScorer", "assess_many", "box_from_prob",
+           "crop_box", "is_lesion_pipeline", "to_tensor", "whole_tensor"]
