@@ -102,7 +102,7 @@ class DataConfig:
     resize: str = "stretch"
     eval_crops: int = 1
     crop_to_box: bool = False
-    box_margin: float = 0.1
+    box_margin: float = 0.15  # the app's default (engine.transforms.Preprocess.box_margin)
     modality: str = ""
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)

@@ -71,7 +71,7 @@ class Transform:
     std: list[float]
     augment: AugmentConfig
     eval_crops: int = 1
-    box_margin: float = 0.1
+    box_margin: float = 0.15
     crop_to_mask: bool = False
 
     @classmethod
@@ -123,7 +123,10 @@ def decode_image(path: str, channels: int) -> NDArray[np.uint8]:
     """Decode one image to uint8 (rows, cols) for 1 channel or (rows, cols, 3) RGB.
 
     Common raster formats are read with OpenCV; DICOM and anything else go through
-    :func:`engine.io.reader.read_image` (MR stacks: the middle slice).
+    :func:`engine.io.reader.read_image` (MR stacks: the middle slice). Intensities follow the
+    app's input preparation (:func:`engine.imaging.intensity.to_unit_range`: 8-bit as is, else
+    the first DICOM window, else the 0.5-99.5 percentiles), so a model trained here sees 16-bit
+    and windowed images as it will at inference, not min-max stretched.
 
     Raises:
         ImageReadError: the file is missing or cannot be decoded.
@@ -132,6 +135,7 @@ def decode_image(path: str, channels: int) -> NDArray[np.uint8]:
     if not p.is_file():
         raise ImageReadError(path, "file does not exist")
     arr: NDArray[Any] | None = None
+    windows = None
     if p.suffix.lower() in _RASTER:
         buf = np.fromfile(str(p), dtype=np.uint8)
         arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -142,10 +146,15 @@ def decode_image(path: str, channels: int) -> NDArray[np.uint8]:
             from engine.io.reader import read_image
         except ImportError:  # pragma: no cover - the reader is part of the package
             raise ImageReadError(path, "cannot decode (no reader for this format)") from None
-        arr = np.asarray(read_image(str(p)).pixels)
+        img = read_image(str(p))
+        arr = np.asarray(img.pixels)
+        windows = img.meta.windows
         if arr.ndim == 3 and arr.shape[-1] != 3:  # (frames, rows, cols)
             arr = arr[arr.shape[0] // 2]
-    arr = _to_uint8(arr)
+    if arr.dtype != np.uint8:
+        from engine.imaging.intensity import to_unit_range
+
+        arr = np.round(to_unit_range(arr, windows) * 255.0).astype(np.uint8)
     if channels == 1 and arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
     elif channels == 3 and arr.ndim == 2:

@@ -92,3 +92,18 @@ def test_five_crop_is_normalised_after_cropping() -> None:
     means = t.mean(dim=(1, 2, 3))
     assert bool((means[1:] > means[:-1]).all())  # left-to-right along the long side
     assert float(t[0].mean()) == pytest.approx((np.linspace(0, 255, 100)[:20].mean() / 255 - 0.5) / 0.25, abs=0.02)
+
+
+def test_training_decode_scales_16_bit_images_as_the_app_does(tmp_path: Path) -> None:
+    """A 16-bit PNG with one hot pixel: training's decode uses the app's percentile scaling, not a
+    min-max stretch that the outlier would squash to near black."""
+    from engine.imaging.intensity import to_unit_range
+    from engine.train.data import decode_image
+
+    px = np.tile(np.linspace(1000, 3000, 64).astype(np.uint16), (64, 1))
+    px[0, 0] = 65000
+    f = tmp_path / "x16.png"
+    cv2.imwrite(str(f), px)
+    got = decode_image(str(f), 1)
+    assert np.array_equal(got, np.round(to_unit_range(px) * 255).astype(np.uint8))
+    assert got[32].max() == 255 and got[32, 32] > 100  # a min-max stretch would give ~8
