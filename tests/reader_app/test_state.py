@@ -207,3 +207,22 @@ def test_box_passed_only_to_models_that_score_a_box(study_dir):
     assert boxes == {"MG": [(1, 2, 8, 9)], "US": [None, None]}
     assert "mg_mlo" not in res.per_image and "mg_cc" in res.per_image
     assert any("mg_mlo: no lesion box drawn" in e and "draw one" in e for e in res.errors)
+
+
+def test_ai_service_schedules_any_scorer_of_the_engine_protocol(study_dir):
+    """The GUI's test double implements engine.inference.case.Scorer; AIService only converts the
+    case, calls it once per (case, models, boxes) and caches what it returned."""
+    from engine.inference.case import CaseInput, Scorer
+    from studies import FakeScorer
+
+    fake = FakeScorer({"US": 0.4, "MG": 0.9})
+    assert isinstance(fake, Scorer)
+    svc = AIService(scorer=fake)
+    case = load_study(study_dir).case("P001")
+    imgs = {ci.image_id: LoadedImage(np.zeros((20, 20), np.uint8), ImageMeta(path="p", modality=ci.modality))
+            for ci in case.images}
+    res = svc.score_case(case, imgs, ())
+    assert res.per_modality == {"MG": 0.9, "US": 0.4} and fake.calls == 1
+    assert svc.score_case(case, imgs, ()) is res and fake.calls == 1
+    assert isinstance(case_input := __import__("engine.inference.case", fromlist=["case_input"]).case_input(case, imgs),
+                      CaseInput) and [c.image_id for c in case_input.images] == [ci.image_id for ci in case.images]
