@@ -39,7 +39,7 @@ test-slow: install
 
 # Every benchmark writes one JSON object to benchmarks/results/NAME.json (ratios measured side by
 # side in one run); docs/benchmarks.md records the figures with the machine they came from.
-BENCHES := io patch-map score train mrmc
+BENCHES := io patch-map score gradcam train mrmc
 bench: install
 	mkdir -p benchmarks/results
 	for b in $(BENCHES); do \

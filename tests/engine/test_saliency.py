@@ -194,3 +194,16 @@ def test_entropy_saliency_ignores_film_background() -> None:
     assert sal[:, :384].sum() > 0
     # windows centred in the background start at column 448 (centre 576 > 384): nothing there
     assert np.abs(sal[:, 576:]).sum() == 0
+
+
+def test_bench_gradcam_reports_equal_maps_and_the_speedup() -> None:
+    import argparse
+
+    from engine.bench import gradcam
+    from engine.models.weights import default_weights
+
+    if default_weights("US") is None:
+        pytest.skip("no shipped US default")
+    out = gradcam.run(argparse.Namespace(repeats=1, threads=1))
+    assert out["crops"] == 5 and out["min_map_correlation"] > 0.999 and out["score_abs_diff"] < 1e-5
+    assert out["batched_s"] > 0 and out["library_per_crop_s"] > 0

@@ -1,0 +1,97 @@
+"""`breast-engine bench gradcam --json`: Grad-CAM cost of a five-crop model, library vs batched.
+
+The US default scores Qi 2019's five crops of an image. pytorch-grad-cam, as the predictor used
+it before issue 11, runs one crop at a time at batch 1, accumulates weight gradients and
+backpropagates to the input, after a separate scoring pass. The batched implementation
+(:class:`engine.saliency.gradcam.GradCAMSaliency.compute_maps`) runs the five crops as one batch,
+takes only the gradient at the target layer (parameters detached) and returns the logits of the
+same pass, which are the score. Both are timed side by side in this run on the same SYNTHETIC
+image with the installed US default (random-init architecture when none is installed), and the
+maps are compared (correlation of the placed maps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+NAME = "gradcam"
+HELP = "Grad-CAM of a five-crop model: pytorch-grad-cam per crop vs the batched pass (same run)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Benchmark options."""
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = leave default)")
+
+
+def _library_maps(model: Any, crops: torch.Tensor, layer: str) -> tuple[np.ndarray, float]:
+    """The previous path: a scoring pass, then pytorch-grad-cam on each crop at batch 1."""
+    from engine import _torchvision_shim
+
+    _torchvision_shim.ensure()
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    with torch.no_grad():
+        score = float(model.malignancy(model(crops)).mean())
+    maps = []
+    for c in crops:
+        cam = GradCAM(model=model, target_layers=[model.get_submodule(layer)])
+        try:
+            maps.append(cam(input_tensor=c[None].clone().requires_grad_(True), targets=[ClassifierOutputTarget(1)])[0])
+        finally:
+            cam.activations_and_grads.release()
+            model.zero_grad(set_to_none=True)
+    return np.stack(maps), score
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Time both paths; report medians, the speed-up and the agreement of maps and scores."""
+    import torch.nn.functional as F
+
+    from engine.io.types import ImageMeta, LoadedImage
+    from engine.models.weights import default_weights
+    from engine.saliency.gradcam import GradCAMSaliency
+
+    if getattr(args, "threads", 1):
+        torch.set_num_threads(int(args.threads))
+    repeats = int(getattr(args, "repeats", 5))
+    name = default_weights("US")
+    if name is None:
+        raise SystemExit("bench gradcam needs the shipped US default (resources/models)")
+    from engine.inference import Predictor
+
+    pred = Predictor(name, device="cpu")
+    rng = np.random.default_rng(0)
+    px = (rng.random((480, 640)) * 120).astype(np.uint8)
+    px[200:280, 300:380] = 30
+    crops = pred.transform(LoadedImage(px, ImageMeta(path="synthetic-us", modality="US"))).tensor
+    model, layer = pred.model, str(pred.model.saliency_layer)
+    lib_t, new_t = [], []
+    lib_maps, lib_score = _library_maps(model, crops, layer)
+    sm = GradCAMSaliency(model)
+    raw, logits = sm.compute_maps(crops)
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        lib_maps, lib_score = _library_maps(model, crops, layer)
+        lib_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        raw, logits = sm.compute_maps(crops)
+        new_score = float(model.malignancy(logits).mean()) if logits is not None else float("nan")
+        new_t.append(time.perf_counter() - t0)
+    size = int(crops.shape[-1])
+    ours = F.interpolate(raw[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
+    corr = min(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(ours, lib_maps))
+    lib_s, new_s = statistics.median(lib_t), statistics.median(new_t)
+    return {"weights": name, "crops": int(crops.shape[0]), "input": list(crops.shape[1:]), "layer": layer,
+            "library_per_crop_s": round(lib_s, 4), "batched_s": round(new_s, 4), "speedup": round(lib_s / new_s, 2),
+            "score_abs_diff": abs(new_score - lib_score), "min_map_correlation": round(corr, 5),
+            "threads": torch.get_num_threads(), "repeats": repeats, "image": "SYNTHETIC 480x640 ultrasound-like",
+            "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
