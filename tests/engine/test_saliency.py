@@ -196,6 +196,7 @@ def test_entropy_saliency_ignores_film_background() -> None:
     assert np.abs(sal[:, 576:]).sum() == 0
 
 
+@pytest.mark.slow
 def test_bench_gradcam_reports_equal_maps_and_the_speedup() -> None:
     import argparse
 
