@@ -22,19 +22,45 @@ SHARED = ROOT.parent / "shared" / "data"
 N = 20
 
 
+def _demo_items(modality: str):
+    """The bundled demo's images of a modality (real BUSI / mini-MIAS copies) with the demo's boxes."""
+    from engine.cases import load_study
+    from engine.io.reader import read_image
+    from engine.train.recipes import Item
+
+    study = load_study(ROOT / "resources" / "demo")
+    out = []
+    for case in study.cases:
+        cid = case.case_id
+        for ci in case.images:
+            if ci.modality == modality and not ci.synthetic and Path(ci.path).is_file():
+                box = case.lesion_box(ci.image_id)
+                out.append(Item(f"{cid}/{ci.image_id}", read_image(str(ci.path)), 0, cid,
+                                box=None if box is None else tuple(float(v) for v in box), modality=modality,
+                                path=str(ci.path)))
+    return out
+
+
 def _items(config: str, n: int = N):
+    """The demo's images of the modality, then the dev data's up to n (the demo alone without ../shared)."""
     from engine.train.config import load_config
     from engine.train.recipes import load_items
 
     cfg = load_config(ROOT / "configs" / config)
+    demo = _demo_items(cfg.ship.modality)
+    if cfg.ship.modality == "MG":
+        demo = [it for it in demo if it.box is not None]
     if cfg.data.kind != "synthetic_mri" and not Path(cfg.data.path).is_dir():
-        pytest.skip(f"needs the dev data ({cfg.data.path}; ../shared/data beside the clone)")
+        if len(demo) < 3:
+            pytest.skip(f"needs the dev data ({cfg.data.path}; ../shared/data beside the clone)")
+        return demo
     if cfg.data.kind == "mias_lesions":
         cfg.data.path = str(SHARED / "mias-dev")
     items = load_items(cfg)
-    if cfg.data.kind == "busi":  # both classes among the 20
-        items = [it for it in items if it.label == 1][: n // 2] + [it for it in items if it.label == 0][: n - n // 2]
-    return items[:n]
+    k = n - len(demo)
+    if cfg.data.kind == "busi":  # both classes among the dev images
+        items = [it for it in items if it.label == 1][: k // 2] + [it for it in items if it.label == 0][: k - k // 2]
+    return demo + items[:k]
 
 
 def _gui_scores(items, modality: str, tmp: Path) -> list[float]:
@@ -75,7 +101,7 @@ def _check(config: str, weights: str, modality: str, items, tmp: Path) -> None:
 
     model, spec = load_weights(weights)
     evaluated = score_items(model, spec, items)
-    assert len(set(np.round(evaluated, 3))) > 3  # real, varied scores
+    assert len(set(np.round(evaluated, 3))) > 2  # real, varied scores
     assert _cli_scores(items, modality, tmp) == pytest.approx(evaluated, abs=1e-5)
     assert _gui_scores(items, modality, tmp) == pytest.approx(evaluated, abs=1e-5)
 
