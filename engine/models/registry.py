@@ -68,8 +68,8 @@ def register_model(
 
 
 def _ensure_loaded() -> None:
-    # Importing the package registers every family module.
-    import engine.models  # noqa: F401
+    """Nothing to do: importing this module imports its package ``engine.models`` first, whose
+    ``__init__`` registers every family (so the registry never imports back up: no cycle)."""
 
 
 def get_model(name: str, **cfg: Any) -> nn.Module:
