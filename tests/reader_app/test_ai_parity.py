@@ -130,7 +130,7 @@ def test_mr_default_parity(tmp_path: Path) -> None:
     _check("mri_attention_synthetic_default.toml", "mri_attention_synthetic", "MR", items, tmp_path)
 
 
-def test_gui_window_shows_the_shipped_models_scores(qtbot, data_dir, monkeypatch) -> None:
+def test_gui_window_shows_the_shipped_models_scores(qtbot, data_dir, monkeypatch, tmp_path) -> None:
     """The real window, the real shipped weights, the bundled demo: the panel's US score is the
     engine predictor's score of that image, and the whole-image US model ignored the box."""
     from engine.inference import load_predictor
@@ -140,13 +140,17 @@ def test_gui_window_shows_the_shipped_models_scores(qtbot, data_dir, monkeypatch
     monkeypatch.delenv("BREAST_READER_MODELS")
     if not (demo_study_dir() / "study.json").exists():
         pytest.skip("no bundled demo study")
+    import shutil
+
+    demo = tmp_path / "demo"
+    shutil.copytree(demo_study_dir(), demo)  # the reader's box below must not be saved into the bundle
     preload_engine()
     win = MainWindow()
     qtbot.addWidget(win)
     win.resize(1400, 900)
     win.show()
     with qtbot.waitSignal(win.case_loaded, timeout=30000):
-        win.open_study(demo_study_dir())
+        win.open_study(demo)
     if win.state.current.case.case_id != "demo-01":
         with qtbot.waitSignal(win.case_loaded, timeout=30000):
             win.state.select_case("demo-01")
