@@ -124,6 +124,10 @@ def _unique_stem(stem: str, used: dict[str, int]) -> str:
 
 #: Most slices of an MR stack scored; a longer stack is sampled evenly (always keeping the middle).
 MAX_SCORED_SLICES = 64
+#: Smallest side and largest aspect ratio of a plane that is scored (a 17 001 x 1 strip is no
+#: image, and resampling it cost 3.5 GB).
+MIN_SCORED_SIDE = 16
+MAX_SCORED_ASPECT = 20
 #: Largest plane handed to a model; a larger one is first resampled (area averaging) to this size.
 MAX_SCORED_PIXELS = 25_000_000
 
@@ -135,6 +139,8 @@ def scoring_view(image: Any, modality: str) -> tuple[Any, str]:
       files that are not MR (multi-page TIFF, multi-frame US/MG): the middle frame.
     * An MR stack: every slice (the score is the maximum over slices), but at most
       :data:`MAX_SCORED_SLICES`, evenly spaced, when the stack is longer.
+    * A plane with a side under :data:`MIN_SCORED_SIDE` or an aspect ratio over
+      :data:`MAX_SCORED_ASPECT` is refused.
     * A plane above :data:`MAX_SCORED_PIXELS`: area-resampled to that size first (the models
       read 224-512 px inputs; this only bounds memory).
     """
@@ -156,6 +162,13 @@ def scoring_view(image: Any, modality: str) -> tuple[Any, str]:
         px, note = px[idx], f"{len(idx)} of {image.pixels.shape[0]} slices, evenly spaced"
     still_stack = stack_grey and modality == "MR"
     rows, cols = (px.shape[1], px.shape[2]) if still_stack else px.shape[:2]
+    if min(rows, cols) < MIN_SCORED_SIDE or max(rows, cols) > MAX_SCORED_ASPECT * min(rows, cols):
+        from engine.errors import UnsupportedImageError
+
+        raise UnsupportedImageError(
+            image.meta.path, f"a {cols} x {rows} image is too small or too thin to score (needs both sides >= "
+            f"{MIN_SCORED_SIDE} px and an aspect ratio <= {MAX_SCORED_ASPECT})"
+        )
     if rows * cols > MAX_SCORED_PIXELS:
         import cv2
 

@@ -611,6 +611,32 @@ def codestream_dims(frame: bytes) -> tuple[int, int, int] | None:
     return None
 
 
+def _jpeg_precision(frame: bytes) -> int | None:
+    """Sample precision of a JPEG / JPEG-LS frame header (None for JPEG 2000 or no header)."""
+    if frame.find(b"\xff\x4f\xff\x51") >= 0:
+        return None
+    soi = frame.find(b"\xff\xd8")
+    if soi < 0 or soi > 256:
+        return None
+    pos, n = soi + 2, len(frame)
+    while pos + 4 <= n:
+        if frame[pos] != 0xFF:
+            return None
+        marker = frame[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+            continue
+        if marker in _JPEG_SOF and pos + 5 <= n:
+            return int(frame[pos + 4])
+        if marker in (0xDA, 0xD9):
+            return None
+        pos += 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
+    return None
+
+
 def _check_codestreams(ds: Any, path: str, layout: PixelLayout) -> None:
     """Compare each compressed frame's own header with Rows/Columns/SamplesPerPixel.
 
@@ -629,6 +655,15 @@ def _check_codestreams(ds: Any, path: str, layout: PixelLayout) -> None:
             if dims is None:
                 continue
             rows, cols, comps = dims
+            precision = _jpeg_precision(bytes(frame[:65536]))
+            if precision is not None and layout.bits_stored != precision and not (
+                precision > 8 and layout.bits_stored < precision
+            ):
+                # gdcm aborts the whole process (an uncaught C++ exception) on this mismatch
+                raise HeaderMismatchError(
+                    path, f"header sizes lie: BitsStored is {layout.bits_stored} but compressed frame {k + 1} "
+                    f"has {precision}-bit samples"
+                )
             if (rows, cols) != (layout.rows, layout.cols) and rows != 0:
                 raise HeaderMismatchError(
                     path, f"header sizes lie: DICOM says {layout.rows} x {layout.cols} but compressed frame {k + 1} "

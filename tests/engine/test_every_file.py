@@ -150,10 +150,10 @@ def test_many_page_tiff_is_refused_and_a_short_one_is_a_stack(tmp_path: Path) ->
         read_image(p)
     assert time.perf_counter() - t0 < 2.0
     p3 = tmp_path / "p3.tif"
-    tifffile.imwrite(p3, np.stack([np.full((8, 8), v, np.uint8) for v in (10, 20, 30)]), photometric="minisblack")
+    tifffile.imwrite(p3, np.stack([np.full((32, 32), v, np.uint8) for v in (10, 20, 30)]), photometric="minisblack")
     img = read_image(p3)
     view, note = scoring_view(img, "US")
-    assert img.pixels.shape == (3, 8, 8) and int(view.pixels[0, 0]) == 20 and "frame 2 of 3" in note
+    assert img.pixels.shape == (3, 32, 32) and int(view.pixels[0, 0]) == 20 and "frame 2 of 3" in note
 
 
 def test_every_seed_and_hostile_file_is_an_answer_or_one_clean_error(tmp_path: Path) -> None:
