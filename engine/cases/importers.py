@@ -92,6 +92,7 @@ def import_manifest(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     keep_names: bool = False,
+    source_root: Path | None = None,
 ) -> ImportResult:
     """Create (or extend) a study from a manifest CSV; relative paths are relative to the manifest.
 
@@ -102,7 +103,7 @@ def import_manifest(
     Rows of one case must agree on truth.
     """
     manifest = Path(manifest)
-    source_root = manifest.parent.resolve()
+    source_root = (Path(source_root) if source_root is not None else manifest.parent).resolve()
     rows = read_manifest(manifest)
     study = load_study(study_dir) if (Path(study_dir) / "study.json").exists() else create_study(
         Path(study_dir), name or Path(study_dir).name

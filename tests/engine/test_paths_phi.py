@@ -134,3 +134,25 @@ def test_pseudonyms_are_keyed_per_installation(tmp_path: Path, _config: Path, mo
     monkeypatch.setenv("BREAST_READER_CONFIG", str(tmp_path / "other-install"))
     assert pseudonym(PHI["id"]) != ref
     assert os.path.getsize(key) == 32
+
+
+def test_import_cli_preview_and_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli.main import main
+
+    _write_phi_dicoms(tmp_path / "dicom")
+    assert main(["import", str(tmp_path / "dicom"), "--dry-run", "--json"]) == 1  # the bad laterality is reported
+    pv = json.loads(capsys.readouterr().out)
+    assert pv["kind"] == "dicom" and pv["study"] is None and len(pv["cases"]) == 1
+    assert sorted(im["laterality"] or "-" for im in pv["cases"][0]["images"]) == ["-", "L", "L", "R", "R"]
+    assert not (tmp_path / "study").exists()
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(imgs / "MRN7654321_us.png"), (rng.random((300, 400)) * 200 + 30).astype(np.uint8))
+    (imgs / "readme.txt").write_text("x")
+    assert main(["import", str(imgs), "--out", str(tmp_path / "study")]) == 1
+    out = capsys.readouterr()
+    assert "1 case(s)" in out.out and "readme.txt" in out.err
+    (case,) = load_study(tmp_path / "study").cases
+    assert case.images[0].modality == "US"
+    _assert_no_phi(tmp_path / "study")
