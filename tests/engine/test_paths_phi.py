@@ -156,3 +156,26 @@ def test_import_cli_preview_and_import(tmp_path: Path, capsys: pytest.CaptureFix
     (case,) = load_study(tmp_path / "study").cases
     assert case.images[0].modality == "US"
     _assert_no_phi(tmp_path / "study")
+
+
+def test_deidentified_export_has_no_identifiers_even_in_the_dicoms(tmp_path: Path) -> None:
+    import pydicom
+
+    from engine.cases.deid import export_deidentified
+
+    _write_phi_dicoms(tmp_path / "dicom")
+    import_dicom_folder(tmp_path / "dicom", tmp_path / "study")
+    rep = export_deidentified(tmp_path / "study", tmp_path / "share")
+    assert rep.dicom_files == 5 and not rep.refused
+    for p in (tmp_path / "share").rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            for value in PHI.values():
+                assert value.encode() not in data, (p, value)
+    f = next((tmp_path / "share").rglob("*.dcm"))
+    ds = pydicom.dcmread(f)
+    assert ds.PatientIdentityRemoved == "YES" and ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    assert str(ds.StudyInstanceUID).startswith("2.25.") and ds.StudyInstanceUID != "1.2.826.0.1.3680043.9.7777.10"
+    assert read_image(f).pixels.shape == (64, 48)  # still a readable image
+    study = load_study(tmp_path / "share")
+    assert len(study.cases) == 1 and len(study.cases[0].images) == 5
