@@ -313,7 +313,7 @@ def _check_one(path: str, score: bool) -> dict[str, Any]:
             if errors:
                 return {"outcome": "refused" if outcome == "refused" else "ok", "detail": detail,
                         "score": "refused", "score_detail": errors[0][-200:]}
-            value = float(results[0][1])
+            value = float(results[0]["score"])
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 return {"outcome": "nonfinite", "detail": f"score {value}"}
             return {"outcome": outcome, "detail": detail, "score": value}
