@@ -245,9 +245,9 @@ def load_weights(
             )
         if not spec.sha256:
             raise WeightsMismatchError(f"{d / SPEC_FILE}: no sha256 recorded")
-        from engine.models.pinned import PINNED_SHA256
+        from engine.models.pinned import pinned_digest
 
-        pinned = PINNED_SHA256.get(d.name)
+        pinned = pinned_digest(d)
         if pinned is not None and digest != pinned:
             raise WeightsMismatchError(
                 f"{wfile}: sha256 {digest[:12]}… is not the one pinned in the package for {d.name} "
