@@ -79,6 +79,46 @@ def _parse_truth(path: Path, raw: Any) -> Truth | None:
     return Truth(label=label, subtype=raw.get("subtype"), source=raw.get("source"))
 
 
+#: Extra folders a case may point into (``os.pathsep``-separated), for studies whose images
+#: stay on an archive share; nothing outside the study is followed unless listed here.
+IMAGE_ROOTS_ENV = "BREAST_READER_IMAGE_ROOTS"
+
+
+def study_root(case_folder: Path) -> Path:
+    """The study folder of a case folder (``<study>/cases/<id>``), else the case folder itself."""
+    folder = Path(case_folder).resolve()
+    return folder.parent.parent if folder.parent.name == "cases" else folder
+
+
+def allowed_roots(case_folder: Path) -> list[Path]:
+    """Folders a case's image paths may resolve into: its study, plus :data:`IMAGE_ROOTS_ENV`."""
+    roots = [study_root(case_folder)]
+    for extra in os.environ.get(IMAGE_ROOTS_ENV, "").split(os.pathsep):
+        if extra.strip():
+            roots.append(Path(extra).expanduser().resolve())
+    return roots
+
+
+def contained_path(json_path: Path, folder: Path, raw: str, what: str) -> Path:
+    """Resolve an image path of ``case.json`` and refuse one that escapes the study.
+
+    ``../``, absolute paths and symlinks are resolved first, so none of them can reach a file
+    outside the study folder (or an explicitly allowed image root, :data:`IMAGE_ROOTS_ENV`).
+
+    Raises:
+        CaseFormatError: The path leaves the study (names the case file and the entry only).
+    """
+    p = Path(raw)
+    full = p if p.is_absolute() else Path(folder) / p
+    resolved = full.resolve()
+    if not any(resolved == r or resolved.is_relative_to(r) for r in allowed_roots(folder)):
+        raise CaseFormatError(
+            json_path, f"{what} path points outside the study folder; images must be inside the study "
+            f"(or in a folder listed in {IMAGE_ROOTS_ENV})"
+        )
+    return full
+
+
 def _parse_image(path: Path, folder: Path, raw: Any, index: int) -> CaseImage:
     if not isinstance(raw, dict):
         raise CaseFormatError(path, f"images[{index}] must be an object")
@@ -90,9 +130,7 @@ def _parse_image(path: Path, folder: Path, raw: Any, index: int) -> CaseImage:
         raise CaseFormatError(
             path, f"images[{index}] modality {raw['modality']!r} is not one of {', '.join(MODALITIES)}"
         )
-    img_path = Path(raw["path"])
-    if not img_path.is_absolute():
-        img_path = folder / img_path
+    img_path = contained_path(path, folder, str(raw["path"]), f"images[{index}]")
     lat = raw.get("laterality")
     if lat is not None and str(lat).upper() not in ("L", "R"):
         raise CaseFormatError(path, f"images[{index}] laterality {lat!r} must be L, R or null")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from typing import Any
@@ -39,6 +40,9 @@ def describe(path: str, *, modality_hint: str | None = None) -> dict[str, Any]:
         return {"path": path, "error": exc.reason}
     except MemoryError:
         return {"path": path, "error": "not enough memory to decode this image"}
+    except Exception as exc:  # noqa: BLE001 - one file never stops the batch; say it is ours
+        return {"path": path, "error": f"internal error while reading this file ({type(exc).__name__}); "
+                "please report it", "error_kind": "internal"}
     m = img.meta
     rec: dict[str, Any] = {
         "path": path,
@@ -56,7 +60,22 @@ def describe(path: str, *, modality_hint: str | None = None) -> dict[str, Any]:
     }
     if m.slice_positions:
         rec["slice_positions"] = [round(float(v), 4) for v in m.slice_positions]
-    return rec
+    return finite_record(rec)
+
+
+def finite_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """``rec`` with every non-finite number replaced by None (JSON has no NaN/Infinity)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+
+    return {k: clean(v) for k, v in rec.items()}
 
 
 def _fmt(v: Any) -> str:
@@ -99,7 +118,7 @@ def _handler(args: argparse.Namespace) -> int:
             rec = describe(path, modality_hint=args.modality)
         failed += "error" in rec
         if args.json:
-            print(json.dumps(rec), flush=True)
+            print(json.dumps(rec, allow_nan=False), flush=True)
         else:
             records.append(rec)
     if not args.json:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import sys
 from pathlib import Path
@@ -96,6 +97,16 @@ def _modality_of(row: dict[str, str], default: str, image: Any) -> str:
     m = (row.get("modality") or default or "auto").upper()
     if m in ("", "AUTO"):
         m = str(image.meta.modality).upper()
+        if m not in MODALITIES and image.meta.source_format != "DICOM":
+            from engine.io.modality import guess_raster_modality
+
+            guess, why = guess_raster_modality(image)
+            if guess is None:
+                raise BreastReaderError(
+                    f"cannot tell the modality of this {image.meta.source_format} file from its content ({why}); "
+                    "pass --modality US|MG|MR or a manifest 'modality' column"
+                )
+            m = guess
     if m not in MODALITIES:
         raise BreastReaderError(f"cannot tell the modality (image says {m!r}); pass --modality US|MG|MR")
     return m
@@ -109,6 +120,68 @@ def _unique_stem(stem: str, used: dict[str, int]) -> str:
     n = used.get(stem, 0) + 1
     used[stem] = n
     return stem if n == 1 else f"{stem}_{n}"
+
+
+#: Most slices of an MR stack scored; a longer stack is sampled evenly (always keeping the middle).
+MAX_SCORED_SLICES = 64
+#: Smallest side and largest aspect ratio of a plane that is scored (a 17 001 x 1 strip is no
+#: image, and resampling it cost 3.5 GB).
+MIN_SCORED_SIDE = 16
+MAX_SCORED_ASPECT = 20
+#: Largest plane handed to a model; a larger one is first resampled (area averaging) to this size.
+MAX_SCORED_PIXELS = 25_000_000
+
+
+def scoring_view(image: Any, modality: str) -> tuple[Any, str]:
+    """The image a model scores, by a stated, bounded rule (returns it and a note, "" if unchanged).
+
+    * Multi-frame colour (ultrasound cine, ``(frames, rows, cols, 3)``) and multi-frame grey
+      files that are not MR (multi-page TIFF, multi-frame US/MG): the middle frame.
+    * An MR stack: every slice (the score is the maximum over slices), but at most
+      :data:`MAX_SCORED_SLICES`, evenly spaced, when the stack is longer.
+    * A plane with a side under :data:`MIN_SCORED_SIDE` or an aspect ratio over
+      :data:`MAX_SCORED_ASPECT` is refused.
+    * A plane above :data:`MAX_SCORED_PIXELS`: area-resampled to that size first (the models
+      read 224-512 px inputs; this only bounds memory).
+    """
+    import numpy as np
+
+    from engine.io.types import LoadedImage
+
+    px = image.pixels
+    note = ""
+    stack_grey = px.ndim == 3 and not image.is_rgb
+    if px.ndim == 4 or (stack_grey and modality != "MR"):
+        mid = px.shape[0] // 2
+        px, note = px[mid], f"frame {mid + 1} of {px.shape[0]} (middle frame)"
+    elif stack_grey and px.shape[0] > MAX_SCORED_SLICES:
+        idx = np.unique(np.linspace(0, px.shape[0] - 1, MAX_SCORED_SLICES).round().astype(int))
+        mid = px.shape[0] // 2
+        if mid not in idx:
+            idx[np.argmin(np.abs(idx - mid))] = mid
+        px, note = px[idx], f"{len(idx)} of {image.pixels.shape[0]} slices, evenly spaced"
+    still_stack = stack_grey and modality == "MR"
+    rows, cols = (px.shape[1], px.shape[2]) if still_stack else px.shape[:2]
+    if min(rows, cols) < MIN_SCORED_SIDE or max(rows, cols) > MAX_SCORED_ASPECT * min(rows, cols):
+        from engine.errors import UnsupportedImageError
+
+        raise UnsupportedImageError(
+            image.meta.path, f"a {cols} x {rows} image is too small or too thin to score (needs both sides >= "
+            f"{MIN_SCORED_SIDE} px and an aspect ratio <= {MAX_SCORED_ASPECT})"
+        )
+    if rows * cols > MAX_SCORED_PIXELS:
+        import cv2
+
+        f = (MAX_SCORED_PIXELS / (rows * cols)) ** 0.5
+        size = (max(1, int(cols * f)), max(1, int(rows * f)))
+        if still_stack:
+            px = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in px])
+        else:
+            px = cv2.resize(px, size, interpolation=cv2.INTER_AREA)
+        note = (note + "; " if note else "") + f"resampled from {cols}x{rows} to {size[0]}x{size[1]}"
+    if px is image.pixels:
+        return image, ""
+    return LoadedImage(pixels=np.ascontiguousarray(px), meta=image.meta, ids=image.ids), note
 
 
 def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
@@ -130,6 +203,7 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
         try:
             mod_hint = (row.get("modality") or modality or "").upper()
             img = read_image(path, modality_hint=mod_hint if mod_hint in MODALITIES else None)  # type: ignore[arg-type]
+            mod = mod_hint if mod_hint in MODALITIES else str(img.meta.modality).upper()
             if fixed is not None:
                 pred = fixed
             else:
@@ -140,6 +214,11 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
             box = None
             if all(row.get(k) for k in ("x0", "y0", "x1", "y1")):
                 box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+            view, _note = scoring_view(img, mod)
+            if box is not None and view.pixels.shape[-2:] != img.pixels.shape[-2:] and _note.find("resampled") >= 0:
+                sy = view.pixels.shape[-2] / img.pixels.shape[-2]
+                box = (box[0] * sy, box[1] * sy, box[2] * sy, box[3] * sy)
+            img = view
             smap = None
             if pred.lesion is not None:
                 a = pred.assess(img, box, saliency="attention" if saliency_dir is not None else None)  # type: ignore[arg-type]
@@ -151,6 +230,8 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
                 else:
                     p = _score_one(pred, img, str(row.get("modality") or "").upper() or pred.spec.modality, box)
                 used_box = box  # type: ignore[assignment]
+            if not (math.isfinite(float(p)) and 0.0 <= float(p) <= 1.0):
+                raise BreastReaderError(f"the model returned {p!r}, not a probability; the image was not scored")
             res.update(model=pred.name, score=f"{p:.6f}")
             if used_box is not None:
                 res.update({k: f"{float(v):g}" for k, v in zip(("box_x0", "box_y0", "box_x1", "box_y1"), used_box)})
@@ -163,12 +244,18 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
                 np.save(saliency_dir / f"{stem}.npy", sal)
                 py, px = np.unravel_index(int(np.argmax(sal)), sal.shape)
                 res.update(saliency_x=str(int(px)), saliency_y=str(int(py)))
-        except (BreastReaderError, ValueError, OSError) as exc:
+        except (BreastReaderError, ValueError, OSError, MemoryError) as exc:
             reason = exc.reason if hasattr(exc, "reason") else str(exc)
+            if isinstance(exc, MemoryError):
+                reason = "not enough memory to score this image"
             where = display_path(path)
             if isinstance(exc, BreastReaderError) and getattr(exc, "path", None):
                 reason = str(getattr(exc, "reason", exc))
             errors.append(f"breast-engine score: {where}: {reason}")
+            res = {}
+        except Exception as exc:  # noqa: BLE001 - one file never costs the others their scores
+            errors.append(f"breast-engine score: {display_path(path)}: internal error while scoring this file "
+                          f"({type(exc).__name__}); the other files are scored; please report it")
             res = {}
         results.append(res)
         if progress is not None:

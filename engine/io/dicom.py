@@ -256,14 +256,19 @@ def pixel_layout(ds: Any, path: str) -> PixelLayout:
         signed=int(ds.get("PixelRepresentation") or 0) == 1, photometric=photometric,
         planar=int(ds.get("PlanarConfiguration") or 0),
     )
+    if photometric.startswith("MONO") and "ModalityLUTSequence" not in ds:
+        lo, hi = _stored_range(layout)
+        check_rescale(path, *_rescale(ds), lo, hi)
     return layout
 
 
 def _check_size(ds: Any, path: str, layout: PixelLayout, max_pixels: int) -> None:
     """Refuse oversized headers and uncompressed PixelData shorter than the header implies."""
     out_samples = 3 if layout.shape[-1] == 3 and (layout.samples == 3 or layout.photometric == "PALETTE COLOR") else 1
-    # The decoded buffer may be float32/int32 after the Modality LUT: budget 4 bytes when > 8 bits.
-    out_bytes = 4 if layout.bits_allocated > 8 else 1
+    # Peak of the decode, not just its result: the decoder's native buffer plus the Modality-LUT
+    # output (float32/int32 when > 8 bits), or the native buffer plus a colour-converted copy.
+    native = max(1, layout.bits_allocated // 8)
+    out_bytes = native + 4 if layout.bits_allocated > 8 else (2 * native if out_samples == 3 else native)
     check_dimensions(
         path, layout.rows, layout.cols, frames=layout.frames, samples=out_samples,
         bytes_per_sample=out_bytes, max_pixels=max_pixels, max_bytes=MAX_DECODED_BYTES,
@@ -289,6 +294,13 @@ def _check_size(ds: Any, path: str, layout: PixelLayout, max_pixels: int) -> Non
         raise HeaderMismatchError(
             path, f"header sizes lie: {dims} x {layout.samples} sample(s) x {layout.bits_allocated} bits "
             f"needs {expected:,} bytes but PixelData holds {length:,}"
+        )
+    if length > expected + (expected & 1) + 1 and not (length == 2 * expected and layout.bits_allocated == 1):
+        # one column fewer than the data would decode sheared: Rows/Columns/frames disagree
+        raise HeaderMismatchError(
+            path, f"header sizes lie: {dims} x {layout.samples} sample(s) x {layout.bits_allocated} bits "
+            f"needs {expected:,} bytes but PixelData holds {length:,} (Rows/Columns/NumberOfFrames disagree "
+            "with the data; decoding it would shear the image)"
         )
     tell = getattr(raw, "value_tell", None)
     if tell is not None and getattr(raw, "value", None) is None:
@@ -362,17 +374,23 @@ def _floats(value: Any) -> list[float]:
 def _pixel_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
     for key in ("PixelSpacing", "ImagerPixelSpacing"):
         vals = _floats(ds.get(key))
-        if len(vals) == 2 and vals[0] > 0 and vals[1] > 0:
+        if len(vals) == 2 and 0 < vals[0] < 1e6 and 0 < vals[1] < 1e6:
             return (vals[0], vals[1]), key
     vals = _floats(_functional(ds, "PixelMeasuresSequence", "PixelSpacing", frame=0))
-    if len(vals) == 2 and vals[0] > 0 and vals[1] > 0:
+    if len(vals) == 2 and 0 < vals[0] < 1e6 and 0 < vals[1] < 1e6:
         return (vals[0], vals[1]), "PixelMeasuresSequence"
     region = _first(ds.get("SequenceOfUltrasoundRegions"))
     if region is not None and region.get("PhysicalUnitsXDirection") == 3 and region.get("PhysicalUnitsYDirection") == 3:
         dx, dy = _floats(region.get("PhysicalDeltaX")), _floats(region.get("PhysicalDeltaY"))
-        if dx and dy and dx[0] > 0 and dy[0] > 0:
+        if dx and dy and 0 < abs(dx[0]) < 1e5 and 0 < abs(dy[0]) < 1e5:
             return (abs(dy[0]) * 10.0, abs(dx[0]) * 10.0), "SequenceOfUltrasoundRegions"  # cm -> mm
     return None, None
+
+
+#: Largest magnitude a Modality-LUT output may reach: 32-bit stored values (RT dose) reach
+#: 4.3e9, Hounsfield units / MR / MG values are far below; a slope of 1e38 overflows float32
+#: arithmetic downstream and scores NaN.
+MAX_RESCALED = 1e15
 
 
 def _rescale(ds: Any) -> tuple[float, float]:
@@ -381,6 +399,22 @@ def _rescale(ds: Any) -> tuple[float, float]:
         slope = _floats(_functional(ds, "PixelValueTransformationSequence", "RescaleSlope", frame=0))
         intercept = _floats(_functional(ds, "PixelValueTransformationSequence", "RescaleIntercept", frame=0))
     return (slope[0] if slope and slope[0] != 0 else 1.0), (intercept[0] if intercept else 0.0)
+
+
+def check_rescale(path: str, slope: float, intercept: float, lo: float, hi: float) -> None:
+    """Refuse a Modality LUT that is not finite or maps stored values beyond :data:`MAX_RESCALED`.
+
+    Raises:
+        CorruptImageError: RescaleSlope/Intercept non-finite or absurd.
+    """
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        raise CorruptImageError(path, f"RescaleSlope/Intercept {slope:g}/{intercept:g} are not finite numbers")
+    a, b = lo * slope + intercept, hi * slope + intercept
+    if not (np.isfinite(a) and np.isfinite(b)) or max(abs(a), abs(b)) > MAX_RESCALED:
+        raise CorruptImageError(
+            path, f"RescaleSlope {slope:g} / RescaleIntercept {intercept:g} map the stored values beyond "
+            f"+-{MAX_RESCALED:g}; the header is corrupt"
+        )
 
 
 def _stored_range(layout: PixelLayout) -> tuple[int, int]:
@@ -407,13 +441,14 @@ def _windows(ds: Any) -> tuple[list[tuple[float, float]], str | None]:
     if not centers:
         centers = _floats(_functional(ds, "FrameVOILUTSequence", "WindowCenter", frame=0))
         widths = _floats(_functional(ds, "FrameVOILUTSequence", "WindowWidth", frame=0))
-    pairs = [(c, w) for c, w in zip(centers, widths) if w > 0]
+    pairs = [(c, w) for c, w in zip(centers, widths)
+             if np.isfinite(c) and np.isfinite(w) and 0 < w <= 2 * MAX_RESCALED and abs(c) <= MAX_RESCALED]
     if pairs:
         return pairs, "WindowCenter/Width"
     voi = _first(ds.get("VOILUTSequence"))
     if voi is not None and "LUTDescriptor" in voi:
         desc = _floats(voi.LUTDescriptor)
-        if len(desc) >= 2:
+        if len(desc) >= 2 and all(np.isfinite(desc[:2])):
             n = desc[0] or 65536.0
             return [(desc[1] + n / 2.0, n)], "VOILUTSequence (window spanning its input range)"
     return [], None
@@ -576,6 +611,32 @@ def codestream_dims(frame: bytes) -> tuple[int, int, int] | None:
     return None
 
 
+def _jpeg_precision(frame: bytes) -> int | None:
+    """Sample precision of a JPEG / JPEG-LS frame header (None for JPEG 2000 or no header)."""
+    if frame.find(b"\xff\x4f\xff\x51") >= 0:
+        return None
+    soi = frame.find(b"\xff\xd8")
+    if soi < 0 or soi > 256:
+        return None
+    pos, n = soi + 2, len(frame)
+    while pos + 4 <= n:
+        if frame[pos] != 0xFF:
+            return None
+        marker = frame[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+            continue
+        if marker in _JPEG_SOF and pos + 5 <= n:
+            return int(frame[pos + 4])
+        if marker in (0xDA, 0xD9):
+            return None
+        pos += 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
+    return None
+
+
 def _check_codestreams(ds: Any, path: str, layout: PixelLayout) -> None:
     """Compare each compressed frame's own header with Rows/Columns/SamplesPerPixel.
 
@@ -594,6 +655,15 @@ def _check_codestreams(ds: Any, path: str, layout: PixelLayout) -> None:
             if dims is None:
                 continue
             rows, cols, comps = dims
+            precision = _jpeg_precision(bytes(frame[:65536]))
+            if precision is not None and layout.bits_stored != precision and not (
+                precision > 8 and layout.bits_stored < precision
+            ):
+                # gdcm aborts the whole process (an uncaught C++ exception) on this mismatch
+                raise HeaderMismatchError(
+                    path, f"header sizes lie: BitsStored is {layout.bits_stored} but compressed frame {k + 1} "
+                    f"has {precision}-bit samples"
+                )
             if (rows, cols) != (layout.rows, layout.cols) and rows != 0:
                 raise HeaderMismatchError(
                     path, f"header sizes lie: DICOM says {layout.rows} x {layout.cols} but compressed frame {k + 1} "
@@ -718,6 +788,12 @@ def _per_frame_rescale(ds: Any, frames: int) -> list[tuple[float, float]] | None
     return out if len(set(out)) > 1 else None
 
 
+def _check_per_frame(path: str, per_frame: list[tuple[float, float]], layout: PixelLayout) -> None:
+    lo, hi = _stored_range(layout)
+    for slope, intercept in per_frame:
+        check_rescale(path, slope, intercept, lo, hi)
+
+
 def decode_pixels(ds: Any, path: str, layout: PixelLayout) -> np.ndarray:
     """Decode, apply the Modality LUT and invert MONOCHROME1 (sizes already checked)."""
     arr = _fast_native(ds, path, layout)
@@ -728,6 +804,7 @@ def decode_pixels(ds: Any, path: str, layout: PixelLayout) -> np.ndarray:
         raise HeaderMismatchError(path, f"decoded pixels have shape {arr.shape}, the header says {expected}")
     per_frame = _per_frame_rescale(ds, layout.frames) if layout.photometric == "MONOCHROME2" else None
     if per_frame is not None and arr.ndim == 3:
+        _check_per_frame(path, per_frame, layout)
         out = arr.astype(np.float32)
         for i, (slope, intercept) in enumerate(per_frame):
             out[i] *= np.float32(slope)

@@ -17,8 +17,18 @@ from engine.io.errors import InvalidDimensionsError
 #: tomosynthesis stack of 70 x 2457 x 1890 is 325 M: 2**29 (537 M) admits all of them.
 MAX_PIXELS: int = 2**29
 
-#: Largest decoded buffer (bytes, all frames and samples) accepted by default (2 GiB).
-MAX_DECODED_BYTES: int = 2**31
+#: Largest decode *peak* (bytes, all frames and samples, the decoder's native buffer plus the
+#: Modality-LUT or colour-converted copy) accepted by default: 1.5 GiB, so that opening any
+#: file stays under 2 GB of memory. A 512 x 512 x 400 16-bit MR needs 630 MB; a
+#: 4096 x 3328 16-bit mammogram 164 MB.
+MAX_DECODED_BYTES: int = 3 * 2**29
+
+#: Largest decoded 2-D raster (PNG/JPEG/TIFF/PNM/BMP) accepted by default, colour conversion
+#: copy included: 256 MiB (a 16-bit grey 11 585 x 11 585 scan; film digitisers give ~30 MB).
+MAX_RASTER_BYTES: int = 2**28
+
+#: Most pages of a multi-page TIFF read as a stack; more are refused before decoding.
+MAX_TIFF_PAGES: int = 1024
 
 #: Largest side of a 2-D raster image (PNG/JPEG/TIFF/PNM) accepted by default.
 MAX_SIDE: int = 65_535

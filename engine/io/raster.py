@@ -26,7 +26,7 @@ from engine.io.errors import (
     UnknownFormatError,
     UnsupportedImageError,
 )
-from engine.io.limits import MAX_DECODED_BYTES, MAX_PIXELS, MAX_SIDE, check_dimensions
+from engine.io.limits import MAX_DECODED_BYTES, MAX_PIXELS, MAX_RASTER_BYTES, MAX_SIDE, MAX_TIFF_PAGES, check_dimensions
 from engine.io.types import ImageMeta, LoadedImage, Modality
 
 RASTER_FORMATS = ("PNG", "JPEG", "TIFF", "PGM", "PPM", "BMP")
@@ -143,9 +143,54 @@ def _bmp_header(path: str, data: bytes) -> RasterHeader:
     return RasterHeader("BMP", abs(height), width, 1 if bpp == 8 else 3, 8)
 
 
+def count_tiff_pages(path: str, limit: int = MAX_TIFF_PAGES) -> int:
+    """Pages of a TIFF (walking the IFD chain, at most ``limit + 1``), before any parsing.
+
+    Raises:
+        CorruptImageError: An IFD offset points outside the file or back into the chain.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+        if len(head) < 8:
+            raise TruncatedImageError(path, "TIFF file ends inside its header")
+        bo = "<" if head[:2] == b"II" else ">"
+        big = struct.unpack(bo + "H", head[2:4])[0] == 43
+        if big:
+            if len(head) < 16:
+                raise TruncatedImageError(path, "BigTIFF file ends inside its header")
+            offset = struct.unpack(bo + "Q", head[8:16])[0]
+        else:
+            offset = struct.unpack(bo + "I", head[4:8])[0]
+        seen: set[int] = set()
+        pages = 0
+        while offset and pages <= limit:
+            if offset in seen:
+                raise CorruptImageError(path, f"TIFF page chain loops back to byte {offset}")
+            if offset + (8 if big else 2) > size:
+                raise CorruptImageError(path, f"TIFF page at byte {offset} lies beyond the end of the file ({size} bytes)")
+            seen.add(offset)
+            fh.seek(offset)
+            n = struct.unpack(bo + ("Q" if big else "H"), fh.read(8 if big else 2))[0]
+            entry, tail = (20, 8) if big else (12, 4)
+            nxt_at = offset + (8 if big else 2) + n * entry
+            if nxt_at + tail > size:
+                raise TruncatedImageError(path, f"TIFF page at byte {offset} runs past the end of the file")
+            fh.seek(nxt_at)
+            offset = struct.unpack(bo + ("Q" if big else "I"), fh.read(tail))[0]
+            pages += 1
+    return pages
+
+
 def _tiff_header(path: str) -> RasterHeader:
     import tifffile
 
+    pages = count_tiff_pages(path)
+    if pages > MAX_TIFF_PAGES:
+        raise ImageTooLargeError(
+            path, f"TIFF has more than {MAX_TIFF_PAGES} pages; a multi-page TIFF is read as a stack of at most "
+            f"{MAX_TIFF_PAGES} pages (refused before decoding)"
+        )
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
@@ -210,9 +255,11 @@ def _check(path: str, h: RasterHeader, max_pixels: int) -> None:
         raise ImageTooLargeError(
             path, f"header claims {h.rows} x {h.cols} pixels, a side above {MAX_SIDE} (refused before decoding)"
         )
+    # colour decodes are converted BGR -> RGB into a second buffer: budget both
+    copies = 2 if h.samples == 3 else 1
     check_dimensions(
-        path, h.rows, h.cols, frames=h.frames, samples=h.samples, bytes_per_sample=max(1, h.bits // 8),
-        max_pixels=max_pixels, max_bytes=MAX_DECODED_BYTES,
+        path, h.rows, h.cols, frames=h.frames, samples=h.samples * copies, bytes_per_sample=max(1, h.bits // 8),
+        max_pixels=max_pixels, max_bytes=min(MAX_DECODED_BYTES, MAX_RASTER_BYTES),
     )
 
 

@@ -86,6 +86,6 @@ def describe_unknown(head: bytes) -> str:
     sample = head[:256]
     printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in sample)
     if printable >= 0.95 * len(sample):
-        first = sample.split(b"\n", 1)[0][:40].decode("ascii", "replace").strip()
-        return f"not an image: the file is text (starts with {first!r})"
+        # never quote the content: a path that leads to a secrets file must not leak it
+        return "not an image: the file is text"
     return f"not a recognised image format (first bytes {sample[:8].hex(' ')})"

@@ -245,6 +245,14 @@ def load_weights(
             )
         if not spec.sha256:
             raise WeightsMismatchError(f"{d / SPEC_FILE}: no sha256 recorded")
+        from engine.models.pinned import pinned_digest
+
+        pinned = pinned_digest(d)
+        if pinned is not None and digest != pinned:
+            raise WeightsMismatchError(
+                f"{wfile}: sha256 {digest[:12]}… is not the one pinned in the package for {d.name} "
+                f"({pinned[:12]}…); the shipped model was modified (spec.json cannot vouch for itself)"
+            )
     cfg = dict(spec.model_cfg)
     # Never fetch ImageNet weights when the trained state_dict replaces them anyway.
     cfg.setdefault("pretrained", False)

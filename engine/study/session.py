@@ -19,9 +19,14 @@ from engine.errors import ConfigError
 from engine.study.design import BIRADS_CATEGORIES, Arm, StudyDesign, case_order, load_design, split_plot_assignment
 from engine.study.store import RatingStore
 
-__all__ = ["CaseToRead", "ReaderStatus", "ReadingSession", "StudyRun", "WashoutError", "open_study_run"]
+__all__ = ["CaseToRead", "ReaderStatus", "ReadingSession", "SaveFailedError", "StudyRun", "WashoutError",
+           "open_study_run"]
 
 DAY_S = 86400.0
+
+
+class SaveFailedError(ConfigError):
+    """A rating could not be stored; the answer was journalled and stays on screen for a retry."""
 
 
 class WashoutError(ConfigError):
@@ -132,8 +137,16 @@ class StudyRun:
         return list(self.blocks.get(reader_id, list(self.cases)))
 
     def sign_in(self, reader_id: str) -> ReadingSession:
-        """Start (or resume) a reader's session."""
+        """Start (or resume) a reader's session (answers left in the recovery journal are stored first)."""
         self.design.reader(reader_id)
+        if not self.store.read_only:
+            from engine.study import journal
+            from engine.study.store import StoreWriteError
+
+            try:
+                journal.replay(self.store)
+            except StoreWriteError:
+                pass
         return ReadingSession(self, reader_id)
 
     def status(self) -> list[ReaderStatus]:
@@ -238,7 +251,18 @@ class ReadingSession:
             conf = m.get("confidence") if isinstance(m, dict) else getattr(m, "confidence", None)
             if conf is not None and not d.rating_min <= float(conf) <= d.rating_max:
                 raise ConfigError(f"mark confidence {conf} is outside the scale {d.rating_min}-{d.rating_max}")
-        self.run.store.submit(self.reader_id, arm.arm_id, case_id, score, birads, comment=comment, marks=marks)
+        from engine.study import journal
+        from engine.study.store import StoreWriteError, _mark_fields
+
+        try:
+            self.run.store.submit(self.reader_id, arm.arm_id, case_id, score, birads, comment=comment, marks=marks)
+        except StoreWriteError as exc:
+            where = journal.record(self.run.store.path, {
+                "reader_id": self.reader_id, "arm_id": arm.arm_id, "case_id": case_id, "score": float(score),
+                "birads": birads, "comment": comment, "marks": [_mark_fields(m) for m in marks or []]})
+            kept = f"; your answer was written to the recovery journal {where}" if where else ""
+            raise SaveFailedError(f"{exc}{kept}. Your answer is still on screen: press Submit to retry.") from None
+        journal.replay(self.run.store)
 
     def amend(self, arm_id: str, case_id: str, new_score: float, reason: str, new_birads: str | None = None) -> None:
         """Change one of this reader's submitted ratings, with a reason (audited)."""

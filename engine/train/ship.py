@@ -104,6 +104,9 @@ def ship(cfg: TrainConfig, out: str | Path, *, config_path: str = "CONFIG",
     if cfg.ship.fp16_weights:
         model = model.half()
     folder = save_weights(model, spec, out)
+    from engine.models.pinned import update_pin
+
+    update_pin(Path(folder), spec.sha256)  # shipped into resources/models: the pin travels with the code
     (Path(folder) / "MODEL_CARD.md").write_text(model_card(cfg, spec, config_path), encoding="utf-8")
     if cfg.ship.licence_file:
         src = Path(cfg.ship.licence_file)

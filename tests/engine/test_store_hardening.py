@@ -308,3 +308,30 @@ def test_non_finite_and_duplicate_submits_are_refused(tmp_path: Path) -> None:
         s.submit("R2", "u", "c1", float("nan"))
     with pytest.raises(RatingLockedError):
         s.submit("R1", "u", "c1", 3)
+
+
+def test_failed_submit_is_journalled_kept_and_replayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.study.demo import FakeClock, make_tiny_case_study, write_demo_definition
+    from engine.study.journal import pending
+    from engine.study.session import SaveFailedError, StudyRun
+    from engine.study.design import load_design
+    from engine.cases import load_study
+
+    monkeypatch.setenv("BREAST_READER_CONFIG", str(tmp_path / "cfg"))
+    folder = make_tiny_case_study(tmp_path / "cases", 2, 2)
+    toml = write_demo_definition(tmp_path / "study", folder, case_ids=[c.case_id for c in load_study(folder).cases])
+    run = StudyRun(load_design(toml), clock=FakeClock())
+    s = run.sign_in(run.design.readers[0].reader_id)
+    case = s.next_case()
+    assert case is not None
+    pages = run.store.conn.execute("PRAGMA page_count").fetchone()[0]
+    run.store.conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+    with pytest.raises(SaveFailedError, match="recovery journal .* press Submit to retry") as err:
+        s.submit(case.case.case_id, 3, "3" if run.design.birads else None, comment="y" * 100_000)
+    assert "rollback" not in str(err.value)
+    assert [d["case_id"] for d in pending(run.store.path)] == [case.case.case_id]
+    assert run.store.ratings() == []
+    run.store.conn.execute("PRAGMA max_page_count = 1073741823")  # space again: signing in replays it
+    run.sign_in(run.design.readers[0].reader_id)
+    assert [r.case_id for r in run.store.ratings()] == [case.case.case_id] and pending(run.store.path) == []
+    assert run.store.verify().ok
