@@ -12,7 +12,7 @@ import torch
 
 from engine.imaging.ultrasound import clean_ultrasound, marker_mask, scan_area, scanner_shift
 from engine.stats.calibration import apply_platt, expected_calibration_error, fit_platt, fit_temperature, reliability
-from engine.stats.ood import fit_mahalanobis, mahalanobis, ood_threshold
+from engine.stats.ood import fit_mahalanobis, fit_subspace_distance, mahalanobis, ood_threshold, subspace_distance
 
 BUSI_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "busi-dev"
 needs_busi = pytest.mark.skipif(not (BUSI_DEV / "labels.csv").is_file(), reason="shared/data/busi-dev not present")
@@ -101,6 +101,21 @@ def test_mahalanobis_flags_shifted_features() -> None:
     assert (mahalanobis(shifted, mean, W) > thr).mean() > 0.9
 
 
+def test_subspace_distance_also_sees_shifts_outside_the_principal_subspace() -> None:
+    rng = np.random.default_rng(1)
+    basis = rng.normal(size=(5, 40))
+    train = rng.normal(size=(400, 5)) @ basis + 0.05 * rng.normal(size=(400, 40))
+    held = rng.normal(size=(200, 5)) @ basis + 0.05 * rng.normal(size=(200, 40))
+    fit = fit_subspace_distance(train, 5)
+    thr = ood_threshold(subspace_distance(held, *fit), 95)
+    _, _, P, _ = fit
+    off = np.linalg.svd(np.eye(40) - P.T @ P)[0][:, 0]  # a direction outside the fitted subspace
+    shifted = held + 1.0 * off
+    assert (subspace_distance(shifted, *fit) > thr).mean() > 0.9
+    mean, W = fit_mahalanobis(train, 5)
+    assert (mahalanobis(shifted, mean, W) > ood_threshold(mahalanobis(held, mean, W), 95)).mean() < 0.2
+
+
 def test_lesion_model_cam_is_an_exact_decomposition() -> None:
     from engine.models import get_model
 
@@ -153,6 +168,21 @@ def test_score_saliency_contract_with_the_lesion_model(tmp_path: Path) -> None:
     bx = [float(rows[1][k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1")]
     assert 0 <= bx[0] < bx[2] <= m2.shape[1] and 0 <= bx[1] < bx[3] <= m2.shape[0]
     assert 0.0 <= float(rows[0]["score"]) <= 1.0 and float(rows[0]["ood"]) > 0
+    assert rows[0]["ood_flag"] in ("0", "1")
+
+
+@needs_busi
+def test_ood_flags_a_mammogram_fed_as_ultrasound() -> None:
+    from engine.inference import Predictor
+    from engine.io.reader import read_image
+
+    mg = BUSI_DEV.parent / "mias-dev" / "images" / "mdb001.png"
+    if not mg.is_file():
+        pytest.skip("mias-dev not present")
+    p = Predictor("us_lesion_lite0_busi", "cpu")
+    a = p.assess(read_image(mg, modality_hint="US"))
+    b = p.assess(read_image(BUSI_DEV / "images" / "benign_180.png", modality_hint="US"))
+    assert a.ood_flag and a.ood > b.ood and 0.0 <= a.score <= 1.0  # flagged, score still given
 
 
 def test_score_saliency_on_a_plain_model_keeps_the_pixel_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
