@@ -211,3 +211,33 @@ def test_score_saliency_on_a_plain_model_keeps_the_pixel_grid(tmp_path: Path, mo
     py, px = np.unravel_index(int(np.argmax(m)), m.shape)
     assert (int(row["saliency_x"]), int(row["saliency_y"])) == (px, py)
     assert row["ood"] == "" and row["box_x0"] == ""
+
+
+def test_lesion_pipeline_on_a_realistic_synthetic_image_keeps_the_pixel_grid() -> None:
+    """No shared data needed: a speckle image with a dark hypoechoic ellipse, UI frame and text."""
+    from engine.inference import Predictor
+
+    rng = np.random.default_rng(3)
+    img = np.zeros((300, 420), np.uint8)
+    tissue = np.clip(rng.gamma(2.0, 45.0, (240, 360)), 0, 255).astype(np.uint8)
+    cv2.ellipse(tissue, (180, 110), (45, 28), 0, 0, 360, 12, -1)
+    img[40:280, 40:400] = tissue
+    cv2.putText(img, "L BREAST 12MHz", (45, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1)
+    p = Predictor("us_lesion_lite0_busi", "cpu")
+    a = p.assess(img, (170, 110, 270, 190), saliency="attention")
+    assert a.box_source == "reader" and a.box == (170, 110, 270, 190) and not a.contour
+    x0, y0, x1, y1 = a.region
+    assert x0 <= 170 and y0 <= 110 and x1 >= 270 and y1 >= 190  # box + context margin
+    assert a.saliency is not None and a.saliency.map.shape == img.shape
+    outside = a.saliency.map.copy()
+    outside[y0:y1, x0:x1] = 0
+    assert float(outside.max()) == 0.0 and float(a.saliency.map.max()) == pytest.approx(1.0)
+    f = p.assess(img)
+    assert f.box_source == "finder" and len(f.contour) >= 3
+    fx0, fy0, fx1, fy1 = f.box
+    assert 40 <= fx0 < fx1 <= 400 and 40 <= fy0 < fy1 <= 280  # inside the scan area, not in the text
+    ex0, ey0, ex1, ey1 = 175, 122, 266, 179  # the dark ellipse (centre 220,150; axes 45 x 28)
+    inter = max(0, min(fx1, ex1) - max(fx0, ex0)) * max(0, min(fy1, ey1) - max(fy0, ey0))
+    union = (fx1 - fx0) * (fy1 - fy0) + (ex1 - ex0) * (ey1 - ey0) - inter
+    assert inter / union > 0.5  # the finder found the hypoechoic mass
+    assert 0.0 <= f.score <= 1.0 and 0.0 <= f.raw_score <= 1.0
