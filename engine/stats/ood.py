@@ -34,7 +34,7 @@ def fit_mahalanobis(features: np.ndarray, k: int = 32) -> tuple[np.ndarray, np.n
         raise ValueError(f"need (n >= 3, d) features, got shape {X.shape}")
     mean = X.mean(axis=0)
     Xc = X - mean
-    k = int(min(k, X.shape[0] - 1, X.shape[1]))
+    k = int(max(1, min(k, X.shape[0] // 3, X.shape[1])))  # n // 3: leave residual variance to measure
     _, _, vt = np.linalg.svd(Xc, full_matrices=False)
     P = vt[:k]  # (k, d)
     Z = Xc @ P.T
