@@ -12,9 +12,11 @@ Used for weights whose ``spec.extra["pipeline"]`` is ``"us_lesion"`` (architectu
    (``spec.extra["box_margin"]``) is cropped and resized to ``CROP_SIZE`` square and scored by
    the lesion-attention classifier, averaged with its mirror image; when the spec names a
    whole-image ``context_model`` its logit is averaged in (``context_weight``);
-4. the probability is calibrated by the Platt parameters fitted out of fold
-   (``spec.extra["platt"]`` for a reader's box, ``spec.extra["platt_finder"]`` for the finder's), and the crop's Mahalanobis distance from the training images is
-   returned with the model's warning threshold (``spec.extra["ood_threshold"]``).
+4. the Mahalanobis distance of the whole cleaned image's encoder features (blocks 4/10/15
+   averages) from the training images is the OOD measure;
+5. the probability is calibrated by the Platt parameters fitted out of fold
+   (``spec.extra["platt"]`` for a reader's box, ``spec.extra["platt_finder"]`` for the finder's);
+   the OOD distance is returned with the warning threshold (``spec.extra["ood_threshold"]``).
 
 Scores are research decision support, not a diagnosis.
 """
@@ -165,9 +167,15 @@ class LesionUSScorer:
         return self._find_clean(c.image, c.area, plane.shape[:2])
 
     @torch.no_grad()
-    def _find_clean(self, g: np.ndarray, area: tuple[int, int, int, int],
-                    shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
-        logits = self.model.lesion_logits(whole_tensor(g)[None].to(self.device))
+    def _whole_maps(self, g: np.ndarray) -> dict[int, torch.Tensor]:
+        maps: dict[int, torch.Tensor] = self.model.encode(whole_tensor(g)[None].to(self.device))
+        return maps
+
+    @torch.no_grad()
+    def _find_clean(self, g: np.ndarray, area: tuple[int, int, int, int], shape: tuple[int, ...],
+                    maps: dict[int, torch.Tensor] | None = None) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+        maps = self._whole_maps(g) if maps is None else maps
+        logits = self.model.decode(maps)
         prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
         pr = cv2.resize(prob, (g.shape[1], g.shape[0]), interpolation=cv2.INTER_LINEAR)
         (x0, y0, x1, y1), m = box_from_prob(pr)
@@ -196,8 +204,10 @@ class LesionUSScorer:
         ax, ay, ax1, ay1 = c.area
         g = c.image
         contour: list[list[int]] = []
+        whole = self._whole_maps(g)  # the finder's input; also the OOD feature space
+        ood = float(self.model.ood_distance(whole)[0])
         if box is None:
-            fbox, fmask, _ = self._find_clean(g, c.area, plane.shape)
+            fbox, fmask, _ = self._find_clean(g, c.area, plane.shape, whole)
             lb = fbox
             source = "finder"
             cs, _ = cv2.findContours(fmask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -230,7 +240,6 @@ class LesionUSScorer:
         raw = float(1.0 / (1.0 + np.exp(-margin_logit)))
         ab = self.platt_finder if source == "finder" else self.platt
         cal = float(apply_platt(np.array([float(margin_logit)]), *ab, from_probability=False)[0])
-        ood = float(self.model.ood_distance({k: v[:1] for k, v in maps.items()})[0])
         region = (x0 + ax, y0 + ay, x1 + ax, y1 + ay)
         sal = None
         if saliency is not None:

@@ -68,6 +68,11 @@ def dice_loss(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (d * has).sum() / has.sum().clamp_min(1)
 
 
+def whole_feats(W: dict[int, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """OOD features (blocks 4/10/15 averages) of cached whole-image rows (variant 0 = row 3 i)."""
+    return np.concatenate([W[k][rows].astype(np.float32).mean(axis=(2, 3)) for k in (4, 10, 15)], axis=1)
+
+
 def train_decoder(model: torch.nn.Module, sets: list[tuple[dict[int, torch.Tensor], torch.Tensor, np.ndarray]],
                   epochs: int, seed: int) -> None:
     """Train the decoder on batches drawn alternately from each (features, masks, rows) set."""
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     ap.add_argument("--ship", default="", help="train on all images and write the weights folder here")
     ap.add_argument("--cv-results", default="/tmp/w12out_cv/results.json", help="CV results (Platt, OOD threshold)")
     ap.add_argument("--variant", default="attention+context|C=0.01")
+    ap.add_argument("--refit-ood", default="", help="only refit the OOD measure of this weights folder (CV threshold)")
     ap.add_argument("--context-model", default="us_effnet_lite0_busi",
                     help="whole-image model averaged in (logit, weight 0.5); '' for none")
     ap.add_argument("--context-oof", default=str(ROOT / "scripts" / "results" / "us_multilayer_cv.json"),
@@ -194,13 +200,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     cmask_t = torch.from_numpy(cmask)[:, None].float()
     Ct = {k: torch.from_numpy(C[k]) for k in TAPS}
 
+    if args.refit_ood:
+        return refit_ood(args, W, labels)
     if args.ship:
         return final_fit(args, model, Wt, wmask_t, Ct, cmask_t, w_owner, c_owner, c_kind, labels)
     # ---- 2. folds ---------------------------------------------------------------------------
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
-    from engine.stats.ood import fit_mahalanobis, mahalanobis
+    from engine.stats.ood import fit_subspace_distance, subspace_distance
 
     strat = np.where(labels < 0, 2, labels)
     folds = np.zeros(n, int)
@@ -270,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         for vname in variants:
             for C_ in Cs:
                 heads[f"{vname}|C={C_}"] = fit_head(Xtr, ytr, C_, avg_cols if vname == "context only" else None)
-        plain_tr = Xtr[:, npool:]
-        o_mean, o_W = fit_mahalanobis(plain_tr[c_kind[tr_c] == 0], 32)
+        ood_oof[te_img] = subspace_distance(whole_feats(W, 3 * te_img), *fit_subspace_distance(whole_feats(W, 3 * tr_img), 32))
         # reader-box scores: crop variant 0 (+ mirror 1), averaged
         for kind_rows in [np.flatnonzero(np.isin(c_owner, te_img) & (c_kind == 0))]:
             Xa, _ = crop_feats(kind_rows)
@@ -320,7 +327,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
             own = np.array(owners)
             for key, (w, b) in heads.items():
                 oof[key]["finder"][own] = 0.5 * ((Fa @ w + b) + (Fb @ w + b))
-            ood_oof[own] = mahalanobis(Fa[:, npool:], o_mean, o_W)
             # pointing game of the default head (attention+context, C=0.01) saliency, finder crop
             w, b = heads["attention+context|C=0.01"]
             with torch.no_grad():
@@ -411,8 +417,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
                        "reliability_platt": [r1.mean_predicted.tolist(), r1.fraction_positive.tolist(), r1.counts.tolist()]}
     res["calibration"] = calib
     from engine.stats.ood import ood_threshold
-    res["ood"] = {"threshold_p95": ood_threshold(ood_oof[lesion & np.isfinite(ood_oof)], 95.0),
-                  "busi_oof_median": float(np.nanmedian(ood_oof[lesion]))}
+    res["ood"] = {"threshold_p95": ood_threshold(ood_oof[np.isfinite(ood_oof)], 95.0),
+                  "busi_oof_median": float(np.nanmedian(ood_oof)), "features": "whole cleaned image, blocks 4/10/15",
+                  "n_images": int(np.isfinite(ood_oof).sum())}
     (out / "results.json").write_text(json.dumps(res, indent=1))
     log("calibration", {s: (round(c["ece_raw"], 3), round(c["ece_platt_crossfit"], 3)) for s, c in calib.items()},
         "ood", res["ood"])
@@ -459,6 +466,40 @@ def context_cv(oof_file: Path, context_oof: Path, variant: str) -> dict[str, dic
     return out
 
 
+def refit_ood(args: argparse.Namespace, W: dict[int, np.ndarray], labels: np.ndarray) -> int:
+    """Whole-image OOD fit of a shipped folder: out-of-fold threshold (same folds), fit on all."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from engine.models import get_model
+    from engine.models.weights import read_spec, resolve_weights_dir, save_weights
+    from engine.stats.ood import fit_subspace_distance, ood_threshold, subspace_distance
+
+    n = len(labels)
+    X = whole_feats(W, 3 * np.arange(n))
+    strat = np.where(labels < 0, 2, labels)
+    oof = np.zeros(n)
+    for tr, te in StratifiedKFold(args.folds, shuffle=True, random_state=args.seed).split(X, strat):
+        oof[te] = subspace_distance(X[te], *fit_subspace_distance(X[tr], 32))
+    thr = ood_threshold(oof, 95.0)
+    spec = read_spec(args.refit_ood)
+    model = get_model(spec.model, **{**spec.model_cfg, "pretrained": False})
+    state = torch.load(resolve_weights_dir(args.refit_ood) / "weights.pt", weights_only=True)
+    own = model.state_dict()
+    model.load_state_dict({k: (state[k] if k in state and state[k].shape == v.shape else v) for k, v in own.items()})
+    m, w, basis, scale = fit_subspace_distance(X, 32)
+    with torch.no_grad():
+        model.ood_mean.copy_(torch.from_numpy(m))  # type: ignore[operator]
+        model.ood_proj.copy_(torch.from_numpy(w))  # type: ignore[operator]
+        model.ood_basis.copy_(torch.from_numpy(basis))  # type: ignore[operator]
+        model.ood_resid_scale.fill_(scale)  # type: ignore[operator]
+    spec.extra["ood_threshold"] = thr
+    spec.metrics.setdefault("cv", {})["ood"] = {"threshold_p95": thr, "busi_oof_median": float(np.median(oof)),
+                                                 "features": "whole cleaned image, blocks 4/10/15", "n_images": n}
+    save_weights(model, spec, args.refit_ood)
+    log("OOD refit", args.refit_ood, "threshold", round(thr, 3), "median", round(float(np.median(oof)), 3))
+    return 0
+
+
 def lesion_preprocess(margin: float) -> object:
     """The typed Preprocess of the lesion pipeline (what engine.lesion_us does, as data)."""
     from engine.transforms import Preprocess
@@ -479,7 +520,7 @@ def final_fit(args: argparse.Namespace, model: torch.nn.Module, Wt: dict, wmask_
     from sklearn.linear_model import LogisticRegression
 
     from engine.models.weights import WeightsSpec, save_weights
-    from engine.stats.ood import fit_mahalanobis
+    from engine.stats.ood import fit_subspace_distance
 
     cv = json.loads(Path(args.cv_results).read_text())
     train_decoder(model, [(Wt, wmask_t, np.arange(len(w_owner))), (Ct, cmask_t, np.arange(len(c_owner)))],
@@ -498,12 +539,15 @@ def final_fit(args: argparse.Namespace, model: torch.nn.Module, Wt: dict, wmask_
     clf = LogisticRegression(C=float(cpart), max_iter=3000, class_weight="balanced").fit((X - mu) / sd * cols, y)
     w = clf.coef_[0] / sd * cols
     b = float(clf.intercept_[0] - np.sum(w * mu))
-    o_mean, o_W = fit_mahalanobis(X[c_kind == 0][:, npool:], 32)
+    o_mean, o_W, o_basis, o_scale = fit_subspace_distance(
+        whole_feats({k: v.numpy() for k, v in Wt.items()}, 3 * np.arange(len(labels))), 32)
     with torch.no_grad():
         model.head.weight.copy_(torch.tensor(np.stack([np.zeros_like(w), w]), dtype=torch.float32))
         model.head.bias.copy_(torch.tensor([0.0, b], dtype=torch.float32))
         model.ood_mean.copy_(torch.from_numpy(o_mean))
         model.ood_proj.copy_(torch.from_numpy(o_W))
+        model.ood_basis.copy_(torch.from_numpy(o_basis))
+        model.ood_resid_scale.fill_(o_scale)
     platt = cv["calibration"]["box"]["platt_all"]
     platt_finder = cv["calibration"]["finder"]["platt_all"]
     context: dict[str, object] = {}

@@ -36,6 +36,8 @@ from engine.models.registry import register_model
 DECODER_TAPS = {2: 24, 4: 40, 10: 112, 15: 320}
 #: Blocks (+ the head conv) pooled by the classifier.
 POOL_TAPS = (10, 14, 15)
+#: Blocks whose averages over the whole cleaned image are the OOD feature space.
+OOD_TAPS = (4, 10, 15)
 
 
 class LesionDecoder(nn.Module):
@@ -75,10 +77,14 @@ class LesionAttentionLite(BreastClassifier):
         self.num_features = 2 * self.num_pool
         self.head = nn.Linear(self.num_features, num_classes)
         self.attention_out = nn.Identity()
-        # Out-of-distribution measure (engine.stats.ood): Mahalanobis distance of the plain
-        # averages of the crop, whitened by ood_proj (fitted on the training images).
-        self.register_buffer("ood_mean", torch.zeros(self.num_pool))
-        self.register_buffer("ood_proj", torch.zeros(ood_dims, self.num_pool))
+        # Out-of-distribution measure (engine.stats.ood): Mahalanobis distance of the averages of
+        # blocks 4/10/15 over the whole cleaned image (the finder's input), whitened by ood_proj
+        # (fitted on the training images).
+        n_ood = sum(LITE0_BLOCK_CHANNELS[t] for t in OOD_TAPS)
+        self.register_buffer("ood_mean", torch.zeros(n_ood))
+        self.register_buffer("ood_proj", torch.zeros(ood_dims, n_ood))
+        self.register_buffer("ood_basis", torch.zeros(ood_dims, n_ood))
+        self.register_buffer("ood_resid_scale", torch.ones(()))
         self.output_activation = "sigmoid" if num_classes == 1 else "softmax"
         self.malignant_index = 0 if num_classes == 1 else 1
 
@@ -124,12 +130,23 @@ class LesionAttentionLite(BreastClassifier):
         """Plain spatial averages of blocks 10/14/15 + head ``(B, num_pool)`` (the OOD feature space)."""
         return torch.cat([maps[t].mean(dim=(2, 3)) for t in (*POOL_TAPS, 16)], dim=1)
 
+    @staticmethod
+    def whole_features(maps: dict[int, torch.Tensor]) -> torch.Tensor:
+        """Averages of blocks 4/10/15 ``(B, 472)`` of whole images (the OOD feature space)."""
+        return torch.cat([maps[t].float().mean(dim=(2, 3)) for t in OOD_TAPS], dim=1)
+
     def ood_distance(self, maps: dict[int, torch.Tensor]) -> torch.Tensor:
-        """Mahalanobis distance ``(B,)`` of the crop from the training images (0 when not fitted)."""
+        """OOD distance ``(B,)`` of whole cleaned images (their encoder ``maps``) from the training
+        images: Mahalanobis in the top PCA subspace + scaled residual
+        (:func:`engine.stats.ood.subspace_distance`)."""
         mean: torch.Tensor = self.ood_mean  # type: ignore[assignment]
         proj: torch.Tensor = self.ood_proj  # type: ignore[assignment]
-        z = (self.plain_features(maps).float() - mean) @ proj.T
-        return z.pow(2).sum(dim=1).sqrt()
+        basis: torch.Tensor = self.ood_basis  # type: ignore[assignment]
+        scale: torch.Tensor = self.ood_resid_scale  # type: ignore[assignment]
+        xc = self.whole_features(maps) - mean
+        z2 = (xc @ proj.T).pow(2).sum(dim=1)
+        r2 = (xc - (xc @ basis.T) @ basis).pow(2).sum(dim=1)
+        return (z2 + basis.shape[0] * r2 / scale).sqrt()
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the lesion attention ``(B, 1, H/4, W/4)`` in (0, 1) of lesion crops."""

@@ -12,7 +12,7 @@ import torch
 
 from engine.imaging.ultrasound import clean_ultrasound, marker_mask, scan_area, scanner_shift
 from engine.stats.calibration import apply_platt, expected_calibration_error, fit_platt, fit_temperature, reliability
-from engine.stats.ood import fit_mahalanobis, mahalanobis, ood_threshold
+from engine.stats.ood import fit_mahalanobis, fit_subspace_distance, mahalanobis, ood_threshold, subspace_distance
 
 BUSI_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "busi-dev"
 needs_busi = pytest.mark.skipif(not (BUSI_DEV / "labels.csv").is_file(), reason="shared/data/busi-dev not present")
@@ -101,6 +101,21 @@ def test_mahalanobis_flags_shifted_features() -> None:
     assert (mahalanobis(shifted, mean, W) > thr).mean() > 0.9
 
 
+def test_subspace_distance_also_sees_shifts_outside_the_principal_subspace() -> None:
+    rng = np.random.default_rng(1)
+    basis = rng.normal(size=(5, 40))
+    train = rng.normal(size=(400, 5)) @ basis + 0.05 * rng.normal(size=(400, 40))
+    held = rng.normal(size=(200, 5)) @ basis + 0.05 * rng.normal(size=(200, 40))
+    fit = fit_subspace_distance(train, 5)
+    thr = ood_threshold(subspace_distance(held, *fit), 95)
+    _, _, P, _ = fit
+    off = np.linalg.svd(np.eye(40) - P.T @ P)[0][:, 0]  # a direction outside the fitted subspace
+    shifted = held + 1.0 * off
+    assert (subspace_distance(shifted, *fit) > thr).mean() > 0.9
+    mean, W = fit_mahalanobis(train, 5)
+    assert (mahalanobis(shifted, mean, W) > ood_threshold(mahalanobis(held, mean, W), 95)).mean() < 0.2
+
+
 def test_lesion_model_cam_is_an_exact_decomposition() -> None:
     from engine.models import get_model
 
@@ -153,6 +168,21 @@ def test_score_saliency_contract_with_the_lesion_model(tmp_path: Path) -> None:
     bx = [float(rows[1][k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1")]
     assert 0 <= bx[0] < bx[2] <= m2.shape[1] and 0 <= bx[1] < bx[3] <= m2.shape[0]
     assert 0.0 <= float(rows[0]["score"]) <= 1.0 and float(rows[0]["ood"]) > 0
+    assert rows[0]["ood_flag"] in ("0", "1")
+
+
+@needs_busi
+def test_ood_flags_a_mammogram_fed_as_ultrasound() -> None:
+    from engine.inference import Predictor
+    from engine.io.reader import read_image
+
+    mg = BUSI_DEV.parent / "mias-dev" / "images" / "mdb001.png"
+    if not mg.is_file():
+        pytest.skip("mias-dev not present")
+    p = Predictor("us_lesion_lite0_busi", "cpu")
+    a = p.assess(read_image(mg, modality_hint="US"))
+    b = p.assess(read_image(BUSI_DEV / "images" / "benign_180.png", modality_hint="US"))
+    assert a.ood_flag and a.ood > b.ood and 0.0 <= a.score <= 1.0  # flagged, score still given
 
 
 def test_score_saliency_on_a_plain_model_keeps_the_pixel_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,3 +211,33 @@ def test_score_saliency_on_a_plain_model_keeps_the_pixel_grid(tmp_path: Path, mo
     py, px = np.unravel_index(int(np.argmax(m)), m.shape)
     assert (int(row["saliency_x"]), int(row["saliency_y"])) == (px, py)
     assert row["ood"] == "" and row["box_x0"] == ""
+
+
+def test_lesion_pipeline_on_a_realistic_synthetic_image_keeps_the_pixel_grid() -> None:
+    """No shared data needed: a speckle image with a dark hypoechoic ellipse, UI frame and text."""
+    from engine.inference import Predictor
+
+    rng = np.random.default_rng(3)
+    img = np.zeros((300, 420), np.uint8)
+    tissue = np.clip(rng.gamma(2.0, 45.0, (240, 360)), 0, 255).astype(np.uint8)
+    cv2.ellipse(tissue, (180, 110), (45, 28), 0, 0, 360, 12, -1)
+    img[40:280, 40:400] = tissue
+    cv2.putText(img, "L BREAST 12MHz", (45, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1)
+    p = Predictor("us_lesion_lite0_busi", "cpu")
+    a = p.assess(img, (170, 110, 270, 190), saliency="attention")
+    assert a.box_source == "reader" and a.box == (170, 110, 270, 190) and not a.contour
+    x0, y0, x1, y1 = a.region
+    assert x0 <= 170 and y0 <= 110 and x1 >= 270 and y1 >= 190  # box + context margin
+    assert a.saliency is not None and a.saliency.map.shape == img.shape
+    outside = a.saliency.map.copy()
+    outside[y0:y1, x0:x1] = 0
+    assert float(outside.max()) == 0.0 and float(a.saliency.map.max()) == pytest.approx(1.0)
+    f = p.assess(img)
+    assert f.box_source == "finder" and len(f.contour) >= 3
+    fx0, fy0, fx1, fy1 = f.box
+    assert 40 <= fx0 < fx1 <= 400 and 40 <= fy0 < fy1 <= 280  # inside the scan area, not in the text
+    ex0, ey0, ex1, ey1 = 175, 122, 266, 179  # the dark ellipse (centre 220,150; axes 45 x 28)
+    inter = max(0, min(fx1, ex1) - max(fx0, ex0)) * max(0, min(fy1, ey1) - max(fy0, ey0))
+    union = (fx1 - fx0) * (fy1 - fy0) + (ex1 - ex0) * (ey1 - ey0) - inter
+    assert inter / union > 0.5  # the finder found the hypoechoic mass
+    assert 0.0 <= f.score <= 1.0 and 0.0 <= f.raw_score <= 1.0
