@@ -29,10 +29,12 @@ def build_case(root: Path, case_id: str = "interop-01") -> Case:
                 study_uid=study_uid, series_number=2)
     Image.fromarray((rng.random((120, 160)) * 255).astype(np.uint8)).save(folder / "us.png")
     cine = (rng.random((5, 64, 80)) * 255).astype(np.uint8)
-    write_dicom(folder / "cine.dcm", cine, modality="US", patient_id="SYN-1", study_uid=study_uid,
+    write_dicom(folder / "cine.dcm", cine, modality="US", patient_id="SYN-1", patient_name="Synthetic^Patient",
+                study_uid=study_uid,
                 series_number=3)
     vol = (rng.random((6, 48, 56)) * 1000).astype(np.uint16)
     write_dicom_series(folder / "mr", vol, pixel_spacing=(0.7, 0.7), slice_thickness=2.0, patient_id="SYN-1",
+                       patient_name="Synthetic^Patient",
                        study_uid=study_uid, series_number=4)
     case = Case(case_id=case_id, folder=folder, synthetic=True, images=[
         CaseImage("mg_cc", folder / "cc.dcm", "MG", "CC", "L", synthetic=True),
