@@ -373,14 +373,14 @@ def retrieve_into_study(
 
     tmp = Path(tempfile.mkdtemp(prefix="br-wado-"))
     try:
-        def half(done: int, total: int, msg: str) -> None:
-            report(progress, done, total * 2 if total else 0, f"retrieving: {msg}")
+        def half(done: int, total: int, message: str) -> None:
+            report(progress, done, total * 2 if total else 0, f"retrieving: {message}")
 
         files = client.retrieve_study(study_uid, tmp, progress=half, cancel=cancel)
         n = len(files)
 
-        def rest(done: int, total: int, msg: str) -> None:
-            report(progress, n + done, n + (total or n), f"importing: {msg}")
+        def rest(done: int, total: int, message: str) -> None:
+            report(progress, n + done, n + (total or n), f"importing: {message}")
 
         check(cancel)
         return import_dicom_folder(tmp, study_dir, name=name, progress=rest, cancel=cancel)
