@@ -16,6 +16,7 @@ study exactly as it was. Passwords are never part of a message, a ``repr`` or a 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -193,6 +194,9 @@ class PacsClient:
             # dicomweb-client retries EVERY failure (connection refused included) 5 times with
             # 1-2-4-8 s back-off: a PACS that is down would hang the dialog for half a minute.
             client.set_http_retry_params(retry=True, max_attempts=2, wait_exponential_multiplier=200)
+            # ... and logs each retried failure as a WARNING with a traceback: keep logs clean,
+            # the one message the user sees is the PacsError below.
+            logging.getLogger("retrying").setLevel(logging.ERROR)
             self._client = client
         return self._client
 
