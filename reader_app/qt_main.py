@@ -209,6 +209,9 @@ class MainWindow(QMainWindow):
         self.recent_menu = f.addMenu("Recent studies")
         self._fill_recent()
         self._act(f, "Export annotations (masks + COCO)…", "Ctrl+E", self.export_annotations)
+        from reader_app.qt_pacs import add_pacs_actions  # issue-15: Open from PACS / Send results
+
+        add_pacs_actions(self, f)
         self._act(f, "Quit", "Ctrl+Q", self.close)
         v = mb.addMenu("&View")
         self._act(v, "Layout 1×1", "Ctrl+1", lambda: self.state.set_layout("1x1"))

@@ -166,12 +166,14 @@ def add_synthetic_mri(study_dir: Path, case_id: str, seed: int, malignant: bool)
 
     series_uid = pydicom.uid.generate_uid()
     study_uid = pydicom.uid.generate_uid()
+    for_uid = pydicom.uid.generate_uid()  # one frame of reference for the whole series (SEG needs it)
     for i in order:
         write_dicom(
             series / f"slice_{int(order[i]):03d}.dcm", vol[i], modality="MR", pixel_spacing=(dr, dc),
             patient_id=f"DEMO-{case_id}", instance_number=int(i) + 1, image_position=(0.0, 0.0, float(i) * ds),
             image_orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), slice_thickness=ds, series_uid=series_uid,
-            study_uid=study_uid, description="SYNTHETIC T1 post-contrast", transfer_syntax="RLELossless",
+            study_uid=study_uid, frame_of_reference_uid=for_uid, description="SYNTHETIC T1 post-contrast",
+            transfer_syntax="RLELossless",
         )
     case.images.append(CaseImage("mr_1", series, "MR", view="T1 post-contrast (synthetic)", synthetic=True,
                                  source="engine.data.synthetic"))

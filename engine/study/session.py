@@ -8,6 +8,7 @@ the app or a crash resumes at the first unrated case of the current arm.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,12 +84,14 @@ class StudyRun:
 
     Args:
         design: The parsed definition.
-        store_path: SQLite file (default: ``<definition>.ratings.sqlite`` next to the TOML).
+        store_path: SQLite file, or a ``postgresql://user@host:port/db`` URL for a multi-site
+            study on PostgreSQL (default: ``$BREAST_READER_DB`` when set, else
+            ``<definition>.ratings.sqlite`` next to the TOML).
         clock: Time source (tests/demos inject a fake clock to pass the washout).
     """
 
     def __init__(
-        self, design: StudyDesign, store_path: Path | None = None, clock: Callable[[], float] = time.time
+        self, design: StudyDesign, store_path: Path | str | None = None, clock: Callable[[], float] = time.time
     ) -> None:
         self.design = design
         self.clock = clock
@@ -105,7 +108,8 @@ class StudyRun:
             raise ConfigError(f"{design.path}: no cases with truth in {design.cases_study}")
         self.cases: dict[str, Case] = {c: by_id[c] for c in wanted}
         self.ai_scores = design.load_ai_scores()
-        path = store_path or design.path.with_suffix(".ratings.sqlite")
+        path: Path | str = (store_path or os.environ.get("BREAST_READER_DB")
+                            or design.path.with_suffix(".ratings.sqlite"))
         # split-plot: each reader group reads its own block of cases (design.split_plot_assignment)
         self.blocks: dict[str, list[str]] = {}
         if design.split_plot:
@@ -162,9 +166,14 @@ class StudyRun:
         self.store.close()
 
 
-def open_study_run(definition: str | Path, clock: Callable[[], float] = time.time) -> StudyRun:
-    """Load a study definition TOML and open its ratings store."""
-    return StudyRun(load_design(definition), clock=clock)
+def open_study_run(definition: str | Path, clock: Callable[[], float] = time.time, db: str | None = None) -> StudyRun:
+    """Load a study definition TOML and open its ratings store.
+
+    Args:
+        db: Ratings database: a ``postgresql://`` URL (multi-site) or an SQLite path; default
+            ``$BREAST_READER_DB`` if set, else ``<definition>.ratings.sqlite``.
+    """
+    return StudyRun(load_design(definition), store_path=db or None, clock=clock)
 
 
 class ReadingSession:

@@ -34,6 +34,13 @@
   "cannot rollback - no transaction is active".
 * A study folder that cannot be written is opened read-only (status and export still work).
 * ``PRAGMA user_version`` holds the schema version; :data:`MIGRATIONS` upgrades old files.
+* Two engines behind this one class: SQLite (a path; the default) and PostgreSQL (a
+  ``postgresql://`` URL, for multi-site studies). The PostgreSQL schema is the same migrations
+  in its dialect (:data:`engine.study.pg.PG_MIGRATIONS`), the connection speaks this class's
+  SQLite surface (:class:`engine.study.pg.PgConnection`: writers serialised by an advisory
+  lock, trigger errors as ``sqlite3.IntegrityError``), so locks, audit trail, hash chain,
+  marks and :meth:`verify` are the same code on both; the file lock and read-only mode are
+  SQLite-only. A new migration needs its PostgreSQL twin in ``PG_MIGRATIONS``.
 """
 
 from __future__ import annotations
@@ -50,9 +57,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from engine.errors import ConfigError
+from engine.study import pg
 
 try:  # POSIX advisory lock; on other platforms BEGIN EXCLUSIVE alone serialises migrations
     import fcntl
@@ -381,8 +389,12 @@ class RatingStore:
     def __init__(
         self, path: str | PathLike[str], clock: Callable[[], float] = time.time, *, read_only: bool = False
     ) -> None:
-        self.path = Path(path)
         self.clock = clock
+        self.backend = "sqlite"
+        if pg.is_url(path):  # multi-site: the same store on PostgreSQL (engine/study/pg.py)
+            self._open_postgresql(str(path))
+            return
+        self.path = Path(path)
         self.read_only = read_only
         if not read_only:
             try:
@@ -406,6 +418,17 @@ class RatingStore:
                 self.migrate()
             except sqlite3.DatabaseError as exc:
                 raise StoreWriteError(f"{self.path}: cannot open the ratings file ({exc})") from None
+
+    def _open_postgresql(self, url: str) -> None:
+        """Connect to PostgreSQL and migrate (serialised by the study-wide advisory lock)."""
+        self.backend = "postgresql"
+        self.path = cast(Path, pg.safe_url(url))  # only ever formatted into messages; no password
+        self.read_only = False
+        try:
+            self.conn = cast(sqlite3.Connection, pg.PgConnection(url))
+        except sqlite3.Error as exc:
+            raise StoreWriteError(f"cannot open the ratings database: {exc}") from None
+        self.migrate()
 
     def _open_read_only(self) -> sqlite3.Connection:
         if not self.path.exists():
@@ -496,10 +519,13 @@ class RatingStore:
             return
         with self._tx("EXCLUSIVE"):
             current = self.schema_version
-            for version, script in MIGRATIONS:
+            for version, script in (pg.PG_MIGRATIONS if self.backend == "postgresql" else MIGRATIONS):
                 if current < version <= target:
-                    for stmt in _split_sql(script):
-                        self.conn.execute(stmt)
+                    if self.backend == "postgresql":
+                        cast(Any, self.conn).executescript_pg(script)
+                    else:
+                        for stmt in _split_sql(script):
+                            self.conn.execute(stmt)
                     if version == 3:
                         self._backfill_ledger()
                     self.conn.execute(f"PRAGMA user_version = {version}")
@@ -566,11 +592,19 @@ class RatingStore:
         """
         problems: list[str] = []
         version = self.schema_version
-        fp, want_rows = _expected_schema(version)
+        if self.backend == "postgresql":
+            want_rows = tuple(pg.expected_objects(version))
+            fp = pg.pg_fingerprint(list(want_rows))
+            have_rows = cast(Any, self.conn).schema_rows()
+            have_fp = pg.pg_fingerprint(have_rows)
+        else:
+            fp, want_rows = _expected_schema(version)
+            have_rows = _schema_rows(self.conn)
+            have_fp = schema_fingerprint(self.conn)
         if version != SCHEMA_VERSION:
             problems.append(f"schema version {version} (expected {SCHEMA_VERSION}): user_version was changed")
-        if schema_fingerprint(self.conn) != fp:
-            have = set(_schema_rows(self.conn))
+        if have_fp != fp:
+            have = set(have_rows)
             want = set(want_rows)
             missing = sorted(n for t, n, _ in want - have)
             extra = sorted(n for t, n, _ in have - want)
@@ -579,7 +613,7 @@ class RatingStore:
         check = self.conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             problems.append(f"SQLite quick_check: {check}")
-        if "ledger" not in {n for _, n, _ in _schema_rows(self.conn)}:
+        if "ledger" not in {n for _, n, _ in have_rows}:
             problems.append("ledger table missing")
             return IntegrityReport(False, problems)
         prev = _GENESIS

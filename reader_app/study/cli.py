@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from engine.errors import BreastReaderError
@@ -34,17 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--include-identifiers", action="store_true", help="keep real case ids (default: pseudonyms)")
     p.add_argument("--cov", choices=["delong", "jackknife"], default="delong")
+    _db_arg(p)
     p.set_defaults(func=_export)
 
     p = sub.add_parser("status", help="progress of every reader")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")
+    _db_arg(p)
     p.set_defaults(func=_status)
 
     p = sub.add_parser("run", help="open the blinded reading-session window")
     p.add_argument("study")
     p.add_argument("--reader", help="sign this reader in directly")
     p.add_argument("--no-saliency", action="store_true", help="do not compute saliency overlays in aided arms")
+    _db_arg(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="scripted 3-reader x 2-arm study on the demo cases, exported")
@@ -56,11 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_demo)
 
 
+def _db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL", help="ratings database: postgresql://user@host:port/db for a multi-site "
+                   "study (default: $BREAST_READER_DB, else <definition>.ratings.sqlite)")
+
+
 def _export(args: argparse.Namespace) -> int:
     from engine.study.export import export_study
     from engine.study.session import open_study_run
 
-    run = open_study_run(_definition(args.study))
+    run = open_study_run(_definition(args.study), db=args.db)
     try:
         res = export_study(run, args.out, include_identifiers=args.include_identifiers, cov=args.cov)
     finally:
@@ -79,7 +88,7 @@ def _export(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from engine.study.session import open_study_run
 
-    run = open_study_run(_definition(args.study))
+    run = open_study_run(_definition(args.study), db=args.db)
     try:
         st = run.status()
         integrity = run.store.verify()
@@ -108,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from reader_app.study.qt_session import ai_service_overlay_provider
 
+    if args.db:  # the session window opens its run through open_study_run, which reads this
+        os.environ["BREAST_READER_DB"] = args.db
     app = ensure_app()
     provider = None if args.no_saliency else ai_service_overlay_provider()
     win = open_reading_session(_definition(args.study), reader=args.reader, overlay_provider=provider)
