@@ -223,6 +223,8 @@ class MainWindow(QMainWindow):
         self._act(v, "Saliency overlay on/off", "S", self.toggle_overlay)
         self._act(v, "Next slice", ["Down", "Right"], lambda: self.scroll_slices(1))
         self._act(v, "Previous slice", ["Up", "Left"], lambda: self.scroll_slices(-1))
+        # MRI reading (issue 13): hanging, linked series, phases, subtraction, MIP, kinetics.
+        self._act(v, "MRI reading window (series, subtraction, kinetics)…", "Ctrl+Shift+M", self.open_mri_window)
         t = mb.addMenu("&Tools")
         for name, key in (("navigate", "V"), ("box", "B"), ("polygon", "P"), ("freehand", "F"), ("ruler", "M")):
             self._act(t, f"{name.capitalize()} tool", key, lambda _=False, n=name: self.state.set_tool(n))
@@ -837,6 +839,17 @@ class MainWindow(QMainWindow):
         return dlg
 
     # ------------------------------------------------------------------ shutdown
+    def open_mri_window(self) -> Any:
+        """Open the current case's MR series in the MRI reading window (reader_app.qt_mri)."""
+        from reader_app.qt_mri import open_for_case
+
+        cs = self.state.current
+        if cs is None or not cs.case.images_of("MR"):
+            self.statusBar().showMessage("The current case has no MR images.", 5000)
+            return None
+        self.mri_window = open_for_case(cs.case, self.state.study, parent=self)
+        return self.mri_window
+
     def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.state.leave_case()
         for w in list(self._workers):
