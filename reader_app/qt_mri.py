@@ -467,6 +467,61 @@ def wait_loaded(win: MriWindow, timeout_s: float = 120.0) -> None:
     QCoreApplication.processEvents()
 
 
+def _save_png(win: QWidget, path: Path) -> None:
+    from PySide6.QtCore import QCoreApplication
+
+    QCoreApplication.processEvents()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    win.grab().save(str(path), "PNG", 0)
+    if path.stat().st_size > 390_000:  # docs budget, as reader_app.screenshots: 256 colours
+        from PIL import Image
+
+        Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    print(f"{path} {path.stat().st_size // 1024} KB")
+
+
+def screenshots(out: Path, dynamic: Path, single: Path | None = None,
+                box: tuple[int, list[list[float]]] | None = None) -> list[Path]:
+    """Documentation screenshots of the real window (run under ``xvfb-run``).
+
+    Args:
+        out: Folder for the PNGs.
+        dynamic: A study with a dynamic series (the demo's p11 ``mr`` folder).
+        single: A single-phase study (the demo's p14), optional.
+        box: (slice, [[x0, y0], [x1, y1]]) for the kinetics measurement.
+    """
+    made = []
+    win = MriWindow(dynamic, source_note="mimbcd-dev CC BY-SA 4.0")
+    win.show()
+    wait_loaded(win)
+    s = win.session
+    if s is None:
+        raise RuntimeError(win.error)
+    k, pts = box if box is not None else (s.viewports[0].slice, [[100, 100], [110, 110]])
+    s.viewports[0].slice = k
+    s.set_point(0, (pts[0][1] + pts[1][1]) / 2, (pts[0][0] + pts[1][0]) / 2)
+    made.append(out / "mri_hanging_p11.png")
+    _save_png(win, made[-1])
+    s.measure(0, "box", pts)
+    s.step_phase(2)
+    s.toggle_map()
+    made.append(out / "mri_kinetics_p11.png")
+    _save_png(win, made[-1])
+    s.toggle_map()
+    s.toggle_mip()
+    made.append(out / "mri_mip_p11.png")
+    _save_png(win, made[-1])
+    win.close()
+    if single is not None:
+        w2 = MriWindow(single, source_note="mimbcd-dev CC BY-SA 4.0")
+        w2.show()
+        wait_loaded(w2)
+        made.append(out / "mri_single_phase_sagittal_p14.png")
+        _save_png(w2, made[-1])
+        w2.close()
+    return made
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m reader_app.qt_mri FOLDER [--screenshot PNG]``."""
     p = argparse.ArgumentParser(description="Open an MR study folder in the MRI reading window.")

@@ -222,7 +222,8 @@ def roi_mask(shape: tuple[int, int], kind: str, points: Sequence[Sequence[float]
 
 
 def kinetic_map(phases: Sequence[np.ndarray], *, threshold_pct: float = 50.0,
-                times: Sequence[float] | None = None, min_pre: float | None = None) -> dict[str, np.ndarray]:
+                times: Sequence[float] | None = None, min_pre: float | None = None,
+                smooth: int = 3) -> dict[str, np.ndarray]:
     """Per-voxel kinetic classes of the voxels whose initial enhancement reaches ``threshold_pct``.
 
     Args:
@@ -230,8 +231,10 @@ def kinetic_map(phases: Sequence[np.ndarray], *, threshold_pct: float = 50.0,
         threshold_pct: Initial percent enhancement a voxel needs to be coloured (50 % by default:
             the slow/medium boundary, so slowly enhancing parenchyma stays grey).
         times: Seconds after the pre-contrast phase (first 0), or None (order only).
-        min_pre: Voxels with a lower pre-contrast signal are background (default 5 % of the
+        min_pre: Voxels with a lower pre-contrast signal are background (default 10 % of the
             pre-contrast 99th percentile), so noise in air is not called enhancement.
+        smooth: In-plane box filter (pixels) applied to every phase first, as CAD systems do,
+            so single noisy voxels are not coloured; 1 disables it.
 
     Returns:
         ``codes`` uint8 (0 none, 1 persistent, 2 plateau, 3 washout; see :data:`MAP_CODES`),
@@ -245,9 +248,17 @@ def kinetic_map(phases: Sequence[np.ndarray], *, threshold_pct: float = 50.0,
     shape = phases[0].shape
     if any(p.shape != shape for p in phases):
         raise KineticsError("the phases have different shapes")
-    pre = np.asarray(phases[0], np.float32)
-    post = np.stack([np.asarray(p, np.float32) for p in phases[1:]])
-    floor = float(min_pre) if min_pre is not None else 0.05 * float(np.percentile(pre, 99))
+    from scipy import ndimage
+
+    size = (1,) * (len(shape) - 2) + (smooth, smooth) if smooth > 1 else None
+
+    def prep(a: np.ndarray) -> np.ndarray:
+        f = np.asarray(a, np.float32)
+        return ndimage.uniform_filter(f, size) if size is not None else f
+
+    pre = prep(phases[0])
+    post = np.stack([prep(p) for p in phases[1:]])
+    floor = float(min_pre) if min_pre is not None else 0.10 * float(np.percentile(pre, 99))
     valid = pre > max(floor, 1e-6)
     safe_pre = np.where(valid, pre, 1.0)
     if times is None:

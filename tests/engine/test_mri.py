@@ -270,3 +270,18 @@ def test_p11_linking_across_spacing() -> None:
     back = t2.geometry.to_patient(link.index, link.row, link.col)
     here = dce.geometry.to_patient(12, 100.0, 200.0)
     assert np.allclose(back[:2], here[:2], atol=1e-6)
+
+
+DEMO_P11 = Path(__file__).resolve().parents[2] / "resources" / "demo" / "cases" / "demo-09-mri-p11"
+SYNTH_MRI_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "mri_attention_synthetic"
+
+
+@pytest.mark.skipif(not (DEMO_P11.is_dir() and SYNTH_MRI_MODEL.is_dir()), reason="demo MRI or MRI model not bundled")
+def test_cli_warns_when_the_synthetic_mri_model_scores_a_real_mri(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli.main import main
+
+    main(["score", "--model", str(SYNTH_MRI_MODEL), str(DEMO_P11 / "mr" / "dce_tp2_post1" / "IM0085.dcm"),
+          "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert "trained on SYNTHETIC images only" in err and "not validated" in err
