@@ -129,12 +129,15 @@ def cluster_ci(values: dict[str, list[float]], n_boot: int = 2000, seed: int = 0
 
 
 def main() -> None:
+    global SIZE
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs/results")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--folds", type=int, default=4)
+    p.add_argument("--size", type=int, default=128, help="input side (attention grid = size / 32)")
     a = p.parse_args()
+    SIZE = a.size
     torch.set_num_threads(1)
     from sklearn.model_selection import GroupKFold
 
@@ -166,13 +169,15 @@ def main() -> None:
         "data": "mimbcd-dev MR outlines (CC BY-SA 4.0): "
                 f"{len(samples)} outlined slices of {len(set(groups))} patients; boxes from outlines",
         "protocol": f"{a.folds}-fold GroupKFold by patient; fine-tune {a.epochs} epochs from mri_attention_synthetic "
-                    "(attention loss only, class-balanced BCE, mirror augmentation, Adam 3e-4); input 128x128",
+                    f"(attention loss only, class-balanced BCE, mirror augmentation, Adam 3e-4); input {SIZE}x{SIZE}",
         "chance_pointing": round(box_frac, 4),
         "metrics_mean_ci95_cluster_bootstrap": {m: {k: cluster_ci(v) for k, v in d.items()} for m, d in res.items()},
         "per_slice": per_slice,
     }
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "mri_localiser_cv.json").write_text(json.dumps(summary, indent=2))
+    summary["input_size"] = SIZE
+    name = "mri_localiser_cv.json" if SIZE == 128 else f"mri_localiser_cv_{SIZE}.json"
+    (a.out / name).write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["metrics_mean_ci95_cluster_bootstrap"], indent=2), "chance", box_frac)
 
 
