@@ -9,7 +9,8 @@ on a worker thread.
 
 Keys: Up/Down or wheel = slice (linked viewports follow), click = put the linking cursor,
 ``.``/``]`` and ``,``/``[`` = next / previous post-contrast phase, M = MIP of the subtraction,
-K = kinetic colour map, B = box tool for kinetics (drag on a DCE/subtraction viewport),
+K = kinetic colour map, B / C = box / contour tool for kinetics (drag on a DCE/subtraction
+viewport; V or Esc = navigate),
 L = linking on/off, E = export kinetics, Ctrl+wheel = zoom, right-drag = window/level.
 """
 
@@ -65,6 +66,7 @@ class _Box(pg.ViewBox):
         super().__init__(lockAspect=True, invertY=True, enableMenu=False)
         self.owner = owner
         self._start: QPointF | None = None
+        self._trace: list[list[float]] = []
 
     def wheelEvent(self, ev: Any, axis: Any = None) -> None:  # noqa: N802 - pyqtgraph API
         if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
@@ -84,7 +86,7 @@ class _Box(pg.ViewBox):
             ev.accept()
             self.owner.window_drag(ev)
             return
-        if ev.button() == Qt.MouseButton.LeftButton and self.owner.box_tool:
+        if ev.button() == Qt.MouseButton.LeftButton and self.owner.tool == "box":
             ev.accept()
             p = self.mapSceneToView(ev.scenePos())
             if ev.isStart():
@@ -94,7 +96,17 @@ class _Box(pg.ViewBox):
                 if ev.isFinish():
                     a, b = self._start, p
                     self._start = None
-                    self.owner.boxed.emit(self.owner.index, [[a.x(), a.y()], [b.x(), b.y()]])
+                    self.owner.boxed.emit(self.owner.index, "box", [[a.x(), a.y()], [b.x(), b.y()]])
+            return
+        if ev.button() == Qt.MouseButton.LeftButton and self.owner.tool == "contour":
+            ev.accept()
+            p = self.mapSceneToView(ev.scenePos())
+            if ev.isStart():
+                self._trace = []
+            self._trace.append([float(p.x()), float(p.y())])
+            self.owner.show_contour(self._trace)
+            if ev.isFinish() and len(self._trace) >= 3:
+                self.owner.boxed.emit(self.owner.index, "freehand", list(self._trace))
             return
         super().mouseDragEvent(ev, axis)
 
@@ -104,12 +116,12 @@ class MriViewport(QWidget):
 
     scrolled = Signal(int, int)
     clicked = Signal(int, float, float)
-    boxed = Signal(int, object)
+    boxed = Signal(int, str, object)
 
     def __init__(self, index: int) -> None:
         super().__init__()
         self.index = index
-        self.box_tool = False
+        self.tool = "navigate"  # "navigate", "box" or "contour" (freehand) for kinetics
         self.window: tuple[float, float] | None = None
         self._window_key = ""
         self.title = QLabel()
@@ -133,6 +145,8 @@ class MriViewport(QWidget):
         self.roi_item.setPen(QPen(pg.mkColor("#00e5ff"), 0))
         self.roi_item.setVisible(False)
         self.vb.addItem(self.roi_item)
+        self.contour_item = pg.PlotCurveItem(pen=pg.mkPen("#00e5ff", width=2))
+        self.vb.addItem(self.contour_item)
         grid = QGridLayout()
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(0)
@@ -181,11 +195,23 @@ class MriViewport(QWidget):
         self.roi_item.setRect(QRectF(a, b).normalized())
         self.roi_item.setVisible(True)
 
-    def set_roi(self, points: list[list[float]] | None) -> None:
-        """The measured kinetics box (None hides it)."""
+    def show_contour(self, points: list[list[float]], closed: bool = False) -> None:
+        """A contour (being drawn, or measured when ``closed``)."""
+        pts = points + points[:1] if closed and points else points
+        self.contour_item.setData([p[0] for p in pts], [p[1] for p in pts])
+        self.contour_item.setVisible(bool(points))
+
+    def set_roi(self, points: list[list[float]] | None, kind: str = "box") -> None:
+        """The measured kinetics box or contour (None hides it)."""
         if not points:
             self.roi_item.setVisible(False)
+            self.contour_item.setVisible(False)
             return
+        if kind != "box":
+            self.roi_item.setVisible(False)
+            self.show_contour(points, closed=True)
+            return
+        self.contour_item.setVisible(False)
         (x0, y0), (x1, y1) = points[0], points[-1]
         self.roi_item.setRect(QRectF(QPointF(x0, y0), QPointF(x1, y1)).normalized())
         self.roi_item.setVisible(True)
@@ -212,7 +238,7 @@ class KineticsPanel(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.3)
         self.plot.setMinimumHeight(200)
         self.curve = self.plot.plot([], [], pen=pg.mkPen("#00e5ff", width=2), symbol="o", symbolBrush="#00e5ff")
-        self.result = QLabel("Draw a box (B, then drag) on the subtraction or a DCE viewport.")
+        self.result = QLabel("Draw a box (B) or a contour (C) on the subtraction or a DCE viewport.")
         self.result.setWordWrap(True)
         legend = " ".join(f"<span style='color:rgb{MAP_COLOURS[c]}'>■</span> {n}"
                           for c, n in ((1, "persistent"), (2, "plateau"), (3, "washout")))
@@ -284,7 +310,8 @@ class MriWindow(QWidget):
                            ("phase ▶ (.)", lambda: self._do("step_phase", 1)),
                            ("MIP (M)", lambda: self._do("toggle_mip")),
                            ("Kinetic map (K)", lambda: self._do("toggle_map")),
-                           ("Box tool (B)", self.toggle_box_tool),
+                           ("Box tool (B)", lambda: self.set_tool("box")),
+                           ("Contour tool (C)", lambda: self.set_tool("contour")),
                            ("Export kinetics (E)", self.export_kinetics)):
             b = QPushButton(text)
             b.clicked.connect(slot)
@@ -311,7 +338,9 @@ class MriWindow(QWidget):
                          ([QKeySequence(","), QKeySequence("[")], lambda: self._do("step_phase", -1)),
                          ([QKeySequence("M")], lambda: self._do("toggle_mip")),
                          ([QKeySequence("K")], lambda: self._do("toggle_map")),
-                         ([QKeySequence("B")], self.toggle_box_tool),
+                         ([QKeySequence("B")], lambda: self.set_tool("box")),
+                         ([QKeySequence("C")], lambda: self.set_tool("contour")),
+                         ([QKeySequence("V"), QKeySequence(Qt.Key.Key_Escape)], lambda: self.set_tool("navigate")),
                          ([QKeySequence("L")], lambda: self.link_box.toggle()),
                          ([QKeySequence("E")], self.export_kinetics)):
             a = QAction(self)
@@ -375,19 +404,22 @@ class MriWindow(QWidget):
         if self.session is not None:
             self.session.scroll(self.session.active, step)
 
-    def toggle_box_tool(self) -> None:
-        """Box tool on/off (drag a kinetics box)."""
-        on = not (self.views and self.views[0].box_tool)
+    def set_tool(self, tool: str) -> None:
+        """Kinetics drawing tool: "box", "contour" (pressing the active one again) or "navigate"."""
+        if self.views and self.views[0].tool == tool:
+            tool = "navigate"
         for v in self.views:
-            v.box_tool = on
-        self.status.setText("Box tool: drag a box on a DCE/subtraction viewport" if on else "Navigate")
+            v.tool = tool
+        self.status.setText({"box": "Box tool: drag a box on a DCE/subtraction viewport",
+                             "contour": "Contour tool: trace the lesion outline on a DCE/subtraction viewport"}
+                            .get(tool, "Navigate"))
 
-    def measure(self, i: int, points: list[list[float]]) -> None:
-        """Kinetics of a box drawn on viewport ``i``."""
+    def measure(self, i: int, kind: str, points: list[list[float]]) -> None:
+        """Kinetics of a box or contour drawn on viewport ``i``."""
         if self.session is None:
             return
         try:
-            self.session.measure(i, "box", points)
+            self.session.measure(i, kind, points)
             self.status.setText(f"Kinetics: {self.session.kinetics.curve.label}")  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - shown, the reading goes on
             self.status.setText(str(exc))
@@ -430,7 +462,8 @@ class MriWindow(QWidget):
             link = vp.link if i != s.active else None
             v.set_cross(s.point if i == s.active and s.point else (link.row, link.col) if link and s.point else None)
             m = s.kinetics
-            v.set_roi(m.points if m is not None and m.viewport == i and m.slice == vp.slice else None)
+            shown = m is not None and m.viewport == i and m.slice == vp.slice
+            v.set_roi(m.points if shown else None, m.kind if m is not None else "box")
         self.kin.show_curve(s)
 
 

@@ -113,8 +113,15 @@ def test_window_opens_draws_and_measures(dce: tuple[dict, Path], qtbot: object, 
     assert win.views[1].footer.text().startswith(f"slice {win.session.viewports[0].slice + 1}/")
     z, box = _box(st["lesions"][0])
     win.session.viewports[0].slice = z
-    win.measure(0, box)
+    win.measure(0, "box", box)
     assert "fast / washout" in win.kin.result.text()
+    # A contour traced with the contour tool reaches the session through the viewport's signal.
+    (x0, y0), (x1, y1) = box
+    win.set_tool("contour")
+    assert all(v.tool == "contour" for v in win.views)
+    win.views[0].boxed.emit(0, "freehand", [[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    assert win.session.kinetics.kind == "freehand" and win.session.kinetics.curve.delayed == "washout"
+    assert win.views[0].contour_item.isVisible()
     win.session.toggle_map()
     assert win.views[0].overlay.isVisible()
     assert win.export_kinetics(tmp_path / "k")[0].name == "kinetics.json"
