@@ -669,8 +669,17 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.show_error(f"Export failed: {exc}")
             return []
+        extra = self._export_mri_kinetics(cs.case.case_id, Path(out_dir))
         self.statusBar().showMessage(f"Exported {len(masks)} mask(s) and {jpath.name} to {out_dir}", 8000)
-        return [*masks, jpath]
+        return [*masks, jpath, *extra]
+
+    def _export_mri_kinetics(self, case_id: str, out_dir: Path) -> list[Path]:
+        """Issue 13: the case export includes the MRI window's kinetics curve and class, if measured."""
+        mri = getattr(self, "mri_window", None)
+        session = getattr(mri, "session", None)
+        if session is None or getattr(mri, "case_id", None) != case_id or session.kinetics is None:
+            return []
+        return list(session.export_kinetics(out_dir))
 
     # ------------------------------------------------------------------ rating keys
     def rate_key(self, digit: int) -> None:

@@ -288,6 +288,7 @@ class MriWindow(QWidget):
         self.setStyleSheet(STYLE)
         self.resize(1600, 950)
         self.session: MriSession | None = None
+        self.case_id: str | None = None
         self._menus_freed = False
         self.error = ""
         self.views: list[MriViewport] = []
@@ -482,6 +483,7 @@ def open_for_case(case: Any, study: Any = None, parent: QWidget | None = None) -
     """Open a case's MR images (all series under their common folder) in a new MRI window."""
     note = " ".join(x for x in [case.description or ""] + list(getattr(study, "citations", []) or []) if x)
     win = MriWindow(mr_root([ci.path for ci in case.images_of("MR")]), source_note=note, parent=parent)
+    win.case_id = case.case_id  # the main window's case export adds this window's kinetics
     win.show()
     return win
 

@@ -143,7 +143,7 @@ def test_window_reports_a_folder_without_mr(tmp_path: Path, qtbot: object) -> No
     win.close()
 
 
-def test_main_window_opens_the_case_in_the_mri_window(make_window, study_dir: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_main_window_opens_the_case_in_the_mri_window(make_window, study_dir: Path, qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     win = make_window()
     assert win.open_study(study_dir)
     with qtbot.waitSignal(win.case_loaded, timeout=10000):
@@ -154,6 +154,39 @@ def test_main_window_opens_the_case_in_the_mri_window(make_window, study_dir: Pa
     assert mri.session is not None and len(mri.views) == 1 and not mri.error
     mri.session.scroll(0, 2)
     assert mri.views[0].footer.text().startswith("slice ")
+    # No dynamic in this one-series case: kinetics say why; the case export then has no kinetics file.
+    with pytest.raises(BreastReaderError, match="pre-contrast"):
+        mri.session.measure(0, "box", [[10, 10], [20, 20]])
+    assert not any(p.name.startswith("kinetics") for p in win.export_annotations(tmp_path / "exp"))
+    mri.close()
+
+
+def test_case_export_includes_the_kinetics(make_window, dce: tuple[dict, Path], tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from engine.cases import Case, CaseImage, create_study, load_study, save_case
+
+    st, folder = dce
+    root = tmp_path / "study"
+    create_study(root, "mri-export", synthetic_note="SYNTHETIC")
+    cdir = root / "cases" / "D001"
+    cdir.mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(folder / "with_sub", cdir / "mr")
+    save_case(Case("D001", cdir, images=[CaseImage("mr", cdir / "mr", "MR", synthetic=True)], synthetic=True))
+    assert load_study(root).case("D001")
+    win = make_window()
+    assert win.open_study(root)
+    with qtbot.waitSignal(win.case_loaded, timeout=20000):
+        win.state.select_case("D001")
+    mri = win.open_mri_window()
+    with qtbot.waitSignal(mri.loaded, timeout=30000):
+        pass
+    z, box = _box(st["lesions"][0])
+    mri.session.viewports[0].slice = z
+    mri.measure(0, "box", box)
+    out = win.export_annotations(tmp_path / "exp")
+    kin = [p for p in out if p.name == "kinetics.json"]
+    assert kin and json.loads(kin[0].read_text())["curve"]["delayed"] == "washout"
     mri.close()
 
 
