@@ -77,6 +77,7 @@ class MriSession:
         self.study = study
         self.source_note = source_note
         self.derived: dict[str, MrVolume] = {}
+        self.problems: dict[str, str] = {}  # volume key -> why it could not be read
         self.viewports = [Viewport(s.role, s.key, s.title) for s in default_protocol(study)]
         if not self.viewports:
             raise BreastReaderError("the study has no MR volume to show")
@@ -150,8 +151,19 @@ class MriSession:
         todo = [k for k in dict.fromkeys(k for k in keys if k)]
         for i, k in enumerate(todo):
             check(cancel)
-            self.volume(k).load(cancel=cancel)
-            report(progress, i + 1, len(todo), f"loading {self.volume(k).label}")
+            try:
+                self.volume(k).load(cancel=cancel)
+                if k.startswith("computed:sub:") or self.volume(k).kind == "subtraction":
+                    self.volume(f"computed:mip:{k}")  # MIPs ready before the reader asks
+            except BreastReaderError as exc:  # one bad series must not close the study
+                self.problems[k] = str(exc)
+            report(progress, i + 1, len(todo), f"loading {k if k in self.problems else self.volume(k).label}")
+        bad = {i for i, vp in enumerate(self.viewports) if vp.key in self.problems}
+        if bad and len(bad) == len(self.viewports):
+            raise BreastReaderError("no MR series could be read: " + "; ".join(self.problems.values()))
+        if bad:
+            self.viewports = [vp for i, vp in enumerate(self.viewports) if i not in bad]
+            self.active = 0
 
     def _sub_key(self, phase: int) -> str:
         dyn = self.study.main_dynamic

@@ -376,6 +376,8 @@ class MriWindow(QWidget):
             self.views.append(v)
         self.refresh()
         skipped = f" · {len(session.study.skipped)} non-MR/unreadable file(s) skipped" if session.study.skipped else ""
+        if session.problems:
+            skipped += " · not shown: " + "; ".join(session.problems.values())
         self.status.setText(f"{len(session.study.volumes)} MR volume(s) in {len(set(v.series_uid for v in session.study.volumes))} "
                             f"series{skipped}")
         self.loaded.emit()

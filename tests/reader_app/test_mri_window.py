@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage
 
 from engine.data.synthetic import synthetic_dce_study, write_dce_study_dicom
-from engine.errors import BreastReaderError
+from engine.errors import BreastReaderError, ImageReadError
 from reader_app.mri_state import MriSession
 
 DEMO_P11 = Path(__file__).resolve().parents[2] / "resources" / "demo" / "cases" / "demo-09-mri-p11"
@@ -82,6 +82,33 @@ def test_session_computes_subtraction_when_scanner_sent_none(dce: tuple[dict, Pa
     z, box = _box(st["lesions"][1])
     s.viewports[0].slice = z
     assert s.measure(0, "box", box).curve.label == "medium / persistent"
+
+
+def test_session_survives_a_broken_series(dce: tuple[dict, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from engine.mri.series import scan_study
+
+    st, folder = dce
+    work = tmp_path / "s"
+    shutil.copytree(folder / "with_sub", work)
+    t2 = scan_study(work).of_kind("t2")[0]
+    victim = Path(t2.files[0])
+    victim.write_bytes(victim.read_bytes()[:-2000])  # pixel data cut short
+    study = scan_study(work)
+    assert any(Path(f) == victim for f, _ in study.skipped)  # named, not fatal
+    assert study.of_kind("t2")[0].n_slices == t2.n_slices - 1
+    # A series that fails to decode is left out of the hanging, with the reason.
+    s = MriSession(study)
+    bad = s.viewports[2].key
+
+    def broken(*_a: object, **_k: object) -> np.ndarray:
+        raise ImageReadError(victim.parent, "pixel data could not be decoded")
+
+    study.volume(bad).load = broken  # type: ignore[method-assign]
+    s.prepare()
+    assert [v.role for v in s.viewports] == ["subtraction", "pre", "dwi"]
+    assert "could not be decoded" in s.problems[bad]
 
 
 @pytest.mark.skipif(not DEMO_P11.is_dir(), reason="demo MRI case not bundled")
