@@ -209,6 +209,30 @@ class MriSession:
             text += f" · outside this series ({vp.link.distance_mm:.1f} mm)"
         return text
 
+    def choices(self) -> list[tuple[str, str]]:
+        """(key, label) of every volume a viewport can show: the study's volumes and the
+        subtractions that can be computed."""
+        out = [(v.key, f"{v.label} · {v.description}" if v.kind in ("dce", "subtraction", "dwi") else v.label)
+               for v in self.study.volumes]
+        have = {k for k, _ in out}
+        for p in self.post_phases:
+            k = self._sub_key(p)
+            if k and k not in have:
+                out.append((k, f"SUB post {p} − pre (computed)"))
+        return out
+
+    def set_volume(self, i: int, key: str) -> None:
+        """Show volume ``key`` in viewport ``i`` (load it first, off the GUI thread)."""
+        vol = self.volume(key)
+        role = {"subtraction": "subtraction", "dce": "pre" if vol.phase == 0 else "post"}.get(vol.kind, vol.kind)
+        label = dict(self.choices()).get(key, vol.label)
+        self.viewports[i] = Viewport(role, key, label, slice=max(0, (vol.n_slices - 1) // 2))
+        if vol.kind in ("subtraction", "dce") and vol.phase:
+            self.phase = vol.phase
+        src = self.active if self.active != i else next((j for j in range(len(self.viewports)) if j != i), i)
+        self._follow(src)
+        self.changed.emit()
+
     # ------------------------------------------------------------------ navigation
     def scroll(self, i: int, step: int) -> None:
         """Move viewport ``i`` by ``step`` slices; linked viewports follow."""

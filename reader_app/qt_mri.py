@@ -27,6 +27,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QPen
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QGraphicsRectItem,
     QGridLayout,
@@ -117,6 +118,7 @@ class MriViewport(QWidget):
     scrolled = Signal(int, int)
     clicked = Signal(int, float, float)
     boxed = Signal(int, str, object)
+    series_chosen = Signal(int, str)
 
     def __init__(self, index: int) -> None:
         super().__init__()
@@ -126,6 +128,9 @@ class MriViewport(QWidget):
         self._window_key = ""
         self.title = QLabel()
         self.title.setObjectName("mriTitle")
+        self.series = QComboBox()  # any series of the study in this viewport
+        self.series.setToolTip("Show another series in this viewport")
+        self.series.activated.connect(lambda k: self.series_chosen.emit(self.index, str(self.series.itemData(k))))
         self.footer = QLabel()
         self.footer.setObjectName("mriFooter")
         self.edges = {k: QLabel() for k in ("top", "bottom", "left", "right")}
@@ -157,7 +162,10 @@ class MriViewport(QWidget):
         grid.addWidget(self.edges["bottom"], 2, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addWidget(self.title)
+        head = QHBoxLayout()
+        head.addWidget(self.title, 1)
+        head.addWidget(self.series)
+        lay.addLayout(head)
         lay.addLayout(grid, 1)
         lay.addWidget(self.footer)
         self._shape: tuple[int, ...] = ()
@@ -177,6 +185,18 @@ class MriViewport(QWidget):
         if plane.shape != self._shape:
             self._shape = plane.shape
             self.vb.setRange(QRectF(0, 0, plane.shape[1], plane.shape[0]), padding=0)
+
+    def set_choices(self, choices: list[tuple[str, str]], current: str) -> None:
+        """Fill the series chooser (keeps it quiet while filling)."""
+        self.series.blockSignals(True)
+        if self.series.count() != len(choices):
+            self.series.clear()
+            for key, label in choices:
+                self.series.addItem(label, key)
+        idx = self.series.findData(current)
+        if idx >= 0:
+            self.series.setCurrentIndex(idx)
+        self.series.blockSignals(False)
 
     def set_overlay(self, codes: np.ndarray | None) -> None:
         """Kinetic class colours over the slice (None hides them)."""
@@ -371,6 +391,7 @@ class MriWindow(QWidget):
             v.scrolled.connect(lambda j, step: self.session and self.session.scroll(j, step))
             v.clicked.connect(lambda j, r, c: self.session and self.session.set_point(j, r, c))
             v.boxed.connect(self.measure)
+            v.series_chosen.connect(self.choose_series)
             v.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             self.grid.addWidget(v, i // cols, i % cols)
             self.views.append(v)
@@ -428,6 +449,22 @@ class MriWindow(QWidget):
             self.status.setText(str(exc))
             self.views[i].set_roi(None)
 
+    def choose_series(self, i: int, key: str) -> None:
+        """Show another series in viewport ``i``: decoded on a worker, then shown."""
+        if self.session is None or not key:
+            return
+        s = self.session
+
+        def load(progress: Any = None, cancel: Any = None) -> str:
+            s.volume(key).load(cancel=cancel)
+            return key
+
+        w = Worker(load, name="mri-series")
+        w.signals.result.connect(lambda k: self.session and self.session.set_volume(i, k))
+        w.signals.errored.connect(lambda msg: self.status.setText(msg))
+        self._series_workers = [x for x in getattr(self, "_series_workers", []) if x is not w] + [w]
+        start(w)
+
     def export_kinetics(self, folder: str | Path | None = None) -> list[Path]:
         """Write kinetics.json / kinetics.csv (asks for a folder when none is given)."""
         if self.session is None:
@@ -457,6 +494,7 @@ class MriWindow(QWidget):
             if vol.plane == "sagittal":
                 title += " · sagittal"
             v.show_slice(title, s.image(i), s.shown_key(i), vol.load(), s.slice_text(i), s.labels(i))
+            v.set_choices(s.choices(), vp.key)
             try:
                 v.set_overlay(s.map_overlay(i))
             except Exception as exc:  # noqa: BLE001

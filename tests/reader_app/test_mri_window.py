@@ -153,6 +153,12 @@ def test_window_opens_draws_and_measures(dce: tuple[dict, Path], qtbot: object, 
     assert win.views[0].overlay.isVisible()
     assert win.export_kinetics(tmp_path / "k")[0].name == "kinetics.json"
     assert "SYNTHETIC" in win.warn.text()
+    # The series chooser puts the ADC in the T2 viewport (decoded on a worker).
+    adc = win.session.study.of_kind("adc")[0].key
+    assert win.views[2].series.findData(adc) >= 0
+    win.choose_series(2, adc)
+    qtbot.waitUntil(lambda: win.session.viewports[2].key == adc, timeout=10000)  # type: ignore[attr-defined]
+    assert win.views[2].series.currentData() == adc and win.session.viewports[2].role == "adc"
     win.close()
 
 
