@@ -109,7 +109,10 @@ def test_shipped_weights_score_like_the_recipe_through_the_cli(tiny_config: Path
     want = [pred.predict(read_image(str(f))) for f in imgs]
     csv_out = tmp_path / "s.csv"
     assert main(["score", *map(str, imgs), "--modality", "US", "--model", str(out), "--out", str(csv_out)]) == 0
-    got = [float(line.rsplit(",", 1)[1]) for line in csv_out.read_text().splitlines()[1:]]
+    import csv
+
+    with open(csv_out, newline="") as fh:  # by header: score is no longer the last column (box, ood...)
+        got = [float(r["score"]) for r in csv.DictReader(fh)]
     assert got == pytest.approx(want, abs=1e-5)
 
 
