@@ -36,6 +36,12 @@ __all__ = ["AIResult", "AIService", "ModelInfo", "Scorer", "default_loader", "in
            "qi_advice", "to_ten"]
 
 
+#: Why a real MRI gets no malignancy score from a synthetic-trained model (issue 13).
+MRI_SYNTHETIC_ONLY = ("MR: no malignancy score. The installed MRI model was trained on SYNTHETIC images only "
+                      "and is not validated on real scanner MRI (on real DCE-MRI it ranked every benign lesion "
+                      "above every malignant one); use the MRI window's kinetics (Ctrl+Shift+M) instead.")
+
+
 def to_ten(p: float) -> float:
     """A 0-1 malignancy probability on the readers' 0-10 scale."""
     return round(10.0 * float(p), 1)
@@ -119,7 +125,25 @@ class AIService:
             if hit is not None and all((i, m) in hit.saliency or (i, m) in hit.failed
                                        for i in images for m in methods if i in hit.per_image):
                 return hit
+            images, withheld = self._withhold_synthetic_mri(case, images)
             res = self.scorer.score_case(case_input(case, images), methods, progress=progress, cancel=cancel)
+            if withheld and MRI_SYNTHETIC_ONLY not in res.errors:
+                res.errors.append(MRI_SYNTHETIC_ONLY)
             with self._lock:
                 self._cache[key] = res
             return res
+
+    def _withhold_synthetic_mri(self, case: Case, images: dict[str, LoadedImage]
+                                ) -> tuple[dict[str, LoadedImage], bool]:
+        """Issue 13: a synthetic-trained MRI model scores no real MRI (images of a case that is
+        not synthetic): those images are left out, and the result says why."""
+        mr = [ci.image_id for ci in case.images_of("MR") if ci.image_id in images]
+        if not mr or case.synthetic or all(ci.synthetic for ci in case.images_of("MR")):
+            return images, False
+        try:
+            info = model_info("MR", self.predictor("MR"))
+        except (ModelNotFoundError, BreastReaderError):
+            return images, False
+        if not info.synthetic:
+            return images, False
+        return {k: v for k, v in images.items() if k not in mr}, True

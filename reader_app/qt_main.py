@@ -226,6 +226,8 @@ class MainWindow(QMainWindow):
         self._act(v, "Saliency overlay on/off", "S", self.toggle_overlay)
         self._act(v, "Next slice", ["Down", "Right"], lambda: self.scroll_slices(1))
         self._act(v, "Previous slice", ["Up", "Left"], lambda: self.scroll_slices(-1))
+        # MRI reading (issue 13): hanging, linked series, phases, subtraction, MIP, kinetics.
+        self._act(v, "MRI reading window (series, subtraction, kinetics)…", "Ctrl+Shift+M", self.open_mri_window)
         t = mb.addMenu("&Tools")
         for name, key in (("navigate", "V"), ("box", "B"), ("polygon", "P"), ("freehand", "F"), ("ruler", "M")):
             self._act(t, f"{name.capitalize()} tool", key, lambda _=False, n=name: self.state.set_tool(n))
@@ -670,8 +672,17 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.show_error(f"Export failed: {exc}")
             return []
+        extra = self._export_mri_kinetics(cs.case.case_id, Path(out_dir))
         self.statusBar().showMessage(f"Exported {len(masks)} mask(s) and {jpath.name} to {out_dir}", 8000)
-        return [*masks, jpath]
+        return [*masks, jpath, *extra]
+
+    def _export_mri_kinetics(self, case_id: str, out_dir: Path) -> list[Path]:
+        """Issue 13: the case export includes the MRI window's kinetics curve and class, if measured."""
+        mri = getattr(self, "mri_window", None)
+        session = getattr(mri, "session", None)
+        if session is None or getattr(mri, "case_id", None) != case_id or session.kinetics is None:
+            return []
+        return list(session.export_kinetics(out_dir))
 
     # ------------------------------------------------------------------ rating keys
     def rate_key(self, digit: int) -> None:
@@ -840,6 +851,17 @@ class MainWindow(QMainWindow):
         return dlg
 
     # ------------------------------------------------------------------ shutdown
+    def open_mri_window(self) -> Any:
+        """Open the current case's MR series in the MRI reading window (reader_app.qt_mri)."""
+        from reader_app.qt_mri import open_for_case
+
+        cs = self.state.current
+        if cs is None or not cs.case.images_of("MR"):
+            self.statusBar().showMessage("The current case has no MR images.", 5000)
+            return None
+        self.mri_window = open_for_case(cs.case, self.state.study, parent=self)
+        return self.mri_window
+
     def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.state.leave_case()
         for w in list(self._workers):

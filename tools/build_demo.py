@@ -11,8 +11,12 @@ What goes in (and what is said about it, in the study header, each case and the 
 - "Paired" MG+US cases put a mini-MIAS mammogram beside a BUSI ultrasound of the SAME
   PATHOLOGY, NOT THE SAME PATIENT: no public paired MG+US set exists. The pairing is for
   demonstrating the workflow only.
-- Synthetic cases (MRI stacks and a full CC/MLO+US case) from ``engine.data.synthetic``;
-  flagged ``synthetic: true`` so the UI labels them.
+- Real breast MRI (+ ultrasound) of two mimbcd-dev patients (MIMBCD-UI, CC BY-SA 4.0): p11 with
+  the full dynamic, subtraction, T2, DWI/ADC and a MIP (a 6-slice slab), and the single-phase
+  sagittal p14 with its dataset outlines. DICOM files are copied byte for byte; only a slab of
+  slices is kept (an adapted extract, shared under CC BY-SA 4.0; LICENSE-DATA.txt is copied).
+- A synthetic full CC/MLO+US case from ``engine.data.synthetic``; flagged ``synthetic: true``
+  so the UI labels it.
 Some images are stored as DICOM written by ``engine.io.writer`` (MG, US, MR), the rest as PNG.
 """
 
@@ -26,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from engine.cases import Annotation, Case, CaseImage, Truth, create_study, save_case
-from engine.data.synthetic import synthetic_mammogram, synthetic_mri_case, synthetic_paired_lesion
+from engine.data.synthetic import synthetic_mammogram, synthetic_paired_lesion
 from engine.io.orientation import chest_wall_side
 from engine.io.writer import write_dicom
 
@@ -151,36 +155,117 @@ def add_synthetic_paired(study_dir: Path, case_id: str, seed: int, malignant: bo
     return case
 
 
-def add_synthetic_mri(study_dir: Path, case_id: str, seed: int, malignant: bool) -> Case:
-    """A synthetic MRI slice stack written as a DICOM series (one file per slice)."""
-    mri = synthetic_mri_case(seed, malignant=malignant, n_slices=24, size=256)
-    case = Case(case_id, study_dir / "cases" / case_id, truth=Truth("malignant" if malignant else "benign",
-                source="synthetic generator"), synthetic=True,
-                description="Synthetic contrast-enhanced breast MRI stack. " + SYNTH_NOTE)
-    series = case.folder / "mr_series"
-    series.mkdir(parents=True)
-    vol = mri["volume"]
-    dr, dc, ds = mri["spacing_mm"]
-    order = np.random.default_rng(seed).permutation(vol.shape[0])  # files deliberately out of order
-    import pydicom.uid
+MIMBCD_CITE = (
+    "MIMBCD-UI / BreastScreening (Instituto Superior Tecnico): Calisto FM et al., CHI '23, "
+    "doi:10.1145/3544548.3580682; Calisto FM, Nunes N, Nascimento JC, AVI '20, doi:10.1145/3399715.3399744. "
+    "CC BY-SA 4.0; the demo copies are an adapted extract (slab subset) and are shared under CC BY-SA 4.0."
+)
+MIMBCD_NOTE = (
+    "Real de-identified Siemens 1.5 T breast MRI and ultrasound from mimbcd-dev (MIMBCD-UI), CC BY-SA 4.0 "
+    "(attribution; share-alike applies to these copies). A slab of slices only; no pathology truth."
+)
+#: p11: the DCE slab kept (slice indices of the 24-slice source slab, by position) and its series.
+P11_SLAB = (15, 21)  # end-exclusive: 6 slices, 7.2 mm, through an enhancing focus of the right breast
+P11_DCE = ("dce_tp1_pre", "dce_tp2_post1", "dce_tp3_post2", "dce_tp4_post3", "dce_tp5_post4", "dce_tp6_post5",
+           "sub_tp2_post1")
+P11_OTHER = ("t2_tse_tra", "dwi_adc")
+#: p14: single phase (post-contrast 5), sagittal; slices around its outline.
+P14_HALF = 4
 
-    series_uid = pydicom.uid.generate_uid()
-    study_uid = pydicom.uid.generate_uid()
-    for_uid = pydicom.uid.generate_uid()  # one frame of reference for the whole series (SEG needs it)
-    for i in order:
-        write_dicom(
-            series / f"slice_{int(order[i]):03d}.dcm", vol[i], modality="MR", pixel_spacing=(dr, dc),
-            patient_id=f"DEMO-{case_id}", instance_number=int(i) + 1, image_position=(0.0, 0.0, float(i) * ds),
-            image_orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), slice_thickness=ds, series_uid=series_uid,
-            study_uid=study_uid, frame_of_reference_uid=for_uid, description="SYNTHETIC T1 post-contrast",
-            transfer_syntax="RLELossless",
-        )
-    case.images.append(CaseImage("mr_1", series, "MR", view="T1 post-contrast (synthetic)", synthetic=True,
-                                 source="engine.data.synthetic"))
-    s0, s1, x0, y0, x1, y1 = mri["lesion_box"]
-    for z in range(int(s0), int(s1)):  # end-exclusive
-        case.annotations.append(Annotation("mr_1", "box", [[x0, y0], [x1, y1]], lesion_id="L1", frame=z,
-                                           label="generator truth", author="synthetic"))
+
+def _copy_slab(src: Path, dst: Path, z_lo: float, z_hi: float, *, name_filter: str | None = None) -> int:
+    """Copy (byte for byte) the slices of series ``src`` whose position along the slice normal
+    lies in [z_lo, z_hi]; at least the nearest one. Returns the number copied."""
+    from engine.mri.series import scan_study
+
+    vol = scan_study(src).volumes
+    if name_filter is not None:
+        vol = [v for v in vol if v.label == name_filter]
+    v = vol[-1]
+    assert v.geometry is not None
+    off = v.geometry.offsets
+    keep = [f for f, z in zip(v.files, off, strict=True) if z_lo <= z <= z_hi]
+    if not keep:
+        mid = (z_lo + z_hi) / 2
+        keep = [v.files[int(np.argmin(np.abs(off - mid)))]]
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in keep:
+        shutil.copy(f, dst / Path(f).name)
+    return len(keep)
+
+
+def _outline(data: Path, patient: str, modality: str) -> list[dict]:
+    import json
+
+    doc = json.loads((data / "mimbcd-dev/outlines.json").read_text())
+    return [o for o in doc["outlines"] if o["patient_id"] == patient and o["modality"] == modality]
+
+
+def add_mimbcd_p11(study_dir: Path, data: Path) -> Case:
+    """mimbcd-dev p11: the full dynamic (pre + 5 post, 6-slice slab), the scanner's post1
+    subtraction, T2, DWI b800, ADC, a scanner MIP, and the patient's ultrasound."""
+    from engine.mri.series import scan_study
+
+    src = data / "mimbcd-dev/mri/mimbcd-p11"
+    case = Case("demo-09-mri-p11", study_dir / "cases" / "demo-09-mri-p11",
+                description="Breast DCE-MRI, full dynamic (pre + 5 post-contrast), subtraction, T2, DWI/ADC "
+                            "and ultrasound of one patient (mimbcd-dev p11). " + MIMBCD_NOTE)
+    mr = case.folder / "mr"
+    pre = scan_study(src / "dce_tp1_pre").volumes[0]
+    assert pre.geometry is not None
+    off = pre.geometry.offsets
+    half = pre.geometry.half_extent()
+    z_lo, z_hi = float(off[P11_SLAB[0]]) - 1e-3, float(off[P11_SLAB[1] - 1]) + 1e-3
+    for name in P11_DCE:
+        _copy_slab(src / name, mr / name, z_lo, z_hi)
+    for name in P11_OTHER:
+        _copy_slab(src / name, mr / name, z_lo - half, z_hi + half)
+    _copy_slab(src / "dwi_tracew", mr / "dwi_b800", z_lo - half, z_hi + half, name_filter="DWI b800")
+    (mr / "sub_mip_tra").mkdir(parents=True)
+    shutil.copy(src / "sub_mip_tra/IM0001.dcm", mr / "sub_mip_tra/IM0001.dcm")  # the MIP of SUB post1
+    for image_id, folder, view in (("mr_sub1", "sub_tp2_post1", "SUB post1 - pre (scanner)"),
+                                   ("mr_pre", "dce_tp1_pre", "T1 DCE pre-contrast"),
+                                   ("mr_t2", "t2_tse_tra", "T2 TSE"), ("mr_dwi", "dwi_b800", "DWI b800")):
+        case.images.append(CaseImage(image_id, mr / folder, "MR", view=view, source=f"mimbcd-dev p11 {folder}"))
+    shutil.copy(data / "mimbcd-dev/us/mimbcd-p11/US01.dcm", case.folder / "us_p11.dcm")
+    case.images.append(CaseImage("us_1", case.folder / "us_p11.dcm", "US", view="lesion",
+                                 source="mimbcd-dev p11 US01"))
+    save_case(case)
+    return case
+
+
+def add_mimbcd_single(study_dir: Path, data: Path) -> Case:
+    """mimbcd-dev p14: one sagittal post-contrast phase (the source published only that series)
+    around the dataset's lesion outline, and the patient's ultrasound with its outline."""
+    from engine.mri.series import scan_study
+
+    patient = "mimbcd-p14"
+    src = data / "mimbcd-dev/mri" / patient / "dce_tp6_post5"
+    (o_mr,) = _outline(data, patient, "MR")
+    vol = scan_study(src).volumes[0]
+    assert vol.geometry is not None
+    k = [Path(f).name for f in vol.files].index(Path(o_mr["path"]).name)
+    lo, hi = max(0, k - P14_HALF), min(vol.n_slices, k + P14_HALF)
+    case = Case("demo-10-mri-p14", study_dir / "cases" / "demo-10-mri-p14",
+                description="Breast MRI, one sagittal post-contrast phase only (no pre-contrast: no subtraction or "
+                            "kinetics possible), and ultrasound (mimbcd-dev p14). " + MIMBCD_NOTE)
+    series = case.folder / "mr" / "dce_tp6_post5"
+    series.mkdir(parents=True)
+    for f in vol.files[lo:hi]:
+        shutil.copy(f, series / Path(f).name)
+    case.images.append(CaseImage("mr_post5", series, "MR", view="T1 DCE post-contrast 5 (sagittal)",
+                                 source=f"mimbcd-dev {patient} dce_tp6_post5"))
+    x0, y0, x1, y1 = o_mr["bbox"]
+    case.annotations.append(Annotation("mr_post5", "box", [[x0, y0], [x1, y1]], lesion_id="L1", frame=k - lo,
+                                       label="dataset outline (approximate; described as AI findings)",
+                                       author="mimbcd-dev"))
+    shutil.copy(data / "mimbcd-dev/us" / patient / "US01.dcm", case.folder / "us_p14.dcm")
+    case.images.append(CaseImage("us_1", case.folder / "us_p14.dcm", "US", view="lesion",
+                                 source=f"mimbcd-dev {patient} US01"))
+    for o in _outline(data, patient, "US"):
+        x0, y0, x1, y1 = o["bbox"]
+        case.annotations.append(Annotation("us_1", "box", [[x0, y0], [x1, y1]], lesion_id="L1",
+                                           label="dataset outline (approximate)", author="mimbcd-dev"))
     save_case(case)
     return case
 
@@ -193,11 +278,12 @@ def build(data: Path, out: Path) -> None:
         out, "breast-reader demo study",
         description=(
             "Demonstration study: real BUSI ultrasound and real mini-MIAS mammograms, demonstration "
-            "MG+US pairings of different patients, and synthetic MRI / full-field cases. "
+            "MG+US pairings of different patients, a synthetic full-field case, and real breast MRI + "
+            "ultrasound from mimbcd-dev (CC BY-SA 4.0). "
             "For research and software demonstration only; not for clinical use."
         ),
         synthetic_note=PAIRED_NOTE + " " + SYNTH_NOTE,
-        citations=[BUSI_CITE, MIAS_CITE],
+        citations=[BUSI_CITE, MIAS_CITE, MIMBCD_CITE],
     )
     shutil.copy(data / "mias-dev/Licence.txt", out / "mini-MIAS-Licence.txt")
     rows = mias_rows(data / "mias-dev/Info.txt")
@@ -215,8 +301,9 @@ def build(data: Path, out: Path) -> None:
         add_busi(case, data, busi, as_dicom=False)
         save_case(case)
     add_synthetic_paired(out, "demo-08-synthetic", seed=11, malignant=True)
-    add_synthetic_mri(out, "demo-09-mri-synthetic", seed=21, malignant=True)
-    add_synthetic_mri(out, "demo-10-mri-synthetic", seed=22, malignant=False)
+    shutil.copy(data / "mimbcd-dev/LICENSE-DATA.txt", out / "mimbcd-LICENSE-DATA.txt")
+    add_mimbcd_p11(out, data)
+    add_mimbcd_single(out, data)
 
 
 def main() -> None:

@@ -197,6 +197,8 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
     results: list[dict[str, str]] = []
     errors: list[str] = []
     stems: dict[str, int] = {}
+    warnings: list[str] = []
+    warned: set[str] = set()
     for n, row in enumerate(rows):
         path = row.get("_abs", row["path"])
         res: dict[str, str] = {}
@@ -244,6 +246,13 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
                 np.save(saliency_dir / f"{stem}.npy", sal)
                 py, px = np.unravel_index(int(np.argmax(sal)), sal.shape)
                 res.update(saliency_x=str(int(px)), saliency_y=str(int(py)))
+            spec = getattr(pred, "spec", None)
+            if getattr(spec, "synthetic", False) and pred.name not in warned:
+                # issue 13: a synthetic-trained model's score on a real image is not validated.
+                warned.add(pred.name)
+                warnings.append(f"breast-engine score: warning: {pred.name} was trained on SYNTHETIC images only; "
+                                "its scores on real scans are not validated (on real DCE-MRI it ranked every "
+                                "benign lesion above every malignant one): do not use them as malignancy scores")
         except (BreastReaderError, ValueError, OSError, MemoryError) as exc:
             reason = exc.reason if hasattr(exc, "reason") else str(exc)
             if isinstance(exc, MemoryError):
@@ -260,6 +269,8 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
         results.append(res)
         if progress is not None:
             progress(n + 1, len(rows), Path(path).name)
+    for line in warnings:
+        print(line, file=sys.stderr)
     return results, errors
 
 

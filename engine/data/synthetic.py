@@ -44,6 +44,9 @@ __all__ = [
     "synthetic_mammogram",
     "synthetic_mri_case",
     "synthetic_paired_lesion",
+    "synthetic_dce_study",
+    "write_dce_study_dicom",
+    "enhancement_curve",
 ]
 
 #: The five outputs of the MRI supervised-attention model, in the paper's order
@@ -516,3 +519,231 @@ def synthetic_mri_case(
         "irregularity": irr,
         "synthetic": True,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Bilateral axial DCE breast MRI with known kinetics (engine.mri tests)
+# --------------------------------------------------------------------------------------------
+
+#: Initial-phase percent enhancement the generator gives each BI-RADS initial class, and the
+#: delayed-phase signal change (percent of the initial signal) of each delayed class: well inside
+#: the classes of :mod:`engine.mri.kinetics` so that noise and partial volume do not move a
+#: lesion core across a boundary.
+DCE_INITIAL_PCT: dict[str, float] = {"slow": 30.0, "medium": 75.0, "fast": 160.0}
+DCE_DELAYED_PCT: dict[str, float] = {"persistent": 30.0, "plateau": 0.0, "washout": -25.0}
+
+
+def enhancement_curve(initial: str, delayed: str, n_post: int) -> np.ndarray:
+    """Relative signal ``S_k / S_pre`` of the pre phase and ``n_post`` post-contrast phases for a
+    curve of BI-RADS classes ``initial`` / ``delayed``: the first post-contrast phase reaches the
+    initial enhancement, the later ones move linearly to the delayed change."""
+    s1 = 1.0 + DCE_INITIAL_PCT[initial] / 100.0
+    last = s1 * (1.0 + DCE_DELAYED_PCT[delayed] / 100.0)
+    post = [s1] if n_post == 1 else list(np.linspace(s1, last, n_post))
+    return np.asarray([1.0] + post)
+
+
+def synthetic_dce_study(
+    seed: int,
+    *,
+    lesions: tuple[tuple[str, str], ...] = (("fast", "washout"), ("medium", "persistent")),
+    n_post: int = 5,
+    n_slices: int = 20,
+    rows: int = 128,
+    cols: int = 192,
+    phase_interval_s: float = 90.0,
+) -> dict[str, Any]:
+    """A SYNTHETIC bilateral prone axial DCE breast MRI with lesions of known kinetic classes.
+
+    Geometry (DICOM LPS, as a Siemens prone axial acquisition): rows run anterior → posterior
+    (the breasts hang towards the top of the image), columns patient right → left, slices
+    feet → head. Both breasts (half-ellipses of suppressed fat with power-law fibroglandular
+    texture and skin), the pectoral muscle / chest wall and the thorax (with a bright heart
+    that enhances fast like blood) fill the slab. Lesion ``i`` sits in the right breast for even
+    ``i`` and the left for odd ``i``; its signal follows :func:`enhancement_curve` of its
+    (initial, delayed) classes. Parenchyma enhances slowly and persistently (background
+    parenchymal enhancement), fat barely. Rician noise is added to every phase independently.
+
+    A T2-weighted volume of the same slab with twice the slice spacing (shifted by a quarter of
+    its spacing) is returned for slice-linking tests.
+
+    Args:
+        seed: Random seed (deterministic).
+        lesions: (initial class, delayed class) per lesion; classes as in
+            :data:`DCE_INITIAL_PCT` / :data:`DCE_DELAYED_PCT`.
+        n_post: Post-contrast phases.
+        n_slices: Axial slices.
+        rows: Rows per slice (anterior-posterior).
+        cols: Columns per slice (right-left, both breasts).
+        phase_interval_s: Seconds between phases (``times_s``).
+
+    Returns:
+        dict with ``phases`` (list of uint16 (n_slices, rows, cols): pre then posts),
+        ``times_s``, ``lesions`` (list of dicts: ``mask`` bool volume, ``initial``, ``delayed``,
+        ``side`` "R"/"L", ``centre`` (slice, row, col)), ``breast_mask``,
+        ``spacing_mm`` (row, col, slice), ``origin`` (LPS of voxel (0,0,0)),
+        ``orientation`` (row cosine + column cosine), ``t2`` (uint16 volume),
+        ``t2_origin``, ``t2_slice_mm``, ``synthetic`` True.
+    """
+    rng = np.random.default_rng(seed)
+    S, R, C = n_slices, rows, cols
+    pix = 340.0 / C  # ~340 mm field of view across both breasts
+    slice_mm = 1.5
+    zz, rr, cc = np.mgrid[0:S, 0:R, 0:C].astype(np.float64)
+    zrel = (zz - (S - 1) / 2) / (S / 2)
+    chest = R * rng.uniform(0.58, 0.64) + 0.10 * R * ((cc - C / 2) / (C / 2)) ** 2
+    breast = np.zeros((S, R, C), bool)
+    ell_all = np.full((S, R, C), 9.0)
+    for centre in (0.27, 0.73):
+        cx = C * (centre + rng.uniform(-0.02, 0.02))
+        half_w = C * rng.uniform(0.17, 0.2) * np.sqrt(np.clip(1 - 0.5 * zrel**2, 0.1, 1))
+        depth = R * rng.uniform(0.42, 0.5) * np.sqrt(np.clip(1 - 0.6 * zrel**2, 0.1, 1))
+        ell = ((cc - cx) / half_w) ** 2 + ((chest - rr) / depth) ** 2
+        breast |= (ell <= 1.0) & (rr <= chest)
+        ell_all = np.minimum(ell_all, ell)
+    muscle = (rr > chest) & (rr <= chest + R * 0.06)
+    thorax = rr > chest + R * 0.06
+    heart = thorax & (((cc - C / 2) / (0.2 * C)) ** 2 + ((rr - (chest + 0.25 * R)) / (0.14 * R)) ** 2 <= 1)
+
+    tex = ndimage.gaussian_filter(_power_law_noise(rng, (S, R, C), 3.0), 1.0)
+    tex /= tex.std() + 1e-9
+    glandular = breast & (tex + 1.4 * np.clip(1 - ell_all, 0, 1) > 1.2)
+    skin = breast & ~ndimage.binary_erosion(breast, iterations=2)
+
+    pre = np.zeros((S, R, C))
+    rel = np.ones((S, R, C, n_post + 1))  # relative signal per phase
+    pre[breast] = rng.uniform(90, 120)
+    rel[breast] = 1.0 + np.r_[0.0, np.linspace(0.03, 0.06, n_post)]
+    pre[glandular] = rng.uniform(260, 320) * (1 + 0.1 * tex[glandular].clip(-1, 2))
+    rel[glandular] = 1.0 + np.r_[0.0, np.linspace(0.12, 0.35, n_post)]  # slow, persistent BPE
+    pre[skin] = 300
+    pre[muscle] = rng.uniform(240, 280)
+    rel[muscle] = 1.0 + np.r_[0.0, np.linspace(0.2, 0.3, n_post)]
+    pre[thorax] = 150 + 60 * np.clip(tex[thorax], -1.5, 1.5)
+    pre[heart] = 220
+    rel[heart] = enhancement_curve("fast", "washout", n_post)
+
+    out_lesions: list[dict[str, Any]] = []
+    for i, (ini, dly) in enumerate(lesions):
+        cx = C * (0.27 if i % 2 == 0 else 0.73) + rng.uniform(-0.05, 0.05) * C
+        lr = float(np.min(chest[0])) - R * rng.uniform(0.12, 0.2) - R * 0.06 * (i // 2)
+        lz = (S - 1) / 2 + rng.uniform(-0.15, 0.15) * S
+        radius = rng.uniform(6.0, 9.0) / pix * 1.0  # 6–9 mm
+        half_depth = max(2.0, radius * pix / slice_mm * 0.8)
+        dist = np.sqrt(((cc - cx) / radius) ** 2 + ((rr - lr) / radius) ** 2 + ((zz - lz) / half_depth) ** 2)
+        mask = (dist <= 1.0) & breast
+        pre[mask] = rng.uniform(260, 320)
+        rel[mask] = enhancement_curve(ini, dly, n_post)
+        out_lesions.append({"mask": mask, "initial": ini, "delayed": dly, "side": "R" if i % 2 == 0 else "L",
+                            "centre": (float(lz), float(lr), float(cx))})
+
+    sigma = 6.0
+    phases = []
+    for k in range(n_post + 1):
+        sig = ndimage.gaussian_filter(pre * rel[..., k], (0.3, 0.6, 0.6))
+        noisy = np.sqrt((sig + rng.normal(0, sigma, sig.shape)) ** 2 + rng.normal(0, sigma, sig.shape) ** 2)
+        phases.append(np.clip(noisy, 0, 4095).astype(np.uint16))
+
+    # T2: fluid-bright lesions, fat intermediate, muscle dark; half the slices (2x spacing).
+    t2_sig = np.where(breast, 180.0, 0.0) + np.where(glandular, -60.0, 0.0) + np.where(muscle, 70.0, 0.0)
+    t2_sig += np.where(thorax, 90.0, 0.0)
+    for les in out_lesions:
+        t2_sig[les["mask"]] = 420.0
+    t2_z = np.arange(0.5, S - 1, 2.0)  # slice positions in DCE slice units: shifted, 2x spacing
+    t2 = ndimage.map_coordinates(t2_sig, np.stack(np.meshgrid(t2_z, np.arange(R), np.arange(C), indexing="ij")),
+                                 order=1)
+    t2 = np.sqrt((t2 + rng.normal(0, 5, t2.shape)) ** 2 + rng.normal(0, 5, t2.shape) ** 2)
+    origin = (-(C - 1) / 2 * pix, -60.0, -(S - 1) / 2 * slice_mm)
+    return {
+        "phases": phases,
+        "times_s": [k * phase_interval_s for k in range(n_post + 1)],
+        "lesions": out_lesions,
+        "breast_mask": breast,
+        "spacing_mm": (pix, pix, slice_mm),
+        "origin": origin,
+        "orientation": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+        "t2": np.clip(t2, 0, 4095).astype(np.uint16),
+        "t2_origin": (origin[0], origin[1], origin[2] + 0.5 * slice_mm),
+        "t2_slice_mm": 2 * slice_mm,
+        "synthetic": True,
+    }
+
+
+def write_dce_study_dicom(study: dict[str, Any], folder: Any, *, subtractions: bool = True,
+                          times: bool = False, patient_id: str = "SYNTHETIC-DCE") -> dict[str, Any]:
+    """Write a :func:`synthetic_dce_study` as the DICOM a Siemens scanner would send (SYNTHETIC).
+
+    One series per DCE phase (TemporalPositionIdentifier / AcquisitionNumber = phase + 1,
+    series description ``t1_fl3d_tra_dynaVIEWS_spair_1+5``), optional scanner subtractions
+    (ImageType ``...\\SUB``, ``max(post − pre + 100, 0)``), the T2 series (``t2_tse_tra``), and
+    one DWI series holding b = 50 and 800 (``DiffusionBValue``) plus its ADC. Files are written
+    in shuffled order with uninformative names, so the series model must sort them itself.
+
+    Args:
+        study: Output of :func:`synthetic_dce_study`.
+        folder: Output folder.
+        subtractions: Write the scanner subtractions.
+        times: Write TriggerTime (ms) per phase from ``study["times_s"]``.
+        patient_id: PatientID written.
+
+    Returns:
+        {"series": {name: SeriesInstanceUID}, "files": number of files}.
+    """
+    import pydicom.uid
+
+    from engine.io.writer import write_dicom
+
+    out = __import__("pathlib").Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    pix, _, slice_mm = study["spacing_mm"]
+    orient = study["orientation"]
+    study_uid, frame_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    jobs: list[tuple[str, np.ndarray, tuple[float, float, float], float, dict[str, Any], int]] = []
+    ox, oy, oz = study["origin"]
+    for k, vol in enumerate(study["phases"]):
+        tags: dict[str, Any] = {"TemporalPositionIdentifier": k + 1, "NumberOfTemporalPositions": len(study["phases"]),
+                                "AcquisitionNumber": k + 1, "ImageType": ["ORIGINAL", "PRIMARY", "M", "NORM"],
+                                "RepetitionTime": 4.3, "EchoTime": 1.7, "ScanningSequence": "GR"}
+        if times:
+            tags["TriggerTime"] = float(study["times_s"][k]) * 1000.0
+        jobs.append(("t1_fl3d_tra_dynaVIEWS_spair_1+5", vol, (ox, oy, oz), slice_mm, tags, 10 + 2 * k))
+        if subtractions and k > 0:
+            sub = np.maximum(vol.astype(np.int32) - study["phases"][0].astype(np.int32) + 100, 0).astype(np.uint16)
+            st = dict(tags, ImageType=["DERIVED", "SECONDARY", "M", "NORM", "SUB"])
+            jobs.append(("t1_fl3d_tra_dynaVIEWS_spair_1+5_SUB", sub, (ox, oy, oz), slice_mm, st, 11 + 2 * k))
+    tx, ty, tz = study["t2_origin"]
+    t2_tags = {"RepetitionTime": 5800.0, "EchoTime": 101.0, "ScanningSequence": "SE", "ImageType": ["ORIGINAL", "PRIMARY"]}
+    jobs.append(("t2_tse_tra", study["t2"], (tx, ty, tz), study["t2_slice_mm"], t2_tags, 3))
+    base = study["t2"].astype(np.float64)
+    for b in (50.0, 800.0):
+        dwi = (base * np.exp(-b * 0.0012)).clip(0, 4095).astype(np.uint16)
+        jobs.append(("ep2d_diff_tra", dwi, (tx, ty, tz), study["t2_slice_mm"],
+                     {"DiffusionBValue": b, "ImageType": ["ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"],
+                      "ScanningSequence": "EP", "SequenceName": f"*ep_b{b:g}t"}, 6))
+    adc = np.full(study["t2"].shape, 1200, np.uint16)
+    jobs.append(("ep2d_diff_tra_ADC", adc, (tx, ty, tz), study["t2_slice_mm"],
+                 {"ImageType": ["DERIVED", "PRIMARY", "DIFFUSION", "ADC"], "ScanningSequence": "EP"}, 7))
+    uids: dict[str, str] = {}
+    files: list[tuple[str, np.ndarray, dict[str, Any]]] = []
+    for desc, vol, (x0, y0, z0), dz, tags, number in jobs:
+        is_dwi = desc == "ep2d_diff_tra"  # every b-value in one series, as Siemens sends it
+        uid = uids.setdefault("dwi" if is_dwi else f"{desc}#{tags.get('TemporalPositionIdentifier', '')}",
+                              pydicom.uid.generate_uid())
+        for z in range(vol.shape[0]):
+            inst = z + 1 + (int(tags.get("DiffusionBValue", 0)) if is_dwi else 0)
+            files.append((desc, vol[z], dict(
+                tags, _series=uid, _number=number, _pos=(x0, y0, z0 + z * dz), _thick=dz, _inst=inst)))
+    n = 0
+    for j in rng.permutation(len(files)):
+        desc, img, t = files[int(j)]
+        t = dict(t)
+        uid, number, pos, thick, inst = (t.pop("_series"), t.pop("_number"), t.pop("_pos"), t.pop("_thick"),
+                                         t.pop("_inst"))
+        write_dicom(out / f"IMG{n:05d}.dcm", img, modality="MR", pixel_spacing=(pix, pix), patient_id=patient_id,
+                    frame_of_reference_uid=frame_uid,
+                    instance_number=inst, series_number=number, image_position=pos, image_orientation=orient,
+                    slice_thickness=thick, series_uid=uid, study_uid=study_uid, description=desc,
+                    study_description="SYNTHETIC breast DCE-MRI", extra_tags=t)
+        n += 1
+    return {"series": uids, "files": n}

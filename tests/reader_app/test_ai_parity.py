@@ -70,7 +70,9 @@ def _gui_scores(items, modality: str, tmp: Path) -> list[float]:
     svc = AIService()
     out = []
     for i, it in enumerate(items):
-        case = Case(f"c{i}", tmp, images=[CaseImage("img", Path(it.path), modality)])
+        # synthetic MR images are flagged so: a synthetic-trained MR model scores no real MRI (issue 13)
+        case = Case(f"c{i}", tmp, images=[CaseImage("img", Path(it.path), modality, synthetic=modality == "MR")],
+                    synthetic=modality == "MR")
         if it.box is not None:
             x0, y0, x1, y1 = it.box
             case.annotations.append(Annotation("img", "box", [[x0, y0], [x1, y1]]))
