@@ -39,19 +39,7 @@ from reader_app.state import AppState, CaseState, JsonRatingStore, ViewState
 
 GRID = {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2)}
 
-STYLE = """
-QMainWindow, QWidget { background:#202124; color:#e8eaed; }
-QGroupBox { border:1px solid #444; margin-top:14px; padding-top:6px; font-weight:bold; }
-QGroupBox::title { subcontrol-origin: margin; left:8px; padding:0 4px; }
-QLabel#viewTitle { font-weight:bold; }
-QLabel#viewFooter { color:#9aa0a6; font-family:monospace; font-size:11px; }
-QLabel#caseHeader { font-size:14px; padding:3px; }
-QTableWidget, QListWidget, QLineEdit, QPlainTextEdit, QComboBox { background:#2b2c2f; border:1px solid #444; }
-QPushButton { background:#3c4043; border:1px solid #555; padding:3px 8px; }
-QPushButton:disabled { color:#777; }
-QHeaderView::section { background:#2b2c2f; color:#e8eaed; border:0; padding:2px; }
-QDockWidget::title { background:#2b2c2f; padding:3px; }
-"""
+from reader_app.qt_style import STYLE  # noqa: E402  (one dark theme for every window)
 
 
 def _load_for_case(case: Any, cache: ImageCache, *, progress: Any = None, cancel: Any = None
