@@ -928,6 +928,8 @@ class ImageView(QWidget):
             roi = pg.PolyLineROI([tuple(p) for p in a.points], closed=True, pen=pen, hoverPen=hover, movable=True)
         roi.setParentItem(self.group)
         roi.setZValue(10)
+        # pyqtgraph shows the handles of any ROI a drag starts on; here only selection does
+        roi.setSelected = lambda _s, r=roi: None  # type: ignore[method-assign]
         self._set_roi_editable(roi, selected)
         roi.sigClicked.connect(lambda _r, _ev, aid=a.ann_id: self.select_annotation(aid))
         roi.sigRegionChangeFinished.connect(lambda r, aid=a.ann_id: self._on_roi_changed(aid, r))

@@ -32,6 +32,7 @@ def _window(qtbot, definition: Path, **kw):
     win.show()
     win.sign_in("R1")
     qtbot.waitUntil(lambda: bool(win.views), timeout=15000)
+    qtbot.wait(30)  # the deferred fit of the new views
     return win, run
 
 
