@@ -119,6 +119,7 @@ class MainWindow(QMainWindow):
         head.addWidget(self.case_header, 1)
         head.addWidget(self.synthetic_badge)
         self.grid_host = QWidget()
+        self.grid_host.installEventFilter(self)
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(3)
@@ -538,7 +539,31 @@ class MainWindow(QMainWindow):
             self.grid.setColumnStretch(c, 1 if c < cols else 0)
         for v in self.views:
             v.set_active(v is self.active_view())
+        self._fit_cells()
         QTimer.singleShot(0, self, self.fit_all)
+
+    MG_CELL_ASPECT = 0.82  # width / height of a mammography cell (a film is about 8 x 10 in)
+
+    def _fit_cells(self) -> None:
+        """Portrait cells for mammograms: side margins so each column is at most
+        MG_CELL_ASPECT x the row height (a landscape cell would shrink the breast)."""
+        page = [v for v in self.views if v.isVisibleTo(self.grid_host)] if self.views else []
+        if not page or any(v.slot.modality != "MG" for v in page):
+            self.grid.setContentsMargins(0, 0, 0, 0)
+            return
+        rows, cols = self.grid_shape()
+        H = max(1, self.grid_host.height())
+        W = max(1, self.grid_host.width())
+        want = int(cols * self.MG_CELL_ASPECT * H / rows)
+        side = max(0, (W - want) // 2)
+        self.grid.setContentsMargins(side, 0, side, 0)
+
+    def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 - Qt API
+        from PySide6.QtCore import QEvent
+
+        if obj is getattr(self, "grid_host", None) and ev.type() == QEvent.Type.Resize:
+            self._fit_cells()
+        return super().eventFilter(obj, ev)
 
     def fit_all(self) -> None:
         """Fit every shown view."""
