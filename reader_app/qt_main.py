@@ -249,6 +249,7 @@ class MainWindow(QMainWindow):
             aim.addAction(a)
             self.ai_display_actions[mode] = a
         self._act(c, "New lesion id", "N", self.state.new_lesion)
+        self._act(c, "Structured report (BI-RADS)…", "Ctrl+B", self.open_report)
         self._act(c, "Delete selected annotation", ["Del", "Backspace"], lambda: self._on_delete_requested(self.selected_ann or ""))
         self._act(c, "Undo", QKeySequence.StandardKey.Undo, self.undo)
         self._act(c, "Redo", ["Ctrl+Shift+Z", "Ctrl+Y"], self.redo)
@@ -323,6 +324,26 @@ class MainWindow(QMainWindow):
 
         dlg = PowerDialog(self, definition, pilot)
         dlg.show()
+        return dlg
+
+    def open_report(self) -> Any:
+        """The structured BI-RADS report form of the current case (stored with the case)."""
+        from reader_app.qt_report import ReportForm
+
+        cs = self.state.current
+        if cs is None:
+            return None
+        dlg = ReportForm(cs.case, dict(self.images), self, author=self.state.author)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def _on_saved(path: str) -> None:
+            self.statusBar().showMessage(f"Report saved to {path}", 6000)
+            if dlg.report.final_category and dlg.report.final_category != cs.rating.birads:
+                self.state.rate(birads=dlg.report.final_category)  # the rating's BI-RADS follows the report
+
+        dlg.saved.connect(_on_saved)
+        dlg.show()
+        self._report_dialog = dlg
         return dlg
 
     def import_dialog(self, source: str | Path | None = None) -> Any:

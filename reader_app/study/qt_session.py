@@ -571,7 +571,12 @@ class ReadingSessionWindow(QWidget):
         arm_id = self.current.arm.arm_id
         r = self.reading
         try:
-            self.session.submit(case_id, float(r.score or 0), r.birads)
+            import inspect
+
+            if "marks" in inspect.signature(self.session.submit).parameters:  # the study store keeps marks
+                self.session.submit(case_id, float(r.score or 0), r.birads, marks=list(r.marks))  # type: ignore[call-arg]
+            else:
+                self.session.submit(case_id, float(r.score or 0), r.birads)
         except BreastReaderError as exc:
             QMessageBox.warning(self, "Rating not saved", str(exc))
             return
