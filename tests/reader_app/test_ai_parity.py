@@ -115,7 +115,7 @@ def test_gui_window_shows_the_shipped_models_scores(qtbot, data_dir, monkeypatch
     if not (demo_study_dir() / "study.json").exists():
         pytest.skip("no bundled demo study")
     preload_engine()
-    win = MainWindow()
+    win = MainWindow(ai_display="always")  # reading default is "after_rating" (issue-17); this checks scores
     qtbot.addWidget(win)
     win.resize(1400, 900)
     win.show()
