@@ -137,6 +137,7 @@ class Slot:
     flip: bool = False
     sync_group: str | None = None
     laterality: str | None = None
+    laterality_source: str = ""  # "DICOM", "study", "inferred" or "" (unknown)
 
 
 _MG_ORDER = {"CC": 0, "XCCL": 1, "MLO": 2, "ML": 3, "LM": 4, "SPOT": 5}
@@ -152,6 +153,33 @@ def chest_wall_side(pixels: np.ndarray) -> str:
     return _side(a)
 
 
+def breast_bbox(pixels: np.ndarray, margin: float = 0.03) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the breast tissue in a mammogram, for crop-to-breast fitting.
+
+    Tissue = strided sub-sample above 15 % of the 1-99 % range (as :func:`chest_wall_side`);
+    film labels are small, so the box is the 1-99 % quantile extent of the tissue pixels. Falls
+    back to the whole image when nothing stands out.
+    """
+    a = pixels[..., 0] if pixels.ndim == 3 else pixels
+    h, w = a.shape[:2]
+    step = max(1, max(a.shape) // 256)
+    s = np.asarray(a[::step, ::step], dtype=np.float32)
+    lo, hi = np.percentile(s, [1, 99])
+    if hi <= lo:
+        return 0, 0, w, h
+    ys, xs = np.nonzero(s > lo + 0.15 * (hi - lo))
+    if xs.size < 16:
+        return 0, 0, w, h
+    x0, x1 = (float(v) * step for v in np.percentile(xs, [1, 99]))
+    y0, y1 = (float(v) * step for v in np.percentile(ys, [1, 99]))
+    mx, my = margin * w, margin * h
+    x0, y0 = max(0, int(x0 - mx)), max(0, int(y0 - my))
+    x1, y1 = min(w, int(x1 + step + mx)), min(h, int(y1 + step + my))
+    if (x1 - x0) < 0.2 * w or (y1 - y0) < 0.2 * h:
+        return 0, 0, w, h
+    return x0, y0, x1, y1
+
+
 def mg_needs_flip(laterality: str | None, pixels: np.ndarray) -> bool:
     """Whether a mammogram must be mirrored so it hangs like radiologists hang them.
 
@@ -165,6 +193,27 @@ def mg_needs_flip(laterality: str | None, pixels: np.ndarray) -> bool:
     return side != want
 
 
+def mg_laterality(stated: str | None, img: LoadedImage | None) -> tuple[str | None, str, str]:
+    """(laterality, where it came from, warning) for a mammogram.
+
+    The image's own DICOM ImageLaterality wins over the study's case file; without either the
+    chest-wall side gives a guess shown as inferred (film digitisations can be mirrored, so it
+    is never presented as fact).
+    """
+    dicom = (img.meta.laterality or "").upper() if img is not None else ""
+    dicom = dicom if dicom in ("L", "R") else ""
+    stated = (stated or "").upper()
+    stated = stated if stated in ("L", "R") else ""
+    if dicom:
+        note = f"case file says {stated}; DICOM says {dicom}" if stated and stated != dicom else ""
+        return dicom, "DICOM", note
+    if stated:
+        return stated, "study", ""
+    if img is not None:
+        return ("R" if chest_wall_side(img.pixels) == "right" else "L"), "inferred", ""
+    return None, "", ""
+
+
 def hanging_protocol(case: Case, images: dict[str, LoadedImage]) -> list[Slot]:
     """Order the case's images into view slots.
 
@@ -176,16 +225,25 @@ def hanging_protocol(case: Case, images: dict[str, LoadedImage]) -> list[Slot]:
     slots: list[Slot] = []
     lat_order = {"R": 0, "L": 1}
     mg = case.images_of("MG")
-    bilateral = {c.laterality for c in mg} >= {"L", "R"}
+    lats = {c.image_id: mg_laterality(c.laterality, images.get(c.image_id))[0] or "" for c in mg}
+    views = {c.image_id: ((images[c.image_id].meta.view if c.image_id in images else None) or c.view or "").upper()
+             for c in mg}
+    bilateral = set(lats.values()) >= {"L", "R"}
     if bilateral:
-        mg = sorted(mg, key=lambda c: (_MG_ORDER.get((c.view or "").upper(), 9), lat_order.get(c.laterality or "", 2)))
+        mg = sorted(mg, key=lambda c: (_MG_ORDER.get(views[c.image_id], 9), lat_order.get(lats[c.image_id], 2)))
     else:
-        mg = sorted(mg, key=lambda c: (lat_order.get(c.laterality or "", 2), _MG_ORDER.get((c.view or "").upper(), 9)))
+        mg = sorted(mg, key=lambda c: (lat_order.get(lats[c.image_id], 2), _MG_ORDER.get(views[c.image_id], 9)))
     for ci in mg:
         img = images.get(ci.image_id)
-        flip = mg_needs_flip(ci.laterality, img.pixels) if img is not None else False
-        title = " ".join(x for x in (ci.laterality, (ci.view or "").upper(), "MG") if x)
-        slots.append(Slot(ci.image_id, title, "MG", flip, "MG", ci.laterality))
+        lat, src, note = mg_laterality(ci.laterality, img)
+        flip = mg_needs_flip(lat, img.pixels) if img is not None else False
+        if src == "inferred":
+            title = " ".join(x for x in (f"{lat}?", (ci.view or "").upper(), "MG (laterality inferred)") if x)
+        else:
+            title = " ".join(x for x in (lat, (ci.view or "").upper(), "MG") if x)
+        if note:
+            title += f" [{note}]"
+        slots.append(Slot(ci.image_id, title, "MG", flip, "MG", lat, src))
     for i, ci in enumerate(case.images_of("US"), 1):
         title = " ".join(x for x in ("US", ci.laterality, ci.view or str(i)) if x)
         slots.append(Slot(ci.image_id, title, "US"))

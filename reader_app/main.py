@@ -2,6 +2,7 @@
 
     breast-reader [STUDY]                     open the GUI (optionally on a study folder)
     breast-reader demo [--screenshot PNG]     bundled demo study, first MG+US case, AI + saliency
+    breast-reader import SRC --out STUDY      import a folder of DICOM/images or a manifest CSV
     breast-reader study ...                   reader-study commands (reader_app.study.cli)
 
 Errors are printed as one line ``breast-reader: error: ...`` (exit 2), never a traceback.
@@ -105,9 +106,12 @@ def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: f
     folder = Path(study_dir) if study_dir else demo_working_copy()
     if not (folder / "study.json").exists():
         raise BreastReaderError(f"demo study not found in {folder} (no study.json)")
+    if screenshot is None:
+        check_display()
     app = ensure_app()
     preload_engine()
-    win = MainWindow()
+    # the screenshot demo shows what the AI panel does; interactive reading keeps the setting
+    win = MainWindow(ai_display="always") if screenshot else MainWindow()
     win.resize(1600, 1000)
     win.show()
     if not win.open_study(folder):
@@ -171,24 +175,99 @@ def install_excepthook(win: Any) -> None:
     sys.excepthook = hook
 
 
+def check_display() -> None:
+    """One clear line instead of Qt's abort when there is no display to open a window on."""
+    import os
+
+    plat = os.environ.get("QT_QPA_PLATFORM", "")
+    if plat and not plat.startswith(("xcb", "wayland")):
+        return  # offscreen, vnc, eglfs...: the user chose a platform
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise BreastReaderError("no display (DISPLAY is not set): run it on a desktop, under 'xvfb-run -a', "
+                                "or use 'breast-reader demo --screenshot out.png' with QT_QPA_PLATFORM=offscreen")
+
+
+def check_study_path(study: str) -> None:
+    """A bad study path is one line, before any window opens."""
+    from engine.cases import load_study
+
+    p = Path(study)
+    if not p.exists():
+        raise BreastReaderError(f"{study}: not a folder (no such path)")
+    if not p.is_dir():
+        raise BreastReaderError(f"{study}: not a folder (give a study folder, or import exams with "
+                                f"'breast-reader import {study} --out STUDY')")
+    if not (p / "study.json").exists():
+        raise BreastReaderError(f"{study}: not a breast-reader study (no study.json); import it first: "
+                                f"'breast-reader import {study} --out STUDY', or File > Import in the window")
+    load_study(p)  # raises CaseFormatError naming the file
+
+
 def run_gui(study: str | None) -> int:
-    """Open the main window (on ``study`` when given)."""
+    """Open the main window (on ``study`` when given); exits promptly when the window closes."""
+    import os
+
+    if study:
+        check_study_path(study)
+    check_display()
     from reader_app.qt_app import ensure_app
     from reader_app.qt_main import MainWindow
 
     from reader_app.paths import settings
 
     app = ensure_app()
-    preload_engine()
     auto = str(settings().value("auto_score", "true")).lower() in ("true", "1")
-    win = MainWindow(auto_score=auto)
+    mode = str(settings().value("ai_display", "after_rating"))
+    win = MainWindow(auto_score=auto, ai_display=mode)
     install_excepthook(win)
     win.show()
     if study:
-        if not Path(study).is_dir():
-            raise BreastReaderError(f"{study}: not a folder")
         win.open_study(study)
-    return app.exec()
+    start_engine_preload()
+    rc = app.exec()
+    # Everything the reader did is saved as it happened; a model forward pass still running in
+    # a pool thread (and torch's thread pools) would keep the process alive for seconds.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def start_engine_preload() -> None:
+    """Import torch and the inference engine after the first window is on screen, in a thread:
+    the first image never waits for it (start-up to first image is the images' decode only)."""
+    import threading
+
+    threading.Thread(target=preload_engine, name="preload-engine", daemon=True).start()
+
+
+def run_import_cli(argv: list[str]) -> int:
+    """``breast-reader import SRC --out STUDY``: preview, import, one line per problem."""
+    from reader_app.importing import preview, run_import
+
+    p = argparse.ArgumentParser(prog=f"{PROG} import", description="Import your own exams into a new study: "
+                                "a folder of DICOM files (one case per exam, both breasts), a folder of images "
+                                "(one case per sub-folder or file) or a manifest CSV")
+    p.add_argument("source", help="folder of DICOM files or images, or a manifest CSV")
+    p.add_argument("--out", required=True, help="new study folder")
+    p.add_argument("--modality", default="US", choices=("US", "MG", "MR"),
+                   help="modality of images whose name/folder gives no hint (default US)")
+    p.add_argument("--dry-run", action="store_true", help="only show how the files would be grouped")
+    ns = p.parse_args(argv)
+    pv = preview(ns.source, ns.modality)
+    print(pv.summary())
+    for c in pv.cases:
+        print(f"  {c.label}: {len(c.images)} image(s), breast {c.breasts}: "
+              + ", ".join(f"{i.modality} {i.laterality or '?'} {i.view or ''}".strip() for i in c.images))
+    for prob in pv.problems:
+        print(f"  problem: {prob}")
+    if ns.dry_run:
+        return 0
+    res = run_import(ns.source, ns.out, default_modality=ns.modality)
+    print(f"{PROG}: imported {len(res.study.cases)} case(s) into {res.study.folder}"
+          + (f"; {len(res.problems)} file(s) skipped" if res.problems else ""))
+    for prob in res.problems:
+        print(f"  skipped: {prob}")
+    return 0
 
 
 def _study_parser() -> argparse.ArgumentParser | None:
@@ -212,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--study", metavar="FOLDER", help="use this study instead of the bundled demo")
             ns = p.parse_args(args[1:])
             return run_demo(ns.screenshot, Path(ns.study) if ns.study else None)
+        if args and args[0] == "import":
+            return run_import_cli(args[1:])
         if args and args[0] == "study":
             sp = _study_parser()
             if sp is None:
@@ -220,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(ns.func(ns) or 0)
         p = argparse.ArgumentParser(prog=PROG, description="Breast imaging reading workstation (decision support "
                                     "for research, not a diagnostic device).",
-                                    epilog="Subcommands: 'demo [--screenshot PNG]', 'study ...'")
+                                    epilog="Subcommands: 'demo [--screenshot PNG]', 'import SRC --out STUDY', 'study ...'")
         p.add_argument("study", nargs="?", help="study folder to open")
         ns = p.parse_args(args)
         return run_gui(ns.study)

@@ -36,22 +36,12 @@ from reader_app.qt_panels import AIPanel, AnnotationPanel, ProblemsPanel, Rating
 from reader_app.qt_view import ImageView
 from reader_app.qt_workers import Worker, start
 from reader_app.state import AppState, CaseState, JsonRatingStore, ViewState
+from reader_app.study.reading_state import AI_DISPLAY_LABELS, AI_DISPLAY_MODES
+from reader_app.redact import reading_safe
 
 GRID = {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2)}
 
-STYLE = """
-QMainWindow, QWidget { background:#202124; color:#e8eaed; }
-QGroupBox { border:1px solid #444; margin-top:14px; padding-top:6px; font-weight:bold; }
-QGroupBox::title { subcontrol-origin: margin; left:8px; padding:0 4px; }
-QLabel#viewTitle { font-weight:bold; }
-QLabel#viewFooter { color:#9aa0a6; font-family:monospace; font-size:11px; }
-QLabel#caseHeader { font-size:14px; padding:3px; }
-QTableWidget, QListWidget, QLineEdit, QPlainTextEdit, QComboBox { background:#2b2c2f; border:1px solid #444; }
-QPushButton { background:#3c4043; border:1px solid #555; padding:3px 8px; }
-QPushButton:disabled { color:#777; }
-QHeaderView::section { background:#2b2c2f; color:#e8eaed; border:0; padding:2px; }
-QDockWidget::title { background:#2b2c2f; padding:3px; }
-"""
+from reader_app.qt_style import STYLE  # noqa: E402  (one dark theme for every window)
 
 
 def _load_for_case(case: Any, cache: ImageCache, *, progress: Any = None, cancel: Any = None
@@ -73,7 +63,8 @@ class MainWindow(QMainWindow):
     ai_finished = Signal(str)
 
     def __init__(self, state: AppState | None = None, ai: AIService | None = None,
-                 cache: ImageCache | None = None, auto_score: bool = False) -> None:
+                 cache: ImageCache | None = None, auto_score: bool = False,
+                 ai_display: str = "after_rating") -> None:
         super().__init__()
         self.state = state or AppState(rating_sink=JsonRatingStore(paths.user_data_dir()))
         self.ai = ai or AIService()
@@ -94,6 +85,10 @@ class MainWindow(QMainWindow):
         self._last_digit = -1
         self.last_error = ""
         self.pool = QThreadPool.globalInstance()
+        self.ai_display = ai_display if ai_display in AI_DISPLAY_MODES else "after_rating"
+        self._ai_requested = False  # on-demand mode: the reader asked (A) for this case
+        self.show_truth = False
+        self.hanging_step = 0
 
         self.setWindowTitle("breast-reader")
         self.setStyleSheet(STYLE)
@@ -124,6 +119,7 @@ class MainWindow(QMainWindow):
         head.addWidget(self.case_header, 1)
         head.addWidget(self.synthetic_badge)
         self.grid_host = QWidget()
+        self.grid_host.installEventFilter(self)
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(3)
@@ -206,6 +202,7 @@ class MainWindow(QMainWindow):
         mb = self.menuBar()
         f = mb.addMenu("&File")
         self._act(f, "Open study…", QKeySequence.StandardKey.Open, self.open_study_dialog)
+        self._act(f, "Import exams (DICOM folder, image folder, manifest CSV)…", "Ctrl+I", self.import_dialog)
         self.recent_menu = f.addMenu("Recent studies")
         self._fill_recent()
         self._act(f, "Export annotations (masks + COCO)…", "Ctrl+E", self.export_annotations)
@@ -224,8 +221,15 @@ class MainWindow(QMainWindow):
         self._act(v, "Fit all views", "Z", self.fit_all)
         self._act(v, "Invert", "I", self._on_invert_changed)
         self._act(v, "Saliency overlay on/off", "S", self.toggle_overlay)
-        self._act(v, "Next slice", ["Down", "Right"], lambda: self.scroll_slices(1))
-        self._act(v, "Previous slice", ["Up", "Left"], lambda: self.scroll_slices(-1))
+        self._act(v, "Next slice (MR; nothing on 2-D images)", ["Down", "Right"], lambda: self.scroll_slices(1))
+        self._act(v, "Previous slice (MR; nothing on 2-D images)", ["Up", "Left"], lambda: self.scroll_slices(-1))
+        self._act(v, "True size 1:1", "O", self._on_one_to_one)
+        self._act(v, "Next hanging step (4-view, CC pair, MLO pair, single views)", "H", self.next_hanging_step)
+        for k in range(5):
+            self._act(v, f"Window preset {k + 1}", f"F{k + 2}", lambda _=False, i=k: self._on_preset_key(i))
+        self.truth_action = self._act(v, "Show dataset truth (dashed, grey)", "T", self._on_show_truth_changed,
+                                      checkable=True)
+        self.shortcut_table.append(("View", "Magnifier glass", "hold G"))
         # MRI reading (issue 13): hanging, linked series, phases, subtraction, MIP, kinetics.
         self._act(v, "MRI reading window (series, subtraction, kinetics)…", "Ctrl+Shift+M", self.open_mri_window)
         t = mb.addMenu("&Tools")
@@ -240,7 +244,17 @@ class MainWindow(QMainWindow):
         self.auto_action = self._act(c, "Score each case automatically", None, self._on_auto_score_changed,
                                      checkable=True)
         self.auto_action.setChecked(self.auto_score)
+        aim = c.addMenu("AI display")
+        self.ai_display_actions = {}
+        for mode in AI_DISPLAY_MODES:
+            a = QAction(AI_DISPLAY_LABELS[mode], self)
+            a.setCheckable(True)
+            a.setChecked(mode == self.ai_display)
+            a.triggered.connect(lambda _=False, m=mode: self.set_ai_display(m))
+            aim.addAction(a)
+            self.ai_display_actions[mode] = a
         self._act(c, "New lesion id", "N", self.state.new_lesion)
+        self._act(c, "Structured report (BI-RADS)…", "Ctrl+B", self.open_report)
         self._act(c, "Delete selected annotation", ["Del", "Backspace"], lambda: self._on_delete_requested(self.selected_ann or ""))
         self._act(c, "Undo", QKeySequence.StandardKey.Undo, self.undo)
         self._act(c, "Redo", ["Ctrl+Shift+Z", "Ctrl+Y"], self.redo)
@@ -317,6 +331,40 @@ class MainWindow(QMainWindow):
         dlg.show()
         return dlg
 
+    def open_report(self) -> Any:
+        """The structured BI-RADS report form of the current case (stored with the case)."""
+        from reader_app.qt_report import ReportForm
+
+        cs = self.state.current
+        if cs is None:
+            return None
+        dlg = ReportForm(cs.case, dict(self.images), self, author=self.state.author)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def _on_saved(path: str) -> None:
+            self.statusBar().showMessage(f"Report saved to {path}", 6000)
+            if dlg.report.final_category and dlg.report.final_category != cs.rating.birads:
+                self.state.rate(birads=dlg.report.final_category)  # the rating's BI-RADS follows the report
+
+        dlg.saved.connect(_on_saved)
+        dlg.show()
+        self._report_dialog = dlg
+        return dlg
+
+    def import_dialog(self, source: str | Path | None = None) -> Any:
+        """File > Import: preview the grouping, then import in a worker and open the study."""
+        from reader_app.qt_import import ImportDialog
+
+        dlg = ImportDialog(self, source)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.imported.connect(self._on_imported)
+        dlg.show()
+        self._import_dialog = dlg
+        return dlg
+
+    def _on_imported(self, folder: str) -> None:
+        self.open_study(folder)
+
     def open_study_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open study folder")
         if folder:
@@ -375,7 +423,11 @@ class MainWindow(QMainWindow):
     def dropEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
         urls = ev.mimeData().urls()
         if urls:
-            self.open_study(urls[0].toLocalFile())
+            folder = Path(urls[0].toLocalFile())
+            if (folder / "study.json").exists():
+                self.open_study(folder)
+            else:  # a folder of exams: preview and import it
+                self.import_dialog(folder)
             ev.acceptProposedAction()
 
     # ------------------------------------------------------------------ case
@@ -390,13 +442,16 @@ class MainWindow(QMainWindow):
             self.synthetic_badge.setVisible(False)
             return
         case = cs.case
+        self._ai_requested = False
         cs.annotations_changed.connect(self._on_annotations_changed)
-        desc = f" · {case.description}" if case.description else ""
-        self.case_header.setText(f"<b>Case {case.case_id}</b> · {'+'.join(case.modalities)}{desc}")
-        self.case_header.setToolTip("\n".join(x for x in (case.description, case.paired_note) if x))
+        cs.rating_changed.connect(self._on_case_rated)
+        # descriptions of dataset cases name the files, and the files name the truth
+        desc = f" · {reading_safe(case.description)}" if case.description else ""
+        self.case_header.setText(f"<b>Case {reading_safe(case.case_id)}</b> · {'+'.join(case.modalities)}{desc}")
+        self.case_header.setToolTip("\n".join(reading_safe(x) for x in (case.description, case.paired_note) if x))
         self.synthetic_badge.setVisible(case.synthetic)
         self.synthetic_badge.setText("SYNTHETIC CASE" if case.synthetic else "SYNTHETIC")
-        self.ai_panel.clear(case.synthetic)
+        self.ai_panel.clear(case.synthetic, self._ai_waiting_message())
         self.ann_panel.refresh()
         self.statusBar().showMessage(f"Loading case {case.case_id}…")
         w = Worker(_load_for_case, case, self.cache, name="load")
@@ -442,9 +497,9 @@ class MainWindow(QMainWindow):
         self._build_views()
         self.case_loaded.emit(case.case_id)
         hit = self.ai.cached(case)
-        if hit is not None and self.state.ai_visible:
+        if hit is not None and self.ai_allowed_now():
             self._apply_ai_result(hit)
-        elif self.auto_score:
+        elif self.auto_score and self.ai_allowed_now():
             self.score_case()
 
     def _study_root(self) -> Path | None:
@@ -473,6 +528,7 @@ class MainWindow(QMainWindow):
             v.range_changed.connect(self._on_view_range_changed)
             v.readout.connect(self.readout.setText)
             v.set_tool(self.state.tool)
+            v.show_truth = self.show_truth
             v.set_annotations(cs.case.annotations)
             self.views.append(v)
         self.active_index = 0
@@ -509,7 +565,31 @@ class MainWindow(QMainWindow):
             self.grid.setColumnStretch(c, 1 if c < cols else 0)
         for v in self.views:
             v.set_active(v is self.active_view())
+        self._fit_cells()
         QTimer.singleShot(0, self, self.fit_all)
+
+    MG_CELL_ASPECT = 0.82  # width / height of a mammography cell (a film is about 8 x 10 in)
+
+    def _fit_cells(self) -> None:
+        """Portrait cells for mammograms: side margins so each column is at most
+        MG_CELL_ASPECT x the row height (a landscape cell would shrink the breast)."""
+        page = [v for v in self.views if v.isVisibleTo(self.grid_host)] if self.views else []
+        if not page or any(v.slot.modality != "MG" for v in page):
+            self.grid.setContentsMargins(0, 0, 0, 0)
+            return
+        rows, cols = self.grid_shape()
+        H = max(1, self.grid_host.height())
+        W = max(1, self.grid_host.width())
+        want = int(cols * self.MG_CELL_ASPECT * H / rows)
+        side = max(0, (W - want) // 2)
+        self.grid.setContentsMargins(side, 0, side, 0)
+
+    def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 - Qt API
+        from PySide6.QtCore import QEvent
+
+        if obj is getattr(self, "grid_host", None) and ev.type() == QEvent.Type.Resize:
+            self._fit_cells()
+        return super().eventFilter(obj, ev)
 
     def fit_all(self) -> None:
         """Fit every shown view."""
@@ -583,11 +663,72 @@ class MainWindow(QMainWindow):
         self.ai_panel.overlay_on.setChecked(not self.ai_panel.overlay_on.isChecked())
 
     def scroll_slices(self, step: int) -> None:
+        """Arrow keys: slices of an MR stack; on a 2-D image nothing (never the next case: that
+        is PgDown / ])."""
         v = self.active_view()
         if v is not None and v.n_frames > 1:
             v.view_state.scroll(step)
-        elif step != 0:
-            self.state.step_case(step)
+
+    def _on_one_to_one(self) -> None:
+        v = self.active_view()
+        if v is not None:
+            v.zoom_1to1()
+
+    def _on_preset_key(self, index: int) -> None:
+        v = self.active_view()
+        if v is not None and not v.apply_preset(index):
+            self.statusBar().showMessage(f"This image has no window preset {index + 1}", 3000)
+
+    def _on_show_truth_changed(self, on: bool) -> None:
+        self.show_truth = bool(on)
+        for v in self.views:
+            v.set_show_truth(self.show_truth)
+        n = sum(v.truth_count() for v in self.views)
+        self.statusBar().showMessage(
+            f"Dataset truth {'shown (dashed grey)' if on else 'hidden'}: {n} region(s) on this case", 4000)
+
+    def next_hanging_step(self) -> None:
+        """Mammography hanging steps: 4-view, CC pair, MLO pair, then each view alone."""
+        n = len(self.views)
+        if not n:
+            return
+        steps: list[tuple[str, int]] = [("2x2", 0)]
+        if n >= 2:
+            steps += [("1x2", 0)] + ([("1x2", 2)] if n >= 4 else [])
+        steps += [("1x1", i) for i in range(n)]
+        self.hanging_step = (self.hanging_step + 1) % len(steps)
+        layout, index = steps[self.hanging_step]
+        self.state.set_layout(layout)
+        self.set_active(index)
+        self._relayout()
+        self.statusBar().showMessage(f"Hanging: {layout} from {self.views[index].slot.title}", 3000)
+
+    # magnifier: held key, so key press/release rather than a shortcut
+    def keyPressEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
+        if ev.key() == Qt.Key.Key_G and not ev.isAutoRepeat():
+            v = self._view_under_mouse() or self.active_view()
+            if v is not None:
+                v.set_magnifier(True)
+            ev.accept()
+            return
+        super().keyPressEvent(ev)
+
+    def keyReleaseEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
+        if ev.key() == Qt.Key.Key_G and not ev.isAutoRepeat():
+            for v in self.views:
+                v.set_magnifier(False)
+            ev.accept()
+            return
+        super().keyReleaseEvent(ev)
+
+    def _view_under_mouse(self) -> ImageView | None:
+        from PySide6.QtGui import QCursor
+
+        pos = QCursor.pos()
+        for v in self.views:
+            if v.isVisible() and v.rect().contains(v.mapFromGlobal(pos)):
+                return v
+        return None
 
     def _on_tool_changed(self, tool: str) -> None:
         for v in self.views:
@@ -704,10 +845,72 @@ class MainWindow(QMainWindow):
         elif self.ai_result is not None:
             self._apply_ai_result(self.ai_result)
 
+    # AI after the reader's own read -------------------------------------------------
+    def ai_allowed_now(self) -> bool:
+        """Whether AI output may be shown for the current case under the AI display setting."""
+        cs = self.state.current
+        if cs is None or not self.state.ai_visible:
+            return False
+        if self.ai_display == "always":
+            return True
+        if self.ai_display == "on_demand":
+            return self._ai_requested
+        return cs.rating.score is not None  # after_rating
+
+    def _ai_waiting_message(self) -> str:
+        if self.ai_display == "after_rating":
+            return "AI hidden until you have rated this case (your read first; then it is shown)."
+        if self.ai_display == "on_demand":
+            return "AI available on demand: press A or “Score case”."
+        return "Not scored yet — press A or “Score case”."
+
+    def set_ai_display(self, mode: str) -> None:
+        """AI display setting: hidden until rated, on demand, or always shown."""
+        if mode not in AI_DISPLAY_MODES:
+            raise ValueError(f"unknown AI display mode {mode!r}")
+        self.ai_display = mode
+        for m, a in self.ai_display_actions.items():
+            a.setChecked(m == mode)
+        try:
+            paths.settings().setValue("ai_display", mode)
+        except OSError:
+            pass
+        if not self.ai_allowed_now():
+            self.ai_result = None
+            self._apply_overlays()
+            cs = self.state.current
+            self.ai_panel.clear(bool(cs and cs.case.synthetic), self._ai_waiting_message())
+        elif self.views:
+            hit = self.ai.cached(self.state.current.case) if self.state.current else None
+            if hit is not None:
+                self._apply_ai_result(hit)
+            elif self.auto_score:
+                self.score_case()
+
+    def _on_case_rated(self, _rating: Any) -> None:
+        if self.ai_display == "after_rating" and self.ai_result is None and self.ai_allowed_now() and self.views:
+            hit = self.ai.cached(self.state.current.case)
+            if hit is not None:
+                self._apply_ai_result(hit)
+            elif self.auto_score:
+                self.score_case()
+            else:
+                self.ai_panel.scores.setText("You have rated the case: press A or “Score case” for the AI.")
+
     def score_case(self) -> Worker | None:
-        """Score the current case (and saliency for the selected method) in a worker."""
+        """Score the current case (and saliency for the selected method) in a worker.
+
+        Refused (with the reason in the AI panel) while the AI display setting hides the AI:
+        in "after rating" mode until the reader has rated the case.
+        """
         cs = self.state.current
         if cs is None or not self.state.ai_visible or not self.images:
+            return None
+        if self.ai_display == "on_demand":
+            self._ai_requested = True
+        if not self.ai_allowed_now():
+            self.ai_panel.scores.setText(self._ai_waiting_message())
+            self.statusBar().showMessage("Rate the case first: the AI is shown after your own read", 4000)
             return None
         if self._ai_worker is not None and getattr(self._ai_worker, "case_id", None) == cs.case.case_id \
                 and not getattr(self._ai_worker, "ended", False):
@@ -751,7 +954,7 @@ class MainWindow(QMainWindow):
 
     def _on_ai_result(self, res: AIResult) -> None:
         cs = self.state.current
-        if cs is not None and res.case_id == cs.case.case_id and self.state.ai_visible:
+        if cs is not None and res.case_id == cs.case.case_id and self.ai_allowed_now():
             self._apply_ai_result(res)
             self.statusBar().showMessage("AI scoring done", 4000)
 
@@ -774,13 +977,13 @@ class MainWindow(QMainWindow):
     def _apply_ai_result(self, res: AIResult) -> None:
         self.ai_result = res
         cs = self.state.current
-        self.ai_panel.show_result(res, bool(cs and cs.case.synthetic))
+        self.ai_panel.show_result(res, bool(cs and cs.case.synthetic), cs.case if cs else None)
         self._apply_overlays()
 
     def _apply_overlays(self) -> None:
         res = self.ai_result
         for v in self.views:
-            m = res.saliency.get((v.slot.image_id, v.view_state.method)) if res and self.state.ai_visible else None
+            m = res.saliency.get((v.slot.image_id, v.view_state.method)) if res and self.ai_allowed_now() else None
             v.set_overlay_map(m, res.frames.get(v.slot.image_id) if res else None)
 
     def _fill_models(self) -> None:
@@ -866,7 +1069,9 @@ class MainWindow(QMainWindow):
         self.state.leave_case()
         for w in list(self._workers):
             w.cancel()
-        self.pool.waitForDone(5000)
+        # a model forward pass cannot be interrupted: do not wait for it (the process exits
+        # right after the event loop, see main.run_gui); ratings/annotations are saved already
+        self.pool.waitForDone(200)
         self._timer.stop()
         for v in self.views:
             v.dispose()

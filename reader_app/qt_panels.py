@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from reader_app.ai import AIResult, to_ten
+from reader_app.ai import AIResult
+from reader_app.redact import reading_safe
 from reader_app.state import BIRADS, COLORMAPS, SALIENCY_LABELS, SALIENCY_METHODS, STATUSES, AppState, Rating
 
 STATUS_COLOURS = {"unread": "#bbbbbb", "annotated": "#00e5ff", "rated": "#7CFC00"}
@@ -92,7 +93,7 @@ class WorklistPanel(QWidget):
                     it.setForeground(QColor(STATUS_COLOURS[cs.status]))
                 elif c == 0 and cs.case.synthetic:
                     it.setForeground(QColor("#ff8a80"))  # synthetic cases stand out in the list
-                tip = ("SYNTHETIC case. " if cs.case.synthetic else "") + (cs.case.description or "")
+                tip = ("SYNTHETIC case. " if cs.case.synthetic else "") + reading_safe(cs.case.description)
                 if tip:
                     it.setToolTip(tip)
                 self.table.setItem(r, c, it)
@@ -267,27 +268,46 @@ class AIPanel(QGroupBox):
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
 
-    def show_result(self, res: AIResult, case_synthetic: bool = False) -> None:
-        """Render scores (0-1 and 0-10), models, device, advice and synthetic flags."""
+    def show_result(self, res: AIResult, case_synthetic: bool = False, case: Any = None) -> None:
+        """Render probabilities (not the reader's 0-10 scale) with each model's operating point
+        and calibration, training-data overlap, fusion only for one patient, models, advice."""
+        from reader_app.ai_display import model_facts, same_patient, training_overlap
+
         self.result = res
         rows = []
+        notes = []
         for mod in ("MG", "US", "MR"):
             info = res.models.get(mod)
             if info is None:
                 continue
+            facts = model_facts(info.name)
             if mod in res.per_modality:
                 p = res.per_modality[mod]
-                rows.append(f"<tr><td><b>{mod}</b></td><td>&nbsp;{p:.2f}</td><td>&nbsp;<b>{to_ten(p):.1f}</b>/10</td></tr>")
+                thr = f"&nbsp;<small>(operating point {facts.threshold:.2f})</small>" if facts and facts.threshold is not None else ""
+                rows.append(f"<tr><td><b>{mod}</b></td><td>&nbsp;p = <b>{p:.2f}</b>{thr}</td></tr>")
+                if facts is not None:
+                    notes.append(f"<small>{mod} calibration: {html_escape(facts.calibration)}</small>")
+                inside = training_overlap(case, mod, facts) if case is not None else []
+                if inside:
+                    notes.append(f"<small style='color:#ff6b6b'><b>{mod}: in training data</b> - "
+                                 f"{', '.join(inside)} come(s) from {', '.join(facts.train_sources)}, which "
+                                 f"{info.name} was developed on: its score here is optimistic.</small>")
             else:
-                rows.append(f"<tr><td><b>{mod}</b></td><td colspan=2>&nbsp;<i>{info.error or 'no score'}</i></td></tr>")
+                rows.append(f"<tr><td><b>{mod}</b></td><td>&nbsp;<i>{info.error or 'no score'}</i></td></tr>")
         if res.fused is not None:
-            rows.append(
-                f"<tr><td><b>Fused</b></td><td>&nbsp;{res.fused:.2f}</td><td>&nbsp;<b>{to_ten(res.fused):.1f}</b>/10</td></tr>"
-                f"<tr><td></td><td colspan=2><small>{res.fused_source}</small></td></tr>"
-            )
+            if case is not None and not same_patient(case):
+                rows.append("<tr><td><b>Fused</b></td><td>&nbsp;<i>not offered: the MG and US images come "
+                            "from different patients</i></td></tr>")
+            else:
+                rows.append(
+                    f"<tr><td><b>Fused</b></td><td>&nbsp;p = <b>{res.fused:.2f}</b></td></tr>"
+                    f"<tr><td></td><td><small>{res.fused_source}</small></td></tr>"
+                )
         html = "<table>" + "".join(rows) + "</table>" if rows else "<i>No image could be scored.</i>"
         self.scores.setToolTip("\n".join(f"{m}: {i.detail}" for m, i in res.models.items() if i.detail))
-        html = "<small>malignancy score (0–1 and 0–10)</small>" + html
+        html = "<small>AI malignancy probability (model output 0-1; not your 0-10 scale)</small>" + html
+        if notes:
+            html += "<br>" + "<br>".join(notes)
         for image_id, a in (getattr(res, "lesion", None) or {}).items():  # lesion-centred US models
             where = "finder's suggested box" if a.box_source == "finder" else "your box"
             html += (f"<br><small>{html_escape(str(image_id))}: calibrated {a.score:.2f} "

@@ -30,11 +30,26 @@ from PySide6.QtWidgets import (
 
 from engine.cases import Annotation
 from engine.io.types import LoadedImage
-from reader_app.imaging import Slot, scale_bar_mm, window_presets
+from reader_app.imaging import Slot, breast_bbox, window_presets
 from reader_app.state import ViewState
 
 LESION_COLOURS = ["#ffd400", "#00e5ff", "#ff4fd8", "#7CFC00", "#ff8c00", "#b388ff"]
 FREEHAND_MAX_POINTS = 96
+
+
+TRUTH_COLOUR = "#9aa0a6"
+DATASET_AUTHORS = frozenset({"busi", "mini-mias", "synthetic", "cbis-ddsm", "dataset", "truth", "generator"})
+
+
+def is_truth(a: Annotation) -> bool:
+    """Whether an annotation is dataset/generator truth rather than a reader's own region.
+
+    Dataset importers and the demo builder write the source as the author ("BUSI",
+    "mini-MIAS", "synthetic") and say so in the label ("dataset mask", "generator truth").
+    """
+    author = (a.author or "").strip().lower()
+    label = (a.label or "").lower()
+    return author in DATASET_AUTHORS or "dataset" in label or "truth" in label
 
 
 def lesion_colour(lesion_id: str) -> str:
@@ -93,6 +108,10 @@ class ReaderViewBox(pg.ViewBox):
                 ev.accept()
                 self.owner._on_polygon_click(ev)
                 return
+            if self.owner.tool == "point":
+                ev.accept()
+                self.owner._on_point_click(ev)
+                return
             self.owner.select_annotation(None)
         ev.accept()
 
@@ -143,10 +162,19 @@ class ImageView(QWidget):
         self._annotations: list[Annotation] = []
         self.ruler_mm: float | None = None
         self.ruler_px: float | None = None
+        self.show_truth = False  # dataset truth: hidden unless the reader asks (T)
+        self._static_items: list[Any] = []
+        self._static_shapes: list[dict[str, Any]] = []
+        self._magnifier: QLabel | None = None
+        self._mouse_scene: QPointF | None = None
+        self.mag_zoom = 3.0
 
         self.title = QLabel(slot.title)
         self.title.setObjectName("viewTitle")
         self.slice_label = QLabel("")
+        self.wl_label = QLabel("")
+        self.wl_label.setObjectName("wlReadout")
+        self.wl_label.setToolTip("Window width / level (centre) in stored pixel values; F2-F6 presets, right-drag adjusts")
         self.presets = QComboBox()
         self.presets.setToolTip("Window/level presets (right-drag on the image to adjust)")
         self.presets.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -159,6 +187,7 @@ class ImageView(QWidget):
         head.addWidget(self.title)
         head.addStretch(1)
         head.addWidget(self.slice_label)
+        head.addWidget(self.wl_label)
         head.addWidget(self.presets)
 
         self.gv = pg.GraphicsView()
@@ -272,6 +301,7 @@ class ImageView(QWidget):
         self.img_item.setLevels(self._levels())
         self._apply_lut()
         self._update_slice_label()
+        self._update_wl_label()
         self._add_scale_bar()
         self.fit()
 
@@ -317,6 +347,7 @@ class ImageView(QWidget):
     def _on_view_scale_changed(self, *_: Any) -> None:
         if self.image is None:
             return
+        self._update_scale_bar()
         f = self._wanted_factor()
         if f != self._factor:
             self._factor = f
@@ -335,15 +366,39 @@ class ImageView(QWidget):
         else:
             self.img_item.setLookupTable(None)
 
+    SCALE_BAR_SCREEN_PX = 110  # target on-screen length: readable at any zoom
+
     def _add_scale_bar(self) -> None:
         sp = self.image.meta.pixel_spacing if self.image else None
         if not sp or sp[1] <= 0:
             return
-        w, _ = self.image_size()
-        mm = scale_bar_mm(w, float(sp[1]))
-        self.scale_bar = pg.ScaleBar(size=mm / float(sp[1]), width=4, suffix="", offset=(-15, -15))
+        self.scale_bar = pg.ScaleBar(size=10.0, width=4, suffix="", offset=(-15, -15))
         self.scale_bar.setParentItem(self.vb)
-        self.scale_bar.text.setText(f"{mm:g} mm")
+        self._update_scale_bar()
+
+    def _update_scale_bar(self) -> None:
+        """A round length of about SCALE_BAR_SCREEN_PX on screen, recomputed on every zoom."""
+        sb = self.scale_bar
+        sp = self.image.meta.pixel_spacing if self.image else None
+        if sb is None or not sp:
+            return
+        px = self.vb.viewPixelSize()
+        if not px or px[0] <= 0:
+            return
+        mm_per_screen_px = px[0] * float(sp[1])
+        target = self.SCALE_BAR_SCREEN_PX * mm_per_screen_px
+        mm = 500.0
+        for v in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200):
+            if v >= target * 0.6:
+                mm = float(v)
+                break
+        sb.size = mm / float(sp[1])
+        sb.text.setText(f"{mm:g} mm")
+        sb.updateBar()
+
+    def _update_wl_label(self) -> None:
+        c, w = self.view_state.window or (127.5, 255.0)
+        self.wl_label.setText(f"W {w:.0f}  L {c:.0f}  ")
 
     def _update_slice_label(self) -> None:
         if self.n_frames > 1:
@@ -354,10 +409,107 @@ class ImageView(QWidget):
             self.slice_label.setText("")
 
     def fit(self) -> None:
-        """Fit the whole image in the view."""
+        """Fit the image in the view; a mammogram is cropped to the breast (its tissue bounding
+        box, so the empty film beside it does not waste the portrait cell)."""
         w, h = self.image_size()
-        if w and h:
-            self.vb.setRange(QRectF(0, 0, w, h), padding=0.02)
+        if not (w and h):
+            return
+        rect = QRectF(0, 0, w, h)
+        p = self.plane()
+        if self.slot.modality == "MG" and p is not None and p.ndim == 2:
+            x0, y0, x1, y1 = breast_bbox(p)
+            if self.slot.flip:
+                x0, x1 = w - x1, w - x0
+            rect = QRectF(x0, y0, x1 - x0, y1 - y0)
+        self.vb.setRange(rect, padding=0.02)
+
+    def zoom_1to1(self) -> None:
+        """True pixel zoom: one image pixel per screen pixel, centred where the view is now."""
+        if self.image is None:
+            return
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        vw = max(1, self.gv.viewport().width())
+        vh = max(1, self.gv.viewport().height())
+        self.vb.setRange(QRectF(cx - vw / 2, cy - vh / 2, vw, vh), padding=0)
+        self._on_range_changed()
+
+    def apply_preset(self, index: int) -> bool:
+        """Window/level preset ``index`` (0 = automatic); False if there is no such preset."""
+        presets = getattr(self, "_presets", [])
+        if not 0 <= index < len(presets):
+            return False
+        self.presets.setCurrentIndex(index)
+        self.view_state.set("window", presets[index][1])
+        return True
+
+    # ------------------------------------------------------------------ magnifier
+    MAG_SIDE = 260  # screen pixels of the magnifier glass
+
+    def set_magnifier(self, on: bool) -> None:
+        """Show (while a key is held) a glass that magnifies the full-resolution pixels under the mouse."""
+        if not on:
+            if self._magnifier is not None:
+                self._magnifier.hide()
+            return
+        if self._magnifier is None:
+            self._magnifier = QLabel(self.gv)
+            self._magnifier.setObjectName("magnifier")
+            self._magnifier.setStyleSheet("border:2px solid #ffd400; background:#000")
+            self._magnifier.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self._update_magnifier()
+        self._magnifier.show()
+        self._magnifier.raise_()
+
+    def magnifier_visible(self) -> bool:
+        return self._magnifier is not None and self._magnifier.isVisible()
+
+    def _magnifier_pixels(self, x: float, y: float) -> np.ndarray | None:
+        """The windowed uint8 patch (MAG_SIDE square) around image point (x, y)."""
+        import cv2
+
+        p = self.plane()
+        if p is None:
+            return None
+        px = self.vb.viewPixelSize()
+        img_px_per_screen = max(px[0], 1e-6) if px else 1.0
+        side = max(8, int(round(self.MAG_SIDE * img_px_per_screen / self.mag_zoom)))
+        h, w = p.shape[:2]
+        x0 = int(round(x - side / 2))
+        y0 = int(round(y - side / 2))
+        patch = np.zeros((side, side) + p.shape[2:], dtype=np.float32)
+        sx0, sy0 = max(0, x0), max(0, y0)
+        sx1, sy1 = min(w, x0 + side), min(h, y0 + side)
+        if sx1 > sx0 and sy1 > sy0:
+            patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = p[sy0:sy1, sx0:sx1]
+        lo, hi = self._levels()
+        u8 = np.clip((patch - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+        if self.view_state.invert and u8.ndim == 2:
+            u8 = 255 - u8
+        if self.slot.flip:
+            u8 = u8[:, ::-1]
+        interp = cv2.INTER_NEAREST if side <= self.MAG_SIDE else cv2.INTER_AREA
+        return np.ascontiguousarray(cv2.resize(np.ascontiguousarray(u8), (self.MAG_SIDE, self.MAG_SIDE),
+                                               interpolation=interp))
+
+    def _update_magnifier(self) -> None:
+        from PySide6.QtGui import QImage, QPixmap
+
+        mag = self._magnifier
+        if mag is None or self._mouse_scene is None:
+            return
+        x, y = self.to_image(self._mouse_scene)
+        arr = self._magnifier_pixels(x, y)
+        if arr is None:
+            return
+        if arr.ndim == 2:
+            qimg = QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format.Format_Grayscale8)
+        else:
+            qimg = QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format.Format_RGB888)
+        mag.setPixmap(QPixmap.fromImage(qimg.copy()))
+        mag.resize(self.MAG_SIDE, self.MAG_SIDE)
+        vp = self.gv.mapFromScene(self._mouse_scene)
+        mag.move(int(vp.x() - self.MAG_SIDE / 2), int(vp.y() - self.MAG_SIDE / 2))
 
     def set_active(self, active: bool) -> None:
         """Highlight the view that keyboard commands act on."""
@@ -368,6 +520,7 @@ class ImageView(QWidget):
     def _on_view_state_changed(self, name: str, value: Any) -> None:
         if name == "window":
             self.img_item.setLevels(self._levels())
+            self._update_wl_label()
         elif name == "invert":
             self._apply_lut()
         elif name == "frame":
@@ -432,9 +585,12 @@ class ImageView(QWidget):
         return float(p.x()), float(p.y())
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        self._mouse_scene = QPointF(scene_pos)
         p = self.plane()
         if p is None:
             return
+        if self.magnifier_visible():
+            self._update_magnifier()
         x, y = self.to_image(scene_pos)
         if self.tool == "polygon" and self._draft:
             self._update_draft(self._draft + [[x, y]], closed=False)
@@ -517,8 +673,8 @@ class ImageView(QWidget):
         self.tool = tool
         self.cancel_draft()
         movable = tool == "navigate"
-        for roi in self._rois.values():
-            roi.translatable = movable
+        for aid, roi in self._rois.items():
+            self._set_roi_editable(roi, aid == self.selected_id)
         self.gv.setCursor(Qt.CursorShape.ArrowCursor if movable else Qt.CursorShape.CrossCursor)
 
     def cancel_draft(self) -> None:
@@ -600,6 +756,12 @@ class ImageView(QWidget):
         self._draft.append([x, y])
         self._update_draft(self._draft, closed=False)
 
+    def _on_point_click(self, ev: Any) -> None:
+        if self.image is None:
+            return
+        x, y = self._clamp(*self.to_image(ev.scenePos()))
+        self.drawn.emit(self.slot.image_id, "point", [[x, y]], self._frame())
+
     def close_polygon(self) -> None:
         """Finish the polygon being drawn (Enter or double-click)."""
         pts = self._draft
@@ -647,12 +809,83 @@ class ImageView(QWidget):
         self._rois.clear()
         self._labels.clear()
         frame = self._frame()
+        truth_shapes = []
         for a in anns:
             if a.image_id != self.slot.image_id or (frame is not None and a.frame not in (None, frame)):
+                continue
+            if is_truth(a):
+                if self.show_truth:
+                    truth_shapes.append({"kind": a.kind, "points": a.points, "frame": a.frame,
+                                         "colour": TRUTH_COLOUR, "dashed": True,
+                                         "label": f"truth · {a.author or 'dataset'}"})
                 continue
             self._add_roi(a)
         if self.selected_id not in self._rois:
             self.selected_id = None
+        self._truth_shapes = truth_shapes
+        self._draw_static()
+
+    def set_show_truth(self, on: bool) -> None:
+        """Draw dataset/generator truth (dashed grey, labelled 'truth'); never editable."""
+        if on != self.show_truth:
+            self.show_truth = on
+            self.set_annotations(self._annotations)
+
+    def truth_count(self) -> int:
+        """Truth annotations on this image (shown or not)."""
+        return sum(1 for a in self._annotations if a.image_id == self.slot.image_id and is_truth(a))
+
+    def set_static_shapes(self, shapes: list[dict[str, Any]]) -> None:
+        """Non-editable shapes (reading-session marks): dicts of kind, points, frame, colour, label."""
+        self._static_shapes = list(shapes)
+        self._draw_static()
+
+    def _draw_static(self) -> None:
+        for it in self._static_items:
+            if it.scene() is not None:
+                it.scene().removeItem(it)
+        self._static_items = []
+        frame = self._frame()
+        for sh in list(getattr(self, "_truth_shapes", [])) + self._static_shapes:
+            if frame is not None and sh.get("frame") not in (None, frame):
+                continue
+            pts = sh["points"]
+            path = QPainterPath()
+            if sh["kind"] == "point":
+                x, y = pts[0]
+                px = self.vb.viewPixelSize()
+                r = 9.0 * max(px) if px else 6.0
+                path.moveTo(x - r, y)
+                path.lineTo(x + r, y)
+                path.moveTo(x, y - r)
+                path.lineTo(x, y + r)
+                path.addEllipse(QPointF(x, y), r * 0.6, r * 0.6)
+            elif sh["kind"] == "box":
+                (x0, y0), (x1, y1) = pts[0], pts[-1]
+                path.addRect(QRectF(min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0)))
+            else:
+                path.moveTo(*pts[0])
+                for x, y in pts[1:]:
+                    path.lineTo(x, y)
+                path.closeSubpath()
+            item = QGraphicsPathItem(path)
+            pen = QPen(QColor(sh.get("colour", "#ffd400")))
+            pen.setCosmetic(True)
+            pen.setWidthF(2.0)
+            if sh.get("dashed"):
+                pen.setStyle(Qt.PenStyle.DashLine)
+            item.setPen(pen)
+            item.setParentItem(self.group)
+            item.setZValue(9)
+            self._static_items.append(item)
+            if sh.get("label"):
+                xs = [p[0] for p in pts]
+                ys = [p[1] for p in pts]
+                t = pg.TextItem(sh["label"], color=sh.get("colour", "#ffd400"), anchor=(0, 1))
+                t.setParentItem(self.group)
+                t.setPos(min(xs), min(ys))
+                t.setZValue(9)
+                self._static_items.append(t)
 
     @staticmethod
     def _dispose_roi(roi: pg.ROI) -> None:
@@ -695,8 +928,9 @@ class ImageView(QWidget):
             roi = pg.PolyLineROI([tuple(p) for p in a.points], closed=True, pen=pen, hoverPen=hover, movable=True)
         roi.setParentItem(self.group)
         roi.setZValue(10)
-        roi.translatable = self.tool == "navigate"
-        roi.setAcceptedMouseButtons(Qt.MouseButton.LeftButton)
+        # pyqtgraph shows the handles of any ROI a drag starts on; here only selection does
+        roi.setSelected = lambda _s, r=roi: None  # type: ignore[method-assign]
+        self._set_roi_editable(roi, selected)
         roi.sigClicked.connect(lambda _r, _ev, aid=a.ann_id: self.select_annotation(aid))
         roi.sigRegionChangeFinished.connect(lambda r, aid=a.ann_id: self._on_roi_changed(aid, r))
         self._rois[a.ann_id] = roi
@@ -707,6 +941,18 @@ class ImageView(QWidget):
         label.setPos(x0, y0)
         label.setZValue(11)
         self._labels.append(label)
+
+    def _set_roi_editable(self, roi: pg.ROI, selected: bool) -> None:
+        """Handles and dragging only for the selected annotation with the navigate tool (an
+        explicit edit); with a drawing tool the ROI takes no clicks, so polygon vertices and
+        boxes can be placed inside an existing region."""
+        navigate = self.tool == "navigate"
+        editable = navigate and selected
+        roi.translatable = editable
+        roi.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if navigate else Qt.MouseButton.NoButton)
+        for h in roi.getHandles():
+            h.setVisible(editable)
+            h.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if editable else Qt.MouseButton.NoButton)
 
     @staticmethod
     def roi_points(kind: str, roi: pg.ROI) -> list[list[float]]:
@@ -734,4 +980,5 @@ class ImageView(QWidget):
             a = next((x for x in self._annotations if x.ann_id == aid), None)
             if a is not None:
                 roi.setPen(self._pen(a, aid == ann_id))
+            self._set_roi_editable(roi, aid == ann_id)
         self.selected.emit(ann_id or "")

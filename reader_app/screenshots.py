@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_app()
     a.out.mkdir(parents=True, exist_ok=True)
     w, h = (int(v) for v in a.size.split("x"))
-    win = MainWindow()
+    win = MainWindow(ai_display="always")  # these shots show the AI panel; reading defaults to after-rating
     win.resize(w, h)
     win.show()
     # where a modality has installed weights but no default yet, show the installed model
@@ -128,9 +128,108 @@ def main(argv: list[str] | None = None) -> int:
         v._on_mouse_moved(v.group.mapToScene(QPointF(v.image_size()[0] * 0.4, v.image_size()[1] * 0.4)))
         _settle()
         _save(win, a.out / "mri_stack.png")
+    # 4. 4-view hanging of a real CBIS-DDSM exam, then the magnifier on it
+    cbis = next((c.case_id for c in study.cases if c.case_id.endswith("-cbis")), None)
+    if cbis is not None:
+        win.state.set_layout("2x2")
+        _select(win, cbis)
+        win.worklist_dock.setVisible(False)
+        _settle(500)
+        win.fit_all()
+        _settle()
+        _save(win, a.out / "mg_4view_cbis.png")
+        from reader_app.imaging import breast_bbox
+
+        v = win.views[2]  # R MLO: glass over the breast tissue
+        bx0, by0, bx1, by1 = breast_bbox(v.plane())
+        v._on_mouse_moved(v.group.mapToScene(QPointF(bx0 + 0.55 * (bx1 - bx0), by0 + 0.6 * (by1 - by0))))
+        v.set_magnifier(True)
+        _settle()
+        _save(win, a.out / "magnifier.png")
+        v.set_magnifier(False)
+        win.worklist_dock.setVisible(True)
+    # 5. the structured BI-RADS form on the paired case
+    _select(win, cid)
+    dlg = win.open_report()
+    if dlg is not None:
+        f = dlg.current()
+        dlg.finding.setCurrentIndex(max(0, dlg.finding.findData("mass")))
+        for name, val in (("shape", "irregular"), ("margin", "spiculated"), ("density", "high density")):
+            if name in dlg.desc_boxes:
+                dlg.desc_boxes[name].setCurrentIndex(dlg.desc_boxes[name].findData(val))
+        dlg.clock.setCurrentIndex(dlg.clock.findData("10 o'clock"))
+        dlg.distance.setValue(4.0)
+        dlg.depth.setCurrentIndex(dlg.depth.findData("middle"))
+        dlg.assess.setCurrentIndex(dlg.assess.findData("4B"))
+        dlg.density["R"].setCurrentIndex(dlg.density["R"].findData("C"))
+        dlg.density["L"].setCurrentIndex(dlg.density["L"].findData("C"))
+        _settle()
+        _save(dlg, a.out / "birads_form.png")
+        dlg.close()
+    # 6. the import preview of a DICOM exam folder (the CBIS exam's files + one stray file)
+    if cbis is not None:
+        src = tmp / "exam-to-import"
+        src.mkdir()
+        for f in sorted((tmp / "study" / "cases" / cbis).glob("*.dcm")):
+            shutil.copy(f, src / f.stem)
+        (src / "readme.txt").write_text("not an image")
+        imp = win.import_dialog(src)
+        _settle()
+        _save(imp, a.out / "import_preview.png")
+        imp.close()
     win.close()
+    # 7. the reading session: MR with W/L changed and scrolled; then AI hidden until rated
+    session_shots(tmp, a.out)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def session_shots(tmp: Path, out: Path) -> None:
+    """Reading-session window on the demo: an MR case scrolled with W/L changed, and the aided
+    arm before the reader's rating (AI hidden)."""
+    from engine.study.demo import write_demo_definition
+    from engine.study.design import load_design
+    from engine.study.session import StudyRun
+    from reader_app.study.qt_session import ReadingSessionWindow
+
+    from engine.cases import load_study
+
+    study = load_study(tmp / "study")
+    ids = [c.case_id for c in study.cases if c.truth is not None and ("MR" in c.modalities or c.case_id.endswith("cbis"))]
+    truth = {c.case_id: int(c.truth.malignant) for c in study.cases if c.case_id in ids}
+    d = write_demo_definition(tmp / "rs", tmp / "study", case_ids=ids, ai_truth=truth, washout_days=0, n_readers=1)
+    run = StudyRun(load_design(d))
+    win = ReadingSessionWindow(run)
+    win.resize(1600, 1000)
+    win.show()
+    win.sign_in("R1")
+    _wait(win.case_loaded, 60, lambda: bool(win.views))
+    for _ in range(len(ids) * 2):
+        if win.current is None or "MR" in win.current.case.modalities:
+            break
+        win.set_rating(3, "2")
+        win._on_submit_clicked()
+        _wait(win.case_loaded, 60, lambda: bool(win.views))
+    if win.current is not None:
+        v = win.views[0]
+        v.view_state.scroll(3)
+        c, w = v.view_state.window
+        v.view_state.set("window", (c * 0.8, w * 0.6))
+        v._on_mouse_moved(v.group.mapToScene(QPointF(v.image_size()[0] * 0.5, v.image_size()[1] * 0.5)))
+        _settle()
+        _save(win, out / "reading_session_wl_mr.png")
+    while win.current is not None and win.current.arm.arm_id != "aided":
+        win.set_rating(3, "2")
+        win._on_submit_clicked()
+        _wait(win.case_loaded, 60, lambda: bool(win.views))
+    if win.current is not None:
+        _settle()
+        _save(win, out / "session_ai_hidden_until_rated.png")
+        win.set_rating(6, "4A")
+        _settle()
+        _save(win, out / "session_ai_after_rating.png")
+    win.close()
+    run.close()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 All state is in :class:`engine.study.session.StudyRun` (SQLite): this window only shows
 what :meth:`ReadingSession.next_case` returns (no truth, no other readers, AI only in aided
-arms) and calls ``submit``. Closing the window or a crash loses nothing submitted; signing in
+arms, by default only after the reader's own rating) and calls ``submit``. The images are
+shown in the workstation's own :class:`reader_app.qt_view.ImageView` with its hanging
+protocol, so a study is never read in a weaker viewer than the workstation. Closing the window or a crash loses nothing submitted; signing in
 again resumes at the next unrated case.
 """
 
@@ -13,17 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from html import escape as html_escape
+
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QMessageBox,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QStackedWidget,
     QVBoxLayout,
@@ -34,6 +40,7 @@ from engine.cases import Case, CaseImage
 from engine.errors import BreastReaderError
 from engine.study.design import BIRADS_CATEGORIES
 from engine.study.session import CaseToRead, ReadingSession, StudyRun, WashoutError
+from reader_app.study.reading_state import CaseReading
 
 OverlayProvider = Callable[[Case, CaseImage], "np.ndarray | None"]
 
@@ -46,76 +53,82 @@ def _definition_path(definition: str | Path) -> Path:
 
 
 def _read_pixels(ci: CaseImage) -> np.ndarray:
-    """Decode an image for display (GUI engineer's reader bridge when present)."""
-    try:
-        from reader_app.imaging import read_case_image
+    """Decode an image (kept for callers that want bare pixels)."""
+    from reader_app.imaging import read_case_image
 
-        img = read_case_image(ci)
-        return np.asarray(img.pixels)
-    except ImportError:  # pragma: no cover - bridge always present in the app
-        from engine.io.reader import read_image
-
-        return np.asarray(read_image(ci.path, modality_hint=ci.modality).pixels)  # type: ignore[arg-type]
+    return np.asarray(read_case_image(ci).pixels)
 
 
-class _SimpleImage(QWidget):
-    """Fallback viewer: a pyqtgraph ImageItem in a locked-aspect ViewBox."""
+MARK_COLOUR = "#ffd400"
+TOOL_KEYS = {Qt.Key.Key_V: "navigate", Qt.Key.Key_B: "box", Qt.Key.Key_X: "point"}
+PRESET_KEYS = {Qt.Key.Key_F2: 0, Qt.Key.Key_F3: 1, Qt.Key.Key_F4: 2, Qt.Key.Key_F5: 3, Qt.Key.Key_F6: 4}
+DIGIT_KEYS = {getattr(Qt.Key, f"Key_{d}"): d for d in range(10)}
 
-    def __init__(self, title: str, pixels: np.ndarray, overlay: np.ndarray | None) -> None:
-        super().__init__()
-        self.gv = pg.GraphicsView()
-        vb = pg.ViewBox(lockAspect=True, invertY=True)
-        self.gv.setCentralItem(vb)
-        plane = pixels[pixels.shape[0] // 2] if pixels.ndim == 3 and pixels.shape[-1] != 3 else pixels
-        item = pg.ImageItem(plane, axisOrder="row-major")
-        vb.addItem(item)
-        self.vb = vb
-        self.overlay_item: pg.ImageItem | None = None
-        if overlay is not None:
-            self.set_overlay(overlay)
-        vb.autoRange(padding=0)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lab = QLabel(title)
-        lab.setObjectName("viewTitle")
-        lay.addWidget(lab)
-        lay.addWidget(self.gv, 1)
-
-    def set_overlay(self, overlay: np.ndarray) -> None:
-        """Show a saliency heat map (image pixel coordinates) over the image."""
-        if self.overlay_item is None:
-            self.overlay_item = pg.ImageItem(axisOrder="row-major")
-            # turbo colours with alpha rising with the value: low saliency stays transparent
-            rgb = pg.colormap.get("turbo").getLookupTable(nPts=256, alpha=False)
-            alpha = (np.clip(np.linspace(0, 1, 256) * 1.6 - 0.25, 0, 1) * 150).astype(np.uint8)
-            self.overlay_item.setLookupTable(np.column_stack([rgb, alpha]))
-            self.overlay_item.setZValue(5)
-            self.vb.addItem(self.overlay_item)
-        self.overlay_item.setImage(np.asarray(overlay, dtype=np.float32), levels=(0.0, 1.0))
+SESSION_KEYS = [
+    ("Rate the case (or the mark just placed)", "0-9 (1 then 0 = 10)"),
+    ("BI-RADS category", "C then 0/1/2/3/5, or C 4 A/B/C"),
+    ("Submit and go to the next case", "Enter"),
+    ("Slices of an MR stack", "Up/Down, wheel"),
+    ("Window/level", "right-drag; presets F2-F6"),
+    ("Box mark / point mark / navigate", "B / X / V"),
+    ("Next view", "Tab"),
+    ("Fit (crop to breast) / 1:1 / reset / invert", "Z / O / R / I"),
+    ("Magnifier", "hold G"),
+    ("Show AI (aided arm, on-demand studies)", "A"),
+    ("Delete the selected mark / cancel", "Del / Esc"),
+]
 
 
 class ReadingSessionWindow(QWidget):
-    """The reading-session window.
+    """The reading-session window: the workstation's image view with study restrictions.
+
+    Same view, hanging, window/level, slice scrolling, magnifier and keys as the workstation;
+    no truth, no case list, AI only in aided arms (and, by default, only after the reader's
+    own rating). Every key is handled here: no control keeps focus, so a key never changes a
+    rating unless the rating is its explicit target.
 
     Signals:
         submitted(reader_id, arm_id, case_id): a rating was stored (durably).
         finished(reader_id): the reader has no case left.
+        case_loaded(case_id): the images of the current case are on screen.
     """
 
     submitted = Signal(str, str, str)
     finished = Signal(str)
+    case_loaded = Signal(str)
 
     def __init__(self, run: StudyRun, parent: QWidget | None = None,
-                 overlay_provider: OverlayProvider | None = None) -> None:
+                 overlay_provider: OverlayProvider | None = None, ai_mode: str | None = None) -> None:
         super().__init__(parent)
+        from reader_app.imaging import ImageCache
+        from reader_app.qt_style import STYLE
+        from reader_app.study.reading_state import (
+            JsonMarksStore,
+            ai_calibration_note,
+            ai_display_mode,
+        )
+
         self.setWindowTitle(f"Reading session - {run.design.name}")
+        self.setStyleSheet(STYLE)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.run = run
         self.session: ReadingSession | None = None
         self.current: CaseToRead | None = None
+        self.reading: CaseReading | None = None
         self.overlay_provider = overlay_provider
+        self.ai_mode = ai_mode or ai_display_mode(run.design.path)
+        self.ai_calibration = ai_calibration_note(run.design.path)
+        self.marks_store = JsonMarksStore(run.design.path.with_suffix(".marks.json"))
+        self.cache = ImageCache(max_items=8)
+        self.views: list[Any] = []
+        self.image_widgets: dict[str, Any] = {}
+        self.active_index = 0
+        self.tool = "navigate"
         self._shown_at = 0.0
+        self._workers: list[Any] = []
         self.stack = QStackedWidget()
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.stack)
         self._build_sign_in()
         self._build_reading()
@@ -154,34 +167,59 @@ class ReadingSessionWindow(QWidget):
     def _build_reading(self) -> None:
         page = QWidget()
         v = QVBoxLayout(page)
+        v.setContentsMargins(0, 0, 0, 0)
         self.header = QLabel("")
         self.header.setObjectName("sessionHeader")
+        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         v.addWidget(self.header)
         if self.run.design.note:
             note = QLabel(self.run.design.note)
-            note.setStyleSheet("color: #b00020;")
+            note.setStyleSheet("color: #ff8a80;")
+            note.setWordWrap(True)
             v.addWidget(note)
+        body = QHBoxLayout()
         self.images = QWidget()
         self.images_layout = QGridLayout(self.images)
         self.images_layout.setContentsMargins(0, 0, 0, 0)
-        v.addWidget(self.images, 1)
+        self.images_layout.setSpacing(3)
+        body.addWidget(self.images, 1)
+        side = QVBoxLayout()
         self.ai_panel = QLabel("")
         self.ai_panel.setFrameShape(QFrame.Shape.StyledPanel)
         self.ai_panel.setObjectName("aiPanel")
-        v.addWidget(self.ai_panel)
+        self.ai_panel.setWordWrap(True)
+        self.ai_panel.setTextFormat(Qt.TextFormat.RichText)
+        self.ai_panel.setMinimumWidth(280)
+        self.ai_panel.setMaximumWidth(340)
+        side.addWidget(self.ai_panel)
+        side.addWidget(QLabel("<b>Lesion marks</b> (B box, X point; then 0-9 = confidence)"))
+        self.marks_list = QListWidget()
+        self.marks_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.marks_list.setMaximumWidth(340)
+        self.marks_list.itemClicked.connect(self._on_mark_clicked)
+        side.addWidget(self.marks_list, 1)
+        self.keys_help = QLabel("<small>" + "<br>".join(f"<b>{k}</b>: {t}" for t, k in SESSION_KEYS) + "</small>")
+        self.keys_help.setWordWrap(True)
+        self.keys_help.setMaximumWidth(340)
+        side.addWidget(self.keys_help)
+        body.addLayout(side)
+        v.addLayout(body, 1)
         controls = QHBoxLayout()
         scale = self.run.design
-        controls.addWidget(QLabel(f"Suspicion of malignancy ({scale.rating_min} = certainly benign, "
-                                  f"{scale.rating_max} = certainly malignant):"))
+        self.scale_label = QLabel(f"Suspicion of malignancy ({scale.rating_min} = certainly benign, "
+                                  f"{scale.rating_max} = certainly malignant):")
+        controls.addWidget(self.scale_label)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(scale.rating_min, scale.rating_max)
         self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
         self.slider.setTickInterval(1)
         self.slider.setPageStep(1)
-        self.slider.setMinimumWidth(240)
-        self.slider.valueChanged.connect(self._on_rating_changed)
+        self.slider.setMinimumWidth(200)
+        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # mouse only: keys never move it
+        self.slider.valueChanged.connect(self._on_slider_changed)
         self.rating_label = QLabel("-")
-        self.rating_label.setMinimumWidth(28)
+        self.rating_label.setMinimumWidth(36)
+        self.rating_label.setStyleSheet("font-size:18px;font-weight:bold")
         controls.addWidget(self.slider, 1)
         controls.addWidget(self.rating_label)
         self.birads_box = QComboBox()
@@ -189,16 +227,23 @@ class ReadingSessionWindow(QWidget):
         for c in BIRADS_CATEGORIES:
             self.birads_box.addItem(c, c)
         self.birads_box.setVisible(scale.birads)
+        self.birads_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.birads_box.currentIndexChanged.connect(self._on_birads_changed)
         controls.addWidget(self.birads_box)
-        self.submit_button = QPushButton("Submit")
+        self.target_label = QLabel("")
+        self.target_label.setObjectName("targetLabel")
+        controls.addWidget(self.target_label)
+        self.submit_button = QPushButton("Submit (Enter)")
         self.submit_button.setEnabled(False)
+        self.submit_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.submit_button.clicked.connect(self._on_submit_clicked)
         controls.addWidget(self.submit_button)
         v.addLayout(controls)
+        self.status = QLabel("")
+        self.status.setStyleSheet("color:#9aa0a6")
+        v.addWidget(self.status)
         self.reading_page = page
         self.stack.addWidget(page)
-        self._touched = False
 
     def _build_message(self) -> None:
         page = QWidget()
@@ -226,11 +271,13 @@ class ReadingSessionWindow(QWidget):
             item = self.session.next_case()
         except WashoutError as exc:
             self.current = None
+            self._clear_views()
             self.message.setText(f"<h3>Washout period</h3><p>{exc}</p><p>Your ratings so far are saved.</p>")
             self.stack.setCurrentWidget(self.message_page)
             return
         if item is None:
             self.current = None
+            self._clear_views()
             self.message.setText("<h3>Thank you</h3><p>You have read every case in every arm.</p>")
             self.stack.setCurrentWidget(self.message_page)
             self.finished.emit(self.session.reader_id)
@@ -238,56 +285,198 @@ class ReadingSessionWindow(QWidget):
         self.current = item
         self._show_case(item)
         self.stack.setCurrentWidget(self.reading_page)
+        self.setFocus()
 
-    def _show_case(self, item: CaseToRead) -> None:
+    def _clear_views(self) -> None:
+        for v in self.views:
+            v.dispose()
+            self.images_layout.removeWidget(v)
+            v.hide()
+            v.setParent(None)
+            v.deleteLater()
         while self.images_layout.count():
             li = self.images_layout.takeAt(0)
-            old = li.widget() if li is not None else None
-            if old is not None:
-                old.hide()  # hidden now: deleteLater only runs at the next event-loop turn
-                old.deleteLater()
-        imgs = item.case.images
-        cols = 2 if len(imgs) > 1 else 1
-        self.image_widgets: dict[str, _SimpleImage] = {}
-        for k, ci in enumerate(imgs):
-            title = f"{ci.modality} {ci.view or ''}".strip()
-            try:
-                pixels = _read_pixels(ci)
-                view = _SimpleImage(title, pixels, None)
-                self.image_widgets[ci.image_id] = view
-                w: QWidget = view
-            except BreastReaderError as exc:
-                w = QLabel(f"{title}: cannot display ({exc})")
-            self.images_layout.addWidget(w, k // cols, k % cols)
-        if item.show_ai and self.overlay_provider is not None:
-            self._start_overlays(item)
+            w = li.widget() if li is not None else None
+            if w is not None:
+                w.hide()
+                w.deleteLater()
+        self.views = []
+        self.image_widgets = {}
+
+    def _show_case(self, item: CaseToRead) -> None:
+        from reader_app.study.reading_state import CaseReading
+
+        self._clear_views()
+        d = self.run.design
+        self.reading = CaseReading(d.rating_min, d.rating_max, self.ai_mode, ai_allowed=item.show_ai)
+        self.reading.changed.connect(self._on_reading_changed)
+        self._overlays: dict[str, np.ndarray] = {}
+        self._overlay_requested = False
         progress = self.session.status() if self.session else None
         done = sum(progress.done.values()) if progress else 0
         total = (progress.total * len(progress.done)) if progress else 0
         self.header.setText(f"<b>Reader {self.session.reader_id if self.session else ''}</b> - arm "
                             f"<b>{item.arm.arm_id}</b> - {item.label} - {done} of {total} ratings done")
-        if item.show_ai:
-            score = "not available" if item.ai_score is None else f"{item.ai_score:.2f}"
-            self.ai_panel.setText(f"<b>AI</b> malignancy score: {score} (standalone model output; decision support, not a diagnosis)")
-            self.ai_panel.setVisible(True)
-        else:
-            self.ai_panel.setText("")
-            self.ai_panel.setVisible(False)
-        self._touched = False
         self.slider.blockSignals(True)
-        self.slider.setValue((self.run.design.rating_min + self.run.design.rating_max) // 2)
+        self.slider.setValue((d.rating_min + d.rating_max) // 2)
         self.slider.blockSignals(False)
-        self.rating_label.setText("-")
+        self.birads_box.blockSignals(True)
         self.birads_box.setCurrentIndex(0)
+        self.birads_box.blockSignals(False)
+        self.rating_label.setText("-")
+        self.status.setText("Loading images...")
+        self._refresh_ai()
+        self._refresh_marks()
         self._update_submit()
         self._shown_at = time.monotonic()
+        self._start_load(item)
 
-    def _start_overlays(self, item: CaseToRead) -> None:
-        """Compute saliency off the GUI thread; apply it if the case is still on screen."""
+    def _start_load(self, item: CaseToRead) -> None:
+        """Decode the case's images off the GUI thread; late results of a left case are dropped."""
+        from reader_app.imaging import load_case_images
         from reader_app.qt_workers import Worker, start
 
+        cache = self.cache
+
+        def job(*, progress: Any = None, cancel: Any = None) -> tuple[str, Any, Any]:
+            images, errors = load_case_images(item.case, cache, progress=progress, cancel=cancel)
+            return item.case.case_id, images, errors
+
+        w = Worker(job, name="session load")
+        w.signals.result.connect(self._on_images_loaded)
+        w.signals.errored.connect(lambda msg: self.status.setText(f"Cannot load the case: {msg}"))
+        self._workers = [x for x in self._workers if not getattr(x, "ended", False)] + [w]
+        w.signals.finished.connect(lambda w=w: setattr(w, "ended", True))
+        start(w)
+
+    def _on_images_loaded(self, out: tuple[str, dict[str, Any], dict[str, str]]) -> None:
+        from reader_app.imaging import Slot, hanging_protocol
+        from reader_app.qt_view import ImageView
+        from reader_app.state import ViewState
+
+        case_id, images, errors = out
+        if self.current is None or self.current.case.case_id != case_id or self.views:
+            return
+        case = self.current.case
+        slots = hanging_protocol(case, images)
+        for ci in case.images:
+            if ci.image_id in errors and all(s.image_id != ci.image_id for s in slots):
+                slots.append(Slot(ci.image_id, f"{ci.modality} {ci.view or ''}".strip(), ci.modality))
+        n = len(slots)
+        cols = 1 if n == 1 else 2 if n <= 4 else 3
+        for k, slot in enumerate(slots):
+            view = ImageView(slot, images.get(slot.image_id), ViewState(), error=errors.get(slot.image_id))
+            view.set_tool(self.tool)
+            view.set_annotations([])  # never the case's stored annotations: they may be truth
+            view.drawn.connect(self._on_drawn)
+            view.activated.connect(self._on_view_activated)
+            self.views.append(view)
+            self.image_widgets[slot.image_id] = view
+            self.images_layout.addWidget(view, k // cols, k % cols)
+        self.active_index = 0
+        self._mark_active()
+        self.status.setText("; ".join(errors.values()) if errors else "")
+        self._refresh_marks()
+        if self.reading is not None and self.reading.ai_revealed:
+            self._start_overlays()
+        QTimer.singleShot(0, self, lambda: [v.fit() for v in self.views])
+        self.case_loaded.emit(case_id)
+
+    # ----------------------------------------------------------------- views
+    def active_view(self) -> Any:
+        return self.views[self.active_index] if 0 <= self.active_index < len(self.views) else None
+
+    def _mark_active(self) -> None:
+        for v in self.views:
+            v.set_active(v is self.active_view())
+
+    def _on_view_activated(self, view: Any) -> None:
+        if view in self.views:
+            self.active_index = self.views.index(view)
+            self._mark_active()
+        self.setFocus()
+
+    def set_tool(self, tool: str) -> None:
+        """navigate / box (box mark) / point (point mark)."""
+        self.tool = tool
+        for v in self.views:
+            v.set_tool(tool)
+        self.status.setText(f"Tool: {tool}")
+
+    def _on_drawn(self, image_id: str, kind: str, points: list[list[float]], frame: int | None) -> None:
+        if self.reading is None or kind not in ("box", "point"):
+            return
+        m = self.reading.add_mark(image_id, kind, points, frame)
+        self.status.setText(f"Mark {m.mark_id} placed: press 0-9 for your confidence that it is a malignant lesion")
+
+    def _refresh_marks(self) -> None:
+        self.marks_list.clear()
+        r = self.reading
+        if r is None:
+            return
+        for m in r.marks:
+            conf = "-" if m.confidence is None else str(m.confidence)
+            fr = f" slice {m.frame + 1}" if m.frame is not None else ""
+            it = QListWidgetItem(f"{m.mark_id} {m.kind} on {self._view_title(m.image_id)}{fr} - confidence {conf}")
+            it.setData(Qt.ItemDataRole.UserRole, m.mark_id)
+            self.marks_list.addItem(it)
+            if m.mark_id == r.target:
+                it.setSelected(True)
+        for v in self.views:
+            v.set_static_shapes([
+                {"kind": m.kind, "points": m.points, "frame": m.frame, "colour": MARK_COLOUR,
+                 "label": f"{m.mark_id}" + (f" ({m.confidence})" if m.confidence is not None else "")}
+                for m in r.marks if m.image_id == v.slot.image_id
+            ])
+
+    def _view_title(self, image_id: str) -> str:
+        v = self.image_widgets.get(image_id)
+        return v.slot.title if v is not None else image_id
+
+    def _on_mark_clicked(self, item: QListWidgetItem) -> None:
+        if self.reading is not None:
+            self.reading.set_target(item.data(Qt.ItemDataRole.UserRole))
+        self.setFocus()
+
+    # ----------------------------------------------------------------- AI
+    def _refresh_ai(self) -> None:
+        item, r = self.current, self.reading
+        if item is None or r is None or not item.show_ai:
+            self.ai_panel.setText("")
+            self.ai_panel.setVisible(False)
+            return
+        self.ai_panel.setVisible(True)
+        if not r.ai_revealed:
+            if self.ai_mode == "after_rating":
+                txt = ("<b>AI</b> - hidden until you have rated this case.<br><small>Your own read comes "
+                       "first; the AI (decision support) is shown once you give a rating.</small>")
+            else:
+                txt = "<b>AI</b> - available: press <b>A</b> to show it."
+            self.ai_panel.setText(txt)
+            return
+        thr = self.run.design.ai_threshold
+        if item.ai_score is None:
+            score = "<i>no AI score for this case</i>"
+        else:
+            p = float(item.ai_score)
+            side = "above" if p >= thr else "below"
+            score = (f"malignancy probability <b>{p:.2f}</b> ({side} the model's operating point {thr:.2f})")
+        self.ai_panel.setText(
+            f"<b>AI</b> (standalone model output; decision support, not a diagnosis)<br>{score}"
+            f"<br><small>Calibration: {html_escape(self.ai_calibration)}</small>"
+        )
+        if not self._overlay_requested and self.views:
+            self._start_overlays()
+
+    def _start_overlays(self) -> None:
+        """Saliency only once the AI is shown (never computed for a hidden or unaided AI)."""
+        from reader_app.qt_workers import Worker, start
+
+        item = self.current
         provider = self.overlay_provider
-        assert provider is not None
+        if item is None or provider is None or not item.show_ai or self._overlay_requested:
+            return
+        self._overlay_requested = True
 
         def job(*, progress: Any = None, cancel: Any = None) -> tuple[str, dict[str, np.ndarray]]:
             maps = {}
@@ -303,47 +492,195 @@ class ReadingSessionWindow(QWidget):
 
     def _on_overlays_ready(self, result: tuple[str, dict[str, np.ndarray]]) -> None:
         case_id, maps = result
-        if self.current is None or self.current.case.case_id != case_id or not self.current.show_ai:
-            return  # the reader moved on; never show AI outside an aided arm
+        cur, r = self.current, self.reading
+        if cur is None or cur.case.case_id != case_id or not cur.show_ai or r is None or not r.ai_revealed:
+            return  # the reader moved on; never show AI outside an aided arm or before the read
+        self._overlays = maps
         for image_id, m in maps.items():
             view = self.image_widgets.get(image_id)
             if view is not None:
-                view.set_overlay(m)
+                view.set_overlay_map(m)
+
+    def overlay_shown(self, image_id: str) -> bool:
+        """Whether a saliency overlay is drawn on the image (for tests)."""
+        v = self.image_widgets.get(image_id)
+        return bool(v is not None and v.overlay.isVisible())
+
+    # ----------------------------------------------------------------- rating state
+    def _on_reading_changed(self, what: str) -> None:
+        r = self.reading
+        if r is None:
+            return
+        if what == "score" and r.score is not None:
+            self.slider.blockSignals(True)
+            self.slider.setValue(r.score)
+            self.slider.blockSignals(False)
+            self.rating_label.setText(str(r.score))
+        elif what == "birads":
+            self.birads_box.blockSignals(True)
+            self.birads_box.setCurrentIndex(max(0, self.birads_box.findData(r.birads)))
+            self.birads_box.blockSignals(False)
+        elif what in ("marks", "target"):
+            self._refresh_marks()
+        elif what == "ai":
+            self._refresh_ai()
+        pending = r.birads_pending
+        if pending is not None:
+            self.target_label.setText(f"BI-RADS: {pending or '?'}_")
+        elif r.target != "case":
+            self.target_label.setText(f"digits rate mark {r.target}")
+        else:
+            self.target_label.setText("digits rate the case")
+        self._update_submit()
 
     def _update_submit(self) -> None:
-        ok = self._touched and (not self.run.design.birads or self.birads_box.currentData() is not None)
-        self.submit_button.setEnabled(bool(ok and self.current is not None))
+        r = self.reading
+        why = r.ready(self.run.design.birads, BIRADS_CATEGORIES) if r is not None else "no case"
+        self.submit_button.setEnabled(bool(why is None and self.current is not None))
+        self.submit_button.setToolTip(why or "Submit and go to the next case (Enter)")
 
     def _on_sign_in_clicked(self) -> None:
         self.sign_in(str(self.reader_box.currentData()))
 
-    def _on_rating_changed(self, value: int) -> None:
-        self._touched = True
-        self.rating_label.setText(str(value))
-        self._update_submit()
+    def _on_slider_changed(self, value: int) -> None:
+        if self.reading is not None:
+            self.reading.set_score(int(value))
+        self.setFocus()
 
     def _on_birads_changed(self, _index: int) -> None:
-        self._update_submit()
+        if self.reading is not None:
+            self.reading.set_birads(self.birads_box.currentData())
+        self.setFocus()
 
     def set_rating(self, value: int, birads: str | None = None) -> None:
-        """Set the controls as a reader would (used by tests/scripts)."""
-        self.slider.setValue(value)
-        self._on_rating_changed(self.slider.value())
+        """Set the answers as a reader would (used by tests/scripts)."""
+        if self.reading is None:
+            return
+        self.reading.set_score(value)
         if birads is not None:
-            self.birads_box.setCurrentIndex(self.birads_box.findData(birads))
+            self.reading.set_birads(birads)
 
     def _on_submit_clicked(self) -> None:
-        if self.session is None or self.current is None:
+        if self.session is None or self.current is None or self.reading is None:
+            return
+        why = self.reading.ready(self.run.design.birads, BIRADS_CATEGORIES)
+        if why is not None:
+            self.status.setText(f"Not submitted: {why}")
             return
         case_id = self.current.case.case_id
         arm_id = self.current.arm.arm_id
+        r = self.reading
         try:
-            self.session.submit(case_id, float(self.slider.value()), self.birads_box.currentData())
+            import inspect
+
+            if "marks" in inspect.signature(self.session.submit).parameters:  # the study store keeps marks
+                self.session.submit(case_id, float(r.score or 0), r.birads, marks=list(r.marks))  # type: ignore[call-arg]
+            else:
+                self.session.submit(case_id, float(r.score or 0), r.birads)
         except BreastReaderError as exc:
             QMessageBox.warning(self, "Rating not saved", str(exc))
             return
+        record = r.to_record()
+        record["seconds"] = round(time.monotonic() - self._shown_at, 2)
+        try:
+            self.marks_store.save(self.session.reader_id, arm_id, case_id, record)
+        except OSError as exc:
+            QMessageBox.warning(self, "Marks not saved", f"{self.marks_store.path}: {exc}")
         self.submitted.emit(self.session.reader_id, arm_id, case_id)
         self.show_next()
+
+    # ----------------------------------------------------------------- keys
+    def event(self, ev: Any) -> bool:  # noqa: D102 - Qt API: Tab cycles views, not focus
+        if ev.type() == QEvent.Type.KeyPress and ev.key() in (Qt.Key.Key_Tab, Qt.Key.Key_Backtab):
+            self.keyPressEvent(ev)
+            return True
+        return super().event(ev)
+
+    def keyPressEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
+        if self.stack.currentWidget() is not self.reading_page or self.reading is None:
+            if ev.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.stack.currentWidget() is self.sign_in_page:
+                self._on_sign_in_clicked()
+                return
+            super().keyPressEvent(ev)
+            return
+        key = ev.key()
+        r = self.reading
+        v = self.active_view()
+        text = ev.text().upper()
+        if r.birads_pending == "4" and text in ("A", "B", "C"):
+            r.letter(text)
+        elif key in DIGIT_KEYS:
+            r.digit(DIGIT_KEYS[key])
+        elif key == Qt.Key.Key_C:
+            r.start_birads()
+        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self._on_submit_clicked()
+        elif key in (Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown):
+            if v is not None and v.n_frames > 1:  # 2-D: nothing (never the rating, never the case)
+                step = -1 if key in (Qt.Key.Key_Up, Qt.Key.Key_PageUp) else 1
+                v.view_state.scroll(step * (5 if key in (Qt.Key.Key_PageUp, Qt.Key.Key_PageDown) else 1))
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+            pass  # no case navigation in a reader study; nothing to pan by key
+        elif key in (Qt.Key.Key_Tab, Qt.Key.Key_Backtab) and self.views:
+            self.active_index = (self.active_index + (-1 if key == Qt.Key.Key_Backtab else 1)) % len(self.views)
+            self._mark_active()
+        elif key in TOOL_KEYS:
+            self.set_tool(TOOL_KEYS[key])
+        elif key in PRESET_KEYS and v is not None:
+            v.apply_preset(PRESET_KEYS[key])
+        elif key == Qt.Key.Key_R and v is not None:
+            v.reset()
+        elif key == Qt.Key.Key_Z:
+            for w in self.views:
+                w.fit()
+        elif key == Qt.Key.Key_O and v is not None:
+            v.zoom_1to1()
+        elif key == Qt.Key.Key_I and v is not None:
+            v.view_state.set("invert", not v.view_state.invert)
+        elif key == Qt.Key.Key_G and not ev.isAutoRepeat():
+            target = self._view_under_mouse() or v
+            if target is not None:
+                target.set_magnifier(True)
+        elif key == Qt.Key.Key_A:
+            if r.ai_allowed and not r.reveal_ai() and not r.ai_revealed:
+                self.status.setText("The AI is shown after you have rated the case")
+        elif key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+            if r.target != "case":
+                r.remove_mark(r.target)
+        elif key == Qt.Key.Key_Escape:
+            if not r.cancel_sequence():
+                for w in self.views:
+                    w.cancel_draft()
+                if r.target != "case":
+                    r.set_target("case")
+                elif self.tool != "navigate":
+                    self.set_tool("navigate")
+        else:
+            super().keyPressEvent(ev)
+            return
+        ev.accept()
+
+    def keyReleaseEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
+        if ev.key() == Qt.Key.Key_G and not ev.isAutoRepeat():
+            for w in self.views:
+                w.set_magnifier(False)
+            ev.accept()
+            return
+        super().keyReleaseEvent(ev)
+
+    def _view_under_mouse(self) -> Any:
+        from PySide6.QtGui import QCursor
+
+        pos = QCursor.pos()
+        for w in self.views:
+            if w.isVisible() and w.rect().contains(w.mapFromGlobal(pos)):
+                return w
+        return None
+
+    def closeEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
+        for v in self.views:
+            v.dispose()
+        super().closeEvent(ev)
 
 
 def open_reading_session(
@@ -368,7 +705,7 @@ def open_reading_session(
     win = ReadingSessionWindow(run, parent, overlay_provider)
     if parent is not None:
         win.setWindowFlag(Qt.WindowType.Window, True)
-    win.resize(1100, 800)
+    win.resize(1600, 1000)
     if reader:
         win.sign_in(reader)
     if show:
@@ -406,8 +743,32 @@ def export_study_dialog(
     def _on_errored(msg: str) -> None:
         QMessageBox.warning(parent, "Export failed", msg)
 
+    def _on_result(res: Any) -> None:
+        text = export_report(res)
+        worker.report = text  # type: ignore[attr-defined]
+        if parent is not None and hasattr(parent, "statusBar"):
+            parent.statusBar().showMessage(text.splitlines()[0], 15000)
+        box = QMessageBox(QMessageBox.Icon.Information, "Reader study exported", text,
+                          QMessageBox.StandardButton.Ok, parent)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        worker.report_box = box  # type: ignore[attr-defined]
+
     worker.signals.errored.connect(_on_errored)
+    worker.signals.result.connect(_on_result)
     return start(worker)
+
+
+def export_report(res: Any) -> str:
+    """Where an export went: the folder first, then each file (for the dialog and the status bar)."""
+    out = Path(getattr(res, "out_dir", "") or "")
+    files = getattr(res, "files", {}) or {}
+    lines = [f"Exported {len(files)} file(s) to {out}"]
+    for name, path in sorted(files.items()):
+        lines.append(f"  {name}: {Path(path).name}")
+    if getattr(res, "complete", True) is False:
+        lines.append("Some ratings are still missing: the analysis covers what has been read.")
+    return "\n".join(lines)
 
 
 def ai_service_overlay_provider() -> OverlayProvider | None:

@@ -68,6 +68,7 @@ def make_window(qtbot, data_dir, loader):
     made = []
 
     def make(ld=None, **kw):
+        kw.setdefault("ai_display", "always")  # scoring-mechanics tests; the reading default is tested apart
         w = MainWindow(ai=AIService(loader=ld or loader), **kw)
         w.resize(1280, 800)
         w.show()

@@ -147,7 +147,7 @@ def test_gui_window_shows_the_shipped_models_scores(qtbot, data_dir, monkeypatch
     demo = tmp_path / "demo"
     shutil.copytree(demo_study_dir(), demo)  # the reader's box below must not be saved into the bundle
     preload_engine()
-    win = MainWindow()
+    win = MainWindow(ai_display="always")  # reading default is "after_rating" (issue-17); this checks scores
     qtbot.addWidget(win)
     win.resize(1400, 900)
     win.show()

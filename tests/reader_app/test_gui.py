@@ -130,9 +130,18 @@ def test_polygon_freehand_shared_lesion_move_and_delete(opened, qtbot):
     drag(view_of(win, "mg_mlo"), [(90 + 20 * np.cos(a), 100 + 20 * np.sin(a)) for a in t])
     assert anns[-1].kind == "freehand" and 3 <= len(anns[-1].points) <= 96
     assert {a.lesion_id for a in anns} == {"L1"}  # the same lesion on US and MG
-    # move the polygon with the navigate tool, then delete it with the Delete key
+    # handles only move on an explicit edit: dragging an unselected region pans, never moves it
     win.state.set_tool("navigate")
     before = [list(p) for p in anns[0].points]
+    drag(us, [(60, 40), (65, 45), (70, 50)])
+    qtbot.wait(50)
+    assert anns[0].points == before
+    roi = us._rois[anns[0].ann_id]
+    assert not roi.translatable and not any(h.isVisible() for h in roi.getHandles())
+    win._on_annotation_selected(anns[0].ann_id)  # select it (click / list): now it is editable
+    roi = us._rois[anns[0].ann_id]
+    assert roi.translatable and all(h.isVisible() for h in roi.getHandles())
+    us.fit()
     drag(us, [(60, 40), (65, 45), (70, 50)])
     qtbot.waitUntil(lambda: anns[0].points != before, timeout=2000)
     np.testing.assert_allclose(np.array(anns[0].points) - np.array(before), 10, atol=1.5)
@@ -167,7 +176,8 @@ def test_ai_scores_overlay_aligned_and_toggled(opened, qtbot):
     assert res.per_modality == {"MG": 0.75, "US": 0.25}
     assert res.fused == pytest.approx(0.5) and "no fusion model" in res.fused_source
     text = win.ai_panel.scores.text()
-    assert "7.5" in text and "2.5" in text and "5.0" in text
+    # probabilities with their scale, never on the reader's 0-10 scale
+    assert "0.75" in text and "0.25" in text and "0.50" in text and "/10" not in text
     assert "not a diagnosis" in win.ai_panel.disclaimer.text() and "CPU" in win.ai_panel.models.text()
     for v in win.views:
         assert v.overlay.isVisible()

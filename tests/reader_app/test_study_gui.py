@@ -44,7 +44,8 @@ def test_reader_session_end_to_end(qtbot, definition: Path, tmp_path: Path) -> N
     assert win.stack.currentWidget() is win.reading_page
     assert win.current is not None and win.current.arm.arm_id == "unaided"
     assert not win.ai_panel.isVisible()  # AI hidden in the unaided arm
-    assert calls == [] and all(v.overlay_item is None for v in win.image_widgets.values())
+    qtbot.waitUntil(lambda: bool(win.views), timeout=10000)
+    assert calls == [] and not any(win.overlay_shown(i) for i in win.image_widgets)
     assert not win.submit_button.isEnabled()  # nothing rated yet
     seen_unaided = []
     for k in range(N):  # rate half of the unaided arm, then "close the app"
@@ -71,14 +72,17 @@ def test_reader_session_end_to_end(qtbot, definition: Path, tmp_path: Path) -> N
     arms_seen = set()
     while win2.current is not None:
         arms_seen.add(win2.current.arm.arm_id)
+        qtbot.waitUntil(lambda: bool(win2.views), timeout=10000)
         if win2.current.arm.arm_id == "aided":
-            assert win2.ai_panel.isVisibleTo(win2) and "AI" in win2.ai_panel.text()
+            assert win2.ai_panel.isVisibleTo(win2) and "hidden until you have rated" in win2.ai_panel.text()
             cid = win2.current.case.case_id
-            qtbot.waitUntil(lambda: all(v.overlay_item is not None for v in win2.image_widgets.values()),
-                            timeout=10000)
+            assert cid not in calls  # nothing computed before the reader's own rating
+            win2.set_rating(5, "4A")
+            assert "probability" in win2.ai_panel.text()
+            qtbot.waitUntil(lambda: all(win2.overlay_shown(i) for i in win2.image_widgets), timeout=10000)
             assert cid in calls
         else:
-            assert all(v.overlay_item is None for v in win2.image_widgets.values())
+            assert not any(win2.overlay_shown(i) for i in win2.image_widgets)
         win2.set_rating(5, "4A")
         with qtbot.waitSignal(win2.submitted, timeout=5000):
             qtbot.mouseClick(win2.submit_button, Qt.MouseButton.LeftButton)
