@@ -290,7 +290,7 @@ def cross_validate(
     n = len(plan)
     select = cfg.train.select[0] if cfg.train.select else None
     results: list[FoldResult] = []
-    task_rows: list[tuple[NDArray[np.float64], NDArray[np.int64], list[str]]] = []
+    task_rows: list[tuple[NDArray[np.float64], NDArray[np.int64], list[str], NDArray[np.int64]]] = []
     part_rows: list[tuple[NDArray[np.int64], NDArray[np.float64]]] = []
     device = "cpu"
     for fi, fold in enumerate(plan):
@@ -489,7 +489,7 @@ def _pooled_parts(rows: list[tuple[NDArray[np.int64], NDArray[np.float64]]], nam
 
 def _task_scores(model: nn.Module, fr: Any, s: NDArray[np.float64], ds: Any, fold: Fold, cfg: TrainConfig,
                  select: str | None, has_val: bool, cancel: CancelToken | None,
-                 ) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str]] | None:
+                 ) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str], NDArray[np.int64]] | None:
     """Per-task test scores of a multi-output model (MRI 2019 paper: five tasks).
 
     Task ``k``'s scores come from its own best-validation copy (``best_auc_<k>``, the paper's
@@ -497,7 +497,7 @@ def _task_scores(model: nn.Module, fr: Any, s: NDArray[np.float64], ds: Any, fol
     validation part, else from the copy used for the main score.
 
     Returns:
-        ``(scores (n, K), truth (n, K), source per task)`` over the fold's test images, or None
+        ``(scores (n, K), truth (n, K), source per task, image indices)`` over the fold's test images, or None
         for single-output models / datasets without per-task targets.
     """
     from engine.train.loop import predict
@@ -520,15 +520,24 @@ def _task_scores(model: nn.Module, fr: Any, s: NDArray[np.float64], ds: Any, fol
             src[k] = f"best {key}"
     if select is not None and has_val:
         model.load_state_dict(fr.state_for(select))
-    return out, truth, src
+    return out, truth, src, fold.test
 
 
-def _pooled_tasks(rows: list[tuple[NDArray[np.float64], NDArray[np.int64], list[str]]]) -> list[dict[str, Any]]:
-    """Pooled image-level AUC with DeLong 95 % CI per task over every fold and repeat."""
+def _pooled_tasks(rows: list[tuple[NDArray[np.float64], NDArray[np.int64], list[str], NDArray[np.int64]]]
+                  ) -> list[dict[str, Any]]:
+    """Pooled image-level AUC with DeLong 95 % CI per task: one out-of-fold score per image
+    (the mean over repeats, so repeated k-fold does not count an image twice)."""
     from engine.metrics import evaluation_report
 
-    s = np.concatenate([r[0] for r in rows])
-    t = np.concatenate([r[1] for r in rows])
+    idx = np.concatenate([r[3] for r in rows])
+    s_all = np.concatenate([r[0] for r in rows])
+    t_all = np.concatenate([r[1] for r in rows])
+    uniq, inv = np.unique(idx, return_inverse=True)
+    s = np.zeros((uniq.size, s_all.shape[1]))
+    np.add.at(s, inv, s_all)
+    s /= np.bincount(inv)[:, None]
+    t = np.zeros((uniq.size, t_all.shape[1]), dtype=np.int64)
+    t[inv] = t_all
     out: list[dict[str, Any]] = []
     for k in range(s.shape[1]):
         both = 0 < int(t[:, k].sum()) < t.shape[0]
@@ -536,7 +545,7 @@ def _pooled_tasks(rows: list[tuple[NDArray[np.float64], NDArray[np.int64], list[
         out.append({"task": k, "n": int(t.shape[0]), "positives": int(t[:, k].sum()),
                     "auc": rep["auc"] if rep else None, "auc_ci": rep["auc_ci"] if rep else [None, None],
                     "copy": sorted({r[2][k] for r in rows}),
-                    "description": "pooled over folds (and repeats: each image once per repeat)"})
+                    "description": "one out-of-fold score per image (mean over repeats)"})
     return out
 
 
