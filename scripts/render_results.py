@@ -63,7 +63,9 @@ def _qi112() -> str:
     """The 112 px BASIC/REM pair, when it ran."""
     b, r = _load("paper_qi112_basic"), _load("paper_qi112_rem")
     if not (b and r):
-        return "a 112 px BASIC/REM pair was started but did not finish in this session."
+        return ("a 112 px BASIC/REM pair (same configs, `--set 'data.image_size=[112,112]'`) was started but "
+                "stopped half-way through its one epoch (5.7 min) to free the CPU before the session's deadline: "
+                "no figure, BASIC vs REM remains untested.")
     def one(d: dict[str, Any]) -> str:
         return f"{_ci(d['pooled']['auc'], d['pooled']['auc_ci'])} ({d['wall_s']:.0f} s)"
     return (f"at 112 px (same configs, `--set 'data.image_size=[112,112]'`, 1 epoch) BASIC gave "
