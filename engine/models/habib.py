@@ -237,6 +237,16 @@ class HabibJointModel(nn.Module):
         """Probability of malignancy of fused logits."""
         return self.fusion.malignancy(logits)
 
+    #: Names of :meth:`part_scores`' columns (Habib 2020 Table 3 reports each modality and the fusion).
+    part_names: tuple[str, ...] = ("MG", "US", "fused")
+
+    @torch.no_grad()
+    def part_scores(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``(N, 3)`` malignancy probability of the MG net, the US net and the fusion, one pass."""
+        lm, lu, lf = self.forward_all(x[0], x[1])
+        return torch.stack([self.mg.malignancy(lm).reshape(-1), self.us.malignancy(lu).reshape(-1),
+                            self.fusion.malignancy(lf).reshape(-1)], 1)
+
     def example_inputs(self, batch: int = 2, size: int = 64) -> tuple[torch.Tensor, ...]:
         """Random MG and US patches."""
         s = max(size, self.mg.min_input_size, self.us.min_input_size)

@@ -116,6 +116,7 @@ class MRIAttentionNet(BreastClassifier):
     # -- supervised-attention training through engine.train.fit ---------------------------------
     attention_weight: float = 1.0
     attention_balance: bool = False
+    attention_empty_mask: bool = False
 
     def training_step(self, batch: Sequence[Any]) -> torch.Tensor:
         """Loss of one batch ``(x, targets, boxes)`` for :func:`engine.train.fit`.
@@ -125,7 +126,9 @@ class MRIAttentionNet(BreastClassifier):
         against each image's lesion box down-sampled to the feature grid (:func:`boxes_to_mask`),
         BCE (the paper) or, with ``attention_balance``, the class-balanced BCE
         (:func:`balanced_attention_loss`); images whose box is all ``-1`` (none) add no
-        attention term. Total = classification + ``attention_weight`` x attention.
+        attention term, unless ``attention_empty_mask``: then a lesion-free image is
+        supervised towards an all-zero (empty) mask, as the paper's lesion-free images are.
+        Total = classification + ``attention_weight`` x attention.
         """
         x, targets = batch[0], batch[1]
         boxes = batch[2] if len(batch) > 2 else None
@@ -138,6 +141,9 @@ class MRIAttentionNet(BreastClassifier):
         if boxes is None:
             return loss
         has = (boxes >= 0).all(dim=1)
+        if self.attention_empty_mask:
+            # box_masks of an all -1 box is the empty mask (no cell covered)
+            has = torch.ones_like(has)
         if not bool(has.any()):
             return loss
         masks = box_masks(boxes[has], (x.shape[-2], x.shape[-1]), (att.shape[-2], att.shape[-1])).to(att.device)
@@ -270,13 +276,15 @@ class BestPerTask:
                 saliency=("attention", "gradcam"))
 def mri_attention_resnet50(*, in_chans: int = 1, pretrained: bool = True, gray: str = "replicate",
                            num_outputs: int = 5, attention_weight: float = 1.0,
-                           attention_balance: bool = False) -> MRIAttentionNet:
+                           attention_balance: bool = False, attention_empty_mask: bool = False) -> MRIAttentionNet:
     """Supervised-attention ResNet-50 (gray slice copied to 3 channels as in the paper).
 
-    ``attention_weight`` / ``attention_balance`` configure :meth:`MRIAttentionNet.training_step`.
+    ``attention_weight`` / ``attention_balance`` / ``attention_empty_mask`` configure
+    :meth:`MRIAttentionNet.training_step`.
     """
     return _build(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs,
-                  attention_weight=attention_weight, attention_balance=attention_balance, backbone="resnet50")
+                  attention_weight=attention_weight, attention_balance=attention_balance, backbone="resnet50",
+                  attention_empty_mask=attention_empty_mask)
 
 
 @register_model("mri_attention_resnet18", family="mri_attention", paper=PAPER_R18, modalities=("MR",),
@@ -285,7 +293,8 @@ def mri_attention_resnet50(*, in_chans: int = 1, pretrained: bool = True, gray: 
                 saliency=("attention", "gradcam"))
 def mri_attention_resnet18(*, in_chans: int = 1, pretrained: bool = True, gray: str = "replicate",
                            num_outputs: int = 5, attention_weight: float = 1.0,
-                           attention_balance: bool = False, backbone: str = "resnet18") -> MRIAttentionNet:
+                           attention_balance: bool = False, backbone: str = "resnet18",
+                           attention_empty_mask: bool = False) -> MRIAttentionNet:
     """Supervised attention on a ResNet-18 trunk (512-channel features; ~11 M parameters vs ~24 M).
 
     Same attention, Eq. 2 pooling and five outputs as :func:`mri_attention_resnet50`; a smaller
@@ -293,14 +302,16 @@ def mri_attention_resnet18(*, in_chans: int = 1, pretrained: bool = True, gray: 
     also be ``"resnet34"`` (or ``"resnet50"``).
     """
     return _build(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs,
-                  attention_weight=attention_weight, attention_balance=attention_balance, backbone=backbone)
+                  attention_weight=attention_weight, attention_balance=attention_balance, backbone=backbone,
+                  attention_empty_mask=attention_empty_mask)
 
 
 def _build(*, in_chans: int, pretrained: bool, gray: str, num_outputs: int, attention_weight: float,
-           attention_balance: bool, backbone: str) -> MRIAttentionNet:
+           attention_balance: bool, backbone: str, attention_empty_mask: bool = False) -> MRIAttentionNet:
     """Shared body of the registered builders."""
     net = MRIAttentionNet(in_chans=in_chans, pretrained=pretrained, gray=gray, num_outputs=num_outputs,
                           backbone=backbone)
     net.attention_weight = float(attention_weight)
     net.attention_balance = bool(attention_balance)
+    net.attention_empty_mask = bool(attention_empty_mask)
     return net

@@ -84,6 +84,8 @@ class DataConfig:
             slices through a lesion with its box and five task labels).
         synthetic_seed: First seed of the generator (case ``i`` uses ``synthetic_seed + i``).
         synthetic_slices: Slices of each generated MRI volume (``synthetic_mri``).
+        synthetic_lesion_free: ``synthetic_mri`` only: this many extra SYNTHETIC lesion-free
+            slices (a slice of case ``i``'s volume outside its lesion, no box, every task 0).
         aux_label: Second per-image target appended to every item, ``(x, y, y_aux)``
             (Qi et al. 2019's Sn-Net target): ``""`` (none), the name of a labels-CSV/
             manifest column holding 0/1, or ``"mask_nonempty"`` (1 when the row's lesion mask
@@ -111,6 +113,7 @@ class DataConfig:
     synthetic_n: int = 64
     synthetic_seed: int = 0
     synthetic_slices: int = 8
+    synthetic_lesion_free: int = 0
     aux_label: str = ""
 
 

@@ -787,7 +787,8 @@ class BoxedSlices(_SampleSet):
 
                 case = synthetic_mri_case(s.synthetic_seed, malignant=bool(s.targets[0]),
                                           n_slices=self.n_slices, size=max(h, w))
-                hit = _mri_lesion_slice(case, (h, w))
+                free = _mri_free_slice(case, (h, w)) if s.path.endswith("/lesion-free") else None
+                hit = free if free is not None else _mri_lesion_slice(case, (h, w))
                 self.cache.put(key, hit)
             box = s.box  # generated at the input size (square) -> scale to (h, w)
             if box is not None:
@@ -872,6 +873,17 @@ def _mri_lesion_slice(case: dict[str, Any], size: tuple[int, int]) -> NDArray[np
     return _base_resize(img, size, "stretch")
 
 
+def _mri_free_slice(case: dict[str, Any], size: tuple[int, int]) -> NDArray[np.uint8] | None:
+    """A slice outside the lesion's slab (same window and resize), or None if the lesion spans all."""
+    z0, z1 = case["lesion_box"][:2]
+    n = case["volume"].shape[0]
+    outside = [z for z in range(n) if z < z0 or z >= z1]
+    if not outside:
+        return None
+    z = max(outside, key=lambda k: min(abs(k - z0), abs(k - (z1 - 1))))
+    return _mri_lesion_slice({**case, "lesion_box": (z, z + 1, *case["lesion_box"][2:])}, size)
+
+
 def _synthetic_mri(cfg: TrainConfig) -> BoxedSlices:
     from engine.data.synthetic import MRI_TASKS, synthetic_mri_case
 
@@ -889,6 +901,23 @@ def _synthetic_mri(cfg: TrainConfig) -> BoxedSlices:
                                    (float(x0), float(y0), float(x1), float(y1)),
                                    tuple(int(case["labels"][t]) for t in MRI_TASKS), seed))
         cache.put((path, ((h, w), d.synthetic_slices)), _mri_lesion_slice(case, (h, w)))
+    # lesion-free slices (the paper's images without a lesion: an empty attention mask)
+    i = 0
+    added = 0
+    while added < d.synthetic_lesion_free and i < 4 * d.synthetic_lesion_free + 8:
+        seed = d.synthetic_seed + d.synthetic_n + i
+        case = synthetic_mri_case(seed, malignant=False, n_slices=d.synthetic_slices, size=max(h, w))
+        free = _mri_free_slice(case, (h, w))
+        i += 1
+        if free is None:
+            continue
+        path = f"synthetic://mri/{seed}/lesion-free"
+        samples.append(BoxedSample(path, "benign", f"syn-free-{seed}", None, tuple(0 for _ in MRI_TASKS), seed))
+        cache.put((path, ((h, w), d.synthetic_slices)), free)
+        added += 1
+    if added < d.synthetic_lesion_free:
+        raise ConfigError(f"data.synthetic_lesion_free = {d.synthetic_lesion_free}: only {added} generated "
+                          f"volumes had a slice outside the lesion; raise data.synthetic_slices")
     return BoxedSlices(samples, ["benign", "malignant"], Transform.from_config(cfg), seed=cfg.train.seed,
                        cache=cache, source="SYNTHETIC engine.data.synthetic.synthetic_mri_case",
                        n_slices=d.synthetic_slices)

@@ -290,6 +290,8 @@ def cross_validate(
     n = len(plan)
     select = cfg.train.select[0] if cfg.train.select else None
     results: list[FoldResult] = []
+    task_rows: list[tuple[NDArray[np.float64], NDArray[np.int64], list[str], NDArray[np.int64]]] = []
+    part_rows: list[tuple[NDArray[np.int64], NDArray[np.float64]]] = []
     device = "cpu"
     for fi, fold in enumerate(plan):
         check(cancel)
@@ -311,6 +313,12 @@ def cross_validate(
         model.load_state_dict(fr.state_for(select if va is not None else None))
         s = predict(model, te, batch_size=max(1, cfg.train.batch_size * 2), device=fr.device, cancel=cancel)
         gids, truth, mean = lesion_scores(s, ds.labels[fold.test], [ds.groups[i] for i in fold.test])
+        parts = _part_scores(model, te, fr.device, [ds.groups[i] for i in fold.test], gids)
+        if parts is not None:
+            part_rows.append((truth, parts))
+        tasks = _task_scores(model, fr, s, ds, fold, cfg, select, va is not None, cancel)
+        if tasks is not None:
+            task_rows.append(tasks)
         thr, src = None, ""
         if va is not None:
             sv = predict(model, va, batch_size=max(1, cfg.train.batch_size * 2), device=fr.device, cancel=cancel)
@@ -405,6 +413,11 @@ def cross_validate(
         "wall_s": round(time.perf_counter() - t0, 3),
         "roc_png": None,
     }
+    if task_rows:
+        out["per_task"] = _pooled_tasks(task_rows)
+    if part_rows:
+        names = tuple(getattr(_inner(model), "part_names", ()))
+        out["per_part"] = _pooled_parts(part_rows, names)
     if rdir is not None:
         with (rdir / "scores.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
@@ -422,6 +435,117 @@ def cross_validate(
                        title=f"{cfg.model.name or 'model'} - {protocol} (lesion level)")
         out["roc_png"] = str(roc)
         (rdir / "cv.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+def _inner(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # type: ignore[no-any-return]
+
+
+def _part_scores(model: nn.Module, te: Any, device: Any, groups: list[Any], gids: list[str]) -> NDArray[np.float64] | None:
+    """Lesion-mean scores of each part of a model with ``part_scores`` (Habib 2020: MG, US, fused).
+
+    Returns ``(n_lesions, P)`` in the order of ``gids``, or None for other models.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from engine.train.loop import to_device
+
+    inner = _inner(model)
+    fn = getattr(inner, "part_scores", None)
+    if not callable(fn):
+        return None
+    was = inner.training
+    inner.eval()
+    rows = []
+    try:
+        with torch.no_grad():
+            for batch in DataLoader(te, batch_size=16, shuffle=False):
+                rows.append(fn(to_device(batch[0], device)).float().cpu().numpy())
+    finally:
+        inner.train(was)
+    s = np.concatenate(rows).astype(np.float64)
+    by: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by.setdefault(str(g), []).append(i)
+    return np.stack([s[by[g]].mean(axis=0) for g in gids])
+
+
+def _pooled_parts(rows: list[tuple[NDArray[np.int64], NDArray[np.float64]]], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Pooled lesion-level AUC with DeLong 95 % CI of each part's out-of-fold scores."""
+    from engine.metrics import evaluation_report
+
+    t = np.concatenate([r[0] for r in rows])
+    s = np.concatenate([r[1] for r in rows])
+    out: list[dict[str, Any]] = []
+    for k in range(s.shape[1]):
+        both = 0 < int(t.sum()) < t.size
+        rep = evaluation_report(t, s[:, k], 0.5) if both else None
+        out.append({"part": names[k] if k < len(names) else str(k), "n_lesions": int(t.size),
+                    "auc": rep["auc"] if rep else None, "auc_ci": rep["auc_ci"] if rep else [None, None]})
+    return out
+
+
+def _task_scores(model: nn.Module, fr: Any, s: NDArray[np.float64], ds: Any, fold: Fold, cfg: TrainConfig,
+                 select: str | None, has_val: bool, cancel: CancelToken | None,
+                 ) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str], NDArray[np.int64]] | None:
+    """Per-task test scores of a multi-output model (MRI 2019 paper: five tasks).
+
+    Task ``k``'s scores come from its own best-validation copy (``best_auc_<k>``, the paper's
+    per-task model selection) when ``train.select`` lists ``auc_<k>`` and the fold has a
+    validation part, else from the copy used for the main score.
+
+    Returns:
+        ``(scores (n, K), truth (n, K), source per task, image indices)`` over the fold's test images, or None
+        for single-output models / datasets without per-task targets.
+    """
+    from engine.train.loop import predict
+
+    samples = getattr(ds, "samples", None)
+    if s.ndim != 2 or samples is None or not hasattr(samples[0], "targets"):
+        return None
+    truth = np.array([samples[i].targets for i in fold.test], dtype=np.int64)
+    if truth.shape != s.shape:
+        return None
+    out = s.copy()
+    src = [f"best {select}" if has_val and select else "last epoch"] * s.shape[1]
+    te = ds.subset(fold.test, train=False)
+    for k in range(s.shape[1]):
+        key = f"auc_{k}"
+        if has_val and key in cfg.train.select and key != select and key in fr.best:
+            model.load_state_dict(fr.state_for(key))
+            sk = predict(model, te, batch_size=max(1, cfg.train.batch_size * 2), device=fr.device, cancel=cancel)
+            out[:, k] = np.asarray(sk, dtype=np.float64)[:, k]
+            src[k] = f"best {key}"
+    if select is not None and has_val:
+        model.load_state_dict(fr.state_for(select))
+    return out, truth, src, fold.test
+
+
+def _pooled_tasks(rows: list[tuple[NDArray[np.float64], NDArray[np.int64], list[str], NDArray[np.int64]]]
+                  ) -> list[dict[str, Any]]:
+    """Pooled image-level AUC with DeLong 95 % CI per task: one out-of-fold score per image
+    (the mean over repeats, so repeated k-fold does not count an image twice)."""
+    from engine.metrics import evaluation_report
+
+    idx = np.concatenate([r[3] for r in rows])
+    s_all = np.concatenate([r[0] for r in rows])
+    t_all = np.concatenate([r[1] for r in rows])
+    uniq, inv = np.unique(idx, return_inverse=True)
+    s = np.zeros((uniq.size, s_all.shape[1]))
+    np.add.at(s, inv, s_all)
+    s /= np.bincount(inv)[:, None]
+    t = np.zeros((uniq.size, t_all.shape[1]), dtype=np.int64)
+    t[inv] = t_all
+    out: list[dict[str, Any]] = []
+    for k in range(s.shape[1]):
+        both = 0 < int(t[:, k].sum()) < t.shape[0]
+        rep = evaluation_report(t[:, k], s[:, k], 0.5) if both else None
+        out.append({"task": k, "n": int(t.shape[0]), "positives": int(t[:, k].sum()),
+                    "auc": rep["auc"] if rep else None, "auc_ci": rep["auc_ci"] if rep else [None, None],
+                    "copy": sorted({r[2][k] for r in rows}),
+                    "description": "one out-of-fold score per image (mean over repeats)"})
     return out
 
 
