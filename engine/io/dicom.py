@@ -586,6 +586,17 @@ def codestream_dims(frame: bytes) -> tuple[int, int, int] | None:
         xsiz, ysiz, xo, yo = (int.from_bytes(frame[siz + 8 + 4 * i : siz + 12 + 4 * i], "big") for i in range(4))
         comps = int.from_bytes(frame[siz + 40 : siz + 42], "big")
         return ysiz - yo, xsiz - xo, comps
+    pos = _jpeg_sof(frame)
+    if pos is None or pos + 10 > len(frame):
+        return None
+    rows = int.from_bytes(frame[pos + 5 : pos + 7], "big")
+    cols = int.from_bytes(frame[pos + 7 : pos + 9], "big")
+    return rows, cols, frame[pos + 9]
+
+
+def _jpeg_sof(frame: bytes) -> int | None:
+    """Offset of the first start-of-frame marker of a JPEG / JPEG-LS frame (None: none before
+    the scan data, or no JPEG header in the first 256 bytes)."""
     soi = frame.find(b"\xff\xd8")
     if soi < 0 or soi > 256:
         return None
@@ -600,14 +611,11 @@ def codestream_dims(frame: bytes) -> tuple[int, int, int] | None:
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             pos += 2
             continue
-        seglen = int.from_bytes(frame[pos + 2 : pos + 4], "big")
-        if marker in _JPEG_SOF and pos + 10 <= n:
-            rows = int.from_bytes(frame[pos + 5 : pos + 7], "big")
-            cols = int.from_bytes(frame[pos + 7 : pos + 9], "big")
-            return rows, cols, frame[pos + 9]
+        if marker in _JPEG_SOF:
+            return pos
         if marker in (0xDA, 0xD9):
             return None
-        pos += 2 + seglen
+        pos += 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
     return None
 
 
@@ -615,26 +623,10 @@ def _jpeg_precision(frame: bytes) -> int | None:
     """Sample precision of a JPEG / JPEG-LS frame header (None for JPEG 2000 or no header)."""
     if frame.find(b"\xff\x4f\xff\x51") >= 0:
         return None
-    soi = frame.find(b"\xff\xd8")
-    if soi < 0 or soi > 256:
+    pos = _jpeg_sof(frame)
+    if pos is None or pos + 5 > len(frame):
         return None
-    pos, n = soi + 2, len(frame)
-    while pos + 4 <= n:
-        if frame[pos] != 0xFF:
-            return None
-        marker = frame[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            pos += 2
-            continue
-        if marker in _JPEG_SOF and pos + 5 <= n:
-            return int(frame[pos + 4])
-        if marker in (0xDA, 0xD9):
-            return None
-        pos += 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
-    return None
+    return int(frame[pos + 4])
 
 
 def _check_codestreams(ds: Any, path: str, layout: PixelLayout) -> None:
