@@ -3,6 +3,7 @@ must catch it, restore the file. Prints a markdown table (docs/paper-equations.m
 
     .venv/bin/python tools/paper_mutations.py            # all
     .venv/bin/python tools/paper_mutations.py LMCL fit   # only mutations whose name contains a word
+    .venv/bin/python tools/paper_mutations.py --from 29  # from the 30th on (the ones issue-11b added)
 
 A mutation is one (file, old, new) edit or several (a list of (old, new) pairs in one file); each
 ``old`` must occur exactly once. CAUGHT means the selected tests failed (pytest exit status 1, i.e.
@@ -87,9 +88,11 @@ M = [
  ("Block17 ReLU before the residual sum", IRV2, "return self.relu(x + self.scale * self.proj(torch.cat([self.b0(x), self.b1(x)], 1)))\n\n\nclass Mixed7a",
   "return x + self.relu(self.scale * self.proj(torch.cat([self.b0(x), self.b1(x)], 1)))\n\n\nclass Mixed7a", "residual_is_scaled"),
 ]
-words = sys.argv[1:]
+args = sys.argv[1:]
+start = int(args.pop(args.index("--from") + 1)) if "--from" in args else 0  # --from K: the K-th mutation on
+words = [a for a in args if a != "--from"]
 rows = []
-for name, f, *edit, sel in M:
+for name, f, *edit, sel in M[start:]:
     if words and not any(w.lower() in name.lower() for w in words):
         continue
     pairs = edit[0] if len(edit) == 1 else [(edit[0], edit[1])]
