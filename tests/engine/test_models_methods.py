@@ -162,7 +162,10 @@ def test_five_crops_and_random_crop() -> None:
     # uniformly spaced along the long side: first at the left edge, last at the right edge
     assert torch.allclose(crops[0, 0, :, 0], torch.nn.functional.interpolate(img[None], size=(50, 100),
                           mode="bilinear", align_corners=False, antialias=True)[0, 0, :, 0])
-    assert not torch.equal(crops[0], crops[4])
+    # ... and the last crop is flush with the far (right) edge: its last column is the image's
+    rs = torch.nn.functional.interpolate(img[None], size=(50, 100), mode="bilinear", align_corners=False,
+                                         antialias=True)[0, 0]
+    assert torch.allclose(crops[4, 0, :, -1], rs[:, -1]) and torch.allclose(crops[2, 0], rs[:, 25:75])
     assert random_crop(img, 50, random.Random(0)).shape == (1, 50, 50)
 
 

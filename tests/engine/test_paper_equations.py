@@ -139,6 +139,28 @@ def test_algorithm1_fit_path_exchanges_the_cams(with_cam: bool) -> None:
     assert float(loss) == pytest.approx(want, rel=1e-5)
 
 
+def test_rem_inference_feeds_each_net_the_others_cam() -> None:
+    """QiCrossTrained.forward_both (what ``fit`` validates, ``evaluate`` and the app score): Mt-Net
+    without CAM -> CAM^Mt -> Sn-Net(CAM^Mt) -> CAM^Sn -> Mt-Net(CAM^Sn) (Qi Fig. 1). Catches: the
+    Mt-Net fed its own CAM or none at inference, the Sn-Net fed none."""
+    from engine.models.qi import QiCrossTrained
+
+    mt, sn, x, _, _ = _nets()
+    unit = QiCrossTrained(mt, sn).eval()  # type: ignore[arg-type]
+    with torch.no_grad():
+        f = mt.forward_features(x)
+        cam_mt = mt.cam_from_features(f, mt.forward_head(f), (160, 160))
+        sn_logits, cam_sn = sn.forward_with_cam(x, cam_mt)
+        want = mt(x, cam_sn)
+        got_mt, got_sn = unit.forward_both(x)
+        # logits ~1e-2 at this random init: equal to 1e-7, the alternatives differ by >= 3e-4
+        assert torch.allclose(got_mt, want, rtol=1e-4, atol=1e-7)
+        assert torch.allclose(got_sn, sn_logits, rtol=1e-4, atol=1e-7)
+        assert torch.allclose(unit(x), want, rtol=1e-4, atol=1e-7)
+        assert float((want - mt(x)).abs().max()) > 1e-4 and float((want - mt(x, cam_mt)).abs().max()) > 1e-4
+        assert float((sn_logits - sn(x)).abs().max()) > 1e-4
+
+
 # -- Qi 2019 Sec. 3.3: five uniformly spaced crops, scores averaged -----------------------------------
 def test_five_crops_are_uniformly_spaced_along_the_long_side() -> None:
     """60 x 200 image, 40 px crops: shorter side -> 40 gives 40 x 133; offsets linspace(0, 93, 5)
@@ -159,36 +181,67 @@ def test_five_crops_are_uniformly_spaced_along_the_long_side() -> None:
         assert torch.equal(c, rs[:, t:t + 40, left:left + 40])
 
 
+class _MeanProb(nn.Module):
+    """P(malignant) = the input's mean intensity (through an identity 1x1 conv that Grad-CAM hooks)."""
+
+    saliency_layer = "conv"
+    malignant_index = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor, cam: torch.Tensor | None = None) -> torch.Tensor:
+        p = self.conv(x).mean(dim=(1, 2, 3)).clamp(1e-6, 1 - 1e-6)
+        return torch.stack([torch.zeros_like(p), torch.log(p / (1 - p))], 1)
+
+    def malignancy(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, 1)[:, 1]
+
+
+BANDS = (0.1, 0.3, 0.5, 0.7, 0.9)  # five crops' probabilities: mean 0.5, max 0.9, first 0.1, median 0.5
+
+
 def test_five_crop_score_is_the_mean_of_the_crops_probabilities(tmp_path) -> None:
     """A model whose probability is its input's mean intensity: the image score must be the mean of
-    the five crops' probabilities (here 0.1, 0.3, 0.5, 0.7, 0.9 -> 0.5). Catches: max / first / median."""
-    from engine.inference import Predictor
+    the five crops' probabilities (here 0.1, 0.3, 0.5, 0.7, 0.9 -> 0.5), on every scoring path:
+    Predictor.predict, Predictor.run with a saliency pass (its logits give the score) and
+    qi.multi_input_predict. Catches: max / first / median instead of the mean."""
+    from engine.inference import ImageItem, Predictor
+    from engine.models.qi import multi_input_predict
     from engine.models.weights import WeightsSpec, save_weights
     from engine.transforms import Preprocess
-
-    class MeanProb(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.dummy = nn.Parameter(torch.zeros(1))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            p = x.mean(dim=(1, 2, 3)).clamp(1e-6, 1 - 1e-6)
-            return torch.stack([torch.zeros_like(p), torch.log(p / (1 - p))], 1) + self.dummy
-
-        def malignancy(self, logits: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(logits, 1)[:, 1]
 
     pre = Preprocess(size=(10, 10), in_chans=1, mean=(0.0,), std=(1.0,), box="ignored", resize="five_crop",
                      interpolation="nearest")
     spec = WeightsSpec(name="m", model="habib_basic_cnn", preprocess=pre)
     save_weights(get_model("habib_basic_cnn", in_chans=1), spec, tmp_path / "m")
     pred = Predictor(tmp_path / "m", device="cpu")
-    pred.model = MeanProb()
-    px = np.repeat(np.array([0.1, 0.3, 0.5, 0.7, 0.9]), 10)[None].repeat(10, 0)  # 10 x 50, five bands
+    pred.model = _MeanProb()
+    px = np.repeat(np.array(BANDS), 10)[None].repeat(10, 0)  # 10 x 50, five bands
     img = (px * 255).round().astype(np.uint8)
     crops = [float(v) for v in img.reshape(10, 5, 10).transpose(1, 0, 2).reshape(5, -1).mean(1) / 255]
+    assert crops == pytest.approx(list(BANDS), abs=2e-3)  # each crop is one band
     assert pred.predict(img) == pytest.approx(float(np.mean(crops)), abs=1e-5)
     assert pred.predict(img) == pytest.approx(0.5, abs=0.01)
+    out = pred.run([ImageItem(img)], ["gradcam"])[0]
+    assert "gradcam" in out.saliency and out.score == pytest.approx(float(np.mean(crops)), abs=1e-5)
+    t = torch.from_numpy(px.astype(np.float32))[None]
+    assert multi_input_predict(_MeanProb(), t, size=10) == pytest.approx(0.5, abs=1e-5)  # type: ignore[arg-type]
+
+
+def test_fit_and_evaluate_average_the_five_crops_probabilities() -> None:
+    """engine.train's scoring (validation in ``fit``, ``evaluate``, ``predict``) of an item with five
+    crops (data.eval_crops = 5 -> (5, C, H, W)): the mean of the crops' probabilities, 0.5 here.
+    Catches: max / first crop in the training path."""
+    from engine.train.loop import predict
+
+    item = torch.stack([torch.full((1, 4, 4), v) for v in BANDS])
+    s = predict(_MeanProb(), [(item, 1), (item.flip(0)[:, :, :2], 0)], batch_size=1, device="cpu")  # type: ignore[arg-type]
+    assert s.tolist() == pytest.approx([0.5, 0.5], abs=1e-6)
 
 
 # -- Habib 2020 / Wang 2018: LMCL --------------------------------------------------------------------
@@ -209,6 +262,20 @@ def test_lmcl_normalises_and_subtracts_the_margin_from_the_target_cosine() -> No
     loss1 = lmcl_loss(head(torch.tensor([[1.0, 0.0]])), torch.tensor([1]), s=4.0, m=0.35)
     # cos = (1, 0): CE((4, 0 - 1.4), 1) = log(1 + e^{5.4})
     assert float(loss1) == pytest.approx(math.log(1 + math.exp(5.4)), abs=1e-5)
+
+
+def test_habib_networks_train_with_the_lmcl_of_their_own_head() -> None:
+    """``fit`` calls ``model.loss``: the single-modality nets and the fusion FC must use LMCL with
+    their head's s and m. Logits s cos = (2.8284, 2.8284) with s = 4, m = 0.35, target 0:
+    log(1 + e^{s m}) = log(1 + e^{1.4}) = 1.6204 (the default s = 30 would give 10.50, m = 0 ln 2).
+    Catches: the training loss ignoring the head's margin or scale."""
+    from engine.models.habib import HabibDescriptorNet, HabibFusionFC
+
+    logits = torch.full((1, 2), 4 / math.sqrt(2))
+    want = math.log(1 + math.exp(1.4))
+    for net in (HabibDescriptorNet(arch="basic", loss="lmcl", pretrained=False, s=4.0, m=0.35),
+                HabibFusionFC(in_features=8, widths=(4,), loss="lmcl", s=4.0, m=0.35)):
+        assert float(net.loss(logits, torch.tensor([0]))) == pytest.approx(want, abs=1e-5)
 
 
 # -- MRI 2019: supervised attention BCE against the box, class-balanced variant ----------------------
@@ -234,6 +301,22 @@ def test_balanced_attention_bce_weights_the_box_cells_by_outside_over_inside() -
     assert float(balanced_attention_loss(ATT, BOX)) == pytest.approx(want, abs=1e-5)
     empty = -(math.log(0.2) + math.log(0.8) + math.log(0.7) + math.log(0.4)) / 4 / 2
     assert float(balanced_attention_loss(ATT, torch.zeros_like(BOX))) == pytest.approx(empty, abs=1e-5)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_mri_training_step_adds_the_attention_bce_against_the_box(balanced: bool) -> None:
+    """``MRIAttentionNet.training_step`` (the ``fit`` path): zero logits and zero targets give the
+    classification BCE ln 2 = 0.69315; the 64 x 64 image's box (0, 0)-(31, 31) is the top-left cell
+    of the 2 x 2 attention grid, so the attention term is the BOX value above: 0.42982 (plain) or
+    0.31257 (balanced). Catches: an inverted or shifted box mask, the balanced loss not used when
+    asked for (or used when not), the attention term dropped."""
+    net = get_model("mri_attention_resnet18", pretrained=False)
+    net.attention_balance = balanced
+    net.forward_with_attention = lambda x: (torch.zeros(x.shape[0], 5), ATT.expand(x.shape[0], -1, -1, -1))
+    att_term = ((-3 * math.log(0.8) - math.log(0.8) - math.log(0.7) - math.log(0.4)) / 4 / math.sqrt(3) if balanced
+                else -(math.log(0.8) + math.log(0.8) + math.log(0.7) + math.log(0.4)) / 4)
+    loss = net.training_step((torch.zeros(1, 1, 64, 64), torch.zeros(1, 5), torch.tensor([[0.0, 0.0, 31.0, 31.0]])))
+    assert float(loss) == pytest.approx(math.log(2) + att_term, abs=1e-5)
 
 
 # -- An 2019: entropy saliency, positive patches only, blurred heatmap target -----------------------
