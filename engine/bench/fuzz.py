@@ -404,6 +404,7 @@ def run_fuzz(n: int = 300, seed: int = 0, *, score: bool = False, timeout: float
         findings: list[dict[str, Any]] = []
         slowest = (0.0, "")
         peak = 0.0
+        per_seed: dict[str, dict[str, Any]] = {}
         worker = _Worker(score)
         for label, path in mutants:
             res = worker.ask(path, timeout)
@@ -425,11 +426,14 @@ def run_fuzz(n: int = 300, seed: int = 0, *, score: bool = False, timeout: float
                 if float(res.get("s", 0.0)) > slowest[0]:
                     slowest = (float(res["s"]), label)
             counts[res["outcome"]] += 1
+            if label.startswith("seed:"):
+                per_seed[label[5:]] = res
             if "score" in res:
                 score_counts["refused" if res["score"] == "refused" else "scored"] += 1
             if res["outcome"] in FAILURES:
                 findings.append({"mutant": label, **res})
         worker.kill()
+        batch = _batch_check(seeds, per_seed, timeout * len(seeds)) if score else None
     return {
         "benchmark": NAME,
         "seed": seed,
@@ -451,7 +455,50 @@ def run_fuzz(n: int = 300, seed: int = 0, *, score: bool = False, timeout: float
         "slowest": slowest[1],
         "findings": findings[:50],
         "seconds": round(time.perf_counter() - t0, 1),
-        "passed": not any(counts[k] for k in FAILURES),
+        "batch": batch,
+        "passed": not any(counts[k] for k in FAILURES) and (batch is None or bool(batch["passed"])),
+    }
+
+
+BATCH_FIRST = "pydicom_examples_ybr_color.dcm"
+
+
+def _batch_check(seeds: dict[str, Path], alone: dict[str, dict[str, Any]], timeout: float) -> dict[str, Any]:
+    """Every seed in ONE ``breast-engine score --modality US`` batch, the bundled colour
+    multi-frame DICOM first: each seed scored alone must be scored in the batch too (one file
+    never costs the others), with no traceback and a CSV row per input."""
+    import csv
+
+    names = sorted(seeds, key=lambda k: (k != BATCH_FIRST, k))
+    with tempfile.TemporaryDirectory(prefix="breast-fuzz-batch-") as tmpd:
+        out = Path(tmpd) / "scores.csv"
+        cmd = [sys.executable, "-m", "engine.cli.main", "score", "--modality", "US",
+               *[str(seeds[k]) for k in names], "--out", str(out)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "QT_QPA_PLATFORM": "offscreen"}
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                               preexec_fn=_limit_memory)
+        except subprocess.TimeoutExpired:
+            return {"files": len(names), "passed": False, "detail": f"no answer within {timeout:g} s"}
+        rows = list(csv.DictReader(out.open(newline="", encoding="utf-8"))) if out.is_file() else []
+        in_batch = {Path(r["path"]).name for r in rows if r.get("score")}
+    by_file = {seeds[k].name: k for k in names}
+    scored = sorted(by_file[f] for f in in_batch if f in by_file)
+    expected = sorted(k for k in names if isinstance(alone.get(k, {}).get("score"), float))
+    return {
+        "files": len(names),
+        "first": names[0],
+        "exit_code": p.returncode,
+        "csv_rows": len(rows),
+        "scored": len(scored),
+        "scored_alone": len(expected),
+        "lost": sorted(set(expected) - set(scored)),
+        "first_scored": names[0] in scored,
+        "traceback": "Traceback" in p.stderr,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "passed": (len(rows) == len(names) and not set(expected) - set(scored) and "Traceback" not in p.stderr
+                   and p.returncode in (0, 1)),
     }
 
 
