@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ from reader_app.study.reading_state import AI_DISPLAY_LABELS, AI_DISPLAY_MODES
 from reader_app.redact import reading_safe
 
 GRID = {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2)}
+#: How often a failed rating save is retried (ms) while the reader goes on reading.
+SAVE_RETRY_MS = 5000
 
 from reader_app.qt_style import STYLE  # noqa: E402  (one dark theme for every window)
 
@@ -102,6 +105,11 @@ class MainWindow(QMainWindow):
         s.tool_changed.connect(self._on_tool_changed)
         s.ai_visible_changed.connect(self._on_ai_visible_changed)
         s.study_changed.connect(self._on_study_changed)
+        s.save_failed.connect(self._on_save_failed)
+        s.save_recovered.connect(self._on_save_recovered)
+        self._save_retry = QTimer(self)  # runs only while a rating is unsaved
+        self._save_retry.setInterval(SAVE_RETRY_MS)
+        self._save_retry.timeout.connect(self.state.retry_saves)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.rating_panel.tick)
         self._timer.start(1000)
@@ -159,6 +167,10 @@ class MainWindow(QMainWindow):
 
         self.readout = QLabel("")
         self.statusBar().addPermanentWidget(self.readout)
+        self.save_banner = QLabel("")  # stays while a rating is not on disk
+        self.save_banner.setStyleSheet("color:#000;background:#ff6b6b;font-weight:bold;padding:1px 8px")
+        self.save_banner.setVisible(False)
+        self.statusBar().addPermanentWidget(self.save_banner)
 
         self.ai_panel.run_requested.connect(self.score_case)
         self.ai_panel.cancel_requested.connect(self.cancel_ai)
@@ -403,6 +415,23 @@ class MainWindow(QMainWindow):
         box = QMessageBox(QMessageBox.Icon.Warning, "breast-reader", text, QMessageBox.StandardButton.Ok, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+    def _on_save_failed(self, text: str) -> None:
+        """A rating could not be stored: say so at once (it stays on screen) and keep retrying."""
+        self.save_banner.setText("Rating NOT saved, retrying")
+        self.save_banner.setToolTip(text)
+        self.save_banner.setVisible(True)
+        if self._save_retry.isActive():  # one dialog per failure, not one per keystroke or retry
+            self.last_error = text
+            self.statusBar().showMessage(text, 15000)
+        else:
+            self.show_error(text)
+            self._save_retry.start()
+
+    def _on_save_recovered(self) -> None:
+        self._save_retry.stop()
+        self.save_banner.setVisible(False)
+        self.statusBar().showMessage("Ratings saved: every answer that could not be stored is on disk now", 8000)
 
     def _on_study_changed(self) -> None:
         st = self.state.study
@@ -833,7 +862,8 @@ class MainWindow(QMainWindow):
         self._last_digit, self._digit_at = digit, now
         if self.state.current is not None:
             self.state.rate(score=score)
-            self.statusBar().showMessage(f"Rated {score}/10 (saved)", 3000)
+            if self.state.save_error is None:  # else the failure stays in the status bar
+                self.statusBar().showMessage(f"Rated {score}/10 (saved)", 3000)
 
     # ------------------------------------------------------------------ AI
     def _on_ai_visible_changed(self, visible: bool) -> None:
@@ -1067,6 +1097,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.state.leave_case()
+        if not self.state.retry_saves():  # last try; the message names the journal, if any
+            print(f"breast-reader: {self.state.save_error}", file=sys.stderr)
+        self._save_retry.stop()
         for w in list(self._workers):
             w.cancel()
         # a model forward pass cannot be interrupted: do not wait for it (the process exits

@@ -7,10 +7,10 @@ is testable without a display (napari ``components/viewer_model.py`` style).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -192,12 +192,43 @@ class RatingSink(Protocol):
     def save(self, study_key: str, case_id: str, rating: Rating) -> None: ...
 
 
+class RatingSaveError(Exception):
+    """A rating could not be written; it stays in memory (on screen) and, where possible, in the
+    recovery journal. ``str()`` is the one line shown to the reader."""
+
+    def __init__(self, path: Path, exc: OSError, journal: Path | None) -> None:
+        self.path, self.reason, self.journal = path, exc.strerror or str(exc), journal
+        kept = (f"it is kept on screen and in the recovery journal {journal}" if journal is not None
+                else "it is kept on screen only (the recovery journal could not be written either)")
+        super().__init__(f"Rating NOT saved to {path}: {self.reason}; {kept}; retrying")
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Temp file + fsync + ``os.replace``: the file is the old one or the complete new one."""
+    from engine.io.atomic import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(payload, indent=1))
+
+
 class JsonRatingStore:
-    """Per-user ratings in ``<data_dir>/ratings/<study_key>.json``, rewritten atomically on every change."""
+    """Per-user ratings in ``<data_dir>/ratings/<study_key>.json``, rewritten atomically on every change.
+
+    A failed write (disk full, read-only folder, permissions) raises :class:`RatingSaveError`
+    after the answer is appended to the recovery journal (``engine.study.journal``: beside the
+    file, else in the user's config folder). The answer stays in memory; the next successful
+    write (any save, or :meth:`retry`) stores every unsaved answer and settles the journal, and
+    answers journalled by a session that ended before the disk came back are loaded when the
+    study is opened again.
+    """
+
+    JOURNAL_KEY = ("study_key", "case_id")
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.dir = Path(data_dir) / "ratings"
         self._cache: dict[str, dict[str, Any]] = {}
+        self._unsaved: dict[str, set[str]] = {}  # study_key -> case ids not on disk yet
+        self._journalled: dict[str, set[str]] = {}  # study_key -> case ids with a pending journal line
 
     @staticmethod
     def key_for(study: Study) -> str:
@@ -221,20 +252,75 @@ class JsonRatingStore:
                 except (OSError, ValueError, AttributeError):
                     data = {}  # an unreadable file must not stop reading; it is rewritten on save
             self._cache[study_key] = data
+            self._load_journal(study_key, data)
         return self._cache[study_key]
+
+    def _load_journal(self, study_key: str, data: dict[str, Any]) -> None:
+        """Answers an earlier session could not store: newer ones win, then try to store them."""
+        from engine.study import journal
+
+        for d in journal.pending(self._path(study_key), self.JOURNAL_KEY):
+            cid, raw = d.get("case_id"), d.get("rating")
+            if d.get("study_key") != study_key or not isinstance(cid, str) or not isinstance(raw, dict):
+                continue
+            self._journalled.setdefault(study_key, set()).add(cid)
+            old = data.get(cid)
+            if not isinstance(old, dict) or float(raw.get("updated") or 0) >= float(old.get("updated") or 0):
+                data[cid] = asdict(Rating.from_json(raw))
+                self._unsaved.setdefault(study_key, set()).add(cid)
+        if self._unsaved.get(study_key):
+            with contextlib.suppress(RatingSaveError):
+                self._flush(study_key)
 
     def load(self, study_key: str, case_id: str) -> Rating | None:
         raw = self._all(study_key).get(case_id)
         return Rating.from_json(raw) if isinstance(raw, dict) else None
 
     def save(self, study_key: str, case_id: str, rating: Rating) -> None:
+        """Store ``rating`` (and every answer still unsaved in this study).
+
+        Raises:
+            RatingSaveError: the file could not be written; the answer was journalled if possible.
+        """
         data = self._all(study_key)
         data[case_id] = asdict(rating)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ratings.", suffix=".tmp", dir=self.dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"study_key": study_key, "ratings": data}, fh, indent=1)
-        os.replace(tmp, self._path(study_key))
+        self._unsaved.setdefault(study_key, set()).add(case_id)
+        self._flush(study_key, journal_case=case_id)
+
+    @property
+    def unsaved(self) -> int:
+        """How many answers are in memory but not on disk."""
+        return sum(len(v) for v in self._unsaved.values())
+
+    def retry(self) -> None:
+        """Write every study with unsaved answers again.
+
+        Raises:
+            RatingSaveError: still failing (nothing new is journalled: the answers already are).
+        """
+        for key in [k for k, v in self._unsaved.items() if v]:
+            self._flush(key)
+
+    def _flush(self, study_key: str, journal_case: str | None = None) -> None:
+        from engine.study import journal
+
+        path = self._path(study_key)
+        data = self._cache[study_key]
+        try:
+            _write_json(path, {"study_key": study_key, "ratings": data})
+        except OSError as exc:
+            where = None
+            if journal_case is not None:
+                where = journal.record(path, {"study_key": study_key, "case_id": journal_case,
+                                              "rating": data[journal_case]})
+                if where is not None:
+                    self._journalled.setdefault(study_key, set()).add(journal_case)
+            elif self._journalled.get(study_key):
+                where = next((p for p in journal.journal_paths(path) if p.is_file()), None)
+            raise RatingSaveError(path, exc, where) from None
+        self._unsaved.pop(study_key, None)
+        for cid in sorted(self._journalled.pop(study_key, set())):  # on disk now: settle the journal
+            journal.record(path, {"study_key": study_key, "case_id": cid, "done": True})
 
 
 # --------------------------------------------------------------------------- case
@@ -363,7 +449,8 @@ class AppState:
 
     Events: ``study_changed()``, ``case_changed(CaseState | None)``, ``layout_changed(str)``,
     ``tool_changed(str)``, ``ai_visible_changed(bool)``, ``worklist_changed()``,
-    ``lesion_changed(str)``.
+    ``lesion_changed(str)``, ``save_failed(str)`` (a rating could not be stored: the message to
+    show; the rating stays in memory) and ``save_recovered()`` (a later write stored it).
     """
 
     def __init__(self, rating_sink: RatingSink | None = None, author: str | None = None) -> None:
@@ -388,6 +475,9 @@ class AppState:
         self.ai_visible_changed = Event()
         self.worklist_changed = Event()
         self.lesion_changed = Event()
+        self.save_error: str | None = None  # the last failed rating save, None once stored
+        self.save_failed = Event()  # (one-line message)
+        self.save_recovered = Event()  # ()
 
     # study -----------------------------------------------------------------
     def set_study(self, study: Study) -> None:
@@ -515,7 +605,38 @@ class AppState:
     # ratings ---------------------------------------------------------------
     def _save_rating(self, cs: CaseState) -> None:
         if self.rating_sink is not None and self.study is not None:
-            self.rating_sink.save(self.study_key, cs.case.case_id, cs.rating)
+            try:
+                self.rating_sink.save(self.study_key, cs.case.case_id, cs.rating)
+            except (RatingSaveError, OSError) as exc:  # the answer stays in memory, on screen
+                self._save_failed(exc)
+            else:
+                self._save_ok()
+
+    def _save_failed(self, exc: Exception) -> None:
+        self.save_error = str(exc) if isinstance(exc, RatingSaveError) else f"Rating NOT saved: {exc}; retrying"
+        self.save_failed.emit(self.save_error)
+
+    def _save_ok(self) -> None:
+        if self.save_error is not None:
+            self.save_error = None
+            self.save_recovered.emit()
+
+    def retry_saves(self) -> bool:
+        """Write the ratings a failed save left in memory again; True when none is left unsaved."""
+        if self.save_error is None:
+            return True
+        retry = getattr(self.rating_sink, "retry", None)
+        try:
+            if retry is not None:
+                retry()
+            elif self.current is not None:
+                self._save_rating(self.current)
+                return self.save_error is None
+        except (RatingSaveError, OSError) as exc:
+            self._save_failed(exc)
+            return False
+        self._save_ok()
+        return True
 
     def rate(self, score: int | None = None, birads: str | None = None, comment: str | None = None) -> None:
         """Update the current case's rating and save it immediately."""

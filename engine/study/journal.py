@@ -7,6 +7,9 @@ ratings file (``<ratings>.journal.jsonl``) or, when that folder cannot be writte
 user's configuration folder. Journalled answers are replayed into the store the next time the
 session stores a rating or is opened (:func:`replay`), and each replayed line is marked done; a
 rating already in the store is never overwritten (locked ratings stay locked).
+
+The workstation's ordinary ratings (``reader_app.state.JsonRatingStore``) use the same journal,
+keyed by ``(study_key, case_id)``.
 """
 
 from __future__ import annotations
@@ -46,24 +49,30 @@ def record(store_path: Path, entry: dict[str, Any]) -> Path | None:
     return None
 
 
-def pending(store_path: Path) -> list[dict[str, Any]]:
-    """Journalled answers not replayed yet (oldest first)."""
-    out: list[dict[str, Any]] = []
-    for p in journal_paths(store_path):
-        if not p.is_file():
-            continue
-        done: set[tuple[str, str, str]] = set()
-        items = []
-        for raw in p.read_text(encoding="utf-8", errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                d = json.loads(raw)
-                key = (str(d.get("reader_id")), str(d.get("arm_id")), str(d.get("case_id")))
-                if d.get("done"):
-                    done.add(key)
-                else:
-                    items.append((key, d))
-        out += [d for key, d in items if key not in done]
-    return out
+STUDY_KEY = ("reader_id", "arm_id", "case_id")
+
+
+def pending(store_path: Path, key: tuple[str, ...] = STUDY_KEY) -> list[dict[str, Any]]:
+    """Journalled answers not stored yet (oldest first; one per ``key``, the latest).
+
+    A ``done`` line settles the answers journalled before it under the same key; an answer
+    journalled after it (the same case failing again later) is pending again.
+    """
+    lines: list[dict[str, Any]] = []
+    for p in journal_paths(store_path):  # either file may hold lines: merge them in time order
+        if p.is_file():
+            for raw in p.read_text(encoding="utf-8", errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    d = json.loads(raw)
+                    if isinstance(d, dict):
+                        lines.append(d)
+    items: dict[tuple[str, ...], dict[str, Any]] = {}
+    for d in sorted(lines, key=lambda d: float(d.get("journalled_at") or 0.0)):
+        k = tuple(str(d.get(f)) for f in key)
+        items.pop(k, None)
+        if not d.get("done"):
+            items[k] = d
+    return list(items.values())
 
 
 def replay(store: Any) -> int:
