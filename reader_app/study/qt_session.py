@@ -577,7 +577,8 @@ class ReadingSessionWindow(QWidget):
                 self.session.submit(case_id, float(r.score or 0), r.birads, marks=list(r.marks))  # type: ignore[call-arg]
             else:
                 self.session.submit(case_id, float(r.score or 0), r.birads)
-        except BreastReaderError as exc:
+        except BreastReaderError as exc:  # the answer stays on screen; SaveFailedError says it is journalled
+            self.status.setText(f"Rating NOT saved: {exc}")
             QMessageBox.warning(self, "Rating not saved", str(exc))
             return
         record = r.to_record()

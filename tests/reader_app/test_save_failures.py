@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -215,3 +216,50 @@ def test_workstation_on_a_read_only_copy_as_an_unprivileged_user(study_template)
     assert "Permission denied" in res["annotation_error"] and res["annotations_on_screen"] == 1
     assert res["status"].startswith("Annotations NOT saved") or res["status"].startswith("Rating NOT saved")
     assert journal_lines and {(d["case_id"], d["rating"]["score"]) for d in journal_lines} == {(res["case"], 6)}
+
+
+def test_reading_window_disk_full_keeps_the_answer_and_submit_retries(qtbot, tmp_path, monkeypatch):
+    """The blinded reading window over the SQLite store: SQLITE_FULL on Submit."""
+    from PySide6.QtWidgets import QMessageBox as Box
+
+    from engine.study.demo import make_tiny_case_study, write_demo_definition
+    from engine.study.design import load_design
+    from engine.study.session import StudyRun
+    from reader_app.study.qt_session import ReadingSessionWindow
+
+    monkeypatch.setenv("BREAST_READER_CONFIG", str(tmp_path / "config"))
+    cases = make_tiny_case_study(tmp_path / "cases", 2, 2, size=32)
+    run = StudyRun(load_design(write_demo_definition(tmp_path / "rs", cases, washout_days=0)))
+    warned: list[tuple[str, str]] = []
+    monkeypatch.setattr(Box, "warning", staticmethod(lambda _parent, title, text: warned.append((title, text))))
+    win = ReadingSessionWindow(run, overlay_provider=None)
+    qtbot.addWidget(win)
+    win.show()
+    win.sign_in("R1")
+    qtbot.waitUntil(lambda: bool(win.views), timeout=10000)
+    case_id = win.current.case.case_id
+    real = run.store.conn
+
+    class FullDisk:  # what SQLite raises on a full disk (the engine test fills a real file)
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, *a):
+            if sql.lstrip().upper().startswith("INSERT"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return real.execute(sql, *a)
+
+    run.store.conn = FullDisk()
+    win.set_rating(7, "4A")
+    win._on_submit_clicked()
+    assert len(warned) == 1 and warned[0][0] == "Rating not saved"
+    assert "full" in warned[0][1] and "recovery journal" in warned[0][1] and "press Submit to retry" in warned[0][1]
+    assert win.status.text().startswith("Rating NOT saved") and "\n" not in win.status.text()
+    assert win.current.case.case_id == case_id and win.reading.score == 7  # still on screen
+    run.store.conn = real
+    assert run.store.ratings() == []
+    with qtbot.waitSignal(win.submitted, timeout=5000):
+        win._on_submit_clicked()  # Submit again: stored once
+    assert [(r.case_id, r.score) for r in run.store.ratings()] == [(case_id, 7.0)]
+    win.close()
+    run.close()
