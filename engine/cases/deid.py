@@ -9,11 +9,11 @@ Per attribute (action codes of Table E.1-1):
   other patient IDs/names, patient comments, institution address, physicians (referring,
   performing, reading, attending, requesting), operators, station name, device serial number,
   request/procedure descriptions that are free text, protocol name, image/study comments,
-  accession, admission, visit and scheduled-procedure identifiers, every private tag (odd
+  admission, visit and scheduled-procedure identifiers, every private tag (odd
   groups), curves/overlays (groups 50xx/60xx data), and any sequence named in the list.
 * **Z (zero-length)**: PatientName and PatientID are replaced by the case pseudonym;
-  PatientBirthDate, PatientSex-independent dates (Study/Series/Acquisition/Content date and time)
-  become empty.
+  PatientBirthDate, AccessionNumber, StudyID, ReferringPhysicianName and the dates
+  (Study/Series/Acquisition/Content date and time) become empty (type 2: present, no value).
 * **U (replace UID)**: Study/Series/SOP Instance, Frame of Reference, Referenced SOP Instance
   UIDs become ``2.25.<HMAC>`` UIDs under the per-installation key, consistently within the
   export (so series and references still line up) and irreversibly without the key.
@@ -43,19 +43,22 @@ _REMOVE = [
     "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName", "EthnicGroup", "Occupation",
     "MilitaryRank", "BranchOfService", "MedicalRecordLocator", "PatientInsurancePlanCodeSequence",
     "PatientComments", "AdditionalPatientHistory", "PatientReligiousPreference", "InstitutionAddress",
-    "InstitutionName", "InstitutionalDepartmentName", "ReferringPhysicianName", "ReferringPhysicianAddress",
+    "InstitutionName", "InstitutionalDepartmentName", "ReferringPhysicianAddress",
     "ReferringPhysicianTelephoneNumbers", "PerformingPhysicianName", "NameOfPhysiciansReadingStudy",
     "PhysiciansOfRecord", "RequestingPhysician", "OperatorsName", "StationName", "DeviceSerialNumber",
-    "ProtocolName", "ImageComments", "StudyComments", "AccessionNumber", "AdmissionID", "IssuerOfPatientID",
-    "ScheduledProcedureStepID", "RequestedProcedureID", "PerformedProcedureStepID", "StudyID",
+    "ProtocolName", "ImageComments", "StudyComments", "AdmissionID", "IssuerOfPatientID",
+    "ScheduledProcedureStepID", "RequestedProcedureID", "PerformedProcedureStepID",
     "RequestAttributesSequence", "ReferencedPatientSequence", "ReferencedStudySequence", "PatientAge",
     "PatientSize", "PatientWeight", "CountryOfResidence", "RegionOfResidence", "ResponsiblePerson",
     "PersonName", "InstanceCreatorUID", "StorageMediaFileSetUID", "PerformedProcedureStepDescription",
     "RequestedProcedureDescription", "DerivationDescription", "TextComments", "AcquisitionComments",
 ]
+# action Z (zero length) in PS3.15 Table E.1-1: type 2 attributes stay, empty (highdicom's SR/SEG
+# builders read AccessionNumber from the source images, so removing it broke the SR export)
 _EMPTY = [
-    "PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime",
-    "AcquisitionTime", "ContentTime", "AcquisitionDateTime", "InstanceCreationDate", "InstanceCreationTime",
+    "AccessionNumber", "StudyID", "ReferringPhysicianName", "PatientBirthDate", "StudyDate", "SeriesDate",
+    "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime",
+    "AcquisitionDateTime", "InstanceCreationDate", "InstanceCreationTime",
 ]
 _UIDS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
          "ReferencedSOPInstanceUID", "MediaStorageSOPInstanceUID", "IrradiationEventUID"]
