@@ -166,6 +166,20 @@ def test_no_identifier_in_any_written_file_shown_text_or_log(make_window, qtbot,
     qtbot.waitUntil(lambda: win.state.current is not None and win.state.current.case.case_id != cs.case.case_id)
     texts = _visible_texts(win)
     assert not [t for t in texts if _leaks(t)], [(t, _leaks(t)) for t in texts if _leaks(t)]
+    # the error log: an unexpected error while this case is open goes to errors.log (user data dir)
+    import sys
+
+    from reader_app.main import install_excepthook
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    install_excepthook(win)
+    try:
+        win._on_case_changed(win.state.current)  # the real handler, then a failure inside it
+        raise RuntimeError(f"test failure while reading {win.state.current.case.images[0].path}")
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())
+    assert "errors.log" in win.last_error
+    qtbot.waitUntil(lambda: win.state.current is not None)
     win.close()
 
     # reader-study exports (CSV, iMRMC, MRMC JSON, ROC figures, PDF)
@@ -201,7 +215,7 @@ def test_no_identifier_in_any_written_file_shown_text_or_log(make_window, qtbot,
         assert not _leaks(text), (p, _leaks(text))
         checked += 1
     names = {p.name for p in written}
-    for must in ("case.json", "annotations.json", "birads_report.json", "settings.ini", "pseudonym.key",
+    for must in ("case.json", "annotations.json", "birads_report.json", "settings.ini", "pseudonym.key", "errors.log",
                  "ratings.csv", "screenshot.png"):
         assert must in names, (must, sorted(names))
     assert any(p.suffix == ".json" and p.parent.name == "ratings" for p in written)
