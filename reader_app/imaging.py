@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.cases import Case, CaseImage
 from engine.errors import BreastReaderError, ImageReadError
+from engine.io.atomic import atomic_path, atomic_write_text
 from engine.io.types import ImageMeta, LoadedImage, Modality
 from engine.progress import ProgressCallback
 
@@ -329,7 +330,11 @@ def export_masks(case: Case, images: dict[str, LoadedImage], out_dir: Path) -> l
             mask |= annotation_mask(a.points, a.kind, shape)
         fname = f"{case.case_id}_{image_id}" + (f"_f{frame}" if frame is not None else "") + f"_{lesion}.png"
         path = out_dir / fname
-        cv2.imwrite(str(path), mask)
+        ok, png = cv2.imencode(".png", mask)
+        if not ok:
+            raise OSError(f"{path}: could not encode the mask")
+        with atomic_path(path) as tmp:  # cv2.imwrite returns False on a full disk instead of raising
+            tmp.write_bytes(png.tobytes())
         written.append(path)
     return written
 
@@ -376,5 +381,5 @@ def export_case(case: Case, images: dict[str, LoadedImage], out_dir: Path) -> tu
     """Write masks and ``<case>_coco.json`` into ``out_dir``; returns (mask paths, json path)."""
     masks = export_masks(case, images, out_dir)
     jpath = out_dir / f"{case.case_id}_coco.json"
-    jpath.write_text(json.dumps(coco_json(case, images), indent=1), encoding="utf-8")
+    atomic_write_text(jpath, json.dumps(coco_json(case, images), indent=1))
     return masks, jpath

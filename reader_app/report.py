@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from engine.io.atomic import atomic_write_text
 
 REPORT_FILE = "birads_report.json"
 
@@ -194,10 +194,7 @@ def save_report(case_folder: Path, report: Report) -> Path:
     """Write ``birads_report.json`` into the case folder atomically."""
     report.updated = time.time()
     folder = Path(case_folder)
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(report.to_json(), fh, indent=1)
-    os.replace(tmp, folder / REPORT_FILE)
+    atomic_write_text(folder / REPORT_FILE, json.dumps(report.to_json(), indent=1))  # temp + fsync + rename
     return folder / REPORT_FILE
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -324,14 +323,17 @@ def _handler(args: argparse.Namespace) -> int:
     added = list(ADDED) + (list(SALIENCY_COLS) if sal_dir is not None else [])
     out_cols = [c for c in cols if c not in added] + added
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=out_cols, extrasaction="ignore")
-        w.writeheader()
-        for row, res in zip(rows, results):
-            w.writerow({**{c: row.get(c, "") for c in cols}, **{c: res.get(c, "") for c in added}})
-    os.replace(tmp, out)
+    from engine.io.atomic import atomic_open
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(out, newline="") as fh:  # temp + fsync + rename: never a 0-byte or half CSV
+            w = csv.DictWriter(fh, fieldnames=out_cols, extrasaction="ignore")
+            w.writeheader()
+            for row, res in zip(rows, results):
+                w.writerow({**{c: row.get(c, "") for c in cols}, **{c: res.get(c, "") for c in added}})
+    except OSError as exc:
+        raise BreastReaderError(f"{out}: cannot write the scores ({exc.strerror or exc})") from None
     ok = sum(1 for r in results if r.get("score"))
     print(f"scored {ok}/{len(rows)} images -> {out}", file=sys.stderr)
     return 1 if errors else 0

@@ -223,3 +223,22 @@ def test_modality_rule_on_the_dev_data() -> None:
     assert counts[("US", "MG")] == 0 and counts[("MG", "US")] == 0, counts
     assert counts[("US", "US")] >= 0.9 * (counts[("US", "US")] + counts[("US", None)]), counts
     assert counts[("MG", "MG")] >= 0.9 * (counts[("MG", "MG")] + counts[("MG", None)]), counts
+
+
+def test_score_csv_on_a_full_disk_is_one_line_and_no_partial_file(tiny_models: Path) -> None:
+    """RLIMIT_FSIZE makes writes past 64 bytes fail with EFBIG, as a full disk fails with ENOSPC."""
+    import os
+    import subprocess
+    import sys
+
+    img = tiny_models / "g.png"
+    cv2.imwrite(str(img), (np.random.default_rng(1).random((60, 80)) * 255).astype(np.uint8))
+    out = tiny_models / "out" / "scores.csv"
+    code = ("import resource, sys\nfrom engine.cli.main import main\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))\n"
+            f"sys.exit(main(['score', '--modality', 'US', {str(img)!r}, '--out', {str(out)!r}]))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+    assert f"{out}: cannot write the scores" in p.stderr
+    assert not out.exists() and list(out.parent.iterdir()) == []  # no 0-byte, half or temp file

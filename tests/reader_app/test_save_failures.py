@@ -263,3 +263,24 @@ def test_reading_window_disk_full_keeps_the_answer_and_submit_retries(qtbot, tmp
     assert [(r.case_id, r.score) for r in run.store.ratings()] == [(case_id, 7.0)]
     win.close()
     run.close()
+
+
+def test_annotation_export_on_a_full_disk_is_one_message_and_no_partial_file(opened, tmp_path, monkeypatch):
+    import engine.io.atomic as atomic
+
+    win = opened
+    cs = win.state.current
+    win.state.new_annotation(cs.case.images[0].image_id, "box", [[10, 10], [40, 50]])
+    out = tmp_path / "export"
+    out.mkdir()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(atomic.os, "fsync", full)  # cv2.imwrite used to report success here
+        assert win.export_annotations(out) == []
+    assert win.last_error.startswith("Export failed:") and "No space left on device" in win.last_error
+    assert list(out.iterdir()) == []
+    written = win.export_annotations(out)
+    assert written and all(p.stat().st_size > 0 for p in written)
