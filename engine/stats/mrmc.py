@@ -394,6 +394,19 @@ def mrmc_analysis(
     if s.ndim != 3:
         raise ValueError(f"ratings must have shape (treatments, readers, cases), got {s.shape}")
     t, r, _ = s.shape
+    tnames, rnames = _design_names(t, r, design, treatments, readers)
+    aucs, c = auc_covariance(truth, s, cov)
+    return or_analysis(aucs, c, treatments=tnames, readers=rnames, design=design, alpha=alpha, cov_method=cov)
+
+
+def _design_names(t: int, r: int, design: str, treatments: list[str] | None,
+                  readers: list[str] | None) -> tuple[list[str], list[str]]:
+    """Check the design and the reader count; the treatment and reader names (default "1"..).
+
+    Raises:
+        ValueError: Unknown design, fewer than 2 readers for a random-reader design, or names
+            that do not match ``t`` treatments x ``r`` readers.
+    """
     if design not in ("rrrc", "frrc", "rrfc"):
         raise ValueError(f"unknown design {design!r} (use rrrc, frrc or rrfc)")
     if design in ("rrrc", "rrfc") and r < 2:
@@ -401,9 +414,9 @@ def mrmc_analysis(
     tnames = treatments or [str(i + 1) for i in range(t)]
     rnames = readers or [str(j + 1) for j in range(r)]
     if len(tnames) != t or len(rnames) != r:
-        raise ValueError("treatments/readers names do not match the ratings shape")
-    aucs, c = auc_covariance(truth, s, cov)
-    return or_analysis(aucs, c, treatments=tnames, readers=rnames, design=design, alpha=alpha, cov_method=cov)
+        raise ValueError(f"treatments/readers names ({len(tnames)}, {len(rnames)}) do not match the "
+                         f"{t} treatments x {r} readers")
+    return tnames, rnames
 
 
 def or_analysis(
@@ -446,14 +459,7 @@ def or_analysis(
     if aucs.ndim != 2 or c.shape != (aucs.size, aucs.size):
         raise ValueError(f"foms must be (t, r) and cov (t r, t r); got {aucs.shape} and {c.shape}")
     t, r = aucs.shape
-    if design not in ("rrrc", "frrc", "rrfc"):
-        raise ValueError(f"unknown design {design!r} (use rrrc, frrc or rrfc)")
-    if design in ("rrrc", "rrfc") and r < 2:
-        raise ValueError("random-reader analysis needs at least 2 readers")
-    tnames = treatments or [str(i + 1) for i in range(t)]
-    rnames = readers or [str(j + 1) for j in range(r)]
-    if len(tnames) != t or len(rnames) != r:
-        raise ValueError("treatments/readers names do not match the figures of merit")
+    tnames, rnames = _design_names(t, r, design, treatments, readers)
     comp = or_components(aucs, c)
 
     vc = {

@@ -288,12 +288,7 @@ def _export_study(
     if model is not None:
         for op in sens_spec_at(table.truth, model, [d.ai_threshold], alpha):
             ss_rows.append(_op_row("model", "standalone", op))
-    p = out / "sens_spec.csv"
-    with atomic_open(p, newline="") as fh:
-        sw = csv.DictWriter(fh, fieldnames=list(ss_rows[0]))
-        sw.writeheader()
-        sw.writerows(ss_rows)
-    res.files["sens_spec_csv"] = p
+    _write_sens_spec(out, ss_rows, res)
     results["sens_spec"] = ss_rows
     results["sens_spec_ci"] = "Wilson score interval"
     # sensitivity / specificity at the design's first threshold as MRMC endpoints (OR, jackknife)
@@ -370,12 +365,7 @@ def _export_split_plot(run: StudyRun, out: Path, table: RatingsTable, results: d
         for r in rows:
             dw.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
     res.files["reader_auc_csv"] = p
-    p = out / "sens_spec.csv"
-    with atomic_open(p, newline="") as fh:
-        sw = csv.DictWriter(fh, fieldnames=list(ss_rows[0]))
-        sw.writeheader()
-        sw.writerows(ss_rows)
-    res.files["sens_spec_csv"] = p
+    _write_sens_spec(out, ss_rows, res)
     results["reader_auc"] = rows
     results["sens_spec"] = ss_rows
     results["design"]["design"] = "split-plot"
@@ -393,6 +383,16 @@ def _export_split_plot(run: StudyRun, out: Path, table: RatingsTable, results: d
     res.files["mrmc_results_json"] = out / "mrmc_results.json"
     res.results = results
     return res
+
+
+def _write_sens_spec(out: Path, rows: list[dict[str, Any]], res: ExportResult) -> None:
+    """``sens_spec.csv``: one row per reader x arm x threshold (see :func:`_op_row`)."""
+    p = out / "sens_spec.csv"
+    with atomic_open(p, newline="") as fh:
+        sw = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        sw.writeheader()
+        sw.writerows(rows)
+    res.files["sens_spec_csv"] = p
 
 
 def _op_row(reader: str, arm: str, op: Any) -> dict[str, Any]:

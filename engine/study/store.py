@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from engine.errors import ConfigError
-from engine.study import pg
+from engine.study import pg, schema
 
 try:  # POSIX advisory lock; on other platforms BEGIN EXCLUSIVE alone serialises migrations
     import fcntl
@@ -72,50 +72,8 @@ __all__ = [
     "SCHEMA_VERSION", "StoreReadOnlyError", "StoreWriteError", "StoredMark", "schema_fingerprint",
 ]
 
-_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE readers (reader_id TEXT PRIMARY KEY, name TEXT NOT NULL);
-CREATE TABLE arms (arm_id TEXT PRIMARY KEY, show_ai INTEGER NOT NULL CHECK (show_ai IN (0, 1)));
-CREATE TABLE cases (case_id TEXT PRIMARY KEY, truth INTEGER CHECK (truth IN (0, 1)));
-CREATE TABLE case_order (
-    reader_id TEXT NOT NULL REFERENCES readers(reader_id),
-    arm_id TEXT NOT NULL REFERENCES arms(arm_id),
-    position INTEGER NOT NULL,
-    case_id TEXT NOT NULL REFERENCES cases(case_id),
-    PRIMARY KEY (reader_id, arm_id, position),
-    UNIQUE (reader_id, arm_id, case_id)
-);
-CREATE TABLE ratings (
-    rating_id INTEGER PRIMARY KEY,
-    reader_id TEXT NOT NULL REFERENCES readers(reader_id),
-    arm_id TEXT NOT NULL REFERENCES arms(arm_id),
-    case_id TEXT NOT NULL REFERENCES cases(case_id),
-    score REAL NOT NULL,
-    birads TEXT,
-    opened_at REAL,
-    submitted_at REAL NOT NULL,
-    reading_s REAL,
-    UNIQUE (reader_id, arm_id, case_id)
-);
-CREATE TABLE audit (
-    audit_id INTEGER PRIMARY KEY,
-    rating_id INTEGER NOT NULL REFERENCES ratings(rating_id),
-    who TEXT NOT NULL,
-    at REAL NOT NULL,
-    old_score REAL NOT NULL,
-    new_score REAL NOT NULL,
-    old_birads TEXT,
-    new_birads TEXT,
-    reason TEXT NOT NULL CHECK (length(trim(reason)) > 0)
-);
-CREATE TABLE opened (
-    reader_id TEXT NOT NULL REFERENCES readers(reader_id),
-    arm_id TEXT NOT NULL REFERENCES arms(arm_id),
-    case_id TEXT NOT NULL REFERENCES cases(case_id),
-    opened_at REAL NOT NULL,
-    PRIMARY KEY (reader_id, arm_id, case_id)
-);
-CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+# v1: the tables (engine.study.schema, shared with PostgreSQL) and the triggers that lock ratings
+_V1 = schema.tables(1, "sqlite") + """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
@@ -134,19 +92,10 @@ BEGIN SELECT RAISE(ABORT, 'rating is locked: amend it with a reason'); END;
 """
 
 # v2: readers may leave a free-text comment with a rating
-_V2 = "ALTER TABLE ratings ADD COLUMN comment TEXT;"
+_V2 = schema.V2
 
 # v3: REPLACE / UPSERT refused at schema level, hash-chained ledger, design tables locked
-_V3 = """
-CREATE TABLE ledger (
-    seq INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    ref INTEGER,
-    payload TEXT NOT NULL,
-    prev TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+_V3 = schema.tables(3, "sqlite") + """CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
 BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
 CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
 BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
@@ -199,19 +148,7 @@ BEGIN SELECT RAISE(ABORT, 'the study design is locked'); END;
 
 # v4 (issue-14): lesion marks for FROC analysis, written with their rating in one transaction,
 # append-only like the ratings and chained in the ledger (kind "marks")
-_V4 = """
-CREATE TABLE marks (
-    mark_id INTEGER PRIMARY KEY,
-    rating_id INTEGER NOT NULL REFERENCES ratings(rating_id),
-    mark_no INTEGER NOT NULL,
-    image_id TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('point', 'box', 'polygon')),
-    points TEXT NOT NULL,
-    frame INTEGER,
-    rating REAL,
-    UNIQUE (rating_id, mark_no)
-);
-CREATE TRIGGER marks_no_update BEFORE UPDATE ON marks
+_V4 = schema.tables(4, "sqlite") + """CREATE TRIGGER marks_no_update BEFORE UPDATE ON marks
 BEGIN SELECT RAISE(ABORT, 'marks are locked with their rating'); END;
 CREATE TRIGGER marks_no_delete BEFORE DELETE ON marks
 BEGIN SELECT RAISE(ABORT, 'marks are locked with their rating'); END;

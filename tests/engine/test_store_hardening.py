@@ -69,6 +69,22 @@ def test_no_sql_path_changes_a_locked_rating(tmp_path: Path, sql: str, own: bool
     s.close()
 
 
+def test_migration_text_is_unchanged() -> None:
+    """An existing study file verifies only if the migrations build the schema it was built with
+    (the SQLite tables now come from engine.study.schema, shared with PostgreSQL): the text must
+    not move. A new migration appends; it never edits these."""
+    import hashlib
+
+    from engine.study.pg import PG_MIGRATIONS
+    from engine.study.store import MIGRATIONS
+
+    def digest(migrations: list[tuple[int, str]]) -> str:
+        return hashlib.sha256("\x00".join(v for _, v in migrations[:4]).encode()).hexdigest()
+
+    assert digest(MIGRATIONS) == "d3f137ee30bba20bc72c7dcdf16d5e633d736af3e69cf7d017796944cfa38c3d"
+    assert digest(PG_MIGRATIONS) == "c58536a6c9afea58e4618ea571188ef60922b78487983a9101eb5c1198b81544"
+
+
 def test_replace_on_design_tables_is_ignored(tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"
     s = _store(db)
