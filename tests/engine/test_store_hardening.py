@@ -351,3 +351,55 @@ def test_failed_submit_is_journalled_kept_and_replayed(tmp_path: Path, monkeypat
     run.sign_in(run.design.readers[0].reader_id)
     assert [r.case_id for r in run.store.ratings()] == [case.case.case_id] and pending(run.store.path) == []
     assert run.store.verify().ok
+
+
+def test_study_status_and_export_report_a_broken_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Deliverable 4: the CLI a study lead runs says so, and exits 3, when a rating was edited by hand."""
+    import json
+
+    from engine.cases import load_study
+    from engine.study.demo import FakeClock, make_tiny_case_study, run_scripted_readers, write_demo_definition
+    from reader_app.main import main
+
+    folder = make_tiny_case_study(tmp_path / "cases", 3, 3)
+    toml = write_demo_definition(tmp_path / "study", folder, case_ids=[c.case_id for c in load_study(folder).cases])
+    run = run_scripted_readers(toml, FakeClock())
+    db = run.store.path
+    run.close()
+    assert main(["study", "status", str(toml)]) == 0
+    assert "integrity ok" in capsys.readouterr().out
+    conn = _raw(db)
+    conn.execute("DROP TRIGGER ratings_locked")
+    conn.execute("UPDATE ratings SET score = score + 1 WHERE rating_id = 1")
+    conn.close()
+    assert main(["study", "status", str(toml)]) == 3
+    out = capsys.readouterr().out
+    assert "INTEGRITY BROKEN" in out and "without an audited amendment" in out
+    assert main(["study", "status", str(toml), "--json"]) == 3
+    assert json.loads(capsys.readouterr().out)["integrity"]["ok"] is False
+    assert main(["study", "export", str(toml), "--out", str(tmp_path / "export")]) == 3
+    assert "INTEGRITY BROKEN" in capsys.readouterr().out
+    res = json.loads((tmp_path / "export" / "mrmc_results.json").read_text())
+    assert res["integrity"]["ok"] is False and res["integrity"]["problems"]
+
+
+def test_concurrent_first_opens_through_the_cli_never_fail(tmp_path: Path) -> None:
+    """Main crashed 9/10 here ("table meta already exists"): two `study status` at once on a new study."""
+    from engine.cases import load_study
+    from engine.study.demo import make_tiny_case_study, write_demo_definition
+
+    folder = make_tiny_case_study(tmp_path / "cases", 2, 2)
+    ids = [c.case_id for c in load_study(folder).cases]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "OMP_NUM_THREADS": "1"}
+    failures = []
+    for i in range(2):
+        toml = write_demo_definition(tmp_path / f"study{i}", folder, case_ids=ids)
+        cmd = [sys.executable, "-c", "import sys; from reader_app.main import main; sys.exit(main(sys.argv[1:]))",
+               "study", "status", str(toml)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(2)]
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            if p.returncode != 0 or "Traceback" in err or "integrity ok" not in out:
+                failures.append((p.returncode, err[-300:]))
+    assert failures == []
