@@ -274,6 +274,11 @@ class CaseScorer:
                     res.errors.append(f"{ci.image_id}: {out}")
                     res.failed.update((ci.image_id, m) for m in methods)
                     continue
+                if not 0.0 <= float(out.score) <= 1.0:  # NaN fails this too: never shown, never fused
+                    res.errors.append(f"{ci.image_id}: the model returned {float(out.score)!r}, not a probability; "
+                                      "the image was not scored")
+                    res.failed.update((ci.image_id, m) for m in methods)
+                    continue
                 res.per_image[ci.image_id] = float(out.score)
                 res.frames[ci.image_id] = out.frame
                 if getattr(out, "lesion", None) is not None:

@@ -242,3 +242,24 @@ def test_score_csv_on_a_full_disk_is_one_line_and_no_partial_file(tiny_models: P
     assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
     assert f"{out}: cannot write the scores" in p.stderr
     assert not out.exists() and list(out.parent.iterdir()) == []  # no 0-byte, half or temp file
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.5, 1.7])
+def test_case_scorer_refuses_a_model_output_that_is_not_a_probability(bad: float) -> None:
+    """The workstation's path (CaseScorer): a broken model's NaN/inf/out-of-range output is an error
+    line for that image, never a score on screen or in the fused case score."""
+    from engine.inference.case import CaseImage, CaseInput, CaseScorer
+    from engine.inference.predictor import ImageOutput
+    from engine.io.types import ImageMeta, LoadedImage
+
+    class Broken:
+        name = "broken"
+
+        def run(self, items, methods):  # noqa: ANN001, ANN201 - the scorer's model surface
+            return [ImageOutput(score=bad if i == 0 else 0.25) for i, _ in enumerate(items)]
+
+    img = LoadedImage(np.zeros((32, 32), np.uint8), ImageMeta(path="x.png", modality="US", source_format="PNG"))
+    res = CaseScorer(lambda _m, _n: Broken()).score_case(
+        CaseInput("c", [CaseImage("a", img, "US", None), CaseImage("b", img, "US", None)]))
+    assert res.per_image == {"b": 0.25} and res.per_modality == {"US": 0.25}
+    assert any(e.startswith("a: the model returned") and "not a probability" in e for e in res.errors), res.errors
