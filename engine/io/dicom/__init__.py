@@ -43,7 +43,8 @@ The package is split along its seams; every name below is importable from ``engi
 
 from engine.io.dicom.codestream import codestream_dims
 from engine.io.dicom.dataset import PIXEL_DATA_TAG, header_errors, read_dataset, transfer_syntax
-from engine.io.dicom.image import probe_dicom, read_dicom
+from engine.io.dicom.codecs import gil_free_available
+from engine.io.dicom.image import decode_preview, probe_dicom, read_dicom
 from engine.io.dicom.layout import MAX_RESCALED, SUPPORTED_PHOTOMETRIC, PixelLayout, check_rescale, pixel_layout
 from engine.io.dicom.meta import VIEW_CODES, build_ids, build_meta
 from engine.io.dicom.pixels import decode_pixels
@@ -60,6 +61,8 @@ __all__ = [
     "check_rescale",
     "codestream_dims",
     "decode_pixels",
+    "decode_preview",
+    "gil_free_available",
     "header_errors",
     "pixel_layout",
     "probe_dicom",

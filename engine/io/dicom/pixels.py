@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.io.dicom.codecs import decode_gil_free, fast_path_applies
 from engine.io.dicom.codestream import check_codestreams
 from engine.io.dicom.dataset import NATIVE_SYNTAXES, PIXEL_DATA_TAG, floats, functional, transfer_syntax
 from engine.io.dicom.layout import PixelLayout, check_rescale, output_range, rescale, stored_range
@@ -158,6 +159,9 @@ def _check_per_frame(path: str, per_frame: list[tuple[float, float]], layout: Pi
 def decode_pixels(ds: Any, path: str, layout: PixelLayout) -> np.ndarray:
     """Decode, apply the Modality LUT and invert MONOCHROME1 (sizes already checked)."""
     arr = _fast_native(ds, path, layout)
+    if arr is None and fast_path_applies(ds, layout):
+        check_codestreams(ds, path, layout)  # a lying header is refused before any decoder runs
+        arr = decode_gil_free(ds, layout)  # None: refused, pydicom decodes and explains
     if arr is None:
         arr = _decode_with_pydicom(ds, path, layout)
     expected = layout.shape
@@ -171,6 +175,11 @@ def decode_pixels(ds: Any, path: str, layout: PixelLayout) -> np.ndarray:
             out[i] *= np.float32(slope)
             out[i] += np.float32(intercept)
         return out
+    return grey_values(ds, arr, layout)
+
+
+def grey_values(ds: Any, arr: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    """Stored grey values -> Modality-LUT output, MONOCHROME1 inverted (colour passes through)."""
     if layout.photometric.startswith("MONO"):
         arr = _apply_modality_lut(ds, arr, layout)
         if layout.photometric == "MONOCHROME1":
