@@ -7,8 +7,9 @@ thread keeps running while a pool thread decodes (``benchmarks/results/decode-st
 
 JPEG 2000 stores its wavelet levels coarse-to-fine: decoding only the lowest ``r`` levels gives
 the image at 1/2^r of its size for a small fraction of the work (ISO 15444-1 Annex B, "reduce").
-:func:`reduced_j2k` uses Pillow's OpenJPEG binding (``Image.reduce``) for that, a few tens of ms
-for a mammogram at 1/8, so a first view is on screen long before the full decode ends.
+:func:`reduced_j2k` calls OpenJPEG for that through ctypes (:mod:`engine.io.dicom.openjpeg`, the
+GIL released; Pillow's ``Image.reduce``, which holds it, only when no libopenjp2 is found): a few
+tens of ms for a mammogram at 1/8, so a first view is on screen long before the full decode ends.
 
 Only the cases this module is sure of take the fast path (unsigned MONOCHROME1/2 data, one
 component, known syntaxes); everything else, and every frame these decoders refuse, goes to
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.io.dicom import openjpeg
 from engine.io.dicom.dataset import transfer_syntax
 from engine.io.dicom.layout import PixelLayout
 
@@ -131,13 +133,22 @@ def reduced_j2k(frame: bytes, rows: int, cols: int, max_side: int) -> tuple[np.n
 
     Returns:
         ``(pixels at ceil(rows / 2^r) x ceil(cols / 2^r), r)``, or None when the image is
-        already small, has no levels to skip, or Pillow cannot read it.
+        already small, has no levels to skip, or the decoder refuses it.
     """
     levels = j2k_levels(frame)
     need = max(0, math.ceil(math.log2(max(rows, cols) / max(1, max_side)))) if max(rows, cols) > max_side else 0
     r = min(need, levels or 0)
     if r < 1:
         return None
+    arr = openjpeg.decode_reduced(frame, r)  # GIL released
+    if arr is None:
+        arr = _pillow_reduced(frame, r)  # holds the GIL: only without libopenjp2
+    if arr is None or arr.ndim != 2 or arr.shape != (math.ceil(rows / 2**r), math.ceil(cols / 2**r)):
+        return None
+    return arr, r
+
+
+def _pillow_reduced(frame: bytes, r: int) -> np.ndarray | None:
     try:
         from PIL import Image
 
@@ -147,6 +158,4 @@ def reduced_j2k(frame: bytes, rows: int, cols: int, max_side: int) -> tuple[np.n
             arr = np.asarray(im)
     except Exception:  # noqa: BLE001 - no preview is not an error: the full decode follows
         return None
-    if arr.ndim != 2 or arr.shape != (math.ceil(rows / 2**r), math.ceil(cols / 2**r)):
-        return None
-    return arr, r
+    return arr
