@@ -31,8 +31,11 @@ from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
 from engine.errors import BreastReaderError, CaseFormatError, ConfigError, ImageReadError
+from engine.imaging.geometry import Box
+from engine.io.types import LoadedImage
 from engine.progress import CancelToken, ProgressCallback, check, report
 from engine.train.config import AugmentConfig, TrainConfig
+from engine.transforms import EvalTransform, Preprocess
 
 _RASTER = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff"}
 _MAX_LISTED = 5
@@ -60,44 +63,102 @@ class Sample:
     mask: str | None = None
 
 
+def preprocess_of(cfg: TrainConfig) -> Preprocess:
+    """The typed :class:`~engine.transforms.Preprocess` a config trains with (and ships).
+
+    ``[ship] preprocess`` when the config gives one; else derived from ``[data]``: ``image_size``,
+    channels, ``mean``/``std``, ``grayscale`` (colour policy), ``crop_to_box`` / manifest boxes
+    (``lesion_box`` with ``box_margin``, reader's box optional) and ``resize`` (``stretch``, or
+    ``shorter_side`` -> Qi's ``five_crop`` with ``eval_crops = 5`` else ``center_crop``), area
+    interpolation.
+
+    Raises:
+        ConfigError: an invalid ``[ship] preprocess``, or ``shorter_side`` with a non-square size.
+    """
+    if cfg.ship.preprocess:
+        try:
+            return Preprocess.from_json(cfg.ship.preprocess)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"ship.preprocess: {exc}") from None
+    d = cfg.data
+    mean, std = cfg.norm
+    h, w = (int(v) for v in d.image_size)
+    if d.resize == "shorter_side" and h != w:
+        raise ConfigError(f"data.resize = 'shorter_side' crops squares: data.image_size must be [s, s], got {[h, w]}")
+    boxes = d.crop_to_box or d.kind == "manifest"
+    try:
+        return Preprocess(size=(h, w), in_chans=cfg.channels, mean=tuple(mean), std=tuple(std),
+                          colour="gray" if cfg.channels == 1 or d.grayscale else "keep",
+                          crop="lesion_box" if boxes else "whole", box="optional" if boxes else "ignored",
+                          box_margin=float(d.box_margin),
+                          resize="stretch" if d.resize == "stretch" else ("five_crop" if d.eval_crops == 5 else "center_crop"),
+                          interpolation="area", antialias=False,
+                          description=f"from the training config's [data] ({d.kind})")
+    except ValueError as exc:
+        raise ConfigError(f"data: {exc}") from None
+
+
 @dataclass
 class Transform:
-    """How a cached image becomes a tensor (derived from a :class:`TrainConfig`)."""
+    """How an image becomes a tensor: the config's :class:`Preprocess` (``spec.transforms()``,
+    the one input preparation) plus the training augmentation."""
 
-    size: tuple[int, int]
-    channels: int
-    resize: str
-    mean: list[float]
-    std: list[float]
+    pre: Preprocess
     augment: AugmentConfig
-    eval_crops: int = 1
-    box_margin: float = 0.15
-    crop_to_mask: bool = False
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> Transform:
         """The transform of ``cfg`` (augmentation parameters included)."""
-        mean, std = cfg.norm
-        h, w = cfg.data.image_size
-        return cls((int(h), int(w)), cfg.channels, cfg.data.resize, mean, std,
-                   cfg.augment, cfg.data.eval_crops, cfg.data.box_margin, cfg.data.crop_to_box)
+        return cls(preprocess_of(cfg), cfg.augment)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Network input ``(h, w)``."""
+        return (int(self.pre.size[0]), int(self.pre.size[1]))
+
+    @property
+    def channels(self) -> int:
+        """Channels fed to the network."""
+        return int(self.pre.in_chans)
+
+    @property
+    def eval(self) -> EvalTransform:
+        """``spec.transforms()`` of the preprocessing (cached)."""
+        tf = self.__dict__.get("_eval")
+        if tf is None:
+            tf = self.__dict__["_eval"] = EvalTransform(self.pre)
+        return tf
+
+    def train_view(self, image: LoadedImage | NDArray[Any], box: Box | None) -> torch.Tensor:
+        """Steps 1-5 of the preprocessing before any crop, un-normalised (what augmentation starts from)."""
+        t = self.eval.region_tensor(image, box=box)[0]
+        return self.eval.resized(t)
+
+    def train_item(self, base: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Random crop (shorter-side resize), augmentation, then the preprocessing's normalisation."""
+        from engine.train.augment import augment, random_crop
+
+        if self.pre.resize != "stretch":
+            s = self.size[0]
+            base = random_crop(base, (s, s), rng, random=self.augment.random_crop)
+        return self.eval.normalise(augment(base, self.augment, rng))
 
 
 class DecodedCache:
-    """Decoded, resized uint8 images keyed by (path, box); shared by dataset subsets."""
+    """Prepared images (tensors from the preprocessing, or decoded arrays) keyed by (path, how); shared by subsets."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._store: dict[tuple[str, Any], NDArray[np.uint8]] = {}
+        self._store: dict[tuple[str, Any], Any] = {}
 
     def __len__(self) -> int:
         return len(self._store)
 
-    def get(self, key: tuple[str, Any]) -> NDArray[np.uint8] | None:
+    def get(self, key: tuple[str, Any]) -> Any:
         """Cached array or None."""
         return self._store.get(key)
 
-    def put(self, key: tuple[str, Any], arr: NDArray[np.uint8]) -> None:
+    def put(self, key: tuple[str, Any], arr: Any) -> None:
         """Store ``arr`` when caching is enabled."""
         if self.enabled:
             self._store[key] = arr
@@ -162,16 +223,17 @@ def decode_image(path: str, channels: int) -> NDArray[np.uint8]:
     return np.ascontiguousarray(arr)
 
 
-def _crop_box(img: NDArray[np.uint8], box: tuple[float, float, float, float], margin: float) -> NDArray[np.uint8]:
-    x0, y0, x1, y1 = box
-    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
-    r0 = max(0, int(math.floor(y0 - my)))
-    r1 = min(img.shape[0], int(math.ceil(y1 + my)))
-    c0 = max(0, int(math.floor(x0 - mx)))
-    c1 = min(img.shape[1], int(math.ceil(x1 + mx)))
-    if r1 - r0 < 2 or c1 - c0 < 2:
-        return img
-    return img[r0:r1, c0:c1]
+def read_model_image(path: str) -> LoadedImage:
+    """The image as the app reads it (:func:`engine.io.reader.read_image`), for ``spec.transforms()``.
+
+    Raises:
+        ImageReadError: the file is missing or cannot be decoded.
+    """
+    if not Path(path).is_file():
+        raise ImageReadError(path, "file does not exist")
+    from engine.io.reader import read_image
+
+    return read_image(path)
 
 
 def _mask_box(path: str, shape: tuple[int, ...]) -> tuple[float, float, float, float] | None:
@@ -182,52 +244,6 @@ def _mask_box(path: str, shape: tuple[int, ...]) -> tuple[float, float, float, f
         return None  # empty mask (e.g. a normal image): keep the whole image
     sy, sx = shape[0] / m.shape[0], shape[1] / m.shape[1]
     return (xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy)
-
-
-def _base_resize(img: NDArray[np.uint8], size: tuple[int, int], mode: str) -> NDArray[np.uint8]:
-    h, w = size
-    if mode == "stretch":
-        out = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-    else:  # shorter side to the input size, aspect kept (Qi et al. 2019 Sec. 3.3)
-        s = max(h / img.shape[0], w / img.shape[1])
-        nh, nw = max(h, round(img.shape[0] * s)), max(w, round(img.shape[1] * s))
-        out = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(out)
-
-
-def _five_offsets(total: int, size: int) -> list[int]:
-    # Qi et al. 2019 Fig. 4: five uniformly spaced crops along the longer side (one implementation).
-    from engine.imaging.geometry import five_offsets
-
-    return five_offsets(total, size)
-
-
-def _affine(src: NDArray[np.uint8], aug: AugmentConfig, rng: np.random.Generator) -> NDArray[np.uint8]:
-    """Random rotation (k*90), shift, shear, zoom, flips; nearest filling (Hijab Sec. III.A)."""
-    img: NDArray[Any] = src
-    if aug.rotate90:
-        k = int(rng.integers(0, 4))
-        if k:
-            img = np.ascontiguousarray(np.rot90(img, k))
-            if img.shape[0] != img.shape[1]:
-                img = cv2.resize(np.ascontiguousarray(img), (img.shape[0], img.shape[1]))
-    if aug.hflip and rng.random() < 0.5:
-        img = img[:, ::-1]
-    if aug.vflip and rng.random() < 0.5:
-        img = img[::-1, :]
-    img = np.ascontiguousarray(img)
-    if aug.shift or aug.shear or aug.zoom:
-        h, w = img.shape[:2]
-        sx = rng.uniform(-aug.shift, aug.shift) * w
-        sy = rng.uniform(-aug.shift, aug.shift) * h
-        z = rng.uniform(1 - aug.zoom, 1 + aug.zoom)
-        sh = math.tan(math.radians(rng.uniform(-aug.shear, aug.shear)))
-        c = np.array([w / 2.0, h / 2.0])
-        a = np.array([[z, z * sh], [0.0, z]])
-        t = c - a @ c + np.array([sx, sy])
-        m = np.hstack([a, t[:, None]]).astype(np.float64)
-        img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return img.astype(np.uint8, copy=False)
 
 
 # ------------------------------------------------------------------------------ dataset
@@ -285,71 +301,51 @@ class LabelledImages(Dataset):  # type: ignore[type-arg]
         return LabelledImages(self.samples, self.classes, transform, train=self.train,
                               seed=self.seed, source=self.source)
 
-    def _key(self, s: Sample) -> tuple[str, Any]:
-        t = self.transform
-        return (s.path, (s.box, s.mask if t.crop_to_mask else None, t.size, t.channels, t.resize))
+    def _key(self, s: Sample, train: bool) -> tuple[str, Any]:
+        return (s.path, (s.box, s.mask if self.transform.pre.crop == "lesion_box" else None, train,
+                         self.transform.pre))
 
-    def base_image(self, i: int) -> NDArray[np.uint8]:
-        """Decoded, cropped, resized uint8 image ``i`` (from the cache when warm)."""
+    def image_and_box(self, i: int) -> tuple[LoadedImage, Box | None]:
+        """Image ``i`` as the app reads it and the lesion box the preprocessing crops to (or None)."""
         s = self.samples[i]
-        key = self._key(s)
-        arr = self.cache.get(key)
-        if arr is None:
-            img = decode_image(s.path, self.transform.channels)
-            box = s.box
-            if box is None and s.mask and self.transform.crop_to_mask:
-                box = _mask_box(s.mask, img.shape[:2])
-            if box is not None:
-                img = _crop_box(img, box, self.transform.box_margin)
-            arr = _base_resize(img, self.transform.size, self.transform.resize)
-            self.cache.put(key, arr)
-        return arr
+        img = read_model_image(s.path)
+        box = s.box
+        if box is None and s.mask and self.transform.pre.crop == "lesion_box":
+            box = _mask_box(s.mask, (int(img.pixels.shape[0]), int(img.pixels.shape[1])))
+        return img, box
+
+    def base_image(self, i: int) -> torch.Tensor:
+        """Item ``i`` as the model sees it at evaluation: ``spec.transforms()`` of the image
+        (``(C, H, W)``, or ``(5, C, H, W)`` Qi crops), from the cache when warm."""
+        return self._prepared(i, train=False)
+
+    def _prepared(self, i: int, *, train: bool) -> torch.Tensor:
+        s = self.samples[i]
+        key = self._key(s, train)
+        hit = self.cache.get(key)
+        if hit is None:
+            img, box = self.image_and_box(i)
+            tf = self.transform
+            hit = tf.train_view(img, box) if train else tf.eval(img, box=box, modality=s.modality or None).tensor
+            self.cache.put(key, hit)
+        return hit
 
     def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
-        """Decode every image once into the cache (before DataLoader workers fork)."""
+        """Decode and prepare every image once into the cache (before DataLoader workers fork)."""
         if not self.cache.enabled:
             return
         n = len(self)
         for i in range(n):
             check(cancel)
-            self.base_image(i)
+            self._prepared(i, train=self.train)
             if i % 16 == 0 or i == n - 1:
                 report(progress, i + 1, n, "decoding images")
 
-    def _to_tensor(self, img: NDArray[np.uint8]) -> torch.Tensor:
-        t = self.transform
-        x = torch.from_numpy(np.ascontiguousarray(img)).float().div_(255.0)
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-        mean = torch.tensor(t.mean).view(-1, 1, 1)
-        std = torch.tensor(t.std).view(-1, 1, 1)
-        return (x - mean) / std
-
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = self.base_image(i)
-        t = self.transform
-        h, w = t.size
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            if t.resize == "shorter_side":
-                H, W = img.shape[:2]
-                if t.augment.random_crop:
-                    r0, c0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
-                else:
-                    r0, c0 = (H - h) // 2, (W - w) // 2
-                img = img[r0:r0 + h, c0:c0 + w]
-            img = _affine(img, t.augment, rng)
-            return self._to_tensor(img), int(self.labels[i])
-        if t.resize == "shorter_side":
-            H, W = img.shape[:2]
-            if t.eval_crops == 5:
-                if H >= W:
-                    crops = [img[r:r + h, (W - w) // 2:(W - w) // 2 + w] for r in _five_offsets(H, h)]
-                else:
-                    crops = [img[(H - h) // 2:(H - h) // 2 + h, c:c + w] for c in _five_offsets(W, w)]
-                return torch.stack([self._to_tensor(c) for c in crops]), int(self.labels[i])
-            r0, c0 = (H - h) // 2, (W - w) // 2
-            img = img[r0:r0 + h, c0:c0 + w]
-        return self._to_tensor(img), int(self.labels[i])
+            return self.transform.train_item(self._prepared(i, train=True), rng), int(self.labels[i])
+        return self.base_image(i), int(self.labels[i])
 
 
 # ------------------------------------------------------------------------------ loaders
@@ -624,12 +620,6 @@ class PairedSample:
         return f"{self.mg_path}|{self.us_path}"
 
 
-def _norm_tensor(img: NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(img)).float().div_(255.0)
-    x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-    return (x - torch.tensor(list(mean)).view(-1, 1, 1)) / torch.tensor(list(std)).view(-1, 1, 1)
-
-
 class _SampleSet(Dataset):  # type: ignore[type-arg]
     """State shared by the sample-list datasets (:class:`PairedLesions`, :class:`BoxedSlices`):
     samples with ``label``/``group``/``synthetic_seed``, a decoded cache shared by subsets, and
@@ -701,24 +691,26 @@ class PairedLesions(_SampleSet):
         synthetic: True when the pairs are generated (SYNTHETIC).
     """
 
-    def base_pair(self, i: int) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-        """Decoded (or generated), resized uint8 MG and US patches of pair ``i``."""
+    def base_pair(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """MG and US patches of pair ``i`` after the preprocessing's steps 1-5 (un-normalised, cached)."""
         s = self.samples[i]
-        key = (s.path, (s.synthetic_seed, self.transform.size))
+        key = (s.path, (s.synthetic_seed, self.transform.pre))
         hit = self.cache.get(key)
         if hit is not None:
             return hit[0], hit[1]
         h, w = self.transform.size
+        mg: Any
+        us: Any
         if s.synthetic_seed >= 0:
             from engine.data.synthetic import synthetic_paired_lesion
 
             les = synthetic_paired_lesion(s.synthetic_seed, malignant=s.label == self.classes[1], size=max(h, w))
             mg, us = _to_uint8(les["mg"].astype(np.float32)), les["us"].astype(np.uint8)
         else:
-            mg, us = decode_image(s.mg_path, 1), decode_image(s.us_path, 1)
-        pair = np.stack([_base_resize(mg, (h, w), "stretch"), _base_resize(us, (h, w), "stretch")])
+            mg, us = read_model_image(s.mg_path), read_model_image(s.us_path)
+        pair = (self.transform.train_view(mg, None), self.transform.train_view(us, None))
         self.cache.put(key, pair)
-        return pair[0], pair[1]
+        return pair
 
     _noun = "pairs"
 
@@ -726,14 +718,16 @@ class PairedLesions(_SampleSet):
         return self.base_pair(i)
 
     def __getitem__(self, i: int) -> tuple[tuple[torch.Tensor, torch.Tensor], int, int]:
+        from engine.train.augment import augment
+
         mg, us = self.base_pair(i)
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             a = self.transform.augment
-            mg = _affine(mg, a, rng)
-            us = _affine(us, a, rng)
-        t = self.transform
-        return (_norm_tensor(mg, t.mean, t.std), _norm_tensor(us, t.mean, t.std)), int(self.labels[i]), self.epoch
+            mg = augment(mg, a, rng)
+            us = augment(us, a, rng)
+        nm = self.transform.eval.normalise
+        return (nm(mg), nm(us)), int(self.labels[i]), self.epoch
 
 
 @dataclass(frozen=True)
@@ -775,10 +769,11 @@ class BoxedSlices(_SampleSet):
     def _extra_kwargs(self) -> dict[str, Any]:
         return {"n_slices": self.n_slices}
 
-    def base_item(self, i: int) -> tuple[NDArray[np.uint8], tuple[float, float, float, float] | None]:
-        """Resized uint8 slice and its box in the resized pixels."""
+    def base_item(self, i: int) -> tuple[torch.Tensor, tuple[float, float, float, float] | None]:
+        """Slice after the preprocessing's steps 1-5 (un-normalised, cached) and its box in the
+        network input's pixels."""
         s = self.samples[i]
-        key = (s.path, (self.transform.size, self.n_slices))
+        key = (s.path, (self.transform.pre, self.n_slices))
         hit = self.cache.get(key)
         h, w = self.transform.size
         if s.synthetic_seed >= 0:
@@ -787,8 +782,8 @@ class BoxedSlices(_SampleSet):
 
                 case = synthetic_mri_case(s.synthetic_seed, malignant=bool(s.targets[0]),
                                           n_slices=self.n_slices, size=max(h, w))
-                free = _mri_free_slice(case, (h, w)) if s.path.endswith("/lesion-free") else None
-                hit = free if free is not None else _mri_lesion_slice(case, (h, w))
+                free = _mri_free_slice(case) if s.path.endswith("/lesion-free") else None
+                hit = self.transform.train_view(free if free is not None else _mri_lesion_slice(case), None)
                 self.cache.put(key, hit)
             box = s.box  # generated at the input size (square) -> scale to (h, w)
             if box is not None:
@@ -796,14 +791,14 @@ class BoxedSlices(_SampleSet):
                 box = (box[0] * w / side, box[1] * h / side, box[2] * w / side, box[3] * h / side)
             return hit, box
         if hit is None:
-            img = decode_image(s.path, 1)
-            hit = np.ascontiguousarray(_base_resize(img, (h, w), "stretch"))
+            img = read_model_image(s.path)
+            hit = self.transform.train_view(img, None)
             self.cache.put(key, hit)
-            self.cache.put((s.path, "shape"), np.array(img.shape[:2], dtype=np.int64))  # type: ignore[arg-type]
+            self.cache.put((s.path, "shape"), tuple(int(v) for v in img.pixels.shape[-2:]))
         box = s.box
         if box is not None:
             shp = self.cache.get((s.path, "shape"))
-            rows, cols = (int(shp[0]), int(shp[1])) if shp is not None else decode_image(s.path, 1).shape[:2]
+            rows, cols = shp if shp is not None else read_model_image(s.path).pixels.shape[-2:]
             box = (box[0] * w / cols, box[1] * h / rows, box[2] * w / cols, box[3] * h / rows)
         return hit, box
 
@@ -819,11 +814,11 @@ class BoxedSlices(_SampleSet):
         if self.train and self.transform.augment.hflip:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             if rng.random() < 0.5:  # left-right mirror: the box follows the image
-                img = np.ascontiguousarray(img[:, ::-1])
+                img = img.flip(-1)
                 if box is not None:
                     b = torch.tensor([w - box[2], box[1], w - box[0], box[3]], dtype=torch.float32)
         t = self.transform
-        return _norm_tensor(img, t.mean, t.std), torch.tensor(self.samples[i].targets, dtype=torch.float32), b
+        return t.eval.normalise(img.contiguous()), torch.tensor(self.samples[i].targets, dtype=torch.float32), b
 
 
 def _synthetic_paired(cfg: TrainConfig) -> PairedLesions:
@@ -864,24 +859,22 @@ def _paired_manifest(cfg: TrainConfig) -> PairedLesions:
                          cache=DecodedCache(cfg.data.cache), source=str(path))
 
 
-def _mri_lesion_slice(case: dict[str, Any], size: tuple[int, int]) -> NDArray[np.uint8]:
-    """The slice through the lesion centre, 0.5-99.5 percentile window, uint8, resized."""
+def _mri_lesion_slice(case: dict[str, Any]) -> NDArray[np.float32]:
+    """The slice through the lesion centre (raw intensities: the preprocessing windows it)."""
     z0, z1 = case["lesion_box"][:2]
-    sl = case["volume"][(z0 + z1 - 1) // 2].astype(np.float32)
-    lo, hi = np.percentile(sl, [0.5, 99.5])
-    img = np.clip((sl - lo) / max(float(hi - lo), 1e-6) * 255.0, 0, 255).astype(np.uint8)
-    return _base_resize(img, size, "stretch")
+    out: NDArray[np.float32] = case["volume"][(z0 + z1 - 1) // 2].astype(np.float32)
+    return out
 
 
-def _mri_free_slice(case: dict[str, Any], size: tuple[int, int]) -> NDArray[np.uint8] | None:
-    """A slice outside the lesion's slab (same window and resize), or None if the lesion spans all."""
+def _mri_free_slice(case: dict[str, Any]) -> NDArray[np.float32] | None:
+    """A slice outside the lesion's slab, or None if the lesion spans all."""
     z0, z1 = case["lesion_box"][:2]
     n = case["volume"].shape[0]
     outside = [z for z in range(n) if z < z0 or z >= z1]
     if not outside:
         return None
     z = max(outside, key=lambda k: min(abs(k - z0), abs(k - (z1 - 1))))
-    return _mri_lesion_slice({**case, "lesion_box": (z, z + 1, *case["lesion_box"][2:])}, size)
+    return _mri_lesion_slice({**case, "lesion_box": (z, z + 1, *case["lesion_box"][2:])})
 
 
 def _synthetic_mri(cfg: TrainConfig) -> BoxedSlices:
@@ -890,6 +883,7 @@ def _synthetic_mri(cfg: TrainConfig) -> BoxedSlices:
     d = cfg.data
     h, w = int(d.image_size[0]), int(d.image_size[1])
     cache = DecodedCache(d.cache)
+    tf = Transform.from_config(cfg)
     samples: list[BoxedSample] = []
     for i in range(d.synthetic_n):
         seed = d.synthetic_seed + i
@@ -900,25 +894,25 @@ def _synthetic_mri(cfg: TrainConfig) -> BoxedSlices:
         samples.append(BoxedSample(path, "malignant" if i % 2 else "benign", f"syn-{seed}",
                                    (float(x0), float(y0), float(x1), float(y1)),
                                    tuple(int(case["labels"][t]) for t in MRI_TASKS), seed))
-        cache.put((path, ((h, w), d.synthetic_slices)), _mri_lesion_slice(case, (h, w)))
+        cache.put((path, (tf.pre, d.synthetic_slices)), tf.train_view(_mri_lesion_slice(case), None))
     # lesion-free slices (the paper's images without a lesion: an empty attention mask)
     i = 0
     added = 0
     while added < d.synthetic_lesion_free and i < 4 * d.synthetic_lesion_free + 8:
         seed = d.synthetic_seed + d.synthetic_n + i
         case = synthetic_mri_case(seed, malignant=False, n_slices=d.synthetic_slices, size=max(h, w))
-        free = _mri_free_slice(case, (h, w))
+        free = _mri_free_slice(case)
         i += 1
         if free is None:
             continue
         path = f"synthetic://mri/{seed}/lesion-free"
         samples.append(BoxedSample(path, "benign", f"syn-free-{seed}", None, tuple(0 for _ in MRI_TASKS), seed))
-        cache.put((path, ((h, w), d.synthetic_slices)), free)
+        cache.put((path, (tf.pre, d.synthetic_slices)), tf.train_view(free, None))
         added += 1
     if added < d.synthetic_lesion_free:
         raise ConfigError(f"data.synthetic_lesion_free = {d.synthetic_lesion_free}: only {added} generated "
                           f"volumes had a slice outside the lesion; raise data.synthetic_slices")
-    return BoxedSlices(samples, ["benign", "malignant"], Transform.from_config(cfg), seed=cfg.train.seed,
+    return BoxedSlices(samples, ["benign", "malignant"], tf, seed=cfg.train.seed,
                        cache=cache, source="SYNTHETIC engine.data.synthetic.synthetic_mri_case",
                        n_slices=d.synthetic_slices)
 

@@ -17,8 +17,9 @@ The steps, in order:
    size per side, ``breast_box`` = the breast's bounding box); ``box`` says whether a box is
    ``ignored`` (whole-image models: a crop would be out of distribution), ``optional`` or
    ``required``; ``orient`` turns the chest wall to the left (An 2019);
-5. **resize** with a named interpolation: ``stretch`` to ``size`` or ``five_crop`` (shorter
-   side to ``size``, Qi 2019's five uniformly spaced crops, scores averaged);
+5. **resize** with a named interpolation: ``stretch`` to ``size``, ``five_crop`` (shorter
+   side to ``size``, Qi 2019's five uniformly spaced crops, scores averaged) or ``center_crop``
+   (shorter side to ``size``, the central ``size`` crop: Qi's single-input evaluation);
 6. **normalisation** ``(x - mean) / std`` (torchvision v2 ``Normalize``).
 """
 
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from engine.imaging.breast import chest_wall_side
-from engine.imaging.geometry import Box, expand_box, five_crops, resize
+from engine.imaging.geometry import Box, expand_box, five_crops, resize, resize_shorter_side
 from engine.imaging.intensity import percentile_unit, to_gray, to_unit_range
 from engine.io.types import LoadedImage
 
@@ -40,7 +41,7 @@ Intensity = Literal["auto", "percentile"]
 Colour = Literal["gray", "keep"]
 Crop = Literal["whole", "lesion_box", "breast_box"]
 BoxPolicy = Literal["ignored", "optional", "required"]
-Resize = Literal["stretch", "five_crop"]
+Resize = Literal["stretch", "five_crop", "center_crop"]
 Interpolation = Literal["bilinear", "bicubic", "nearest", "area"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -48,7 +49,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "colour": ("gray", "keep"),
     "crop": ("whole", "lesion_box", "breast_box"),
     "box": ("ignored", "optional", "required"),
-    "resize": ("stretch", "five_crop"),
+    "resize": ("stretch", "five_crop", "center_crop"),
     "interpolation": ("bilinear", "bicubic", "nearest", "area"),
 }
 
@@ -68,7 +69,7 @@ class Preprocess:
         box: Reader's box policy: ``ignored``, ``optional`` or ``required``.
         box_margin: Fraction of the box size added per side.
         orient: Mirror mammograms so the chest wall is on the left.
-        resize: ``stretch`` or ``five_crop``.
+        resize: ``stretch``, ``five_crop`` or ``center_crop``.
         interpolation: ``bilinear``, ``bicubic``, ``nearest`` or ``area``.
         antialias: Antialias when down-sampling (bilinear/bicubic).
         description: Free text for the model card.
@@ -270,6 +271,14 @@ class EvalTransform:
             t = t.mean(0, keepdim=True)
         return t.contiguous(), region, flipped, shape
 
+    def resized(self, t: torch.Tensor) -> torch.Tensor:
+        """Step 5 before any crop: ``stretch`` to ``size``, else the shorter side to ``size[0]``
+        (aspect kept; what the five / centre / a training random crop are taken from)."""
+        pre = self.pre
+        if pre.resize == "stretch":
+            return resize(t, (int(pre.size[0]), int(pre.size[1])), mode=pre.interpolation, antialias=pre.antialias)
+        return resize_shorter_side(t, int(pre.size[0]), mode=pre.interpolation, antialias=pre.antialias)
+
     def normalise(self, t: torch.Tensor) -> torch.Tensor:
         """Step 6: ``(x - mean) / std`` per channel (torchvision v2 ``Normalize``; batched or not)."""
         out: torch.Tensor = self._norm(t)
@@ -293,7 +302,11 @@ class EvalTransform:
         if pre.five_crop:
             t = five_crops(t, int(pre.size[0]), mode=pre.interpolation, antialias=pre.antialias)
         else:
-            t = resize(t, (int(pre.size[0]), int(pre.size[1])), mode=pre.interpolation, antialias=pre.antialias)
+            t = self.resized(t)
+            if pre.resize == "center_crop":
+                h, w = int(pre.size[0]), int(pre.size[1])
+                r0, c0 = (int(t.shape[-2]) - h) // 2, (int(t.shape[-1]) - w) // 2
+                t = t[:, r0:r0 + h, c0:c0 + w]
         t = self.normalise(t)
         used: int | None = None
         if isinstance(image, LoadedImage) and is_stack(image):
