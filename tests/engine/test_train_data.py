@@ -125,3 +125,21 @@ def test_crop_to_mask_bounding_box(tmp_path: Path) -> None:
     assert float(crop.min()) == pytest.approx(250 / 255, abs=1e-3)  # only the lesion is left
     whole, _ = ds[1]
     assert float(whole.min()) < 0.1  # empty mask: whole image
+
+
+def test_augmentation_warp_is_opencv_convention_with_edge_fill() -> None:
+    """The one augmentation pipeline (engine.train.augment): a +2 px x-shift moves every column
+    two to the right (dst(x) = src(x - 2), OpenCV warpAffine's convention) and fills the exposed
+    border with the edge column (Keras/Hijab "nearest" fill), worked by hand on a ramp."""
+    from engine.train.augment import augment, warp
+    from engine.train.config import AugmentConfig
+
+    ramp = torch.arange(8, dtype=torch.float32).repeat(1, 5, 1)  # (1, 5, 8): column c has value c
+    out = warp(ramp, np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]]))
+    assert torch.allclose(out[0, :, 2:], ramp[0, :, :-2], atol=1e-5)
+    assert torch.allclose(out[0, :, :2], torch.zeros(5, 2), atol=1e-5)  # edge value 0 replicated
+    aug = AugmentConfig(rotate90=True, shift=0.1, shear=10.0, zoom=0.1, hflip=True)  # preset "hijab"
+    x = torch.rand(1, 12, 16)
+    a = augment(x, aug, np.random.default_rng([0, 1, 2]))
+    assert a.shape == x.shape and torch.equal(a, augment(x, aug, np.random.default_rng([0, 1, 2])))
+    assert not torch.equal(a, augment(x, aug, np.random.default_rng([0, 2, 2])))
