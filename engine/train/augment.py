@@ -18,19 +18,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.imaging import geometry
 from engine.imaging.geometry import resize
 from engine.train.config import AugmentConfig
 
 
 def random_crop(t: torch.Tensor, size: tuple[int, int], rng: np.random.Generator, *, random: bool) -> torch.Tensor:
-    """A ``size`` crop of ``(C, H, W)``: at a random offset (Qi's training crop) or the centre."""
-    h, w = size
-    H, W = int(t.shape[-2]), int(t.shape[-1])
+    """A ``size`` crop of ``(C, H, W)``: at a random offset (Qi's training crop) or the centre
+    (:func:`engine.imaging.geometry.random_crop` / ``center_crop``, the one crop code)."""
     if random:
-        r0, c0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
-    else:
-        r0, c0 = (H - h) // 2, (W - w) // 2
-    return t[..., r0:r0 + h, c0:c0 + w]
+        return geometry.random_crop(t, size, lambda n: int(rng.integers(0, n + 1)))
+    return geometry.center_crop(t, size)
 
 
 def affine_matrix(aug: AugmentConfig, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray | None:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from engine.imaging.breast import chest_wall_side
-from engine.imaging.geometry import Box, expand_box, five_crops, resize, resize_shorter_side
+from engine.imaging.geometry import Box, center_crop, expand_box, five_crops, resize, resize_shorter_side
 from engine.imaging.intensity import percentile_unit, to_gray, to_unit_range
 from engine.io.types import LoadedImage
 
@@ -304,9 +304,7 @@ class EvalTransform:
         else:
             t = self.resized(t)
             if pre.resize == "center_crop":
-                h, w = int(pre.size[0]), int(pre.size[1])
-                r0, c0 = (int(t.shape[-2]) - h) // 2, (int(t.shape[-1]) - w) // 2
-                t = t[:, r0:r0 + h, c0:c0 + w]
+                t = center_crop(t, (int(pre.size[0]), int(pre.size[1])))
         t = self.normalise(t)
         used: int | None = None
         if isinstance(image, LoadedImage) and is_stack(image):
