@@ -12,7 +12,9 @@ The steps, in order:
 2. **intensity** to [0, 1] (``auto``: 8-bit / 255, else the first DICOM window, else the
    0.5-99.5 percentiles; ``percentile``: always the percentiles);
 3. **colour policy** (``gray``: luminance, then replicated to ``in_chans``; ``keep``: RGB stays
-   RGB for 3-channel models);
+   RGB for 3-channel models); ``clean = "film"``: on a mammogram, burned-in film labels,
+   markers and film-border strips are masked to the background
+   (:func:`engine.imaging.breast.clean_film`);
 4. **crop policy** (``whole`` image, ``lesion_box`` = the reader's box + ``box_margin`` of its
    size per side, ``breast_box`` = the breast's bounding box); ``box`` says whether a box is
    ``ignored`` (whole-image models: a crop would be out of distribution), ``optional`` or
@@ -42,6 +44,7 @@ Crop = Literal["whole", "lesion_box", "breast_box"]
 BoxPolicy = Literal["ignored", "optional", "required"]
 Resize = Literal["stretch", "five_crop"]
 Interpolation = Literal["bilinear", "bicubic", "nearest", "area"]
+Clean = Literal["none", "film"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "intensity": ("auto", "percentile"),
@@ -50,6 +53,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "box": ("ignored", "optional", "required"),
     "resize": ("stretch", "five_crop"),
     "interpolation": ("bilinear", "bicubic", "nearest", "area"),
+    "clean": ("none", "film"),
 }
 
 
@@ -71,6 +75,9 @@ class Preprocess:
         resize: ``stretch`` or ``five_crop``.
         interpolation: ``bilinear``, ``bicubic``, ``nearest`` or ``area``.
         antialias: Antialias when down-sampling (bilinear/bicubic).
+        clean: ``none`` or ``film``: on a mammogram, mask burned-in film labels, markers and
+            film-border strips to the background before cropping
+            (:func:`engine.imaging.breast.clean_film`).
         description: Free text for the model card.
     """
 
@@ -87,6 +94,7 @@ class Preprocess:
     resize: Resize = "stretch"
     interpolation: Interpolation = "bilinear"
     antialias: bool = True
+    clean: Clean = "none"
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -245,6 +253,10 @@ class EvalTransform:
         a, mod = self.unit(image, frame)
         if modality:
             mod = modality
+        if pre.clean == "film" and mod == "MG" and a.ndim == 2:
+            from engine.imaging.breast import clean_film
+
+            a = clean_film(a)
         shape = (int(a.shape[0]), int(a.shape[1]))
         b = self.box_for(box)
         if b is not None:
