@@ -75,6 +75,10 @@ class Preprocess:
         resize: ``stretch`` or ``five_crop``.
         interpolation: ``bilinear``, ``bicubic``, ``nearest`` or ``area``.
         antialias: Antialias when down-sampling (bilinear/bicubic).
+        patch_px: With ``crop = "lesion_box"``: when > 0, the region is a fixed square of this
+            many image pixels centred on the box (shifted inside the image) instead of the box +
+            margin -- An et al. 2019's tissue patches at a fixed magnification, which keep the
+            lesion's physical size; 0 = box + margin.
         clean: ``none`` or ``film``: on a mammogram, mask burned-in film labels, markers and
             film-border strips to the background before cropping
             (:func:`engine.imaging.breast.clean_film`).
@@ -95,6 +99,7 @@ class Preprocess:
     interpolation: Interpolation = "bilinear"
     antialias: bool = True
     clean: Clean = "none"
+    patch_px: int = 0
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -106,6 +111,8 @@ class Preprocess:
             raise ValueError(f"preprocess.size must be [h, w], got {list(self.size)}")
         if len(self.mean) != len(self.std) or len(self.mean) not in (1, self.in_chans):
             raise ValueError("preprocess.mean/std must have one value per input channel")
+        if self.patch_px < 0:
+            raise ValueError(f"preprocess.patch_px must be >= 0, got {self.patch_px}")
         if self.crop == "lesion_box" and self.box == "ignored":
             raise ValueError("preprocess.crop = 'lesion_box' needs box 'optional' or 'required'")
 
@@ -259,7 +266,9 @@ class EvalTransform:
             a = clean_film(a)
         shape = (int(a.shape[0]), int(a.shape[1]))
         b = self.box_for(box)
-        if b is not None:
+        if b is not None and pre.patch_px > 0:
+            region = _fixed_patch(b, shape, int(pre.patch_px))
+        elif b is not None:
             region = expand_box(b, shape, pre.box_margin)
         elif pre.crop == "breast_box":
             from engine.imaging.breast import breast_bbox
@@ -311,6 +320,16 @@ class EvalTransform:
         if isinstance(image, LoadedImage) and is_stack(image):
             used = int(image.pixels.shape[0]) // 2 if frame is None else frame
         return Prepared(t.contiguous(), region, flipped, shape, used)
+
+
+def _fixed_patch(box: Box, shape: tuple[int, int], side: int) -> tuple[int, int, int, int]:
+    """A ``side`` x ``side`` square centred on ``box``, shifted to lie inside ``shape`` (rows, cols)."""
+    rows, cols = shape
+    sy, sx = min(side, rows), min(side, cols)
+    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+    x0 = int(round(min(max(cx - sx / 2, 0), cols - sx)))
+    y0 = int(round(min(max(cy - sy / 2, 0), rows - sy)))
+    return x0, y0, x0 + sx, y0 + sy
 
 
 def from_legacy(spec_fields: dict[str, Any]) -> Preprocess:
