@@ -65,6 +65,9 @@ def model_card(cfg: TrainConfig, spec: WeightsSpec, config_path: str) -> str:
     for k, v in m.items():
         if k in ("protocol", "recipe"):
             continue
+        if k == "platt" and isinstance(v, list) and len(v) == 2:  # (a, b), not an interval
+            lines.append(f"| {k} | a = {v[0]:.4f}, b = {v[1]:.4f} (p = sigmoid(a·logit + b)) |")
+            continue
         lines.append(f"| {k} | {_fmt(v)} |")
     lines += ["", f"Operating threshold (F2-selected on partition 0's out-of-fold scores): {spec.threshold:.4f}", "",
               "## Preprocessing (`spec.json` `preprocess`, applied by `spec.transforms()` in training, "
