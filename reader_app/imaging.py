@@ -120,6 +120,56 @@ def load_case_images(
     return images, errors
 
 
+def preview_case_images(
+    case: Case,
+    cache: ImageCache,
+    *,
+    max_side: int = 1024,
+    cancel: Any = None,
+) -> tuple[dict[str, LoadedImage], dict[str, str]] | None:
+    """First views of a case while its JPEG 2000 images decode in full.
+
+    Each uncached JPEG 2000 DICOM gets its reduced-resolution first view at full geometry
+    (:func:`engine.io.dicom.decode_preview`, tens of ms for a mammogram); every other image is
+    read as usual (through ``cache``, so the full load that follows finds it there).
+
+    Returns:
+        (images, errors) like :func:`load_case_images`, or None when no image of the case has a
+        quicker first view (the full load alone is then as fast).
+    """
+    from engine.io.dicom import decode_preview
+    from engine.progress import check
+
+    previews: dict[str, LoadedImage] = {}
+    for ci in case.images:
+        check(cancel)
+        path = Path(ci.path)
+        if cache.peek(ci) is not None or path.is_dir() or path.suffix.lower() not in (".dcm", ".dicom", ""):
+            continue
+        try:
+            pv = decode_preview(path, max_side=max_side, full_size=True, modality_hint=cast(Modality, ci.modality))
+        except BreastReaderError:
+            pv = None  # the full load reports the reason
+        if pv is not None:
+            previews[ci.image_id] = pv
+    if not previews:
+        return None
+    images: dict[str, LoadedImage] = {}
+    errors: dict[str, str] = {}
+    for ci in case.images:
+        check(cancel)
+        if ci.image_id in previews:
+            images[ci.image_id] = previews[ci.image_id]
+            continue
+        try:
+            images[ci.image_id] = cache.get(ci)
+        except ImageReadError as exc:
+            errors[ci.image_id] = f"{Path(exc.path).name}: {exc.reason}"
+        except BreastReaderError as exc:
+            errors[ci.image_id] = f"{Path(ci.path).name}: {exc}"
+    return images, errors
+
+
 # --------------------------------------------------------------------------- hanging
 @dataclass
 class Slot:

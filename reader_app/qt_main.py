@@ -32,7 +32,7 @@ from engine.errors import BreastReaderError
 from engine.io.types import LoadedImage
 from reader_app import paths
 from reader_app.ai import AIResult, AIService
-from reader_app.imaging import ImageCache, Slot, export_case, hanging_protocol, load_case_images
+from reader_app.imaging import ImageCache, Slot, export_case, hanging_protocol, load_case_images, preview_case_images
 from reader_app.qt_panels import AIPanel, AnnotationPanel, ProblemsPanel, RatingPanel, WorklistPanel, short
 from reader_app.qt_view import ImageView
 from reader_app.qt_workers import Worker, start
@@ -47,9 +47,17 @@ SAVE_RETRY_MS = 5000
 from reader_app.qt_style import STYLE  # noqa: E402  (one dark theme for every window)
 
 
-def _load_for_case(case: Any, cache: ImageCache, *, progress: Any = None, cancel: Any = None
+def _load_for_case(case: Any, cache: ImageCache, *, on_preview: Any = None, progress: Any = None, cancel: Any = None
                    ) -> tuple[str, dict[str, LoadedImage], dict[str, str]]:
-    """Worker job: the case's images, tagged with the case id so late results can be dropped."""
+    """Worker job: the case's images, tagged with the case id so late results can be dropped.
+
+    With ``on_preview``, JPEG 2000 images first give ``on_preview((case_id, images, errors))``
+    their reduced-resolution first views, then the full decode is returned.
+    """
+    if on_preview is not None:
+        first = preview_case_images(case, cache, cancel=cancel)
+        if first is not None:
+            on_preview((case.case_id, *first))
     images, errors = load_case_images(case, cache, progress=progress, cancel=cancel)
     return case.case_id, images, errors
 
@@ -58,12 +66,15 @@ class MainWindow(QMainWindow):
     """The reading workstation. All state lives in :class:`AppState`; this class only wires it.
 
     Signals:
-        case_loaded(case_id): the images of the current case are shown.
+        case_loaded(case_id): the images of the current case are shown (full resolution).
+        preview_shown(case_id): reduced-resolution first views are shown (JPEG 2000), before case_loaded.
         ai_finished(case_id): AI scoring of the current case ended (result, error or cancel).
     """
 
     case_loaded = Signal(str)
+    preview_shown = Signal(str)
     ai_finished = Signal(str)
+    _preview_ready = Signal(object)  # emitted by the load worker's thread, delivered queued
 
     def __init__(self, state: AppState | None = None, ai: AIService | None = None,
                  cache: ImageCache | None = None, auto_score: bool = False,
@@ -92,6 +103,9 @@ class MainWindow(QMainWindow):
         self._ai_requested = False  # on-demand mode: the reader asked (A) for this case
         self.show_truth = False
         self.hanging_step = 0
+        self.showing_preview = False  # the views show JPEG 2000 first views; full resolution follows
+        self._score_after_full = False
+        self._preview_ready.connect(self._on_preview_loaded)
 
         self.setWindowTitle("breast-reader")
         self.setStyleSheet(STYLE)
@@ -483,7 +497,8 @@ class MainWindow(QMainWindow):
         self.ai_panel.clear(case.synthetic, self._ai_waiting_message())
         self.ann_panel.refresh()
         self.statusBar().showMessage(f"Loading case {case.case_id}…")
-        w = Worker(_load_for_case, case, self.cache, name="load")
+        self.showing_preview = self._score_after_full = False
+        w = Worker(_load_for_case, case, self.cache, on_preview=self._preview_ready.emit, name="load")
         w.case_id = case.case_id  # type: ignore[attr-defined]
         w.signals.result.connect(self._on_images_loaded)
         w.signals.errored.connect(self._on_worker_error)
@@ -504,10 +519,33 @@ class MainWindow(QMainWindow):
     def _on_worker_error(self, msg: str) -> None:
         self.show_error(msg)
 
-    def _on_images_loaded(self, out: tuple[str, dict[str, LoadedImage], dict[str, str]]) -> None:
+    def _on_preview_loaded(self, out: tuple[str, dict[str, LoadedImage], dict[str, str]]) -> None:
         cs = self.state.current
         if cs is None or out[0] != cs.case.case_id or self.views:
+            return
+        self.showing_preview = True
+        self._show_images((out[0], out[1], {}))  # failures are reported once, with the full load
+        self.statusBar().showMessage("First view (reduced resolution); full resolution is decoding…")
+        self.preview_shown.emit(cs.case.case_id)
+
+    def _on_images_loaded(self, out: tuple[str, dict[str, LoadedImage], dict[str, str]]) -> None:
+        cs = self.state.current
+        if cs is None or out[0] != cs.case.case_id or (self.views and not self.showing_preview):
             return  # a late load of a case the reader already left (or already shown)
+        self.showing_preview = False
+        self._show_images(out)
+        case = cs.case
+        self.case_loaded.emit(case.case_id)
+        hit = self.ai.cached(case)
+        if hit is not None and self.ai_allowed_now():
+            self._apply_ai_result(hit)
+        elif (self.auto_score or self._score_after_full) and self.ai_allowed_now():
+            self.score_case()
+        self._score_after_full = False
+
+    def _show_images(self, out: tuple[str, dict[str, LoadedImage], dict[str, str]]) -> None:
+        cs = self.state.current
+        assert cs is not None
         _, self.images, self.image_errors = out
         case = cs.case
         for image_id, why in self.image_errors.items():
@@ -524,12 +562,6 @@ class MainWindow(QMainWindow):
             if ci.image_id in self.image_errors and all(s.image_id != ci.image_id for s in self.slots):
                 self.slots.append(Slot(ci.image_id, f"{ci.modality} {ci.view or ''}", ci.modality))
         self._build_views()
-        self.case_loaded.emit(case.case_id)
-        hit = self.ai.cached(case)
-        if hit is not None and self.ai_allowed_now():
-            self._apply_ai_result(hit)
-        elif self.auto_score and self.ai_allowed_now():
-            self.score_case()
 
     def _study_root(self) -> Path | None:
         return Path(self.state.study.folder) if self.state.study else None
@@ -935,6 +967,10 @@ class MainWindow(QMainWindow):
         """
         cs = self.state.current
         if cs is None or not self.state.ai_visible or not self.images:
+            return None
+        if self.showing_preview:  # never score a reduced first view: score the full decode
+            self._score_after_full = True
+            self.statusBar().showMessage("AI scoring starts when full resolution is loaded", 4000)
             return None
         if self.ai_display == "on_demand":
             self._ai_requested = True

@@ -308,7 +308,7 @@ class AIPanel(QGroupBox):
         html = "<small>AI malignancy probability (model output 0-1; not your 0-10 scale)</small>" + html
         if notes:
             html += "<br>" + "<br>".join(notes)
-        for image_id, a in (getattr(res, "lesion", None) or {}).items():  # lesion-centred US models
+        for image_id, a in (getattr(res, "lesion", None) or {}).items():  # lesion-centred US and MG models
             where = "finder's suggested box" if a.box_source == "finder" else "your box"
             html += (f"<br><small>{html_escape(str(image_id))}: calibrated {a.score:.2f} "
                      f"(raw {a.raw_score:.2f}) · lesion: {where} {tuple(int(v) for v in a.box)}</small>")

@@ -192,8 +192,6 @@ def _augment(x: torch.Tensor, rng: random.Random) -> torch.Tensor:
 
 def train_an(mias: Path, cache: Path, epochs: int, info: dict[str, Any]) -> tuple[Any, list[Any]]:
     """Train (or load) the An tissue classifier; returns it and the held-out images."""
-    from sklearn.metrics import roc_auc_score
-
     from engine.data.mias import load_mias
     from engine.models import get_model
 
@@ -244,7 +242,9 @@ def train_an(mias: Path, cache: Path, epochs: int, info: dict[str, Any]) -> tupl
     with torch.inference_mode():
         p = torch.cat([torch.softmax(model(torch.from_numpy(xte[i:i + 32]).float()[:, None] / 255.0), 1)[:, 1]
                        for i in range(0, len(xte), 32)]).numpy()
-    auc = float(roc_auc_score(yte, p))
+    from engine.stats.roc import empirical_auc
+
+    auc = float(empirical_auc(yte, p))  # the one AUC
     info["an"] = {"model": "an_patch_classifier (trained here, not shipped)", "epochs": epochs,
                   "held_out_patients": len(held), "held_out_patch_auc": round(auc, 3),
                   "held_out_positives": int(yte.sum()), "held_out_negatives": int((yte == 0).sum())}

@@ -6,7 +6,8 @@ must catch it, restore the file. Prints a markdown table (docs/paper-equations.m
     .venv/bin/python tools/paper_mutations.py --from 29  # from the 30th on (the ones issue-11b added)
 
 A mutation is one (file, old, new) edit or several (a list of (old, new) pairs in one file); each
-``old`` must occur exactly once. CAUGHT means the selected tests failed (pytest exit status 1, i.e.
+``old`` must occur exactly once. The last field selects the test: a ``-k`` key into
+tests/engine/test_paper_equations.py, or ``path::key`` for a test in another file. CAUGHT means the selected tests failed (pytest exit status 1, i.e.
 an assertion, not a collection or import error: those are reported as ERROR).
 """
 import subprocess, sys, pathlib
@@ -14,6 +15,11 @@ R = pathlib.Path(__file__).resolve().parents[1]
 T = "tests/engine/test_paper_equations.py"
 QI, IRV2, HAB, MRI, AN = ("engine/models/qi.py", "engine/models/inception_resnet_v2.py", "engine/models/habib.py",
                           "engine/models/mri_attention.py", "engine/models/an.py")
+SAL = "tests/engine/test_saliency.py::eq3_of_the_argmax"
+FIT = "tests/engine/test_paper_training.py::algorithm1_through_fit"
+MRDEF = "tests/engine/test_default_models.py::cards_test_auc"
+BOX = "tests/engine/test_inference.py::refuses_to_score_without_a_box"
+CAM, TF = "engine/saliency/cam.py", "engine/transforms/__init__.py"
 M = [
  ("region-enhance sign", QI, "a = a + self.lam * self.cam_path", "a = a - self.lam * self.cam_path", "region_enhance"),
  ("region-enhance lambda dropped", QI, "a = a + self.lam * self.cam_path", "a = a + self.cam_path", "region_enhance"),
@@ -64,8 +70,8 @@ M = [
  ("five crops: first crop only (predict)", "engine/inference/predictor.py", "vals.view(len(preps), per).mean(dim=1)", "vals.view(len(preps), per)[:, 0]", "mean_of_the_crops"),
  ("five crops: max in Predictor.run (saliency pass)", "engine/inference/predictor.py", ".view(len(chunk), per).mean(dim=1)", ".view(len(chunk), per).amax(dim=1)", "mean_of_the_crops"),
  ("five crops: first crop in qi.multi_input_predict", QI, "return float(p.mean())", "return float(p[0])", "mean_of_the_crops"),
- ("five crops: max in fit / evaluate / predict", "engine/train/loop.py", "return s.reshape(n, k, *s.shape[1:]).mean(dim=1)", "return s.reshape(n, k, *s.shape[1:]).amax(dim=1)", "average_the_five"),
- ("five crops: first crop in fit / evaluate / predict", "engine/train/loop.py", "return s.reshape(n, k, *s.shape[1:]).mean(dim=1)", "return s.reshape(n, k, *s.shape[1:])[:, 0]", "average_the_five"),
+ ("five crops: max in fit / evaluate / predict", "engine/train/steps.py", "return s.reshape(n, k, *s.shape[1:]).mean(dim=1)", "return s.reshape(n, k, *s.shape[1:]).amax(dim=1)", "average_the_five"),
+ ("five crops: first crop in fit / evaluate / predict", "engine/train/steps.py", "return s.reshape(n, k, *s.shape[1:]).mean(dim=1)", "return s.reshape(n, k, *s.shape[1:])[:, 0]", "average_the_five"),
  ("LMCL margin on the other class", HAB, "logits - s * m * onehot", "logits - s * m * (1 - onehot)", "lmcl"),
  ("LMCL margin not scaled by s", HAB, "logits - s * m * onehot", "logits - m * onehot", "lmcl"),
  ("LMCL head without the scale s", HAB, "return self.s * F.linear(", "return F.linear(", "lmcl"),
@@ -87,6 +93,28 @@ M = [
  ("Block35 unscaled residual", IRV2, "return self.relu(x + self.scale * r)", "return self.relu(x + r)", "residual_is_scaled"),
  ("Block17 ReLU before the residual sum", IRV2, "return self.relu(x + self.scale * self.proj(torch.cat([self.b0(x), self.b1(x)], 1)))\n\n\nclass Mixed7a",
   "return x + self.relu(self.scale * self.proj(torch.cat([self.b0(x), self.b1(x)], 1)))\n\n\nclass Mixed7a", "residual_is_scaled"),
+
+ # -- added by issue-11 (i11): the replacements of the vacuous Qi CAM / Algorithm-1-through-fit /
+ # MR-default / lesion-box checks, each run against the mutation it must catch
+ ("CAM fixed class (saliency test)", QI, "c = logits.argmax(dim=1)", "c = torch.ones_like(logits.argmax(dim=1))", SAL),
+ ("CAM fixed class 0 (saliency test)", QI, "c = logits.argmax(dim=1)", "c = torch.zeros_like(logits.argmax(dim=1))", SAL),
+ ("CAM of the arg-min class (saliency test)", QI, "c = logits.argmax(dim=1)", "c = logits.argmin(dim=1)", SAL),
+ ("CAMSaliency 'predicted' uses the malignant class", CAM,
+  'c = int(logits.argmax(1)[0]) if self.target == "predicted"', 'c = 1 if self.target == "predicted"', SAL),
+ ("Alg.1 (fit) through fit: Mt-Net gets CAM^Mt", QI, "loss_mt = F.cross_entropy(self.mt(x, cam_sn).float()", "loss_mt = F.cross_entropy(self.mt(x, cam_mt).float()", FIT),
+ ("Alg.1 (fit) through fit: Sn-Net gets no CAM", QI, "loss_sn = F.cross_entropy(self.sn(x, cam_mt).float()", "loss_sn = F.cross_entropy(self.sn(x, None).float()", FIT),
+ ("Alg.1 (fit) through fit: Sn-Net gets CAM^Sn", QI, [("cam_sn = self.sn.forward_with_cam(x, cam_mt)[1] if with_cam else None", "cam_sn = self.sn.forward_with_cam(x, cam_mt)[1]"),
+                                                      ("loss_mt = F.cross_entropy(self.mt(x, cam_sn).float()", "loss_mt = F.cross_entropy(self.mt(x, cam_sn if with_cam else None).float()"),
+                                                      ("loss_sn = F.cross_entropy(self.sn(x, cam_mt).float()", "loss_sn = F.cross_entropy(self.sn(x, cam_sn).float()")], FIT),
+ ("Alg.1 (fit) through fit: Mt-Net never gets a CAM", QI, "with_cam = float(torch.rand(())) >= 0.5", "with_cam = float(torch.rand(())) > 2.0", FIT),
+ ("REM inference through fit: Mt-Net fed its own CAM", QI, "return self.mt(x, cam_sn.detach()), sn_logits", "return self.mt(x, cam_mt), sn_logits", FIT),
+ ("cascade advice: Sn-Net ignored", QI, "if p_malignant >= t_malignant or p_solid >= t_solid:", "if p_malignant >= t_malignant:", FIT),
+ ("MR default: another output read as malignancy", "engine/models/common.py", "return p[:, self.malignant_index if p.shape[1] > 1 else 0]", "return p[:, 1 if p.shape[1] > 1 else 0]", MRDEF),
+ ("MR default: 0.5-99.5 percentile window -> min-max", "engine/imaging/intensity.py", "lo_pct: float = 0.5, hi_pct: float = 99.5", "lo_pct: float = 0.0, hi_pct: float = 100.0", MRDEF),
+ ("MR default: input normalisation skipped", TF, "        t = self.normalise(t)\n        used", "        used", MRDEF),
+ ("lesion box ignored", TF, "        if b is not None:\n            region = expand_box", "        if False:\n            region = expand_box", BOX),
+ ("lesion box margin 0.15 -> 0.1", TF, "region = expand_box(b, shape, pre.box_margin)", "region = expand_box(b, shape, 0.1)", BOX),
+ ("BASIC = REM at 112 px (lambda ignored)", QI, "a = a + self.lam * self.cam_path", "a = a + 0.0 * self.cam_path", "tests/engine/test_paper_training.py::basic_and_rem"),
 ]
 args = sys.argv[1:]
 start = int(args.pop(args.index("--from") + 1)) if "--from" in args else 0  # --from K: the K-th mutation on
@@ -108,7 +136,9 @@ for name, f, *edit, sel in M[start:]:
         mutated = mutated.replace(old, new)
     p.write_text(mutated)
     try:
-        r = subprocess.run([str(R / ".venv/bin/python"), "-m", "pytest", "-q", "-x", T, "-k", sel, "-p", "no:warnings"],
+        test, key = sel.split("::") if "::" in sel else (T, sel)
+        r = subprocess.run([str(R / ".venv/bin/python"), "-m", "pytest", "-q", "-x", test, "-k", key, "-p", "no:warnings",
+                            "-p", "no:cacheprovider"],
                            cwd=R, capture_output=True, text=True, timeout=900, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
         status = {0: "SURVIVED", 1: "CAUGHT"}.get(r.returncode, f"ERROR rc={r.returncode}")
         last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-200:]

@@ -100,3 +100,100 @@ def breast_bbox(array: np.ndarray, *, margin: int = 0) -> tuple[int, int, int, i
     x0, x1 = int(xs.min()) * step, min(cols, (int(xs.max()) + 1) * step)
     y0, y1 = int(ys.min()) * step, min(rows, (int(ys.max()) + 1) * step)
     return max(0, x0 - margin), max(0, y0 - margin), min(cols, x1 + margin), min(rows, y1 + margin)
+
+
+def film_artefacts(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Burned-in film labels/markers and film-border strips of a digitised film mammogram.
+
+    Digitised screen-film mammograms (mini-MIAS) carry lead-letter labels, orientation markers
+    and the film's own edge (bright strips along the image border). They sit *outside* the
+    breast: everything brighter than the background that is not the breast component of
+    :func:`breast_mask` (grown by ``~2 %`` of the image side so the skin line and a lesion on it
+    stay) is an artefact. A bright strip that touches an image edge and is long and thin
+    with dark film on both sides (a film edge) is also removed where the opening did not
+    separate it from the breast.
+
+    Args:
+        img: ``(rows, cols)`` (or RGB) mammogram, MONOCHROME2 (tissue bright), any dtype.
+
+    Returns:
+        ``(keep, artefacts)``: boolean masks of the same rows/cols -- the breast region that is
+        kept, and the bright pixels outside it that are removed.
+    """
+    import cv2
+
+    a = np.asarray(_grey(img), dtype=np.float32)
+    rows, cols = a.shape
+    breast = breast_mask(a)
+    if not breast.any():
+        return np.ones(a.shape, bool), np.zeros(a.shape, bool)
+    flat = np.sort(a.ravel())
+    bg = float(np.median(flat[: max(1, flat.size // 10)]))
+    hi = float(flat[min(flat.size - 1, int(0.99 * flat.size))])
+    bright = a > bg + 0.08 * max(hi - bg, 1e-6)
+    # film-edge strips: long straight bright runs (>= 40 % of the image side) a few per cent
+    # wide with dark film on BOTH sides -- mini-MIAS pads each film, so its edge lies anywhere
+    # in the frame. A chest wall is bright on its inner side too, so it is never taken, nor is
+    # a line with breast on both sides (a scanner streak across the breast is tissue's business).
+    strips = np.zeros(a.shape, bool)
+    for axis in (0, 1):  # 0: vertical strips (runs down columns), 1: horizontal strips
+        b = bright if axis == 0 else bright.T
+        n_rows, n_lines = b.shape
+        per_line = np.cumsum((breast if axis == 0 else breast.T).sum(axis=0))
+        total = float(per_line[-1])
+        tall = max(15, int(0.4 * n_rows))
+        v = cv2.morphologyEx(b.astype(np.uint8), cv2.MORPH_OPEN, np.ones((tall, 1), np.uint8)) > 0
+        cov = v.mean(axis=0)
+        on = np.concatenate([[False], cov > 0.4, [False]])
+        starts, ends = np.flatnonzero(on[1:] & ~on[:-1]), np.flatnonzero(~on[1:] & on[:-1])
+        for s0, e0 in zip(starts, ends):
+            if e0 - s0 > max(3, int(0.05 * n_lines)):
+                continue
+            level = float(cov[s0:e0].mean())
+            outer = [cov[j] if 0 <= j < n_lines else 0.0 for j in [*range(s0 - 8, s0 - 2), *range(e0 + 2, e0 + 8)]]
+            before = float(per_line[s0 - 1]) if s0 > 0 else 0.0
+            after = total - float(per_line[e0 - 1])
+            if min(before, after) > 0.02 * total:
+                continue
+            if max(np.mean(outer[:6]), np.mean(outer[6:])) < 0.5 * level:
+                lo, hi_ = max(0, s0 - 2), min(n_lines, e0 + 2)
+                if axis == 0:
+                    strips[:, lo:hi_] |= bright[:, lo:hi_]
+                else:
+                    strips[lo:hi_, :] |= bright[lo:hi_, :]
+    if strips.any():
+        strips = np.asarray(cv2.dilate(strips.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+        breast = breast & ~strips
+    grow = max(3, int(0.02 * max(rows, cols)) | 1)
+    keep = np.asarray(cv2.dilate(breast.astype(np.uint8),
+                                 cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))) > 0) & ~strips
+    artefacts = bright & ~keep
+    return keep, artefacts
+
+
+def clean_film(img: np.ndarray) -> np.ndarray:
+    """The mammogram with film labels, markers and border strips masked to the background level.
+
+    Masking (not inpainting): the removed pixels lie outside the breast, where the film is
+    black, so the background level (median of the darkest tenth) is the right fill. Only the
+    detected artefacts (grown by 2 px to take their halo) are filled: faint tissue beyond the
+    mask's threshold (the skin line, where mini-MIAS marks a few calcifications) stays.
+
+    Args:
+        img: ``(rows, cols)`` mammogram, any dtype (RGB is reduced to grey first).
+
+    Returns:
+        Array of the input's grey dtype and shape, artefacts set to the background level.
+    """
+    a = _grey(img)
+    keep, art = film_artefacts(a)
+    if not art.any():
+        return np.asarray(a)
+    flat = np.sort(np.asarray(a, np.float32).ravel())
+    bg = float(np.median(flat[: max(1, flat.size // 10)]))
+    import cv2
+
+    fill = np.asarray(cv2.dilate(art.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~keep
+    out = np.array(a, copy=True)
+    out[fill] = np.asarray(bg).astype(out.dtype)
+    return out

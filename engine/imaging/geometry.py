@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -95,6 +97,22 @@ def five_crops(img: torch.Tensor, size: int, *, mode: str = "bilinear", antialia
     x = resize_shorter_side(img, size, mode=mode, antialias=antialias)
     _, offsets = five_crop_layout((int(img.shape[-2]), int(img.shape[-1])), size)
     return torch.stack([x[:, t:t + size, left:left + size] for t, left in offsets])
+
+
+def center_crop(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The central ``size`` crop of ``(..., H, W)`` (Qi's single-input evaluation crop)."""
+    h, w = size
+    r0, c0 = (int(img.shape[-2]) - h) // 2, (int(img.shape[-1]) - w) // 2
+    return img[..., r0:r0 + h, c0:c0 + w]
+
+
+def random_crop(img: torch.Tensor, size: tuple[int, int], draw: Callable[[int], int]) -> torch.Tensor:
+    """A ``size`` crop of ``(..., H, W)`` at a random offset (Qi's training crop): ``draw(n)``
+    returns an integer in ``[0, n]``, first for the top, then for the left offset."""
+    h, w = size
+    r0 = draw(int(img.shape[-2]) - h)
+    c0 = draw(int(img.shape[-1]) - w)
+    return img[..., r0:r0 + h, c0:c0 + w]
 
 
 def random_crop_views(img: torch.Tensor, size: int, n: int, gen: torch.Generator, *, mirror: bool = True) -> torch.Tensor:

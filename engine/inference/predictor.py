@@ -107,10 +107,23 @@ class Predictor:
         self.name = self.spec.name
         self.transform = self.spec.transforms()
         self.folder = resolve_weights_dir(weights)
+        from engine.lesion_mg import LesionMGScorer, is_mg_lesion_pipeline
         from engine.lesion_us import LesionUSScorer, is_lesion_pipeline
 
-        # Lesion-centred US weights: clean input, finder box, calibrated score, OOD (engine.lesion_us).
-        self.lesion = LesionUSScorer(self.model, self.spec, self.device) if is_lesion_pipeline(self.spec) else None
+        # Lesion-centred weights: calibrated score + OOD distance (US: clean input and finder box,
+        # engine.lesion_us; MG: clean film, reader's box, engine.lesion_mg).
+        self.lesion: Any = None
+        if is_lesion_pipeline(self.spec):
+            self.lesion = LesionUSScorer(self.model, self.spec, self.device)
+        elif is_mg_lesion_pipeline(self.spec):
+            self.lesion = LesionMGScorer(self.model, self.spec, self.device, saliency_fn=self._plain_saliency)
+
+    def _plain_saliency(self, image: LoadedImage | np.ndarray, box: Box, method: str) -> SaliencyMap:
+        """The classifier's own saliency of the prepared crop (MG lesion pipeline's overlay)."""
+        out = self._run_plain([ImageItem(image, box)], (method,))[0]
+        if method not in out.saliency:
+            raise ValueError(out.errors.get(method, f"{method} saliency unavailable"))
+        return out.saliency[method]
 
     def assess(self, image: LoadedImage | np.ndarray, box: Box | None = None, saliency: str | None = None) -> Any:
         """The :class:`engine.lesion_us.LesionAssessment` of one image (lesion pipelines), else None."""
@@ -242,6 +255,11 @@ class Predictor:
         """
         if self.lesion is not None:
             return self._run_lesion(items, methods)
+        return self._run_plain(items, methods, batch_size=batch_size)
+
+    def _run_plain(self, items: Sequence[ImageItem], methods: Sequence[str] = (), *,
+                   batch_size: int = 16) -> list[ImageOutput]:
+        """:meth:`run` for plain classifiers (one batched pass per method)."""
         supported = self.saliency_methods()
         preps: list[Prepared] = []
         for it in items:

@@ -51,6 +51,34 @@ _IMPLEMENTATION_UID = "1.2.826.0.1.3680043.8.498.1"  # pydicom's root + ".1": br
 _IMPLEMENTATION_VERSION = "BREASTREADER01"
 
 
+#: Lossless compressed syntaxes written through imagecodecs (grey images only).
+_ENCAPSULATED = {
+    "JPEG2000Lossless": "1.2.840.10008.1.2.4.90",
+    "JPEGLSLossless": "1.2.840.10008.1.2.4.80",
+    "JPEGLosslessSV1": "1.2.840.10008.1.2.4.70",
+}
+
+
+def _encode_frames(arr: np.ndarray, syntax: str, bits_stored: int) -> list[bytes]:
+    """One lossless codestream per frame (a JPEG 2000 image keeps 6 resolution levels, so a
+    viewer can show a reduced first view)."""
+    import imagecodecs
+
+    frames = arr if arr.ndim == 3 else arr[None]
+    out = []
+    for f in frames:
+        f = np.ascontiguousarray(f)
+        if syntax == _ENCAPSULATED["JPEG2000Lossless"]:
+            levels = max(1, min(6, int(np.log2(max(2, min(f.shape)))) - 2))
+            out.append(bytes(imagecodecs.jpeg2k_encode(f, level=0, codecformat="j2k", reversible=True,
+                                                       resolutions=levels, bitspersample=bits_stored, numthreads=1)))
+        elif syntax == _ENCAPSULATED["JPEGLSLossless"]:
+            out.append(bytes(imagecodecs.jpegls_encode(f, level=0)))
+        else:
+            out.append(bytes(imagecodecs.ljpeg_encode(f, bitspersample=bits_stored)))
+    return out
+
+
 def _syntax(name: Any) -> Any:
     from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
@@ -59,6 +87,7 @@ def _syntax(name: Any) -> Any:
         "ImplicitVRLittleEndian": ImplicitVRLittleEndian,
         "ExplicitVRBigEndian": ExplicitVRBigEndian,
         "RLELossless": RLELossless,
+        **{k: UID(v) for k, v in _ENCAPSULATED.items()},
     }
     uid = named.get(str(name))
     if uid is None and str(name) in {str(v) for v in named.values()}:
@@ -150,7 +179,8 @@ def write_dicom(
         frame_time_ms: FrameTime for multi-frame ultrasound (default 33.3 ms).
         patient_orientation: PatientOrientation row/column directions, e.g. ("A", "R").
         transfer_syntax: "ExplicitVRLittleEndian" (default), "ImplicitVRLittleEndian",
-            "ExplicitVRBigEndian" or "RLELossless".
+            "ExplicitVRBigEndian", "RLELossless", or for unsigned grey images "JPEG2000Lossless",
+            "JPEGLSLossless" or "JPEGLosslessSV1" (encoded with imagecodecs).
         extra_tags: More elements by keyword (e.g. {"BurnedInAnnotation": "NO"}).
 
     Returns:
@@ -330,6 +360,14 @@ def write_dicom(
     ds.PixelData = data.tobytes()
     # OB for 8-bit, OW for 16-bit: what Explicit VR writers put (PS3.5 8.2).
     ds["PixelData"].VR = "OW" if arr.dtype.itemsize > 1 else "OB"
+    if str(syntax) in _ENCAPSULATED.values():
+        if rgb or photometric not in ("MONOCHROME1", "MONOCHROME2") or arr.dtype.kind != "u":
+            raise ValueError(f"{transfer_syntax} is written for unsigned grey images only")
+        from pydicom.encaps import encapsulate
+
+        ds.PixelData = encapsulate(_encode_frames(arr, str(syntax), int(ds.BitsStored)))
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
     if str(syntax) == "1.2.840.10008.1.2.5":  # RLE Lossless with pydicom's own encoder
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
         ds.compress(pydicom.uid.RLELossless, encoding_plugin="pydicom")

@@ -14,7 +14,7 @@ _torchvision_shim.ensure()
 
 from engine.models.registry import get_model, list_models, model_info, register_model  # noqa: E402
 
-_FAMILIES: tuple[str, ...] = ("efficientnet_lite", "hijab", "habib", "qi", "an", "mri_attention", "us_lesion")
+_FAMILIES: tuple[str, ...] = ("efficientnet_lite", "hijab", "habib", "qi", "an", "mri_attention", "us_lesion", "mg_lesion")
 
 for _mod in _FAMILIES:
     importlib.import_module(f"engine.models.{_mod}")

@@ -10,14 +10,13 @@ Images using Transfer Learning", ICABME 2019. Three variants of VGG16 (Simonyan 
   fine-tuned with SGD (their best model, accuracy 0.97, AUC 0.98 on their data).
 
 The paper's augmentations (rotations by 90/180/270 degrees, width/height shifts, rescaling,
-shear, zoom, horizontal flips, fill) are :func:`hijab_augmentation`; the optimiser of the
-fine-tuned variant is :func:`hijab_sgd`. The classifier head is the Keras transfer-learning top
+shear, zoom, horizontal flips, nearest fill) are the trainer's one augmentation pipeline,
+``[augment] preset = "hijab"`` (:mod:`engine.train.augment`); the optimiser of the fine-tuned
+variant is :func:`hijab_sgd`. The classifier head is the Keras transfer-learning top
 (flatten -> dense 256 ReLU -> dropout 0.5 -> output) on a 7x7 adaptive pool so any input size works.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -81,24 +80,6 @@ class HijabVGG16(BreastClassifier):
 def hijab_sgd(model: nn.Module, *, lr: float = 1e-4, momentum: float = 0.9) -> torch.optim.SGD:
     """SGD over the trainable parameters only (Hijab 2019 fine-tunes with SGD)."""
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
-
-
-def hijab_augmentation(size: int = 224) -> Any:
-    """The paper's augmentation: 90/180/270 rotations, shifts, rescale/zoom, shear, h-flip, fill.
-
-    Returns:
-        A torchvision ``transforms.v2`` pipeline acting on ``(C, H, W)`` float tensors.
-    """
-    import torchvision.transforms.v2 as T
-
-    return T.Compose(
-        [
-            T.RandomChoice([T.RandomRotation((a, a)) for a in (0, 90, 180, 270)]),
-            T.RandomAffine(degrees=0, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10, fill=0.0),
-            T.RandomHorizontalFlip(),
-            T.Resize((size, size), antialias=True),
-        ]
-    )
 
 
 def _reg(name: str, mode: str, doc: str) -> None:

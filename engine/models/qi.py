@@ -203,13 +203,10 @@ def five_crops(img: torch.Tensor, size: int = QI_INPUT) -> torch.Tensor:
 
 
 def random_crop(img: torch.Tensor, size: int = QI_INPUT, rng: random.Random | None = None) -> torch.Tensor:
-    """Training input: shorter side to ``size``, one random ``size x size`` crop."""
+    """Training input: shorter side to ``size``, one random ``size x size`` crop
+    (:func:`engine.imaging.geometry.random_crop`, the one crop code)."""
     r = rng or random
-    x = resize_shorter_side(img, size)
-    h, w = x.shape[-2:]
-    top = r.randint(0, h - size)
-    left = r.randint(0, w - size)
-    return x[:, top:top + size, left:left + size]
+    return geometry.random_crop(resize_shorter_side(img, size), (size, size), lambda n: r.randint(0, n))
 
 
 @torch.no_grad()

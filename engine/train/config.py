@@ -268,6 +268,10 @@ class ShipConfig:
         extra: Extra ``spec.json`` entries (e.g. ``saliency_note``).
         parity_images: Images re-scored through the app's Predictor after writing (max abs
             difference must stay under 1e-4).
+        calibrate: ``platt`` to fit Platt scaling on partition 0's out-of-fold logits (shipped
+            in ``spec.extra["platt"]``; its ECE is cross-fitted over the folds), or ``""``.
+        ood_percentile: With a model that has an OOD measure (``set_ood``), the warning
+            threshold is this percentile of the out-of-fold (held-out) distances; 0 = off.
     """
 
     name: str = ""
@@ -295,6 +299,8 @@ class ShipConfig:
     card_notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     parity_images: int = 2
+    calibrate: str = ""
+    ood_percentile: float = 0.0
 
 
 @dataclass

@@ -122,10 +122,15 @@ def make_spec(cfg: TrainConfig, metrics: dict[str, Any] | None = None, threshold
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"ship.preprocess: {exc}") from None
     cfg_model = {k: v for k, v in cfg.model.cfg.items() if k != "pretrained"}
+    extra = {**({"training_data": sh.training_data} if sh.training_data else {}), **sh.extra}
+    for k in ("platt", "ood_threshold"):  # out-of-fold calibration / OOD warning (engine.train.calibrate_ood)
+        if metrics and k in metrics:
+            extra[k] = metrics[k]
     return WeightsSpec(name=sh.name, model=cfg.model.name, model_cfg=cfg_model, modality=sh.modality,
                        class_names=list(sh.class_names), threshold=float(threshold), synthetic=bool(sh.synthetic),
-                       init=sh.init, preprocess=pre, metrics=dict(metrics or {}),
-                       extra={**({"training_data": sh.training_data} if sh.training_data else {}), **sh.extra})
+                       init=sh.init, preprocess=pre,
+                       metrics={k: v for k, v in (metrics or {}).items() if not k.startswith("oof_")},
+                       extra=extra)
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -317,8 +322,50 @@ def prepare(cfg: TrainConfig, *, progress: ProgressCallback | None = None) -> Re
     st = RecipeState(items, np.array([it.label for it in items]), np.array([it.group for it in items]))
     if cfg.train.mode == "linear_probe":
         st.model = build_model(cfg).eval()
-        st.eval_feats, st.train_feats = probe_features(cfg, st.model, make_spec(cfg), items, progress=progress)
+        cached = _feature_cache_path(cfg, items)
+        if cached is not None and cached.is_file():
+            with np.load(cached) as z:
+                st.eval_feats, st.train_feats = z["eval"], z["train"]
+            report(progress, len(items), len(items), f"features from the cache {cached.name}")
+        else:
+            st.eval_feats, st.train_feats = probe_features(cfg, st.model, make_spec(cfg), items, progress=progress)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_name(cached.stem + ".tmp.npz")
+                np.savez(tmp, eval=st.eval_feats, train=st.train_feats)
+                tmp.replace(cached)
     return st
+
+
+#: Environment variable naming a folder (outside the repository) where frozen probe features are
+#: cached between runs of configs that share model, preprocessing, views and data.
+FEATURE_CACHE_ENV = "BREAST_ENGINE_FEATURE_CACHE"
+
+
+def _feature_cache_path(cfg: TrainConfig, items: list[Item]) -> Any:
+    """``$BREAST_ENGINE_FEATURE_CACHE/<key>.npz`` for this config's features, or None (no cache).
+
+    The key hashes everything the features depend on: architecture and its config (heads and
+    OOD settings excluded: they do not change the trunk), the typed preprocessing, the training
+    views, the seed and every item's id, file and box.
+    """
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    root = os.environ.get(FEATURE_CACHE_ENV, "")
+    if not root:
+        return None
+    sh = cfg.ship
+    pre = dict(sh.preprocess)
+    pre.pop("description", None)
+    mcfg = {k: v for k, v in cfg.model.cfg.items() if k not in ("num_classes", "ood_dims")}
+    key = {"model": cfg.model.name, "cfg": mcfg, "pre": pre, "views": sh.views, "margins": list(sh.margins),
+           "random_crops": sh.random_crops, "seed": cfg.train.seed, "torch": torch.__version__,
+           "items": [[it.item_id, it.path, list(it.box) if it.box else None] for it in items]}
+    h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return Path(root) / f"probe_{cfg.model.name}_{h}.npz"
 
 
 def evaluate_recipe(cfg: TrainConfig, st: RecipeState | None = None, *,
@@ -359,8 +406,10 @@ def evaluate_recipe(cfg: TrainConfig, st: RecipeState | None = None, *,
             report(progress, len(grid), len(sh.c_grid), f"C={c}: mean pooled AUC {grid[str(c)]:.4f}")
         c_best = float(max(sh.c_grid, key=lambda c: grid[str(c)]))
     runs = []
+    oofs = []
     for r, p in enumerate(partitions):
-        runs.append(summarize_oof(y, oof(c_best, p), p))
+        oofs.append(oof(c_best, p))
+        runs.append(summarize_oof(y, oofs[-1], p))
         report(progress, r + 1, len(partitions), f"partition {r}: AUC {runs[-1]['auc_mean']:.4f}")
     means = [r["auc_mean"] for r in runs]
     pooled = [r["pooled_auc"] for r in runs]
@@ -382,6 +431,23 @@ def evaluate_recipe(cfg: TrainConfig, st: RecipeState | None = None, *,
     }
     if grid:
         metrics["c_grid_mean_pooled_auc"] = grid
+    if sh.calibrate:
+        if sh.calibrate != "platt":
+            raise ConfigError(f"ship.calibrate = {sh.calibrate!r}; expected 'platt' or ''")
+        from engine.train.calibrate_ood import calibration_metrics
+
+        metrics.update(calibration_metrics(y, oofs[0], partitions[0], list(zip(oofs[1:], partitions[1:]))))
+    if sh.ood_percentile > 0:
+        if not hasattr(st.model, "set_ood"):
+            raise ConfigError(f"ship.ood_percentile needs a model with an OOD measure (set_ood); {cfg.model.name} has none")
+        from engine.train.calibrate_ood import ood_metrics
+
+        k = int(st.model.ood_proj.shape[0])
+        metrics.update(ood_metrics(st.eval_feats[:, 0, 0], partitions[0], k, float(sh.ood_percentile)))
+    # every partition's out-of-fold scores (item order), for paired comparisons between configs
+    metrics["oof_ids"] = [it.item_id for it in st.items]
+    metrics["oof_labels"] = [int(v) for v in y]
+    metrics["oof_scores_all_partitions"] = [[round(float(v), 6) for v in o] for o in oofs]
     return metrics, st
 
 
@@ -398,6 +464,8 @@ def train_recipe(cfg: TrainConfig, metrics: dict[str, Any], st: RecipeState, *,
         idx = np.arange(len(st.items))
         clfs = fit_probe(st.train_feats, st.labels, idx, float(metrics.get("c", cfg.ship.c)))
         write_probe(st.model, clfs)
+        if cfg.ship.ood_percentile > 0 and hasattr(st.model, "set_ood"):
+            st.model.set_ood(st.eval_feats[:, 0, 0])  # all dev lesions; threshold from held-out folds
         scores = probe_scores(clfs, st.eval_feats, idx[:n_check])
         return st.model, {"scores": scores.tolist(), "ids": [it.item_id for it in st.items[:n_check]]}
     if cfg.train.mode == "supervised_attention":

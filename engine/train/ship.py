@@ -8,6 +8,12 @@
 4. parity: the app's own :class:`~engine.inference.Predictor` re-scores the first images from
    disk and must agree with the recipe's in-memory scores (1e-4).
 
+Fine-tune configs (``train.mode = "finetune"``, the gradient trainer) ship the same way
+(:func:`ship_finetune`): the card's metrics are ``breast-engine evaluate --protocol kfold`` of the
+config (``[ship] folds`` / ``repeats``), the weights are :func:`engine.train.loop.fit` on all the
+data, and the spec's preprocessing is the one the datasets used (``[ship] preprocess`` or the one
+derived from ``[data]``, :func:`engine.train.data.preprocess_of`).
+
 The same config and seed give the same bytes (no timestamps anywhere; ``tests/engine/test_ship.py``).
 """
 
@@ -18,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from engine.errors import BreastReaderError, ConfigError
@@ -65,6 +72,9 @@ def model_card(cfg: TrainConfig, spec: WeightsSpec, config_path: str) -> str:
     for k, v in m.items():
         if k in ("protocol", "recipe"):
             continue
+        if k == "platt" and isinstance(v, list) and len(v) == 2:  # (a, b), not an interval
+            lines.append(f"| {k} | a = {v[0]:.4f}, b = {v[1]:.4f} (p = sigmoid(a·logit + b)) |")
+            continue
         lines.append(f"| {k} | {_fmt(v)} |")
     lines += ["", f"Operating threshold (F2-selected on partition 0's out-of-fold scores): {spec.threshold:.4f}", "",
               "## Preprocessing (`spec.json` `preprocess`, applied by `spec.transforms()` in training, "
@@ -94,8 +104,7 @@ def ship(cfg: TrainConfig, out: str | Path, *, config_path: str = "CONFIG",
         ParityError: the app's predictor does not reproduce the recipe's scores.
     """
     if cfg.train.mode == "finetune":
-        raise ConfigError("breast-engine ship runs a recipe: set train.mode = linear_probe or supervised_attention "
-                          "(finetune configs are trained with breast-engine train)")
+        return ship_finetune(cfg, out, config_path=config_path, progress=progress)
     torch.manual_seed(cfg.train.seed)
     metrics, st = evaluate_recipe(cfg, progress=progress)
     model, check = train_recipe(cfg, metrics, st, progress=progress)
@@ -116,10 +125,92 @@ def ship(cfg: TrainConfig, out: str | Path, *, config_path: str = "CONFIG",
     pred = Predictor(folder, device="cpu")
     diffs = []
     for it, want in zip(st.items, check["scores"]):
-        got = pred.predict(it.image, box=it.box)
+        # lesion pipelines calibrate their output: parity is on the uncalibrated score
+        got = pred.assess(it.image, it.box).raw_score if pred.lesion is not None else pred.predict(it.image, box=it.box)
         diffs.append(abs(got - float(want)))
     worst = max(diffs) if diffs else 0.0
     if worst > 1e-4:
         raise ParityError(f"{folder}: the app's predictor differs from the recipe by {worst:.2e} on "
                           f"{check['ids'][diffs.index(worst)]}")
+    return {"folder": str(folder), "sha256": spec.sha256, "metrics": metrics, "parity_max_abs_diff": worst}
+
+
+def _finetune_metrics(cv: dict[str, Any], folds: int, repeats: int) -> dict[str, Any]:
+    """The card's figures from ``cross_validate``'s report (rounded: the bytes must not depend
+    on the last float digit's platform noise)."""
+    pooled = cv["pooled"]
+    calls = pooled.get("calls", {})
+    protocol = (f"{folds}-fold grouped stratified CV" if repeats <= 1 else f"{repeats} x {folds}-fold grouped stratified CV")
+    m: dict[str, Any] = {"protocol": protocol + " (breast-engine evaluate, the same config)",
+                         "recipe": "finetune (engine.train.loop.fit)",
+                         "pooled_auc": round(float(pooled["auc"]), 4),
+                         "pooled_auc_delong_ci95": [round(float(v), 4) for v in pooled["auc_ci"]],
+                         "n_lesions": int(pooled["n"])}
+    fm = (cv.get("fold_mean") or {}).get("auc")
+    if isinstance(fm, dict) and fm.get("mean") is not None:
+        m["fold_mean_auc"] = round(float(fm["mean"]), 4)
+    for k in ("sensitivity", "specificity", "f2"):
+        if calls.get(k) is not None:
+            m[f"calls_{k}"] = round(float(calls[k]), 4)
+    thr = pooled.get("threshold")
+    if thr is not None:
+        m["f2_threshold"] = round(float(thr), 6)
+    return m
+
+
+def ship_finetune(cfg: TrainConfig, out: str | Path, *, config_path: str = "CONFIG",
+                  progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Ship a gradient-trained (``finetune``) config: CV for the card, ``fit`` on all data, parity.
+
+    Returns:
+        ``{"folder", "sha256", "metrics", "parity_max_abs_diff"}``.
+
+    Raises:
+        ConfigError: ``[ship]`` lacks ``name`` / ``modality``, or the data is not binary.
+        ParityError: the app's predictor does not reproduce ``evaluate``'s scores (1e-4).
+    """
+    from engine.inference import Predictor
+    from engine.train.data import load_dataset, preprocess_of, read_model_image
+    from engine.train.loop import build_model, fit, predict, seed_everything
+    from engine.train.protocols import cross_validate
+
+    sh = cfg.ship
+    if not sh.name or not sh.modality:
+        raise ConfigError("[ship] needs name and modality")
+    ds = load_dataset(cfg)
+    if len(ds.classes) != 2:
+        raise ConfigError(f"breast-engine ship scores binary tasks; the data has classes {ds.classes}")
+    folds, repeats = int(sh.folds), int(sh.repeats)
+    cv = cross_validate(cfg, ds, protocol="kfold" if repeats <= 1 else "repeated-kfold", folds=folds,
+                        repeats=max(1, repeats), progress=progress)
+    metrics = _finetune_metrics(cv, folds, repeats)
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg)
+    fit(model, ds.subset(range(len(ds)), train=True), None, cfg=cfg.override(["train.select=[]"]), progress=progress)
+    model.eval()
+    pre = preprocess_of(cfg)
+    cfg_model = {k: v for k, v in cfg.model.cfg.items() if k != "pretrained"}
+    spec = WeightsSpec(name=sh.name, model=cfg.model.name, model_cfg=cfg_model, modality=sh.modality,
+                       class_names=list(sh.class_names), threshold=float(metrics.get("f2_threshold", 0.5)),
+                       synthetic=bool(sh.synthetic or getattr(ds, "synthetic", False)), init=sh.init,
+                       preprocess=pre, metrics=metrics,
+                       extra={**({"training_data": sh.training_data} if sh.training_data else {}), **sh.extra})
+    if sh.fp16_weights:
+        model = model.half()
+    folder = save_weights(model.cpu(), spec, out)
+    (Path(folder) / "MODEL_CARD.md").write_text(model_card(cfg, spec, config_path), encoding="utf-8")
+    if sh.licence_file:
+        src = Path(sh.licence_file)
+        shutil.copyfile(src, Path(folder) / (sh.licence_name or src.name))
+    n = min(int(sh.parity_images), len(ds))
+    want = predict(model.float(), ds.subset(range(n), train=False), device="cpu") if n else np.zeros(0)
+    pred = Predictor(folder, device="cpu")
+    diffs = []
+    for i in range(n):
+        img, box = ds.image_and_box(i) if hasattr(ds, "image_and_box") else (read_model_image(ds.samples[i].path), None)
+        diffs.append(abs(pred.predict(img, box=box) - float(want[i])))
+    worst = max(diffs) if diffs else 0.0
+    if worst > 1e-4:
+        raise ParityError(f"{folder}: the app's predictor differs from evaluate's scores by {worst:.2e} on "
+                          f"{ds.samples[diffs.index(worst)].path}")
     return {"folder": str(folder), "sha256": spec.sha256, "metrics": metrics, "parity_max_abs_diff": worst}

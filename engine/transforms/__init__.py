@@ -12,13 +12,16 @@ The steps, in order:
 2. **intensity** to [0, 1] (``auto``: 8-bit / 255, else the first DICOM window, else the
    0.5-99.5 percentiles; ``percentile``: always the percentiles);
 3. **colour policy** (``gray``: luminance, then replicated to ``in_chans``; ``keep``: RGB stays
-   RGB for 3-channel models);
+   RGB for 3-channel models); ``clean = "film"``: on a mammogram, burned-in film labels,
+   markers and film-border strips are masked to the background
+   (:func:`engine.imaging.breast.clean_film`);
 4. **crop policy** (``whole`` image, ``lesion_box`` = the reader's box + ``box_margin`` of its
    size per side, ``breast_box`` = the breast's bounding box); ``box`` says whether a box is
    ``ignored`` (whole-image models: a crop would be out of distribution), ``optional`` or
    ``required``; ``orient`` turns the chest wall to the left (An 2019);
-5. **resize** with a named interpolation: ``stretch`` to ``size`` or ``five_crop`` (shorter
-   side to ``size``, Qi 2019's five uniformly spaced crops, scores averaged);
+5. **resize** with a named interpolation: ``stretch`` to ``size``, ``five_crop`` (shorter
+   side to ``size``, Qi 2019's five uniformly spaced crops, scores averaged) or ``center_crop``
+   (shorter side to ``size``, the central ``size`` crop: Qi's single-input evaluation);
 6. **normalisation** ``(x - mean) / std`` (torchvision v2 ``Normalize``).
 """
 
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 
 from engine.imaging.breast import chest_wall_side
-from engine.imaging.geometry import Box, expand_box, five_crops, resize
+from engine.imaging.geometry import Box, center_crop, expand_box, five_crops, resize, resize_shorter_side
 from engine.imaging.intensity import percentile_unit, to_gray, to_unit_range
 from engine.io.types import LoadedImage
 
@@ -40,16 +43,18 @@ Intensity = Literal["auto", "percentile"]
 Colour = Literal["gray", "keep"]
 Crop = Literal["whole", "lesion_box", "breast_box"]
 BoxPolicy = Literal["ignored", "optional", "required"]
-Resize = Literal["stretch", "five_crop"]
+Resize = Literal["stretch", "five_crop", "center_crop"]
 Interpolation = Literal["bilinear", "bicubic", "nearest", "area"]
+Clean = Literal["none", "film"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "intensity": ("auto", "percentile"),
     "colour": ("gray", "keep"),
     "crop": ("whole", "lesion_box", "breast_box"),
     "box": ("ignored", "optional", "required"),
-    "resize": ("stretch", "five_crop"),
+    "resize": ("stretch", "five_crop", "center_crop"),
     "interpolation": ("bilinear", "bicubic", "nearest", "area"),
+    "clean": ("none", "film"),
 }
 
 
@@ -68,9 +73,16 @@ class Preprocess:
         box: Reader's box policy: ``ignored``, ``optional`` or ``required``.
         box_margin: Fraction of the box size added per side.
         orient: Mirror mammograms so the chest wall is on the left.
-        resize: ``stretch`` or ``five_crop``.
+        resize: ``stretch``, ``five_crop`` or ``center_crop``.
         interpolation: ``bilinear``, ``bicubic``, ``nearest`` or ``area``.
         antialias: Antialias when down-sampling (bilinear/bicubic).
+        patch_px: With ``crop = "lesion_box"``: when > 0, the region is a fixed square of this
+            many image pixels centred on the box (shifted inside the image) instead of the box +
+            margin -- An et al. 2019's tissue patches at a fixed magnification, which keep the
+            lesion's physical size; 0 = box + margin.
+        clean: ``none`` or ``film``: on a mammogram, mask burned-in film labels, markers and
+            film-border strips to the background before cropping
+            (:func:`engine.imaging.breast.clean_film`).
         description: Free text for the model card.
     """
 
@@ -87,6 +99,8 @@ class Preprocess:
     resize: Resize = "stretch"
     interpolation: Interpolation = "bilinear"
     antialias: bool = True
+    clean: Clean = "none"
+    patch_px: int = 0
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -98,6 +112,8 @@ class Preprocess:
             raise ValueError(f"preprocess.size must be [h, w], got {list(self.size)}")
         if len(self.mean) != len(self.std) or len(self.mean) not in (1, self.in_chans):
             raise ValueError("preprocess.mean/std must have one value per input channel")
+        if self.patch_px < 0:
+            raise ValueError(f"preprocess.patch_px must be >= 0, got {self.patch_px}")
         if self.crop == "lesion_box" and self.box == "ignored":
             raise ValueError("preprocess.crop = 'lesion_box' needs box 'optional' or 'required'")
 
@@ -245,9 +261,15 @@ class EvalTransform:
         a, mod = self.unit(image, frame)
         if modality:
             mod = modality
+        if pre.clean == "film" and mod == "MG" and a.ndim == 2:
+            from engine.imaging.breast import clean_film
+
+            a = clean_film(a)
         shape = (int(a.shape[0]), int(a.shape[1]))
         b = self.box_for(box)
-        if b is not None:
+        if b is not None and pre.patch_px > 0:
+            region = _fixed_patch(b, shape, int(pre.patch_px))
+        elif b is not None:
             region = expand_box(b, shape, pre.box_margin)
         elif pre.crop == "breast_box":
             from engine.imaging.breast import breast_bbox
@@ -269,6 +291,14 @@ class EvalTransform:
         elif t.shape[0] == 3 and pre.in_chans == 1:
             t = t.mean(0, keepdim=True)
         return t.contiguous(), region, flipped, shape
+
+    def resized(self, t: torch.Tensor) -> torch.Tensor:
+        """Step 5 before any crop: ``stretch`` to ``size``, else the shorter side to ``size[0]``
+        (aspect kept; what the five / centre / a training random crop are taken from)."""
+        pre = self.pre
+        if pre.resize == "stretch":
+            return resize(t, (int(pre.size[0]), int(pre.size[1])), mode=pre.interpolation, antialias=pre.antialias)
+        return resize_shorter_side(t, int(pre.size[0]), mode=pre.interpolation, antialias=pre.antialias)
 
     def normalise(self, t: torch.Tensor) -> torch.Tensor:
         """Step 6: ``(x - mean) / std`` per channel (torchvision v2 ``Normalize``; batched or not)."""
@@ -293,12 +323,24 @@ class EvalTransform:
         if pre.five_crop:
             t = five_crops(t, int(pre.size[0]), mode=pre.interpolation, antialias=pre.antialias)
         else:
-            t = resize(t, (int(pre.size[0]), int(pre.size[1])), mode=pre.interpolation, antialias=pre.antialias)
+            t = self.resized(t)
+            if pre.resize == "center_crop":
+                t = center_crop(t, (int(pre.size[0]), int(pre.size[1])))
         t = self.normalise(t)
         used: int | None = None
         if isinstance(image, LoadedImage) and is_stack(image):
             used = int(image.pixels.shape[0]) // 2 if frame is None else frame
         return Prepared(t.contiguous(), region, flipped, shape, used)
+
+
+def _fixed_patch(box: Box, shape: tuple[int, int], side: int) -> tuple[int, int, int, int]:
+    """A ``side`` x ``side`` square centred on ``box``, shifted to lie inside ``shape`` (rows, cols)."""
+    rows, cols = shape
+    sy, sx = min(side, rows), min(side, cols)
+    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+    x0 = int(round(min(max(cx - sx / 2, 0), cols - sx)))
+    y0 = int(round(min(max(cy - sy / 2, 0), rows - sy)))
+    return x0, y0, x0 + sx, y0 + sy
 
 
 def from_legacy(spec_fields: dict[str, Any]) -> Preprocess:

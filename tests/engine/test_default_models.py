@@ -62,8 +62,25 @@ def test_mri_default_is_the_resnet18_variant_and_loads() -> None:
     assert read_spec(ROOT / DEFAULTS["MR"]).model == "mri_attention_resnet18"
     pred = load_predictor("MR")
     case = synthetic_mri_case(100001, malignant=True, n_slices=6, size=96)
-    p = pred.predict(case["volume"][3])
-    assert 0.0 <= float(p) <= 1.0
+    assert pred.predict(case["volume"][3]) == pytest.approx(pred.predict_batch([case["volume"][3]])[0], abs=1e-6)
+
+
+def test_mri_default_reproduces_its_cards_test_auc() -> None:
+    """The Predictor (what score and the app run) re-scores the card's independent SYNTHETIC test
+    set (seeds 100000-100099, the slice through each lesion) and gets the card's malignancy AUC;
+    another preprocessing, output index or untrained weights would not (float16 weights: 2e-3)."""
+    if "MR" not in DEFAULTS:
+        pytest.skip("no MR default shipped")
+    from engine.data.synthetic import MRI_TASKS, synthetic_mri_case
+    from engine.inference import load_predictor
+    from engine.stats.roc import empirical_auc as auc
+    from engine.train.recipes import _mri_item
+
+    spec = read_spec(ROOT / DEFAULTS["MR"])
+    want = spec.metrics["test_auc_delong_ci95"]["malignancy"][0]
+    items = [_mri_item(s, 10, 128, MRI_TASKS, synthetic_mri_case) for s in range(100000, 100100)]
+    p = load_predictor("MR").predict_batch([it.image for it in items])
+    assert float(auc(np.array([it.label for it in items]), np.array(p))) == pytest.approx(want, abs=2e-3)
 
 
 def test_models_root_is_this_folder() -> None:

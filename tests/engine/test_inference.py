@@ -163,7 +163,15 @@ def test_lesion_model_refuses_to_score_without_a_box(root: Path) -> None:
     px = np.zeros((64, 64), np.uint8)
     with pytest.raises(BoxRequiredError, match="draw a box"):
         pred.predict(_img(px))
-    assert 0.0 <= pred.predict(_img(px), (10, 10, 30, 30)) <= 1.0
+    # the score is the same weights' score of the box grown by 15 % per side (worked by hand:
+    # a 20 px box gains 3 px a side -> rows/cols 7..32), not of the whole image
+    rng = np.random.default_rng(3)
+    px = (rng.random((64, 64)) * 255).astype(np.uint8)
+    px[12:28, 12:28] = 250
+    whole = Predictor(_weights_with(root, "lesion_whole", {"needs_box": False}))  # same seed, same weights
+    p_box = pred.predict(_img(px), (10, 10, 30, 30))
+    assert p_box == pytest.approx(whole.predict(_img(px[7:33, 7:33].copy())), abs=1e-6)
+    assert abs(p_box - whole.predict(_img(px))) > 2e-4  # random-init net: small, but 200x the tolerance
 
 
 @pytest.mark.parametrize("shape", [(40, 100), (100, 40), (50, 50)])

@@ -136,12 +136,10 @@ def test_habib_lesion_patch_from_contour() -> None:
     assert 0.2 < wide.mean() < 0.6  # context around the lesion
 
 
-def test_hijab_augmentation_and_freezing() -> None:
-    from engine.models.hijab import hijab_augmentation, hijab_sgd
+def test_hijab_freezing_and_sgd() -> None:
+    from engine.models.hijab import hijab_sgd
 
     torch.manual_seed(0)
-    aug = hijab_augmentation(64)
-    assert aug(torch.rand(3, 80, 100)).shape == (3, 64, 64)
     ft = get_model("hijab_vgg16_finetune", pretrained=False)
     trainable = {n.split(".")[1] for n, p in ft.named_parameters() if p.requires_grad and n.startswith("features")}
     assert trainable == {"24", "26", "28"}  # conv5_1..conv5_3 only

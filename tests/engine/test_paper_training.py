@@ -203,22 +203,110 @@ def test_qi_algorithm1_through_fit(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(cfg)
     sn0, mt0 = _snapshot(model.sn), _snapshot(model.mt)
-    branches: set[float] = set()
+    # Every CAM each net makes, and the CAM argument each net is called with (module pre-hooks on
+    # the Mt-Net and Sn-Net calls: only the loss-bearing forwards go through __call__).
+    made: dict[str, list[torch.Tensor]] = {"mt": [], "sn": []}
+    fed: list[tuple[str, torch.Tensor | None, bool]] = []
+    mt_cam, sn_fwc = model.mt.cam_from_features, model.sn.forward_with_cam
 
-    def spy(done: int, total: int, msg: str) -> None:
-        if model.last_losses:
-            branches.add(model.last_losses["with_cam"])
+    def mt_cam_spy(*a: Any, **k: Any) -> torch.Tensor:
+        out = mt_cam(*a, **k)
+        made["mt"].append(out)
+        return out
+
+    def sn_fwc_spy(*a: Any, **k: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        out = sn_fwc(*a, **k)
+        made["sn"].append(out[1])
+        return out
+
+    model.mt.cam_from_features = mt_cam_spy  # type: ignore[method-assign]
+    model.sn.forward_with_cam = sn_fwc_spy  # type: ignore[method-assign]
+
+    def pre(net: str) -> Any:
+        def hook(mod: torch.nn.Module, args: tuple[Any, ...]) -> None:
+            cam = args[1] if len(args) > 1 else None
+            fed.append((net, cam, mod.training))
+        return hook
+
+    model.mt.register_forward_pre_hook(pre("mt"))
+    model.sn.register_forward_pre_hook(pre("sn"))
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return a.shape == b.shape and a.data_ptr() == b.data_ptr()
 
     five = load_dataset(cfg.override(["data.resize=shorter_side", "data.eval_crops=5"]))
     assert five[0][0].shape == (5, 3, 75, 75)  # Qi's multi-input prediction at validation
-    res = fit(model, ds.subset(range(8), train=True), five.subset(range(4), train=False), cfg=cfg, progress=spy)
+    res = fit(model, ds.subset(range(8), train=True), five.subset(range(4), train=False), cfg=cfg)
     losses = [h["train_loss"] for h in res.history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert not _same(sn0, _snapshot(model.sn)) and not _same(mt0, _snapshot(model.mt))  # both nets trained
-    assert branches == {0.0, 1.0}  # both ways of training the Mt-Net (Algorithm 1 lines 5-16) ran
+    train_calls = [(n, c) for n, c, training in fed if training]
+    assert len(train_calls) == 2 * 3 * 2  # 2 batches x 3 epochs, one Mt-Net and one Sn-Net loss each
+    # Algorithm 1 lines 17-20: the Sn-Net is always trained with the Mt-Net's CAM (never its own)
+    sn_cams = [c for n, c in train_calls if n == "sn"]
+    assert all(c is not None and any(same(c, m) for m in made["mt"]) for c in sn_cams)
+    assert not any(same(c, m) for c in sn_cams if c is not None for m in made["sn"])
+    # lines 4-16: the Mt-Net is trained either without a CAM or with the Sn-Net's CAM (never its own)
+    mt_cams = [c for n, c in train_calls if n == "mt"]
+    with_cam = [c for c in mt_cams if c is not None]
+    assert 0 < len(with_cam) < len(mt_cams)  # both branches ran in these 6 steps
+    assert all(any(same(c, m) for m in made["sn"]) for c in with_cam)
+    assert not any(same(c, m) for c in with_cam for m in made["mt"])
+    # validation (eval mode) is the REM chain: the Mt-Net scores with CAM^Sn
+    val_mt = [c for n, c, training in fed if n == "mt" and not training]
+    assert val_mt and all(c is not None and any(same(c, m) for m in made["sn"]) for c in val_mt)
     assert "val_auc" in res.history[-1]
-    advice = model.eval().advice(ds[0][0][None])
-    assert advice[0] in ("further examination advised", "periodic follow-up")
+    from engine.models.qi import cascade_advice
+
+    model.eval()
+    x0 = ds[0][0][None]
+    with torch.no_grad():
+        lm, ls = model.forward_both(x0)
+    pm, ps = float(torch.softmax(lm, 1)[0, 1]), float(torch.softmax(ls, 1)[0, 1])
+    assert model.advice(x0) == [cascade_advice(pm, ps)]
+    assert model.advice(x0, t_malignant=pm, t_solid=2.0) == ["further examination advised"]  # Mt-Net alone
+    assert model.advice(x0, t_malignant=2.0, t_solid=ps) == ["further examination advised"]  # Sn-Net alone
+    assert model.advice(x0, t_malignant=pm + 1e-3, t_solid=ps + 1e-3) == ["periodic follow-up"]
+
+
+@pytest.mark.parametrize("size, differ", [(80, False), (112, True)])
+def test_basic_and_rem_differ_where_the_cam_is_spatial(size: int, differ: bool) -> None:
+    """The two reduced-budget configs differ only in lam. At 80 px both nets end on a 1 x 1 grid,
+    the min-max normalised CAM is 0 and REM is BASIC bit for bit (why the 80 px pair in
+    docs/results.md was identical); at 112 px (2 x 2 grids) the CAM is spatial and REM's
+    malignancy scores and training loss differ from BASIC's from the same initial weights."""
+    from engine.train.config import load_config
+
+    cfgs = {lam: load_config(ROOT / "configs" / f"qi_mtnet_snnet_{name}_reduced.toml",
+                             [f"data.image_size=[{size},{size}]", "train.device=\"cpu\""])
+            for lam, name in ((0.0, "basic"), (1.0, "rem"))}
+    assert {lam: c.model.cfg["lam"] for lam, c in cfgs.items()} == {0.0: 0.0, 1.0: 1.0}
+    from engine.train.loop import build_model
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, size, size, generator=g)
+    batch = (x, torch.tensor([0, 1]), torch.tensor([1, 0]))
+    out: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    for lam, cfg in cfgs.items():
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        with torch.no_grad():
+            f = model.mt.forward_features(x)
+            cam = model.mt.cam_from_features(f, model.mt.forward_head(f), (size, size))
+            p = model.malignancy(model(x))
+        model.train()
+        torch.manual_seed(5)  # p >= 0.5: the Mt-Net is trained with CAM^Sn (Algorithm 1 line 7)
+        assert float(torch.rand(())) >= 0.5
+        torch.manual_seed(5)
+        loss = model.training_step(batch).detach()
+        out[lam] = (cam, p, loss)
+    cam = out[1.0][0]
+    assert float(cam.max() - cam.min()) == (pytest.approx(1.0, abs=1e-4) if differ else 0.0)
+    if differ:
+        assert float((out[1.0][1] - out[0.0][1]).abs().max()) > 1e-4
+        assert abs(float(out[1.0][2] - out[0.0][2])) > 1e-4
+    else:
+        assert torch.equal(out[1.0][1], out[0.0][1]) and torch.equal(out[1.0][2], out[0.0][2])
 
 
 def test_qi_without_solid_labels_is_a_config_error(tmp_path: Path) -> None:

@@ -116,12 +116,66 @@ def test_shipped_weights_score_like_the_recipe_through_the_cli(tiny_config: Path
     assert got == pytest.approx(want, abs=1e-5)
 
 
-def test_ship_refuses_a_finetune_config(tmp_path: Path) -> None:
-    from engine.errors import ConfigError
-    from engine.train.config import load_config
-    from engine.train.ship import ship
+FINETUNE = """
+[data]
+kind = "image_folder_csv"
+path = "{data}"
+image_size = [32, 32]
+grayscale = true
+mean = [0.5]
+std = [0.25]
 
-    cfg = tmp_path / "x.toml"
-    cfg.write_text('[data]\nkind = "image_folder_csv"\npath = "."\n[model]\nname = "habib_basic_cnn"\n')
-    with pytest.raises(ConfigError, match="ship"):
-        ship(load_config(cfg), tmp_path / "out")
+[model]
+name = "habib_basic_cnn"
+
+[model.cfg]
+in_chans = 1
+
+[augment]
+preset = "hijab"
+
+[optim]
+name = "adam"
+lr = 0.003
+
+[train]
+mode = "finetune"
+epochs = 2
+batch_size = 4
+seed = 5
+threads = 1
+device = "cpu"
+select = []
+
+[ship]
+name = "tiny_ft"
+modality = "US"
+folds = 2
+parity_images = 4
+"""
+
+
+def test_ship_a_finetune_config_same_bytes_card_from_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A gradient-trained (train.mode = finetune) config ships too: same config + seed -> same
+    bytes; the card's AUC is `evaluate --protocol kfold` of the same config; the spec's
+    preprocessing is the datasets' own (so the parity check inside ship passed); another
+    seed gives other weights."""
+    data = _busi_like(tmp_path / "busi", n=12)
+    cfg = tmp_path / "ft.toml"
+    cfg.write_text(FINETUNE.format(data=data))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["ship", str(cfg), "--out", str(a), "--quiet"]) == 0
+    assert main(["ship", str(cfg), "--out", str(b), "--quiet"]) == 0
+    for f in ("weights.pt", "spec.json", "MODEL_CARD.md"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    spec = json.loads((a / "spec.json").read_text())
+    assert spec["model"] == "habib_basic_cnn" and spec["preprocess"]["size"] == [32, 32]
+    assert spec["preprocess"]["in_chans"] == 1 and spec["preprocess"]["crop"] == "whole"
+    capsys.readouterr()
+    assert main(["evaluate", "--config", str(cfg), "--protocol", "kfold", "--folds", "2", "--json", "--quiet"]) == 0
+    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert spec["metrics"]["pooled_auc"] == pytest.approx(ev["pooled"]["auc"], abs=1e-4)
+    assert f"{spec['metrics']['pooled_auc']:.4f}" in (a / "MODEL_CARD.md").read_text()
+    c = tmp_path / "c"
+    assert main(["ship", str(cfg), "--out", str(c), "--quiet", "--set", "train.seed=6"]) == 0
+    assert (c / "weights.pt").read_bytes() != (a / "weights.pt").read_bytes()

@@ -22,13 +22,13 @@ DEMO = Path(__file__).parents[2] / "resources" / "demo"
 
 def test_manifest_boxes_label_map_and_modality(tmp_path: Path) -> None:
     img = np.zeros((40, 60), np.uint8)
-    img[10:20, 30:50] = 200  # the "lesion" inside the box
+    img[10:30, 30:50] = 200  # the "lesion" inside the box (>= 16 px a side: expand_box's minimum)
     cv2.imwrite(str(tmp_path / "a.png"), img)
     cv2.imwrite(str(tmp_path / "b.png"), img // 2)
     (tmp_path / "m.csv").write_text(
         "path,modality,label,group,x0,y0,x1,y1\n"
-        "a.png,US,M,L1,30,10,50,20\n"
-        "b.png,us,B,L2,30,10,50,20\n"
+        "a.png,US,M,L1,30,10,50,30\n"
+        "b.png,us,B,L2,30,10,50,30\n"
         "a.png,MG,M,L3,,,,\n")
     cfg = TrainConfig.from_dict({"data": {
         "kind": "manifest", "path": str(tmp_path / "m.csv"), "modality": "US", "crop_to_box": True,
@@ -111,9 +111,9 @@ def test_workers_give_the_same_training(tmp_path: Path) -> None:
 
 def test_crop_to_mask_bounding_box(tmp_path: Path) -> None:
     img = np.full((40, 80), 10, np.uint8)
-    img[8:16, 40:60] = 250
+    img[8:24, 40:60] = 250
     mask = np.zeros((20, 40), np.uint8)  # half resolution: coordinates are rescaled
-    mask[4:8, 20:30] = 255
+    mask[4:12, 20:30] = 255
     cv2.imwrite(str(tmp_path / "a.png"), img)
     cv2.imwrite(str(tmp_path / "m.png"), mask)
     cv2.imwrite(str(tmp_path / "empty.png"), np.zeros((20, 40), np.uint8))
@@ -125,3 +125,21 @@ def test_crop_to_mask_bounding_box(tmp_path: Path) -> None:
     assert float(crop.min()) == pytest.approx(250 / 255, abs=1e-3)  # only the lesion is left
     whole, _ = ds[1]
     assert float(whole.min()) < 0.1  # empty mask: whole image
+
+
+def test_augmentation_warp_is_opencv_convention_with_edge_fill() -> None:
+    """The one augmentation pipeline (engine.train.augment): a +2 px x-shift moves every column
+    two to the right (dst(x) = src(x - 2), OpenCV warpAffine's convention) and fills the exposed
+    border with the edge column (Keras/Hijab "nearest" fill), worked by hand on a ramp."""
+    from engine.train.augment import augment, warp
+    from engine.train.config import AugmentConfig
+
+    ramp = torch.arange(8, dtype=torch.float32).repeat(1, 5, 1)  # (1, 5, 8): column c has value c
+    out = warp(ramp, np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]]))
+    assert torch.allclose(out[0, :, 2:], ramp[0, :, :-2], atol=1e-5)
+    assert torch.allclose(out[0, :, :2], torch.zeros(5, 2), atol=1e-5)  # edge value 0 replicated
+    aug = AugmentConfig(rotate90=True, shift=0.1, shear=10.0, zoom=0.1, hflip=True)  # preset "hijab"
+    x = torch.rand(1, 12, 16)
+    a = augment(x, aug, np.random.default_rng([0, 1, 2]))
+    assert a.shape == x.shape and torch.equal(a, augment(x, aug, np.random.default_rng([0, 1, 2])))
+    assert not torch.equal(a, augment(x, aug, np.random.default_rng([0, 2, 2])))
