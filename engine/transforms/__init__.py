@@ -323,9 +323,18 @@ class EvalTransform:
         if pre.five_crop:
             t = five_crops(t, int(pre.size[0]), mode=pre.interpolation, antialias=pre.antialias)
         else:
+            rows, cols = int(t.shape[-2]), int(t.shape[-1])
             t = self.resized(t)
             if pre.resize == "center_crop":
-                t = center_crop(t, (int(pre.size[0]), int(pre.size[1])))
+                # report the part of the image the centre crop kept (saliency placement; a centred
+                # crop is symmetric, so the chest-wall mirror does not move it)
+                h, w = int(pre.size[0]), int(pre.size[1])
+                sy, sx = rows / int(t.shape[-2]), cols / int(t.shape[-1])
+                r0, c0 = (int(t.shape[-2]) - h) // 2, (int(t.shape[-1]) - w) // 2
+                x0, y0 = region[0], region[1]
+                region = (x0 + int(round(c0 * sx)), y0 + int(round(r0 * sy)),
+                          x0 + int(round((c0 + w) * sx)), y0 + int(round((r0 + h) * sy)))
+                t = center_crop(t, (h, w))
         t = self.normalise(t)
         used: int | None = None
         if isinstance(image, LoadedImage) and is_stack(image):

@@ -107,3 +107,13 @@ def test_training_decode_scales_16_bit_images_as_the_app_does(tmp_path: Path) ->
     got = decode_image(str(f), 1)
     assert np.array_equal(got, np.round(to_unit_range(px) * 255).astype(np.uint8))
     assert got[32].max() == 255 and got[32, 32] > 100  # a min-max stretch would give ~8
+
+
+def test_center_crop_reports_the_part_of_the_image_it_kept() -> None:
+    """Shorter side 40 -> 20 on a 40 x 80 image gives 20 x 40; the centred 20 x 20 crop starts at
+    column 10 of that, i.e. columns 20..60 of the image (worked by hand): that is the region."""
+    pre = Preprocess(size=(20, 20), in_chans=1, mean=(0.0,), std=(1.0,), resize="center_crop", box="ignored")
+    px = np.tile(np.arange(80, dtype=np.uint8) * 3, (40, 1))
+    p = WeightsSpec(name="n", model="m", preprocess=pre).transforms()(_img(px))
+    assert p.tensor.shape == (1, 20, 20) and p.region == (20, 0, 60, 40)
+    assert float(p.tensor[0, 0, 0]) == pytest.approx(float(px[0, 20:22].mean()) / 255, abs=0.01)
