@@ -95,18 +95,27 @@ def test_five_crop_is_normalised_after_cropping() -> None:
 
 
 def test_training_decode_scales_16_bit_images_as_the_app_does(tmp_path: Path) -> None:
-    """A 16-bit PNG with one hot pixel: training's decode uses the app's percentile scaling, not a
-    min-max stretch that the outlier would squash to near black."""
+    """A 16-bit PNG with one hot pixel: the training dataset's input is exactly spec.transforms()
+    of the image as the app reads it (percentile scaling, not a min-max stretch that the outlier
+    would squash to near black)."""
     from engine.imaging.intensity import to_unit_range
-    from engine.train.data import decode_image
+    from engine.io.reader import read_image
+    from engine.train.config import TrainConfig
+    from engine.train.data import decode_image, load_dataset, preprocess_of
 
     px = np.tile(np.linspace(1000, 3000, 64).astype(np.uint16), (64, 1))
     px[0, 0] = 65000
     f = tmp_path / "x16.png"
     cv2.imwrite(str(f), px)
-    got = decode_image(str(f), 1)
+    got = decode_image(str(f), 1)  # masks / aux labels still decode with this
     assert np.array_equal(got, np.round(to_unit_range(px) * 255).astype(np.uint8))
     assert got[32].max() == 255 and got[32, 32] > 100  # a min-max stretch would give ~8
+    (tmp_path / "labels.csv").write_text("image,label\nx16.png,benign\nx16.png,malignant\n")
+    cfg = TrainConfig.from_dict({"data": {"path": str(tmp_path), "image_size": [32, 32], "grayscale": True,
+                                          "mean": [0.0], "std": [1.0]}})
+    x, _ = load_dataset(cfg)[0]
+    want = WeightsSpec(name="n", model="m", preprocess=preprocess_of(cfg)).transforms()(read_image(str(f))).tensor
+    assert torch.equal(x, want) and float(x[0, 16].max()) > 0.95
 
 
 def test_center_crop_reports_the_part_of_the_image_it_kept() -> None:
