@@ -66,7 +66,9 @@ class DataConfig:
         grayscale: Decode to one channel (else three; grey images are replicated).
         in_chans: Channels fed to the model (1 or 3); 0 = 1 if grayscale else 3.
         resize: ``stretch`` (resize to image_size) or ``shorter_side`` (Qi et al. 2019:
-            scale the shorter side to image_size, keep the aspect, then crop).
+            scale the shorter side to image_size, keep the aspect, then crop; needs a square
+            image_size). Becomes the :class:`~engine.transforms.Preprocess` resize
+            (``stretch`` / ``five_crop`` / ``center_crop``, see ``engine.train.data.preprocess_of``).
         eval_crops: Crops at evaluation with ``shorter_side``: 1 (centre) or 5 (Qi's
             multi-input prediction: five uniformly spaced crops, scores averaged).
         crop_to_box: Crop each image to its lesion box (+ margin): the manifest's
@@ -76,7 +78,8 @@ class DataConfig:
         modality: Keep only manifest/study images of this modality ("" = all).
         mean: Normalisation mean per channel (default ImageNet for 3 channels, 0.5 for 1).
         std: Normalisation std per channel (default ImageNet, 0.25 for 1 channel).
-        cache: Keep decoded, resized uint8 images in memory (decode once).
+        cache: Keep each image's prepared input (``spec.transforms()`` output, float32) in
+            memory (decode once).
         val_fraction: Fraction of the training set held out (grouped, stratified) for
             validation/model selection by ``breast-engine train`` (0 = none).
         synthetic_n: Number of generated cases for the SYNTHETIC kinds
