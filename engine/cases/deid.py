@@ -94,7 +94,7 @@ def deidentify_dataset(ds: Any, pseudonym: str, key: bytes) -> Any:
     ds.PatientName = pseudonym
     ds.PatientID = pseudonym
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "breast-reader: DICOM PS3.15 Basic Application Level Confidentiality Profile"
+    ds.DeidentificationMethod = "breast-reader: DICOM PS3.15 Basic Profile"  # LO: 64 characters at most
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator = "113100", "DCM"
     code.CodeMeaning = "Basic Application Confidentiality Profile"

@@ -175,6 +175,8 @@ def test_deidentified_export_has_no_identifiers_even_in_the_dicoms(tmp_path: Pat
     f = next((tmp_path / "share").rglob("*.dcm"))
     ds = pydicom.dcmread(f)
     assert ds.PatientIdentityRemoved == "YES" and ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    assert 0 < len(ds.DeidentificationMethod) <= 64  # VR LO
+    assert ds.AccessionNumber == "" and "StudyID" in ds and ds.StudyID == ""  # PS3.15 action Z: present, empty
     assert str(ds.StudyInstanceUID).startswith("2.25.") and ds.StudyInstanceUID != "1.2.826.0.1.3680043.9.7777.10"
     assert read_image(f).pixels.shape == (64, 48)  # still a readable image
     study = load_study(tmp_path / "share")
