@@ -3,8 +3,8 @@
 Four patients' DICOMs carrying a name, an MRN, a birth date and an accession number (also in
 their file names) are imported, read in the workstation, rated, annotated, reported, exported
 (masks + COCO, BI-RADS report, reader-study exports, de-identified copy, DICOM SR/SEG of the
-de-identified copy) and screenshotted, with HOME and every XDG folder pointed into the test
-folder. Then every file written anywhere under it (user data, settings, config, journals, caches,
+de-identified copy) and screenshotted, with HOME, TMPDIR and every XDG folder pointed into the
+test folder. Then every file written anywhere under it (user data, settings, config, journals, caches,
 case.json, annotations.json, exports, the screenshot and its PNG text chunks), every file name,
 everything printed (logs), and every text the window shows (title, labels, tooltips, tables,
 status bar) is searched for the identifiers. The only files allowed to hold them are the copies
@@ -131,6 +131,11 @@ def test_no_identifier_in_any_written_file_shown_text_or_log(make_window, qtbot,
                      ("XDG_CACHE_HOME", ".cache"), ("XDG_STATE_HOME", ".local/state")):
         (home / sub).mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(var, str(home / sub))
+    import tempfile
+
+    (home / "tmp").mkdir()  # temp files too (a scratch file left behind would be searched)
+    monkeypatch.setenv("TMPDIR", str(home / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(home / "tmp"))
     monkeypatch.delenv("BREAST_READER_CONFIG", raising=False)  # the real per-user config folder, under HOME
     monkeypatch.setenv("BREAST_READER_DATA", str(home / ".local/share/breast-reader"))
     originals = _write_dicoms(tmp_path / "pacs")
