@@ -380,14 +380,12 @@ class MriSession:
             "data_note": self.source_note,
         }
         paths = [out / "kinetics.json", out / "kinetics.csv"]
-        tmp = paths[0].with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, paths[0])
-        tmp = paths[1].with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
+        from engine.io.atomic import atomic_open, atomic_write_text
+
+        atomic_write_text(paths[0], json.dumps(doc, indent=2))  # temp + fsync + rename, no .tmp left behind
+        with atomic_open(paths[1], newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["phase", f"x_{m.curve.x_unit}", "mean_signal", "enhancement_pct", "initial", "delayed"])
             for p, x, s, e in zip(m.curve.phases, m.curve.x, m.curve.signal, m.curve.enhancement_pct, strict=True):
                 w.writerow([p, x, f"{s:.3f}", f"{e:.2f}", m.curve.initial, m.curve.delayed or ""])
-        os.replace(tmp, paths[1])
         return paths

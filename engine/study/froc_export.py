@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.cases import Case
+from engine.io.atomic import atomic_path, atomic_write_text
 from engine.stats.froc import AcceptanceRule, FrocData, Lesion, Mark, match_marks
 
 __all__ = ["FrocBuild", "MarkLike", "froc_from_marks", "froc_results", "truth_lesions"]
@@ -229,10 +230,11 @@ def export_froc(run: Any, out_dir: Any, names: dict[str, str], alpha: float = 0.
     summary["excluded_cases"] = [names.get(c, c) for c in build.excluded_cases]
     summary["files"] = "froc/MARKS.csv, froc/LESIONS.csv, froc/CASES.csv (already matched; analyse with "\
         "breast-engine mrmc froc/MARKS.csv --paradigm froc --lesions froc/LESIONS.csv --cases froc/CASES.csv)"
-    (folder / "froc_results.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    atomic_write_text(folder / "froc_results.json", json.dumps(summary, indent=2, default=_json_default))
     files["froc_results_json"] = folder / "froc_results.json"
     fig = froc_figure(build.data, title=f"{d.name}: {build.n_marks} marks, {build.data.n_lesions} lesions")
-    fig.savefig(folder / "froc.png", dpi=130)
+    with atomic_path(folder / "froc.png") as tmp_png:
+        fig.savefig(tmp_png, dpi=130, format="png")
     files["froc_png"] = folder / "froc.png"
     return summary, files
 

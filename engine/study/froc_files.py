@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import CaseFormatError
+from engine.io.atomic import atomic_open
 from engine.stats.froc import FrocData
 
 __all__ = ["MARKS_COLUMNS", "load_froc", "parse_froc", "write_froc"]
@@ -180,17 +181,17 @@ def write_froc(data: FrocData, out_dir: str | PathLike[str], names: dict[str, st
     nm = names or {c: c for c in data.cases}
     tr = data.truth.astype(int)
     paths = {"marks": out / "MARKS.csv", "lesions": out / "LESIONS.csv", "cases": out / "CASES.csv"}
-    with open(paths["cases"], "w", newline="") as fh:
+    with atomic_open(paths["cases"], newline="") as fh:
         w = csv.writer(fh)
         w.writerow(CASES_COLUMNS)
         for k, c in enumerate(data.cases):
             w.writerow([nm[c], tr[k]])
-    with open(paths["lesions"], "w", newline="") as fh:
+    with atomic_open(paths["lesions"], newline="") as fh:
         w = csv.writer(fh)
         w.writerow(LESIONS_COLUMNS)
         for li, lid in enumerate(data.lesion_ids):
             w.writerow([nm[data.cases[data.lesion_case[li]]], lid, f"{data.weights[li]:.10g}"])
-    with open(paths["marks"], "w", newline="") as fh:
+    with atomic_open(paths["marks"], newline="") as fh:
         w = csv.writer(fh)
         w.writerow(MARKS_COLUMNS)
         for i, t in enumerate(data.treatments):

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import CaseFormatError
+from engine.io.atomic import atomic_open
 
 __all__ = ["RatingsTable", "load_ratings", "parse_imrmc", "parse_long_csv", "write_imrmc", "write_long_csv"]
 
@@ -238,7 +239,7 @@ def load_ratings(path: str | PathLike[str], allow_missing: bool = False) -> Rati
 
 def write_long_csv(table: RatingsTable, path: str | PathLike[str]) -> None:
     """Write the table as long CSV (reader,treatment,case,truth,rating)."""
-    with open(path, "w", newline="") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(REQUIRED)
         for i, tr in enumerate(table.treatments):
@@ -250,7 +251,7 @@ def write_long_csv(table: RatingsTable, path: str | PathLike[str]) -> None:
 def write_imrmc(table: RatingsTable, path: str | PathLike[str], title: str = "breast-reader study") -> None:
     """Write the table in iMRMC input format."""
     n1 = int(table.truth.sum())
-    with open(path, "w", newline="") as fh:
+    with atomic_open(path, newline="") as fh:
         fh.write(f"{title}\nN0: {table.truth.size - n1}\nN1: {n1}\nNR: {len(table.readers)}\n")
         fh.write(f"NM: {len(table.treatments)}\nBEGIN DATA:\n")
         for k, cs in enumerate(table.cases):
