@@ -37,7 +37,8 @@ __all__ = ["ExportError", "ExportResult", "export_study", "export_study_job", "s
 
 
 class ExportError(BreastReaderError):
-    """The export folder could not be written (read-only, disk full); names the folder and why."""
+    """The export folder could not be written (read-only, disk full), or the ratings cannot be
+    analysed (too few cases of a class); names the folder and why."""
 
 
 @dataclass
@@ -132,6 +133,9 @@ def export_study(
     except OSError as exc:
         raise ExportError(f"{out}: cannot write the export ({exc.strerror or exc}); "
                           "files already there are complete, nothing was left half-written") from None
+    except ValueError as exc:  # the statistics refuse the data (e.g. too few cases of one class)
+        raise ExportError(f"{out}: the ratings of {run.design.name!r} cannot be analysed ({exc}); "
+                          "the files already written there are complete") from None
 
 
 def _export_study(

@@ -403,3 +403,19 @@ def test_concurrent_first_opens_through_the_cli_never_fail(tmp_path: Path) -> No
             if p.returncode != 0 or "Traceback" in err or "integrity ok" not in out:
                 failures.append((p.returncode, err[-300:]))
     assert failures == []
+
+
+def test_export_of_a_study_too_small_to_analyse_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One benign and one malignant case: DeLong needs two of each; `study export` said so in a traceback."""
+    from engine.cases import load_study
+    from engine.study.demo import FakeClock, make_tiny_case_study, run_scripted_readers, write_demo_definition
+    from reader_app.main import main
+
+    folder = make_tiny_case_study(tmp_path / "cases", 1, 1)
+    toml = write_demo_definition(tmp_path / "study", folder, case_ids=[c.case_id for c in load_study(folder).cases],
+                                 washout_days=0)
+    run_scripted_readers(toml, FakeClock()).close()
+    assert main(["study", "export", str(toml), "--out", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err
+    assert "cannot be analysed" in err and "at least 2 positive and 2 negative" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "ratings.csv").stat().st_size > 0  # what was written before is complete
