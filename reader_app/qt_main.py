@@ -247,6 +247,7 @@ class MainWindow(QMainWindow):
         self._act(v, "Fit all views", "Z", self.fit_all)
         self._act(v, "Invert", "I", self._on_invert_changed)
         self._act(v, "Saliency overlay on/off", "S", self.toggle_overlay)
+        self._build_method_menu(v)
         self._act(v, "Next slice (MR; nothing on 2-D images)", ["Down", "Right"], lambda: self.scroll_slices(1))
         self._act(v, "Previous slice (MR; nothing on 2-D images)", ["Up", "Left"], lambda: self.scroll_slices(-1))
         self._act(v, "True size 1:1", "O", self._on_one_to_one)
@@ -261,7 +262,7 @@ class MainWindow(QMainWindow):
         t = mb.addMenu("&Tools")
         for name, key in (("navigate", "V"), ("box", "B"), ("polygon", "P"), ("freehand", "F"), ("ruler", "M")):
             self._act(t, f"{name.capitalize()} tool", key, lambda _=False, n=name: self.state.set_tool(n))
-        self._act(t, "Close polygon", ["Return", "Enter"], self._on_close_polygon)
+        self._act(t, "Close polygon / accept the AI box suggestion", ["Return", "Enter"], self._on_close_polygon)
         self._act(t, "Cancel drawing / measurement", "Esc", self._on_escape)
         c = mb.addMenu("&Case")
         self._act(c, "Next case", ["PgDown", "]"], lambda: self.state.step_case(1))
@@ -797,13 +798,69 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Tool: {tool}", 3000)
 
     def _on_close_polygon(self) -> None:
+        """Enter: close the polygon being drawn, else accept the AI's suggested lesion box."""
         v = self.active_view()
         for w in self.views:
             if w._draft and self.state.tool == "polygon":
                 w.close_polygon()
                 return
+        if v is not None and not v._draft and self.accept_suggestion(v):
+            return
         if v:
             v.close_polygon()
+
+    # ------------------------------------------------------------------ AI box suggestion (issue 12)
+    def _build_method_menu(self, view_menu: Any) -> None:
+        """View > Saliency method: the same choice as the AI panel's Method box, kept in step."""
+        from PySide6.QtGui import QActionGroup
+
+        menu = view_menu.addMenu("Saliency method")
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        self.method_actions: dict[str, QAction] = {}
+        combo = self.ai_panel.method
+        for i in range(combo.count()):
+            m = combo.itemData(i)
+            a = QAction(combo.itemText(i), self)
+            a.setCheckable(True)
+            a.setChecked(m == combo.currentData())
+            a.triggered.connect(lambda _=False, k=i: combo.setCurrentIndex(k))
+            group.addAction(a)
+            menu.addAction(a)
+            self.method_actions[m] = a
+        combo.currentIndexChanged.connect(self._on_method_combo_changed)
+
+    def _on_method_combo_changed(self, _i: int) -> None:
+        cur = self.ai_panel.method.currentData()
+        for m, a in self.method_actions.items():
+            a.setChecked(m == cur)
+
+    def _apply_suggestions(self) -> None:
+        """Show the lesion finder's box as a suggestion on every image the reader has drawn none on."""
+        res, cs = self.ai_result, self.state.current
+        allowed = res is not None and cs is not None and self.ai_allowed_now()
+        for v in self.views:
+            box = None
+            if allowed:
+                a = (getattr(res, "lesion", None) or {}).get(v.slot.image_id)
+                if a is not None and a.box_source == "finder" and cs.case.lesion_box(v.slot.image_id) is None:  # type: ignore[union-attr]
+                    box = tuple(float(x) for x in a.box)
+            v.set_suggestion(box)  # type: ignore[arg-type]
+
+    def accept_suggestion(self, view: ImageView) -> bool:
+        """Make the view's AI-suggested box the reader's box (then re-score with it); False if none."""
+        box = view.suggestion_box
+        if box is None:
+            return False
+        x0, y0, x1, y1 = box
+        ann = self.state.new_annotation(view.slot.image_id, "box", [[x0, y0], [x1, y1]], view._frame())
+        if ann is None:
+            return False
+        self.statusBar().showMessage(f"AI suggestion accepted as box {ann.lesion_id} on {view.slot.image_id} (saved)", 4000)
+        if self.ai_result is not None:
+            self._ai_worker = None
+            self.score_case()
+        return True
 
     def _on_escape(self) -> None:
         busy = any(v._draft for v in self.views) or any(v.ruler_px is not None for v in self.views)
@@ -848,6 +905,7 @@ class MainWindow(QMainWindow):
             return
         for v in self.views:
             v.set_annotations(cs.case.annotations)
+        self._apply_suggestions()  # a box of the reader's own replaces the AI's suggestion
         self.ann_panel.refresh()
         if cs.save_error is not None:
             self.statusBar().showMessage(f"Annotations NOT saved: {cs.save_error}", 15000)
@@ -1051,6 +1109,7 @@ class MainWindow(QMainWindow):
         for v in self.views:
             m = res.saliency.get((v.slot.image_id, v.view_state.method)) if res and self.ai_allowed_now() else None
             v.set_overlay_map(m, res.frames.get(v.slot.image_id) if res else None)
+        self._apply_suggestions()
 
     def _fill_models(self) -> None:
         from reader_app.ai import installed_models

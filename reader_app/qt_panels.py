@@ -284,7 +284,7 @@ class AIPanel(QGroupBox):
             if mod in res.per_modality:
                 p = res.per_modality[mod]
                 thr = f"&nbsp;<small>(operating point {facts.threshold:.2f})</small>" if facts and facts.threshold is not None else ""
-                rows.append(f"<tr><td><b>{mod}</b></td><td>&nbsp;p = <b>{p:.2f}</b>{thr}</td></tr>")
+                rows.append(f"<tr><td><b>{mod}</b></td><td>&nbsp;{_score_cell(p, res, case, mod)}{thr}</td></tr>")
                 if facts is not None:
                     notes.append(f"<small>{mod} calibration: {html_escape(facts.calibration)}</small>")
                 inside = training_overlap(case, mod, facts) if case is not None else []
@@ -332,6 +332,27 @@ class AIPanel(QGroupBox):
         syn = res.synthetic or case_synthetic
         self.synthetic.setVisible(syn)
         self.synthetic.setText("SYNTHETIC " + ("CASE" if case_synthetic else "") + (" / MODEL" if res.synthetic else ""))
+
+
+def _score_cell(p: float, res: AIResult, case: Any, modality: str) -> str:
+    """The score, and for lesion-centred models "calibrated" + the OOD warning right beside it.
+
+    The warning never replaces or hides the number (issue 12): it is appended to the same cell.
+    """
+    lesion = getattr(res, "lesion", None) or {}
+    ids = {ci.image_id for ci in case.images if str(ci.modality) == modality} if case is not None else set(lesion)
+    mine = [a for i, a in lesion.items() if i in ids]
+    if not mine:
+        return f"p = <b>{p:.2f}</b>"
+    cell = f"calibrated p = <b>{p:.2f}</b>"
+    flagged = [a for a in mine if a.ood_flag]
+    if flagged:
+        worst = max(flagged, key=lambda a: a.ood)
+        cell += (f" <span style='color:#ffb347'><b>⚠ OOD</b> {worst.ood:.1f} &gt; {worst.ood_threshold:.1f}: "
+                 "unlike the training images</span>")
+    else:
+        cell += f" <small style='color:#8fd18f'>in distribution (OOD {max(a.ood for a in mine):.1f})</small>"
+    return cell
 
 
 class RatingPanel(QGroupBox):

@@ -21,8 +21,9 @@ from engine.cases import Annotation, Case, Study, save_annotations
 
 LAYOUTS = ("1x1", "1x2", "2x2")
 TOOLS = ("navigate", "box", "polygon", "freehand", "ruler")
-SALIENCY_METHODS = ("gradcam", "cam", "attention", "entropy")
+SALIENCY_METHODS = ("own", "gradcam", "cam", "attention", "entropy")
 SALIENCY_LABELS = {
+    "own": "Model's own (US: lesion attention)",
     "gradcam": "Grad-CAM",
     "cam": "CAM",
     "attention": "Attention",
@@ -68,7 +69,7 @@ class ViewState:
     overlay_on: bool = True
     opacity: float = 0.45
     colormap: str = "turbo"
-    method: str = "gradcam"
+    method: str = "own"  # each model's own method (engine.inference.case.OWN_METHOD)
     frame: int = 0
     n_frames: int = 1
 

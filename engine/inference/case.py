@@ -12,7 +12,9 @@ saliency maps, each image's from the same forward pass as its score
   the mean over the lesion's images);
 * **fusion**: an installed ``MG+US`` model with ``predict_case``, else the mean of the MG and
   US scores, labelled as such; never invented when a modality has no score;
-* **advice**: Qi et al. 2019's cascade when the US model is a Qi net.
+* **advice**: Qi et al. 2019's cascade when the US model is a Qi net;
+* **saliency method** :data:`OWN_METHOD` (``"own"``): each model's own first method (the
+  lesion model's mask-supervised attention, the whole-image model's Grad-CAM), kept under ``"own"``.
 
 ``reader_app`` only schedules :meth:`Scorer.score_case` off the GUI thread and shows the result.
 Scores are research decision support, not a diagnosis.
@@ -31,6 +33,17 @@ from engine.errors import BreastReaderError, ModelNotFoundError
 from engine.inference.predictor import Box, ImageItem, ImageOutput
 from engine.io.types import LoadedImage
 from engine.progress import ProgressCallback, check, report
+
+
+#: Saliency method name meaning "each model's own first method" (registry order).
+OWN_METHOD = "own"
+
+
+def own_method(model: Any) -> str | None:
+    """A model's own saliency method (its first registered one), or None when it has none."""
+    fn = getattr(model, "saliency_methods", None)
+    ms = tuple(fn()) if callable(fn) else ()
+    return str(ms[0]) if ms else None
 
 
 @dataclass
@@ -258,14 +271,17 @@ class CaseScorer:
             check(cancel)
             report(progress, done, total, f"scoring {len(todo)} {modality} image(s)")
             items = [ImageItem(ci.image, None if policy == "ignored" else ci.box, ci.frame) for ci in todo]
+            own = own_method(model)
+            actual = {m: (own if m == OWN_METHOD else m) for m in methods}
+            run_methods = tuple(dict.fromkeys(a for a in actual.values() if a is not None))
             try:  # one batched pass for the modality's images
-                outs: list[ImageOutput | Exception] = list(model.run(items, tuple(methods)))
+                outs: list[ImageOutput | Exception] = list(model.run(items, run_methods))
             except (BreastReaderError, TypeError, ValueError, RuntimeError):
                 outs = []
                 for it in items:  # isolate the image that failed
                     check(cancel)
                     try:
-                        outs.append(model.run([it], tuple(methods))[0])
+                        outs.append(model.run([it], run_methods)[0])
                     except (BreastReaderError, TypeError, ValueError, RuntimeError) as exc:
                         outs.append(exc)
             for ci, out in zip(todo, outs):
@@ -284,10 +300,12 @@ class CaseScorer:
                 if getattr(out, "lesion", None) is not None:
                     res.lesion[ci.image_id] = out.lesion
                 for m in methods:
-                    sal = out.saliency.get(m)
+                    a = actual[m]
+                    sal = out.saliency.get(a) if a is not None else None
                     if sal is None:
                         res.failed.add((ci.image_id, m))
-                        res.errors.append(f"{ci.image_id}: {m} saliency unavailable ({out.errors.get(m, 'not computed')})")
+                        why = out.errors.get(a, "not computed") if a is not None else "the model has no saliency method"
+                        res.errors.append(f"{ci.image_id}: {m} saliency unavailable ({why})")
                         continue
                     arr = np.nan_to_num(np.asarray(getattr(sal, "map", sal), dtype=np.float32))
                     if not float(arr.max()) > float(arr.min()):

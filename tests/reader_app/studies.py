@@ -119,6 +119,9 @@ class FakePredictor:
     def score(self, image, box=None) -> float:
         return 0.25 if self.modality == "US" else 0.75
 
+    def saliency_methods(self) -> tuple[str, ...]:
+        return ("gradcam", "cam")
+
     def run(self, items, methods=()):
         from engine.inference import ImageOutput
         from engine.saliency import SaliencyMap

@@ -63,11 +63,13 @@ def _items(config: str, n: int = N):
     return demo + items[:k]
 
 
-def _gui_scores(items, modality: str, tmp: Path) -> list[float]:
+def _gui_scores(items, modality: str, tmp: Path, model: str | None = None) -> list[float]:
     from engine.cases import Annotation, Case, CaseImage
     from reader_app.ai import AIService
 
     svc = AIService()
+    if model is not None:
+        svc.model_choice[modality] = model
     out = []
     for i, it in enumerate(items):
         # synthetic MR images are flagged so: a synthetic-trained MR model scores no real MRI (issue 13)
@@ -84,7 +86,7 @@ def _gui_scores(items, modality: str, tmp: Path) -> list[float]:
     return out
 
 
-def _cli_scores(items, modality: str, tmp: Path) -> list[float]:
+def _cli_scores(items, modality: str, tmp: Path, model: str | None = None) -> list[float]:
     man = tmp / "manifest.csv"
     with man.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -92,24 +94,49 @@ def _cli_scores(items, modality: str, tmp: Path) -> list[float]:
         for it in items:
             w.writerow([it.path, modality, *(it.box if it.box is not None else ("", "", "", ""))])
     out = tmp / "scores.csv"
-    assert main(["score", "--manifest", str(man), "--out", str(out)]) == 0
+    assert main(["score", "--manifest", str(man), "--out", str(out), *(["--model", model] if model else [])]) == 0
     with out.open() as fh:
         return [float(r["score"]) for r in csv.DictReader(fh)]
 
 
 def _check(config: str, weights: str, modality: str, items, tmp: Path) -> None:
-    from engine.models.weights import load_weights
+    from engine.models.weights import default_weights, load_weights
     from engine.train.recipes import score_items
 
     model, spec = load_weights(weights)
     evaluated = score_items(model, spec, items)
     assert len(set(np.round(evaluated, 3))) > 2  # real, varied scores
-    assert _cli_scores(items, modality, tmp) == pytest.approx(evaluated, abs=1e-5)
-    assert _gui_scores(items, modality, tmp) == pytest.approx(evaluated, abs=1e-5)
+    explicit = None if default_weights(modality) == weights else weights
+    assert _cli_scores(items, modality, tmp, explicit) == pytest.approx(evaluated, abs=1e-5)
+    assert _gui_scores(items, modality, tmp, explicit) == pytest.approx(evaluated, abs=1e-5)
 
 
-def test_us_default_parity(tmp_path: Path) -> None:
+def test_us_whole_image_model_parity(tmp_path: Path) -> None:
+    """The whole-image US model (the previous default; the lesion model's context part)."""
     _check("us_effnet_lite0_busi.toml", "us_effnet_lite0_busi", "US", _items("us_effnet_lite0_busi.toml"), tmp_path)
+
+
+def test_us_default_is_the_lesion_model_and_scores_alike_everywhere(tmp_path: Path) -> None:
+    """The US default (lesion-centred, calibrated): the engine's lesion pipeline, `score` and the
+    GUI's AI service give the same calibrated score, with the reader's box and without one (finder)."""
+    from engine.inference import Predictor
+    from engine.models.weights import default_weights
+
+    assert default_weights("US") == "us_lesion_lite0_busi"
+    items = _items("us_effnet_lite0_busi.toml", 12)
+    for i, it in enumerate(items):  # half with a box around the image centre, half without (finder)
+        if i % 2 and it.box is None:
+            h, w = np.asarray(getattr(it.image, "pixels", it.image)).shape[:2]
+            it.box = (w * 0.3, h * 0.3, w * 0.7, h * 0.6)
+        elif not i % 2:
+            it.box = None
+    pred = Predictor("us_lesion_lite0_busi", "cpu")
+    assessed = [pred.assess(it.image, it.box) for it in items]
+    want = [a.score for a in assessed]
+    assert {a.box_source for a in assessed} == {"reader", "finder"}
+    assert len(set(np.round(want, 3))) > 2
+    assert _cli_scores(items, "US", tmp_path) == pytest.approx(want, abs=1e-5)
+    assert _gui_scores(items, "US", tmp_path) == pytest.approx(want, abs=1e-5)
 
 
 def test_mg_default_parity(tmp_path: Path) -> None:
@@ -134,7 +161,9 @@ def test_mr_default_parity(tmp_path: Path) -> None:
 
 def test_gui_window_shows_the_shipped_models_scores(qtbot, data_dir, monkeypatch, tmp_path) -> None:
     """The real window, the real shipped weights, the bundled demo: the panel's US score is the
-    engine predictor's score of that image, and the whole-image US model ignored the box."""
+    engine predictor's calibrated score of that image with the reader's box (the lesion-centred
+    default uses it), the OOD figure sits beside it, and the overlay is the model's own
+    (mask-supervised attention)."""
     from engine.inference import load_predictor
     from reader_app.main import demo_study_dir, preload_engine
     from reader_app.qt_main import MainWindow
@@ -157,14 +186,20 @@ def test_gui_window_shows_the_shipped_models_scores(qtbot, data_dir, monkeypatch
         with qtbot.waitSignal(win.case_loaded, timeout=30000):
             win.state.select_case("demo-01")
     case = win.state.current.case
-    win.state.new_annotation("us_1", "box", [[5, 5], [40, 40]])  # a reader's box: US model must ignore it
+    win.state.new_annotation("us_1", "box", [[5, 5], [40, 40]])  # a reader's box: the lesion model uses it
     with qtbot.waitSignal(win.ai_finished, timeout=120000):
         win.score_case()
     res = win.ai_result
-    assert res is not None and res.models["US"].name == "us_effnet_lite0_busi"
+    assert res is not None and res.models["US"].name == "us_lesion_lite0_busi"
     us_img = win.images["us_1"]
-    want = load_predictor("US").predict(us_img)
-    assert res.per_image["us_1"] == pytest.approx(want, abs=1e-5)
-    assert f"{res.per_modality['US']:.2f}" in win.ai_panel.scores.text()
-    assert ("us_1", "gradcam") in res.saliency and res.saliency[("us_1", "gradcam")].shape == us_img.pixels.shape[:2]
+    box = tuple(float(v) for v in case.lesion_box("us_1"))  # the reader's (first) box on that image
+    a = load_predictor("US").assess(us_img, box)
+    assert res.per_image["us_1"] == pytest.approx(a.score, abs=1e-5)
+    assert res.lesion["us_1"].box_source == "reader" and res.lesion["us_1"].box == a.box
+    text = win.ai_panel.scores.text()
+    assert f"calibrated p = <b>{res.per_modality['US']:.2f}</b>" in text and "OOD" in text
+    assert all(v.view_state.method == "own" for v in win.views)
+    sal = res.saliency[("us_1", "own")]
+    assert sal.shape == us_img.pixels.shape[:2]
+    assert sal == pytest.approx(load_predictor("US").assess(us_img, box, saliency="attention").saliency.map, abs=1e-5)
     assert case.case_id == "demo-01"
