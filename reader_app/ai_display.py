@@ -57,6 +57,9 @@ def model_facts(name: str | None) -> ModelFacts | None:
     extra = getattr(spec, "extra", {}) or {}
     metrics = extra.get("metrics") if isinstance(extra.get("metrics"), dict) else {}
     cal = extra.get("calibration") or (metrics or {}).get("calibration")
+    if not cal and extra.get("platt"):  # lesion-centred US model (engine.lesion_us)
+        cal = ("Platt-scaled, fitted out of fold on BUSI lesions (33 % malignant; separate fits for "
+               "the reader's and the finder's box): at another prevalence the probabilities shift")
     if isinstance(cal, dict):
         cal = ", ".join(f"{k} {v}" for k, v in cal.items())
     srcs = extra.get("train_sources")

@@ -845,6 +845,9 @@ class MainWindow(QMainWindow):
                 a = (getattr(res, "lesion", None) or {}).get(v.slot.image_id)
                 if a is not None and a.box_source == "finder" and cs.case.lesion_box(v.slot.image_id) is None:  # type: ignore[union-attr]
                     box = tuple(float(x) for x in a.box)
+            if box is not None and v.suggestion_box is None:
+                self.statusBar().showMessage(f"AI suggests a lesion box on {v.slot.image_id} (dashed): Enter accepts "
+                                             "it as your box, or draw your own", 8000)
             v.set_suggestion(box)  # type: ignore[arg-type]
 
     def accept_suggestion(self, view: ImageView) -> bool:

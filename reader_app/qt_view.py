@@ -42,7 +42,7 @@ DATASET_AUTHORS = frozenset({"busi", "mini-mias", "synthetic", "cbis-ddsm", "dat
 
 
 SUGGESTION_COLOUR = "#00e5ff"
-SUGGESTION_LABEL = "AI suggestion (Enter accepts, or draw a box)"
+SUGGESTION_LABEL = "AI suggestion"
 
 
 def is_truth(a: Annotation) -> bool:
