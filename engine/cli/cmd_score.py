@@ -131,6 +131,12 @@ MAX_SCORED_ASPECT = 20
 MAX_SCORED_PIXELS = 25_000_000
 
 
+def _plane_shape(image: Any) -> tuple[int, int]:
+    """``(rows, cols)`` of an image's plane (the last two axes of grey data, before colour)."""
+    px = image.pixels
+    return (int(px.shape[-3]), int(px.shape[-2])) if getattr(image, "is_rgb", False) else (int(px.shape[-2]), int(px.shape[-1]))
+
+
 def scoring_view(image: Any, modality: str) -> tuple[Any, str]:
     """The image a model scores, by a stated, bounded rule (returns it and a note, "" if unchanged).
 
@@ -216,9 +222,13 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
             if all(row.get(k) for k in ("x0", "y0", "x1", "y1")):
                 box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
             view, _note = scoring_view(img, mod)
-            if box is not None and view.pixels.shape[-2:] != img.pixels.shape[-2:] and _note.find("resampled") >= 0:
-                sy = view.pixels.shape[-2] / img.pixels.shape[-2]
-                box = (box[0] * sy, box[1] * sy, box[2] * sy, box[3] * sy)
+            # the decoded plane's grid (rows x cols): boxes and maps are reported in it (issue 12 item 7)
+            grid = _plane_shape(img)
+            sx = sy = 1.0
+            if _note.find("resampled") >= 0 and _plane_shape(view) != grid:
+                sy, sx = _plane_shape(view)[0] / grid[0], _plane_shape(view)[1] / grid[1]
+                if box is not None:
+                    box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
             img = view
             smap = None
             if pred.lesion is not None:
@@ -235,9 +245,16 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
                 raise BreastReaderError(f"the model returned {p!r}, not a probability; the image was not scored")
             res.update(model=pred.name, score=f"{p:.6f}")
             if used_box is not None:
+                if (sx, sy) != (1.0, 1.0):  # back to the decoded image's pixels
+                    used_box = (used_box[0] / sx, used_box[1] / sy, used_box[2] / sx, used_box[3] / sy)
                 res.update({k: f"{float(v):g}" for k, v in zip(("box_x0", "box_y0", "box_x1", "box_y1"), used_box)})
             if saliency_dir is not None and smap is not None:
                 sal = np.ascontiguousarray(smap.map, dtype=np.float32)
+                if sal.shape[-2:] != grid:  # scored on a resampled view: the map goes back to the decoded grid
+                    import cv2
+
+                    sal = np.ascontiguousarray(cv2.resize(sal, (grid[1], grid[0]), interpolation=cv2.INTER_LINEAR),
+                                               dtype=np.float32)
                 stem = _unique_stem(Path(path).stem if Path(path).suffix else Path(path).name, stems)
                 if stem != (Path(path).stem if Path(path).suffix else Path(path).name):
                     print(f"breast-engine score: note: {display_path(path)}: saliency written as {stem}.npy "
