@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modalities", default="US,MG,MR")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave default)")
+    parser.add_argument("--compare", default="",
+                        help="comma-separated weights names timed on the same image in the same run, repeats "
+                             "interleaved with the default's (a ratio that survives a loaded machine)")
 
 
 def _busi_image() -> Path | None:
@@ -111,6 +114,19 @@ def _predictor(modality: str, tmp: Path, device: torch.device) -> tuple[Any, str
     return Predictor(tmp / spec.name, device), f"random-init {arch} (no shipped weights)", method
 
 
+def _compared(names: str, modality: str, device: torch.device) -> list[tuple[str, Any, str]]:
+    """``(name, predictor, its own saliency method)`` of each ``--compare`` weights of ``modality``."""
+    from engine.inference import Predictor
+    from engine.models.registry import model_info
+
+    out = []
+    for name in (n.strip() for n in str(names or "").split(",") if n.strip()):
+        o = Predictor(name, device)
+        if o.spec.modality == modality:
+            out.append((name, o, model_info(o.spec.model).saliency[0]))
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Time score + saliency per modality."""
     dev_arg = getattr(args, "device", "auto")
@@ -129,6 +145,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             path, source, box = _file(mod, Path(td))
             img = read_image(path, modality_hint=mod)  # type: ignore[arg-type]
             pred.analyse(img, method, box)  # warm-up
+            others = _compared(getattr(args, "compare", ""), mod, device)
+            for _, o, m in others:
+                o.analyse(img, m, box)
+            other_times: dict[str, list[float]] = {n: [] for n, _, _ in others}
             decode, times = [], []
             for _ in range(repeats):
                 t0 = time.perf_counter()
@@ -141,6 +161,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - t0)
+                for n, o, m in others:  # interleaved: the same load for both
+                    t0 = time.perf_counter()
+                    o.analyse(img, m, box)
+                    other_times[n].append(time.perf_counter() - t0)
             totals = [a + b for a, b in zip(decode, times)]
             out["cases"][mod] = {"seconds": round(statistics.median(times), 4),
                                  "decode_s": round(statistics.median(decode), 4),
@@ -150,6 +174,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                  "image_shape": list(img.pixels.shape), "weights": label,
                                  "saliency": f"{sal.method}@{sal.layer}", "score": round(score, 4),
                                  "map_shape": list(sal.map.shape), "box": box is not None}
+            if others:
+                med = statistics.median(times)
+                out["cases"][mod]["compare"] = {
+                    n: {"seconds": round(statistics.median(v), 4), "saliency": m,
+                        "ratio_default_over_this": round(med / max(statistics.median(v), 1e-9), 3)}
+                    for (n, _, m), v in zip(others, other_times.values())}
     worst = max(c["seconds"] for c in out["cases"].values()) if out["cases"] else 0.0
     out["max_case_s"] = worst
     out["meets_target"] = bool(worst <= TARGET_S)
