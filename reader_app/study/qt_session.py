@@ -785,7 +785,8 @@ def ai_service_overlay_provider() -> OverlayProvider | None:
     def provider(case: Case, ci: CaseImage) -> np.ndarray | None:
         from reader_app.imaging import read_case_image
 
-        res = service.score_case(case, {ci.image_id: read_case_image(ci)}, ("gradcam",))
-        return res.saliency.get((ci.image_id, "gradcam"))
+        # each model's own method (the lesion-centred US default has attention, not Grad-CAM)
+        res = service.score_case(case, {ci.image_id: read_case_image(ci)}, ("own",))
+        return res.saliency.get((ci.image_id, "own"))
 
     return provider
