@@ -168,6 +168,8 @@ class AIPanel(QGroupBox):
         self.method = QComboBox()
         for m in SALIENCY_METHODS:
             self.method.addItem(SALIENCY_LABELS[m], m)
+        self.method.setItemData(0, "Each model's own overlay: the US lesion model's mask-supervised attention, "
+                                   "Grad-CAM for the whole-image models", Qt.ItemDataRole.ToolTipRole)
         self.colormap = QComboBox()
         for c in COLORMAPS:
             self.colormap.addItem(c, c)

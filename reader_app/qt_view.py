@@ -227,22 +227,11 @@ class ImageView(QWidget):
         self.ruler_text.setParentItem(self.group)
         self.ruler_text.setZValue(22)
         self.ruler_text.setVisible(False)
-        # the lesion finder's proposed box (issue 12): dashed, labelled, never an annotation itself
+        # the lesion finder's proposed box (issue 12): dashed, labelled, never an annotation itself;
+        # its items exist only while shown (hidden children would still widen the auto-range)
         self.suggestion_box: tuple[float, float, float, float] | None = None
-        self.suggestion_item = QGraphicsPathItem()
-        self.suggestion_item.setParentItem(self.group)
-        self.suggestion_item.setZValue(11)
-        spen = QPen(QColor(SUGGESTION_COLOUR))
-        spen.setCosmetic(True)
-        spen.setWidthF(2.0)
-        spen.setStyle(Qt.PenStyle.DashLine)
-        self.suggestion_item.setPen(spen)
-        self.suggestion_item.setVisible(False)
-        self.suggestion_label = pg.TextItem(SUGGESTION_LABEL, color=SUGGESTION_COLOUR, anchor=(0, 1),
-                                            fill=pg.mkBrush(0, 0, 0, 150))
-        self.suggestion_label.setParentItem(self.group)
-        self.suggestion_label.setZValue(11)
-        self.suggestion_label.setVisible(False)
+        self.suggestion_item: QGraphicsPathItem | None = None
+        self.suggestion_label: pg.TextItem | None = None
         self.message = pg.TextItem("", color="#ff6b6b", anchor=(0.5, 0.5))
         self.vb.addItem(self.message, ignoreBounds=True)
         self.scale_bar: pg.ScaleBar | None = None
@@ -856,23 +845,36 @@ class ImageView(QWidget):
         return sum(1 for a in self._annotations if a.image_id == self.slot.image_id and is_truth(a))
 
     def set_suggestion(self, box: tuple[float, float, float, float] | None) -> None:
-        """Show (or with None hide) the AI's proposed lesion box: dashed, labelled "AI suggestion".
+        """Show (or with None remove) the AI's proposed lesion box: dashed, labelled "AI suggestion".
 
         Only a suggestion: the reader accepts it with Enter (it becomes the reader's box) or draws
         a box of their own, which replaces it.
         """
+        for it in (self.suggestion_item, self.suggestion_label):
+            if it is not None:
+                it.setParentItem(None)
+                if it.scene() is not None:
+                    it.scene().removeItem(it)
+        self.suggestion_item = self.suggestion_label = None
         self.suggestion_box = None if box is None else tuple(float(v) for v in box)  # type: ignore[assignment]
         if self.suggestion_box is None:
-            self.suggestion_item.setVisible(False)
-            self.suggestion_label.setVisible(False)
             return
         x0, y0, x1, y1 = self.suggestion_box
         path = QPainterPath()
         path.addRect(QRectF(x0, y0, x1 - x0, y1 - y0))
-        self.suggestion_item.setPath(path)
-        self.suggestion_label.setPos(x0, y0)
-        self.suggestion_item.setVisible(True)
-        self.suggestion_label.setVisible(True)
+        item = QGraphicsPathItem(path)
+        pen = QPen(QColor(SUGGESTION_COLOUR))
+        pen.setCosmetic(True)
+        pen.setWidthF(2.0)
+        pen.setStyle(Qt.PenStyle.DashLine)
+        item.setPen(pen)
+        item.setParentItem(self.group)
+        item.setZValue(11)
+        label = pg.TextItem(SUGGESTION_LABEL, color=SUGGESTION_COLOUR, anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 150))
+        label.setParentItem(self.group)
+        label.setPos(x0, y0)
+        label.setZValue(11)
+        self.suggestion_item, self.suggestion_label = item, label
 
     def set_static_shapes(self, shapes: list[dict[str, Any]]) -> None:
         """Non-editable shapes (reading-session marks): dicts of kind, points, frame, colour, label."""

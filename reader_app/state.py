@@ -23,7 +23,7 @@ LAYOUTS = ("1x1", "1x2", "2x2")
 TOOLS = ("navigate", "box", "polygon", "freehand", "ruler")
 SALIENCY_METHODS = ("own", "gradcam", "cam", "attention", "entropy")
 SALIENCY_LABELS = {
-    "own": "Model's own (US: lesion attention)",
+    "own": "Model's own",
     "gradcam": "Grad-CAM",
     "cam": "CAM",
     "attention": "Attention",

@@ -103,7 +103,7 @@ def test_enter_accepts_the_suggestion_as_the_readers_box_and_rescores(make_windo
     anns = win.state.current.case.annotations_for("us_ok")
     assert len(anns) == 1 and anns[0].kind == "box"
     assert tuple(anns[0].bbox()) == pytest.approx(FINDER_BOX)
-    assert view.suggestion_box is None and not view.suggestion_item.isVisible()
+    assert view.suggestion_box is None and view.suggestion_item is None and view.suggestion_label is None
     # re-scored with the reader's (accepted) box: the model now scored that box
     assert win.ai_result.lesion["us_ok"].box_source == "reader"
     assert tuple(win.ai_result.lesion["us_ok"].box) == FINDER_BOX
@@ -120,7 +120,7 @@ def test_drawing_a_box_replaces_the_suggestion(make_window, study_dir, qtbot):
     assert len(anns) == 1
     x0, y0, x1, y1 = anns[0].bbox()
     assert (x0, y0) == pytest.approx((20, 20), abs=1.5) and (x1, y1) == pytest.approx((60, 50), abs=1.5)
-    assert view.suggestion_box is None and not view.suggestion_label.isVisible()
+    assert view.suggestion_box is None and view.suggestion_item is None and view.suggestion_label is None
     # Enter no longer adds anything: there is no suggestion left to accept
     win.state.set_tool("navigate")
     win.activateWindow()
