@@ -139,9 +139,29 @@ def test_us_default_is_the_lesion_model_and_scores_alike_everywhere(tmp_path: Pa
     assert _gui_scores(items, "US", tmp_path) == pytest.approx(want, abs=1e-5)
 
 
-def test_mg_default_parity(tmp_path: Path) -> None:
+def test_mg_frozen_head_model_parity(tmp_path: Path) -> None:
+    """The frozen-head MG lesion model (the previous default), by name."""
     _check("mg_effnet_lite0_mias_lesion.toml", "mg_effnet_lite0_mias_lesion", "MG",
            _items("mg_effnet_lite0_mias_lesion.toml"), tmp_path)
+
+
+def test_mg_default_is_the_calibrated_lesion_model_and_scores_alike_everywhere(tmp_path: Path) -> None:
+    """The MG default (clean film, reader's box, Platt-calibrated, OOD): the engine's lesion
+    pipeline, `score` and the GUI's AI service give the same calibrated score for real mini-MIAS
+    lesion boxes."""
+    from engine.inference import Predictor
+    from engine.models.weights import default_weights
+
+    assert default_weights("MG") == "mg_lesion_lite0_mias"
+    items = _items("mg_effnet_lite0_mias_lesion.toml")
+    assert all(it.box is not None for it in items)
+    pred = Predictor("mg_lesion_lite0_mias", "cpu")
+    assessed = [pred.assess(it.image, it.box) for it in items]
+    want = [a.score for a in assessed]
+    assert {a.box_source for a in assessed} == {"reader"}
+    assert len(set(np.round(want, 4))) > 2
+    assert _cli_scores(items, "MG", tmp_path) == pytest.approx(want, abs=1e-5)
+    assert _gui_scores(items, "MG", tmp_path) == pytest.approx(want, abs=1e-5)
 
 
 def test_mr_default_parity(tmp_path: Path) -> None:
