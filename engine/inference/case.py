@@ -25,14 +25,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from engine.errors import BreastReaderError, ModelNotFoundError
-from engine.inference.predictor import Box, ImageItem, ImageOutput
 from engine.io.types import LoadedImage
 from engine.progress import ProgressCallback, check, report
+
+if TYPE_CHECKING:  # the predictor imports torch: loaded only when a case is scored (issue 17)
+    from engine.inference.predictor import Box, ImageItem, ImageOutput
 
 
 #: Saliency method name meaning "each model's own first method" (registry order).
@@ -245,6 +247,8 @@ class CaseScorer:
         Raises:
             Cancelled: ``cancel`` was set (engine.progress).
         """
+        from engine.inference.predictor import ImageItem
+
         res = CaseScores(case.case_id)
         total = len(case.images) + 1
         done = 0

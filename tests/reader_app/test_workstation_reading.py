@@ -248,7 +248,7 @@ class W(Orig):
         print("CLOSED", time.monotonic(), flush=True)
         self.close()
 qm.MainWindow = W
-m.start_engine_preload = lambda: None
+m.start_engine_preload = lambda *_a, **_k: None
 m.main([{study!r}])
 """
 
