@@ -156,6 +156,11 @@ class AIService:
                 except (ModelNotFoundError, BreastReaderError) as exc:
                     problems.append(f"{m}: {exc}")
             report(progress, len(modalities) + 1, len(modalities) + 1, "models ready")
+        # torch and the models are objects for the life of the process: freeze them so that no
+        # later full garbage collection scans them with the GIL held (a GUI stall of 0.1-0.3 s)
+        import gc
+
+        gc.freeze()
         return problems
 
     def _withhold_synthetic_mri(self, case: Case, images: dict[str, LoadedImage]

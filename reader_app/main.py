@@ -148,6 +148,9 @@ def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: f
     app = ensure_app()
     # the screenshot demo shows what the AI panel does; interactive reading keeps the setting
     win = MainWindow(ai_display="always") if screenshot else MainWindow()
+    win.ai_panel.set_model_state("loading model…")  # start_ai_warmup runs once the first image is up
+    if screenshot is None:
+        win.close_wait_ms = 0  # interactive: the process exits right after the event loop
     win.resize(1600, 1000)
     win.show()
     if not win.open_study(folder, wait=True):
@@ -257,6 +260,7 @@ def run_gui(study: str | None) -> int:
     auto = str(settings().value("auto_score", "true")).lower() in ("true", "1")
     mode = str(settings().value("ai_display", "after_rating"))
     win = MainWindow(auto_score=auto, ai_display=mode)
+    win.close_wait_ms = 0  # the process exits right after the event loop (_exit_now)
     install_excepthook(win)
     win.show()
     if study:
@@ -270,6 +274,7 @@ def start_engine_preload(win: Any, after_first_image: bool = True) -> None:
     """Load torch and the models in a worker once the first image is on screen (or at once
     when no study is being opened): start-up to the first image is the images' decode only."""
     if after_first_image:
+        win.ai_panel.set_model_state("loading model…")
         _when_first_image(win, win.start_ai_warmup)
     else:
         win.start_ai_warmup()

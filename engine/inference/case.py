@@ -311,8 +311,12 @@ class CaseScorer:
                         why = out.errors.get(a, "not computed") if a is not None else "the model has no saliency method"
                         res.errors.append(f"{ci.image_id}: {m} saliency unavailable ({why})")
                         continue
-                    arr = np.nan_to_num(np.asarray(getattr(sal, "map", sal), dtype=np.float32))
-                    if not float(arr.max()) > float(arr.min()):
+                    arr = np.asarray(getattr(sal, "map", sal), dtype=np.float32)
+                    lo, hi = float(arr.min()), float(arr.max())
+                    if not (np.isfinite(lo) and np.isfinite(hi)):  # a NaN/inf anywhere shows in min/max
+                        arr = np.nan_to_num(arr)
+                        lo, hi = float(arr.min()), float(arr.max())
+                    if not hi > lo:
                         res.errors.append(f"{ci.image_id}: the {m} map is empty for this image")
                     res.saliency[(ci.image_id, m)] = arr
             report(progress, done, total, f"scored {modality}")
