@@ -56,7 +56,7 @@ def default_loader(modality: str, model: str | None = None) -> Any:
 
 def installed_models() -> dict[str, list[str]]:
     """Installed weights folder names by modality (empty when the engine has none); no torch import."""
-    from engine.inference.catalog import installed_by_modality
+    from engine.model_catalog import installed_by_modality
 
     return installed_by_modality()
 

@@ -96,10 +96,10 @@ class MainWindow(QMainWindow):
     preview_shown = Signal(str)
     ai_finished = Signal(str)
     _preview_ready = Signal(object)  # emitted by the load worker's thread, delivered queued
-    #: How long closing waits for cancelled workers; the app sets 0, it exits right after.
-    close_wait_ms = 200
     ai_ready = Signal()  # the background model load (start_ai_warmup) ended
     study_opened = Signal(str)  # folder ('' when it could not be read)
+    #: How long closing waits for cancelled workers; the app sets 0, it exits right after.
+    close_wait_ms = 200
 
     def __init__(self, state: AppState | None = None, ai: AIService | None = None,
                  cache: ImageCache | None = None, auto_score: bool = False,
@@ -449,6 +449,7 @@ class MainWindow(QMainWindow):
         w.signals.progress.connect(self.worklist.show_progress)
         w.signals.result.connect(lambda study, w=w: self._on_study_read(w, study))
         w.signals.errored.connect(lambda msg, w=w: self._on_study_failed(w, msg))
+        w.signals.cancelled.connect(lambda w=w: w is self._study_worker and self.study_opened.emit(""))
         w.signals.finished.connect(lambda w=w: setattr(w, "ended", True))
         self._study_worker = w
         self._track(w)
@@ -1220,7 +1221,7 @@ class MainWindow(QMainWindow):
         from reader_app.ai import installed_models
 
         try:
-            from engine.inference.catalog import default_weights  # torch-free: start-up never waits for it
+            from engine.model_catalog import default_weights  # torch-free: start-up never waits for it
 
             defaults = {m: default_weights(m) for m in ("US", "MG", "MR")}
         except ImportError:

@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from engine.errors import ModelNotFoundError, WeightsMismatchError
 # torch-free, re-exported (the GUI lists models before torch is imported)
-from engine.inference.catalog import DEFAULTS_FILE, SPEC_FILE, default_weights, list_weights, models_root  # noqa: F401
+from engine.model_catalog import DEFAULTS_FILE, SPEC_FILE, default_weights, list_weights, models_root  # noqa: F401
 from engine.transforms import EvalTransform, Preprocess, from_legacy
 
 WEIGHTS_FILE = "weights.pt"
