@@ -217,7 +217,7 @@ def bench_open() -> dict[str, Any]:
 
 def bench_score_cost(repeats: int = 5) -> dict[str, Any]:
     """GUI scoring path vs ``bench score``'s call on the same US image and predictor."""
-    from engine.bench.score import _image
+    from engine.bench.threads import bench_image as _image
     from engine.inference import load_predictor
     from engine.inference.case import CaseImage, CaseInput, CaseScorer
 

@@ -137,9 +137,10 @@ class WorklistPanel(QWidget):
         head.setStretchLastSection(False)
         fm = self.fontMetrics()
         head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col, sample in ((1, "MG+US+MR (10)"), (2, "annotated")):
+        for col, sample in ((1, "MG+US (10)"), (2, "annotated")):
             head.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
-            self.table.setColumnWidth(col, fm.horizontalAdvance(sample) + 18)
+            self.table.setColumnWidth(col, fm.horizontalAdvance(sample) + 12)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # case ids differ at their ends
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.count = QLabel("")
         self.progress = QProgressBar()  # reading a study (in a worker)

@@ -36,20 +36,36 @@ _CHILD = r"""
 import json, statistics, sys, time
 import torch
 torch.set_num_threads({threads})
-from engine.bench.score import _image, _predictor
-from pathlib import Path
-import tempfile
-with tempfile.TemporaryDirectory() as td:
-    pred, label, method = _predictor({modality!r}, Path(td), torch.device("cpu"))
-    img, box = _image({modality!r})
+from engine.bench.threads import bench_image
+from engine.inference import load_predictor
+pred = load_predictor({modality!r})
+method = pred.saliency_methods()[0]
+img, box = bench_image({modality!r})
+pred.analyse(img, method, box)
+times = []
+for _ in range({repeats}):
+    t0 = time.perf_counter()
     pred.analyse(img, method, box)
-    times = []
-    for _ in range({repeats}):
-        t0 = time.perf_counter()
-        pred.analyse(img, method, box)
-        times.append(time.perf_counter() - t0)
-print("RESULT " + json.dumps({{"times": times, "weights": label, "threads": torch.get_num_threads()}}))
+    times.append(time.perf_counter() - t0)
+print("RESULT " + json.dumps({{"times": times, "weights": pred.name, "threads": torch.get_num_threads()}}))
 """
+
+
+def bench_image(modality: str) -> tuple[Any, tuple[float, float, float, float] | None]:
+    """The SYNTHETIC image (and MG lesion box) these timings score: US 480x640, MG 2048x1664."""
+    import numpy as np
+
+    from engine.io.types import ImageMeta, LoadedImage
+
+    if modality == "MG":
+        from engine.data.synthetic import synthetic_mammogram
+
+        d = synthetic_mammogram(0, rows=2048, cols=1664)
+        return LoadedImage(d["image"], ImageMeta(path="synthetic-mg", modality="MG", bits_stored=12)), d["box"]
+    rng = np.random.default_rng(0)
+    px = (rng.random((480, 640)) * 120).astype(np.uint8)
+    px[200:280, 300:380] = 30
+    return LoadedImage(px, ImageMeta(path="synthetic-us", modality="US")), None
 
 _HOG = "import time\nend = time.time() + {limit}\nx = 0\nwhile time.time() < end:\n    x += 1\n"
 
@@ -88,8 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     policies = [p.strip() for p in str(getattr(args, "policies", ",".join(POLICIES))).split(",") if p.strip()]
     n_hogs = int(getattr(args, "hogs", 0)) or (os.cpu_count() or 2)
     out: dict[str, Any] = {"modality": modality, "repeats": repeats, "rounds": rounds, "hogs": n_hogs,
-                           "cpu_count": os.cpu_count(), "what": "score + saliency of one SYNTHETIC image "
-                           "(bench score's case) per policy, each in its own process", "states": {}}
+                           "cpu_count": os.cpu_count(), "what": "score + saliency (Predictor.analyse) of "
+                           "bench_image's SYNTHETIC 480x640 US image per policy, each in its own process", "states": {}}
     for state in ("as_is", "under_cpu_hog"):
         hogs: list[subprocess.Popen[bytes]] = []
         load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
