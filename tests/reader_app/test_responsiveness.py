@@ -180,8 +180,10 @@ def test_first_image_is_painted_before_the_model_stack_loads(tmp_path):
 
 
 def test_gui_runs_one_forward_pass_per_image_on_the_shipped_model():
-    """AIService (the GUI's scoring) on a real demo US image with the shipped US model: the
-    network's forward runs once for the score and the Grad-CAM map together."""
+    """AIService (the GUI's scoring) on a real demo US image with the shipped US model runs the
+    network exactly as often as ``bench score``'s single call (score and saliency map from the
+    same pass), never a second pass for the map; checked with a forward hook on every module
+    called from outside the model (the model itself and, for the lesion pipeline, its parts)."""
     from engine.model_catalog import default_weights
 
     if not default_weights("US") or not (ROOT / "resources" / "demo" / "study.json").exists():
@@ -189,32 +191,39 @@ def test_gui_runs_one_forward_pass_per_image_on_the_shipped_model():
     from engine.cases import load_study
     from engine.errors import ModelNotFoundError
     from engine.inference import load_predictor
+    from engine.inference.case import case_input
     from reader_app.ai import AIService
     from reader_app.imaging import ImageCache, load_case_images
 
     pred = load_predictor("US")
-    calls = []
-    hook = pred.model.register_forward_pre_hook(lambda *_a: calls.append(1))
+    method = pred.saliency_methods()[0]
+    calls: list[str] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, _a, n=name: calls.append(n))
+             for name, m in [("model", pred.model), *pred.model.named_children()]]
     try:
         study = load_study(ROOT / "resources" / "demo")
-        case = next(c for c in study.cases if "US" in c.modalities)
+        case = next(c for c in study.cases if set(c.modalities) == {"US"})
         images, errors = load_case_images(case, ImageCache())
         assert images and not errors
+
         def loader(modality, model=None):
             if modality == "US":
                 return pred
             raise ModelNotFoundError(f"no {modality} model in this test")
 
-        svc = AIService(loader=loader)
-        res = svc.score_case(case, images, ("gradcam",))
-        n_us = len(res.per_image)
-        assert n_us >= 1 and all((i, "gradcam") in res.saliency for i in res.per_image)
-        # score and Grad-CAM from the same pass: at most one forward per image (batched: fewer)
-        assert 1 <= len(calls) <= n_us, f"{len(calls)} forward calls for {n_us} image(s)"
-        score, sal = pred.analyse(images[next(iter(res.per_image))], "gradcam")
-        assert score == pytest.approx(res.per_image[next(iter(res.per_image))], abs=1e-5)
+        image_id = next(iter(images))
+        box = case_input(case, {image_id: images[image_id]}).images[0].box  # the reader's box, as the GUI passes it
+        calls.clear()
+        score, _sal = pred.analyse(images[image_id], method, box)  # what bench score times
+        per_image = list(calls)
+        calls.clear()
+        res = AIService(loader=loader).score_case(case, {image_id: images[image_id]}, (method,))
+        assert (image_id, method) in res.saliency and res.per_image[image_id] == pytest.approx(score, abs=1e-5)
+        assert calls == per_image and per_image, f"GUI {calls} vs bench score {per_image}"
+        assert calls.count("model") <= 1  # the whole network at most once (lesion pipelines run parts)
     finally:
-        hook.remove()
+        for h in hooks:
+            h.remove()
 
 
 def test_thread_policy_is_set_before_torch(tmp_path):
