@@ -39,7 +39,7 @@ test-slow: install
 
 # Every benchmark writes one JSON object to benchmarks/results/NAME.json (ratios measured side by
 # side in one run); docs/benchmarks.md records the figures with the machine they came from.
-BENCHES := io patch-map score gradcam train mrmc
+BENCHES := io patch-map score gradcam train mrmc threads
 bench: install
 	mkdir -p benchmarks/results
 	for b in $(BENCHES); do \
@@ -47,6 +47,8 @@ bench: install
 		$(BIN)/breast-engine bench $$b --json > benchmarks/results/$$b.json || exit 1; \
 		cat benchmarks/results/$$b.json; \
 	done
+	# GUI: start-up to first image, open/score stalls per demo case, GUI vs bench score, 5 000-case worklist
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m reader_app.bench_perf all --json benchmarks/results/gui-perf.json
 
 bundle: install
 	$(BIN)/python -m pip install -q -e ".[bundle]"

@@ -55,17 +55,10 @@ def default_loader(modality: str, model: str | None = None) -> Any:
 
 
 def installed_models() -> dict[str, list[str]]:
-    """Installed weights folder names by modality (empty when the engine has none)."""
-    out: dict[str, list[str]] = {}
-    from engine.models.weights import list_weights, read_spec
+    """Installed weights folder names by modality (empty when the engine has none); no torch import."""
+    from engine.model_catalog import installed_by_modality
 
-    for name in list_weights():
-        try:
-            spec = read_spec(name)
-        except (BreastReaderError, OSError, ValueError, TypeError):
-            continue
-        out.setdefault(str(spec.modality).upper(), []).append(name)
-    return out
+    return installed_by_modality()
 
 
 class AIService:
@@ -132,6 +125,43 @@ class AIService:
             with self._lock:
                 self._cache[key] = res
             return res
+
+    def warm_up(self, modalities: tuple[str, ...] = (), *, progress: ProgressCallback | None = None,
+                cancel: Any = None) -> list[str]:
+        """Import the model stack (torch) and load the models of ``modalities`` (run it in a worker).
+
+        The first image never waits for this: the window shows the case, the AI panel says
+        "loading model…", and a scoring asked for meanwhile queues behind it (same lock).
+
+        Returns:
+            One line per modality whose model could not be loaded.
+        """
+        from engine.progress import check, report
+
+        problems: list[str] = []
+        with self._run_lock:
+            report(progress, 0, len(modalities) + 1, "loading model…")
+            if isinstance(self.scorer, CaseScorer):
+                from engine.inference import load_stack
+
+                load_stack()  # torch, the models, the saliency
+                from engine import threads
+
+                threads.limit_intra_op(reserve=1)  # a core stays with the GUI thread (bench threads)
+            for i, m in enumerate(modalities):
+                check(cancel)
+                report(progress, i + 1, len(modalities) + 1, f"loading {m} model…")
+                try:
+                    self.predictor(m)
+                except (ModelNotFoundError, BreastReaderError) as exc:
+                    problems.append(f"{m}: {exc}")
+            report(progress, len(modalities) + 1, len(modalities) + 1, "models ready")
+        # torch and the models are objects for the life of the process: freeze them so that no
+        # later full garbage collection scans them with the GIL held (a GUI stall of 0.1-0.3 s)
+        import gc
+
+        gc.freeze()
+        return problems
 
     def _withhold_synthetic_mri(self, case: Case, images: dict[str, LoadedImage]
                                 ) -> tuple[dict[str, LoadedImage], bool]:

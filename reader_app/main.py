@@ -81,19 +81,53 @@ def first_paired_case(study: Any) -> str | None:
 
 
 def preload_engine() -> None:
-    """Import torch and the inference engine before the window shows.
+    """Import torch and the inference engine now (on the calling thread).
 
-    Importing torch's extension modules holds the GIL for hundreds of milliseconds; done in a
-    worker it would freeze the visible window on the first scoring, so it happens at start-up.
+    The workstation does not call this before its first image: :meth:`MainWindow.start_ai_warmup`
+    loads the models in a worker once the first case is on screen. Tests and benchmarks that
+    want the model stack loaded before they measure call it.
     """
+    from engine import threads
+
+    threads.apply()
     try:
-        import engine.inference  # noqa: F401
+        from engine.inference import load_stack
         from engine import _torchvision_shim
 
+        load_stack()
+
         _torchvision_shim.ensure()
-        import pytorch_grad_cam  # noqa: F401  (Grad-CAM pulls in torchvision, scipy, ...)
     except ImportError:
         pass  # no engine/saliency: the AI panel says what is missing
+
+
+def _exit_now(rc: int) -> None:
+    """Leave right after the event loop: everything the reader did is saved as it happened.
+
+    A model forward pass still running in a pool thread cannot be interrupted, and the
+    interpreter's own shutdown with torch loaded (module teardown, OpenMP/intra-op pools) takes
+    a second or more; neither may keep the process alive after the window has closed.
+    """
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def _when_first_image(win: Any, then: Any) -> None:
+    """Call ``then()`` once the first case's images are on screen (or now, if they are)."""
+    from PySide6.QtCore import QTimer
+
+    if win.views:
+        QTimer.singleShot(0, then)
+        return
+
+    def _once(_cid: str) -> None:
+        win.case_loaded.disconnect(_once)
+        QTimer.singleShot(0, then)  # after the paint of the first image
+
+    win.case_loaded.connect(_once)
 
 
 def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: float = 300.0) -> int:
@@ -108,13 +142,18 @@ def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: f
         raise BreastReaderError(f"demo study not found in {folder} (no study.json)")
     if screenshot is None:
         check_display()
+    from engine import threads
+
+    threads.apply()
     app = ensure_app()
-    preload_engine()
     # the screenshot demo shows what the AI panel does; interactive reading keeps the setting
     win = MainWindow(ai_display="always") if screenshot else MainWindow()
+    win.ai_panel.set_model_state("loading model…")  # start_ai_warmup runs once the first image is up
+    if screenshot is None:
+        win.close_wait_ms = 0  # interactive: the process exits right after the event loop
     win.resize(1600, 1000)
     win.show()
-    if not win.open_study(folder):
+    if not win.open_study(folder, wait=True):
         raise BreastReaderError(win.last_error)
     study = win.state.study
     cid = first_paired_case(study)
@@ -126,6 +165,7 @@ def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: f
         loaded = _wait(win.case_loaded, 60, lambda: bool(win.views) and win.state.current.case.case_id == cid)
     if not loaded:
         raise BreastReaderError("demo case did not load in time")
+    win.start_ai_warmup()  # the first image is shown; the AI loads behind it
     worker = win.score_case()
     if worker is not None:
         _wait(win.ai_finished, timeout_s, lambda: bool(getattr(win._ai_worker, "ended", False)))
@@ -134,7 +174,7 @@ def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: f
     for _ in range(5):
         QCoreApplication.processEvents()
     if screenshot is None:
-        return app.exec()
+        _exit_now(app.exec())
     pix = win.grab()
     out = Path(screenshot)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -205,8 +245,9 @@ def check_study_path(study: str) -> None:
 
 def run_gui(study: str | None) -> int:
     """Open the main window (on ``study`` when given); exits promptly when the window closes."""
-    import os
+    from engine import threads
 
+    threads.apply()
     if study:
         check_study_path(study)
     check_display()
@@ -219,25 +260,24 @@ def run_gui(study: str | None) -> int:
     auto = str(settings().value("auto_score", "true")).lower() in ("true", "1")
     mode = str(settings().value("ai_display", "after_rating"))
     win = MainWindow(auto_score=auto, ai_display=mode)
+    win.close_wait_ms = 0  # the process exits right after the event loop (_exit_now)
     install_excepthook(win)
     win.show()
     if study:
         win.open_study(study)
-    start_engine_preload()
-    rc = app.exec()
-    # Everything the reader did is saved as it happened; a model forward pass still running in
-    # a pool thread (and torch's thread pools) would keep the process alive for seconds.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
+    start_engine_preload(win, after_first_image=bool(study))
+    _exit_now(app.exec())
+    return 0  # not reached
 
 
-def start_engine_preload() -> None:
-    """Import torch and the inference engine after the first window is on screen, in a thread:
-    the first image never waits for it (start-up to first image is the images' decode only)."""
-    import threading
-
-    threading.Thread(target=preload_engine, name="preload-engine", daemon=True).start()
+def start_engine_preload(win: Any, after_first_image: bool = True) -> None:
+    """Load torch and the models in a worker once the first image is on screen (or at once
+    when no study is being opened): start-up to the first image is the images' decode only."""
+    if after_first_image:
+        win.ai_panel.set_model_state("loading model…")
+        _when_first_image(win, win.start_ai_warmup)
+    else:
+        win.start_ai_warmup()
 
 
 def run_import_cli(argv: list[str]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,24 @@ SAVE_RETRY_MS = 5000
 from reader_app.qt_style import STYLE  # noqa: E402  (one dark theme for every window)
 
 
+def _read_study(folder: Path, state: AppState, *, progress: Any = None, cancel: Any = None) -> tuple[Any, Any]:
+    """Worker job: the study and its per-case states (ratings loaded), off the GUI thread.
+
+    Reading allocates hundreds of thousands of objects; a full garbage collection over them
+    holds the GIL (the GUI thread too) for 0.1-0.4 s on a 5 000-case study. None runs while
+    reading, and what was read is frozen (never scanned again: it lives as long as the study).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        study = load_study(folder, progress=progress, cancel=cancel)
+        return study, state.prepare_study(study)
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def _load_for_case(case: Any, cache: ImageCache, *, on_preview: Any = None, progress: Any = None, cancel: Any = None
                    ) -> tuple[str, dict[str, LoadedImage], dict[str, str]]:
     """Worker job: the case's images, tagged with the case id so late results can be dropped.
@@ -69,12 +88,18 @@ class MainWindow(QMainWindow):
         case_loaded(case_id): the images of the current case are shown (full resolution).
         preview_shown(case_id): reduced-resolution first views are shown (JPEG 2000), before case_loaded.
         ai_finished(case_id): AI scoring of the current case ended (result, error or cancel).
+        study_opened(folder): a study read by :meth:`open_study` is shown ('' on failure).
+        ai_ready(): the models loaded in the background by :meth:`start_ai_warmup` are ready.
     """
 
     case_loaded = Signal(str)
     preview_shown = Signal(str)
     ai_finished = Signal(str)
     _preview_ready = Signal(object)  # emitted by the load worker's thread, delivered queued
+    ai_ready = Signal()  # the background model load (start_ai_warmup) ended
+    study_opened = Signal(str)  # folder ('' when it could not be read)
+    #: How long closing waits for cancelled workers; the app sets 0, it exits right after.
+    close_wait_ms = 200
 
     def __init__(self, state: AppState | None = None, ai: AIService | None = None,
                  cache: ImageCache | None = None, auto_score: bool = False,
@@ -94,6 +119,8 @@ class MainWindow(QMainWindow):
         self.ai_result: AIResult | None = None
         self._load_worker: Worker | None = None
         self._ai_worker: Worker | None = None
+        self._warmup_worker: Worker | None = None
+        self._study_worker: Worker | None = None
         self._workers: set[Worker] = set()
         self._digit_at = 0.0
         self._last_digit = -1
@@ -397,14 +424,66 @@ class MainWindow(QMainWindow):
         if folder:
             self.open_study(folder)
 
-    def open_study(self, folder: str | Path) -> bool:
-        """Load a study folder; problems are listed, the rest opens. Returns success."""
-        try:
-            study = load_study(folder)
-        except BreastReaderError as exc:
-            self.show_error(f"Cannot open study: {exc}")
-            return False
-        self.state.set_study(study)
+    def open_study(self, folder: str | Path, *, wait: bool = False) -> bool:
+        """Open a study folder: read in a worker (progress in the worklist), then shown.
+
+        Problems are listed, the rest opens. A folder that is not a study is refused at once
+        (one message). ``study_opened(folder)`` is emitted when the study is shown ('' when
+        it could not be read); ``wait=True`` (scripts) returns only then, the event loop
+        running meanwhile.
+
+        Returns:
+            False when the folder is not a study (or, with ``wait``, could not be read).
+        """
+        folder = Path(folder)
+        if not (folder / "study.json").is_file():
+            try:
+                load_study(folder)  # raises at once: not a folder / no study.json
+            except BreastReaderError as exc:
+                self.show_error(f"Cannot open study: {exc}")
+                return False
+        if self._study_worker is not None and not getattr(self._study_worker, "ended", False):
+            self._study_worker.cancel()
+        w = Worker(_read_study, folder, self.state, name="study")
+        w.folder = folder  # type: ignore[attr-defined]
+        w.signals.progress.connect(self.worklist.show_progress)
+        w.signals.result.connect(lambda study, w=w: self._on_study_read(w, study))
+        w.signals.errored.connect(lambda msg, w=w: self._on_study_failed(w, msg))
+        w.signals.cancelled.connect(lambda w=w: w is self._study_worker and self.study_opened.emit(""))
+        w.signals.finished.connect(lambda w=w: setattr(w, "ended", True))
+        self._study_worker = w
+        self._track(w)
+        self.worklist.show_progress(0, 0, f"Reading study {folder.name}…")
+        start(w, self.pool)
+        if not wait:
+            return True
+        from PySide6.QtCore import QEventLoop
+
+        loop = QEventLoop()
+        ok = {"v": False}
+
+        def _done(f: str) -> None:
+            ok["v"] = bool(f)
+            loop.quit()
+
+        self.study_opened.connect(_done)
+        loop.exec()
+        self.study_opened.disconnect(_done)
+        return ok["v"]
+
+    def _on_study_failed(self, w: Worker, msg: str) -> None:
+        if w is self._study_worker:
+            self.worklist.show_progress(0, 0, "")
+            self.show_error(f"Cannot open study: {msg}")
+            self.study_opened.emit("")
+
+    def _on_study_read(self, w: Worker, out: tuple[Any, Any]) -> None:
+        if w is not self._study_worker:
+            return  # a later open_study superseded this one
+        folder = w.folder  # type: ignore[attr-defined]
+        study, prepared = out
+        self.worklist.show_progress(0, 0, "")
+        self.state.set_study(study, prepared)
         try:
             paths.add_recent_study(folder)
             self._fill_recent()
@@ -421,7 +500,7 @@ class MainWindow(QMainWindow):
         ids = self.state.visible_case_ids()
         if ids:
             self.state.select_case(ids[0])
-        return True
+        self.study_opened.emit(str(folder))
 
     def show_error(self, text: str) -> None:
         """One clear message (status bar + non-modal dialog), never a traceback."""
@@ -454,7 +533,7 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"breast-reader — {st.name}")
             if st.synthetic_note:
                 self.worklist.setToolTip(st.synthetic_note)
-        self.worklist.refresh()
+        # the rows follow from AppState.worklist_changed, emitted right after (one model reset)
 
     # drag and drop ---------------------------------------------------------
     def dragEnterEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
@@ -1058,6 +1137,30 @@ class MainWindow(QMainWindow):
         start(w, self.pool)
         return w
 
+    def start_ai_warmup(self) -> Worker | None:
+        """Load torch and the study's models in a worker; the AI panel says "loading model…".
+
+        Called once the first image is on screen (reader_app.main), so start-up to the first
+        image never pays for the model stack (issue 17). A scoring asked for meanwhile waits
+        for it in its own worker, never on the GUI thread.
+        """
+        if self._warmup_worker is not None:
+            return self._warmup_worker
+        st = self.state.study
+        mods = tuple(dict.fromkeys(m for c in (st.cases if st else []) for m in c.modalities))
+        w = Worker(self.ai.warm_up, mods, name="ai-warmup")
+        w.signals.result.connect(self._on_ai_warm)
+        w.signals.errored.connect(lambda msg: self.ai_panel.set_model_state(f"AI unavailable: {msg}"))
+        w.signals.finished.connect(self.ai_ready.emit)
+        self._warmup_worker = w
+        self._track(w)
+        self.ai_panel.set_model_state("loading model…")
+        start(w, self.pool)
+        return w
+
+    def _on_ai_warm(self, _problems: list[str]) -> None:
+        self.ai_panel.set_model_state("")  # a missing model is reported per case when it is scored
+
     def _on_auto_score_changed(self, on: bool) -> None:
         self.auto_score = bool(on)
         try:
@@ -1118,7 +1221,7 @@ class MainWindow(QMainWindow):
         from reader_app.ai import installed_models
 
         try:
-            from engine.models.weights import default_weights
+            from engine.model_catalog import default_weights  # torch-free: start-up never waits for it
 
             defaults = {m: default_weights(m) for m in ("US", "MG", "MR")}
         except ImportError:
@@ -1202,7 +1305,7 @@ class MainWindow(QMainWindow):
             w.cancel()
         # a model forward pass cannot be interrupted: do not wait for it (the process exits
         # right after the event loop, see main.run_gui); ratings/annotations are saved already
-        self.pool.waitForDone(200)
+        self.pool.waitForDone(self.close_wait_ms)
         self._timer.stop()
         for v in self.views:
             v.dispose()

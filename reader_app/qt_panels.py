@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from html import escape as html_escape
+import time
 
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,8 +28,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -40,8 +40,77 @@ from reader_app.state import BIRADS, COLORMAPS, SALIENCY_LABELS, SALIENCY_METHOD
 STATUS_COLOURS = {"unread": "#bbbbbb", "annotated": "#00e5ff", "rated": "#7CFC00"}
 
 
+class WorklistModel(QAbstractTableModel):
+    """The worklist rows as a Qt model over :class:`AppState` (case, images, status).
+
+    Rows are the state's visible case ids; cells are computed when the view paints them, so a
+    5 000-case study costs the same per keystroke as a 10-case one (issue 17: the list used to be
+    rebuilt as widgets on every keystroke).
+    """
+
+    HEADERS = ("Case", "Images", "Status")
+
+    def __init__(self, state: AppState, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.ids: list[str] = []
+        self._row: dict[str, int] = {}
+
+    def reload(self) -> None:
+        """Re-read the visible case ids from the state (one model reset, no widgets made)."""
+        self.beginResetModel()
+        self.ids = self.state.visible_case_ids()
+        self._row = {cid: r for r, cid in enumerate(self.ids)}
+        self.endResetModel()
+
+    def row_of(self, case_id: str | None) -> int:
+        """Row of a case id, or -1 when it is filtered out."""
+        return self._row.get(case_id, -1) if case_id else -1
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
+        return 0 if parent.isValid() else len(self.ids)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802 - Qt API
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.ids):
+            return None
+        cid = self.ids[index.row()]
+        cs = self.state.cases.get(cid)
+        if cs is None:
+            return None
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return cid
+            if col == 1:
+                return f"{'+'.join(cs.case.modalities)} ({len(cs.case.images)})"
+            return cs.status
+        if role == Qt.ItemDataRole.UserRole:
+            return cid
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if col == 2:
+                return QColor(STATUS_COLOURS[cs.status])
+            if col == 0 and cs.case.synthetic:
+                return QColor("#ff8a80")  # synthetic cases stand out in the list
+        if role == Qt.ItemDataRole.ToolTipRole:
+            tip = ("SYNTHETIC case. " if cs.case.synthetic else "") + reading_safe(cs.case.description)
+            return tip or None
+        return None
+
+
 class WorklistPanel(QWidget):
-    """Cases of the study with status; search text and status filter."""
+    """Cases of the study with status; search text (debounced) and status filter."""
+
+    #: Typing pauses shorter than this filter once, after the last key.
+    SEARCH_DEBOUNCE_MS = 150
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -53,16 +122,30 @@ class WorklistPanel(QWidget):
         self.status_filter.addItem("All", "")
         for s in STATUSES:
             self.status_filter.addItem(s.capitalize(), s)
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["Case", "Images", "Status"])
+        self.model = WorklistModel(state, self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(False)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.setWordWrap(False)
+        # fixed widths from the font, never measured over the rows (5 000 rows: 0.2 s a time)
+        head = self.table.horizontalHeader()
+        head.setStretchLastSection(False)
+        fm = self.fontMetrics()
+        head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col, sample in ((1, "MG+US (10)"), (2, "annotated")):
+            head.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
+            self.table.setColumnWidth(col, fm.horizontalAdvance(sample) + 12)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # case ids differ at their ends
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.count = QLabel("")
+        self.progress = QProgressBar()  # reading a study (in a worker)
+        self.progress.setMaximumHeight(14)
+        self.progress.setVisible(False)
         row = QHBoxLayout()
         row.addWidget(self.search, 1)
         row.addWidget(self.status_filter)
@@ -70,66 +153,83 @@ class WorklistPanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(row)
         lay.addWidget(self.table, 1)
+        lay.addWidget(self.progress)
         lay.addWidget(self.count)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(self.SEARCH_DEBOUNCE_MS)
+        self._search_timer.timeout.connect(self._apply_search)
         self.search.textChanged.connect(self._on_search_changed)
+        self.search.returnPressed.connect(self.flush_search)
         self.status_filter.currentIndexChanged.connect(self._on_status_filter_changed)
-        self.table.itemSelectionChanged.connect(self._on_selection_changed)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         state.worklist_changed.connect(self.refresh)
         state.case_changed.connect(lambda _cs: self._select_current())
         self._updating = False
+        self._progress_at = 0.0
+
+    # test / caller helpers -------------------------------------------------
+    def row_count(self) -> int:
+        """Rows shown (cases passing the filter)."""
+        return self.model.rowCount()
+
+    def cell(self, row: int, col: int) -> str:
+        """Text of one cell."""
+        return str(self.model.data(self.model.index(row, col)) or "")
 
     def refresh(self) -> None:
-        """Rebuild the rows from the state (filter applied)."""
+        """Re-read the rows from the state (filter applied)."""
         self._updating = True
-        ids = self.state.visible_case_ids()
-        self.table.setRowCount(len(ids))
-        for r, cid in enumerate(ids):
-            cs = self.state.cases[cid]
-            mods = "+".join(cs.case.modalities)
-            for c, text in enumerate((cid, f"{mods} ({len(cs.case.images)})", cs.status)):
-                it = QTableWidgetItem(text)
-                it.setData(Qt.ItemDataRole.UserRole, cid)
-                if c == 2:
-                    it.setForeground(QColor(STATUS_COLOURS[cs.status]))
-                elif c == 0 and cs.case.synthetic:
-                    it.setForeground(QColor("#ff8a80"))  # synthetic cases stand out in the list
-                tip = ("SYNTHETIC case. " if cs.case.synthetic else "") + reading_safe(cs.case.description)
-                if tip:
-                    it.setToolTip(tip)
-                self.table.setItem(r, c, it)
-        self.table.resizeColumnsToContents()
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        total = len(self.state.case_ids())
+        self.model.reload()
+        total = len(self.state.cases)
         done = sum(1 for c in self.state.cases.values() if c.status == "rated")
-        self.count.setText(f"{len(ids)} of {total} cases shown · {done} rated")
+        self.count.setText(f"{len(self.model.ids)} of {total} cases shown · {done} rated")
         self._updating = False
         self._select_current()
+
+    def show_progress(self, done: int, total: int, message: str) -> None:
+        """Progress of reading a study; an empty message hides the bar (redrawn at most 10 times a second)."""
+        now = time.monotonic()
+        if message and self.progress.isVisible() and now - self._progress_at < 0.1 and done < total:
+            return
+        self._progress_at = now
+        self.progress.setVisible(bool(message))
+        self.progress.setMaximum(max(total, 0))  # 0: busy indicator until the count is known
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{message} %v/%m" if total else message)
 
     def _select_current(self) -> None:
         cur = self.state.current.case.case_id if self.state.current else None
         self._updating = True
-        for r in range(self.table.rowCount()):
-            item = self.table.item(r, 0)
-            if item is not None and item.data(Qt.ItemDataRole.UserRole) == cur:
-                self.table.selectRow(r)
-                self.table.scrollToItem(item)
-                break
+        r = self.model.row_of(cur)
+        if r >= 0:
+            self.table.selectRow(r)
+            self.table.scrollTo(self.model.index(r, 0))
         else:
             self.table.clearSelection()
         self._updating = False
 
-    def _on_search_changed(self, text: str) -> None:
-        self.state.set_filter(text=text)
+    def _on_search_changed(self, _text: str) -> None:
+        self._search_timer.start()  # restarts: one filter after the last key of a burst
+
+    def _apply_search(self) -> None:
+        self.state.set_filter(text=self.search.text())
+
+    def flush_search(self) -> None:
+        """Apply a pending search now (Enter in the box, tests)."""
+        if self._search_timer.isActive():
+            self._search_timer.stop()
+            self._apply_search()
 
     def _on_status_filter_changed(self, _i: int) -> None:
         self.state.set_filter(status=self.status_filter.currentData())
 
-    def _on_selection_changed(self) -> None:
+    def _on_selection_changed(self, *_a: Any) -> None:
         if self._updating:
             return
-        items = self.table.selectedItems()
-        if items:
-            self.state.select_case(items[0].data(Qt.ItemDataRole.UserRole))
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.state.select_case(self.model.ids[rows[0].row()])
 
 
 class AIPanel(QGroupBox):
@@ -148,6 +248,10 @@ class AIPanel(QGroupBox):
         self.synthetic.setStyleSheet("color:#000;background:#ff6b6b;font-weight:bold;padding:2px 6px")
         self.synthetic.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.synthetic.setVisible(False)
+        # "loading model…" while the model stack loads in the background (issue 17)
+        self.model_state = QLabel("")
+        self.model_state.setStyleSheet("color:#ffd166")
+        self.model_state.setVisible(False)
         self.scores = QLabel("Not scored yet — press A or “Score case”.")
         self.scores.setWordWrap(True)
         self.scores.setTextFormat(Qt.TextFormat.RichText)
@@ -200,6 +304,7 @@ class AIPanel(QGroupBox):
         lay = QVBoxLayout(self)
         lay.addWidget(self.disclaimer)
         lay.addWidget(self.synthetic)
+        lay.addWidget(self.model_state)
         lay.addWidget(self.scores)
         lay.addWidget(self.advice)
         lay.addWidget(self.models)
@@ -246,6 +351,11 @@ class AIPanel(QGroupBox):
 
     def _on_card_link_changed(self, link: str) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(link) if not link.startswith("http") else QUrl(link))
+
+    def set_model_state(self, text: str) -> None:
+        """A line about the models ("loading model…"); empty hides it."""
+        self.model_state.setText(text)
+        self.model_state.setVisible(bool(text))
 
     def set_busy(self, busy: bool) -> None:
         """Toggle the run/cancel buttons while a worker scores the case."""

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for box in win.ai_panel.model_boxes.values():
         if box.currentData() is None and "(none)" in box.currentText() and box.count() > 1:
             box.setCurrentIndex(1)
-    if not win.open_study(tmp / "study"):
+    if not win.open_study(tmp / "study", wait=True):
         print(win.last_error, file=sys.stderr)
         return 2
     study = win.state.study

@@ -51,6 +51,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``breast-engine``; returns the process exit status."""
+    from engine import threads
+
+    threads.apply()  # OpenMP's passive wait, before any command imports torch (bench threads)
     args_list = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(command)

@@ -25,14 +25,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from engine.errors import BreastReaderError, ModelNotFoundError
-from engine.inference.predictor import Box, ImageItem, ImageOutput
 from engine.io.types import LoadedImage
 from engine.progress import ProgressCallback, check, report
+
+if TYPE_CHECKING:  # the predictor imports torch: loaded only when a case is scored (issue 17)
+    from engine.inference.predictor import Box, ImageItem, ImageOutput
 
 
 #: Saliency method name meaning "each model's own first method" (registry order).
@@ -245,6 +247,8 @@ class CaseScorer:
         Raises:
             Cancelled: ``cancel`` was set (engine.progress).
         """
+        from engine.inference.predictor import ImageItem
+
         res = CaseScores(case.case_id)
         total = len(case.images) + 1
         done = 0
@@ -307,8 +311,12 @@ class CaseScorer:
                         why = out.errors.get(a, "not computed") if a is not None else "the model has no saliency method"
                         res.errors.append(f"{ci.image_id}: {m} saliency unavailable ({why})")
                         continue
-                    arr = np.nan_to_num(np.asarray(getattr(sal, "map", sal), dtype=np.float32))
-                    if not float(arr.max()) > float(arr.min()):
+                    arr = np.asarray(getattr(sal, "map", sal), dtype=np.float32)
+                    lo, hi = float(arr.min()), float(arr.max())
+                    if not (np.isfinite(lo) and np.isfinite(hi)):  # a NaN/inf anywhere shows in min/max
+                        arr = np.nan_to_num(arr)
+                        lo, hi = float(arr.min()), float(arr.max())
+                    if not hi > lo:
                         res.errors.append(f"{ci.image_id}: the {m} map is empty for this image")
                     res.saliency[(ci.image_id, m)] = arr
             report(progress, done, total, f"scored {modality}")

@@ -26,19 +26,12 @@ import torch
 import torch.nn as nn
 
 from engine.errors import ModelNotFoundError, WeightsMismatchError
+# torch-free, re-exported (the GUI lists models before torch is imported)
+from engine.model_catalog import DEFAULTS_FILE, SPEC_FILE, default_weights, list_weights, models_root  # noqa: F401
 from engine.transforms import EvalTransform, Preprocess, from_legacy
 
 WEIGHTS_FILE = "weights.pt"
-SPEC_FILE = "spec.json"
 CARD_FILE = "MODEL_CARD.md"
-DEFAULTS_FILE = "defaults.json"
-
-
-def models_root() -> Path:
-    """Folder holding the shipped model folders (``$BREAST_READER_MODELS`` overrides)."""
-    from engine.resources import resource_dir
-
-    return resource_dir("models", "BREAST_READER_MODELS")
 
 
 @dataclass
@@ -297,30 +290,3 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, where:
             )
 
 
-def list_weights() -> list[str]:
-    """Names of the weights folders installed under :func:`models_root` (sorted)."""
-    root = models_root()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / SPEC_FILE).is_file())
-
-
-def default_weights(modality: str) -> str | None:
-    """Folder name of the default model for ``modality`` from ``defaults.json`` (None when absent).
-
-    Args:
-        modality: ``"US"``, ``"MG"``, ``"MR"`` or ``"MG+US"`` (case-insensitive).
-    """
-    f = models_root() / DEFAULTS_FILE
-    if not f.is_file():
-        return None
-    try:
-        data = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    name = data.get(modality.upper()) or data.get(modality)
-    if not name or not (models_root() / str(name) / SPEC_FILE).is_file():
-        return None
-    return str(name)

@@ -14,6 +14,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from studies import build_study, fake_loader  # noqa: E402
 
+# The workstation imports torch in a worker after its first image (issue 17); in the GUI tests
+# the fakes and the engine share one model stack, imported here once on the main thread so that
+# no test's stall measurement includes torch's import. Start-up itself is tested in a subprocess
+# (test_startup_exit.py).
+from engine.inference import load_stack  # noqa: E402
+
+load_stack()
+
 
 @pytest.fixture(scope="session")
 def study_template(tmp_path_factory: pytest.TempPathFactory) -> Path:

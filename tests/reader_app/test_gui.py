@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QMouseEvent, QWheelEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QTableWidget
 
 from studies import fake_loader
 
@@ -70,7 +70,7 @@ def key(qtbot, win, k, mods=Qt.KeyboardModifier.NoModifier):
 # ----------------------------------------------------------------------------- tests
 def test_open_study_hangs_paired_case_and_lists_bad_case(opened):
     win = opened
-    assert win.worklist.table.rowCount() == 3
+    assert win.worklist.row_count() == 3
     assert [v.slot.title for v in win.views] == ["R CC MG", "R MLO MG", "US R radial", "US R anti-radial"]
     assert all(v.isVisible() for v in win.views)
     assert win.problems_dock.isVisible()
@@ -94,7 +94,7 @@ def test_layouts_switch_by_keys(opened, qtbot):
     key(qtbot, win, Qt.Key.Key_Tab)
     assert win.active_index == 2 and [v.slot.image_id for v in win.visible_views()] == ["us_1", "us_2"]
     win.show_shortcuts()
-    assert win._shortcuts_dialog.findChild(type(win.worklist.table)).rowCount() > 20
+    assert win._shortcuts_dialog.findChild(QTableWidget).rowCount() > 20
     win._shortcuts_dialog.close()
 
 
@@ -109,7 +109,7 @@ def test_draw_box_is_saved_then_undo_redo(opened, qtbot):
     np.testing.assert_allclose(anns[0].points, [[20, 30], [60, 80]], atol=1.5)
     saved = json.loads((win.state.current.case.folder / "annotations.json").read_text())
     assert len(saved["annotations"]) == 1
-    assert len(cc._rois) == 1 and win.worklist.table.item(1, 2).text() == "annotated"
+    assert len(cc._rois) == 1 and win.worklist.cell(1, 2) == "annotated"
     key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert win.state.current.case.annotations == [] and cc._rois == {}
     key(qtbot, win, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
@@ -162,7 +162,7 @@ def test_rating_keys_slider_and_time_saved(opened, qtbot, data_dir):
     files = list((data_dir / "ratings").glob("*.json"))
     stored = json.loads(files[0].read_text())["ratings"]["P001"]
     assert stored["score"] == 3 and stored["birads"] == "4A"
-    assert win.worklist.table.item(1, 2).text() == "rated"
+    assert win.worklist.cell(1, 2) == "rated"
     key(qtbot, win, Qt.Key.Key_PageDown)
     stored = json.loads(files[0].read_text())["ratings"]["P001"]
     assert stored["seconds"] > 0

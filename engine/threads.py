@@ -1,0 +1,44 @@
+"""The CPU thread policy of the GUI and the CLI, applied before torch is imported.
+
+Measured with ``breast-engine bench threads`` (benchmarks/results/threads.json, docs/benchmarks.md):
+with the default two OpenMP intra-op threads, an idle OpenMP thread spin-waits for work; when
+other processes want the same cores the spinning thread and the one doing the work take turns
+on a core and a forward pass gets many times slower. A passive wait policy (idle OpenMP threads
+sleep) removes the spinning; it is set here as an environment default (a user's own
+``OMP_WAIT_POLICY`` wins) and must be in place before libgomp loads with torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: What :func:`apply` sets (as defaults: variables already in the environment are kept).
+POLICY: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def apply() -> bool:
+    """Set :data:`POLICY` in ``os.environ`` (keeping the user's values).
+
+    Returns:
+        False when torch is already imported (too late for OpenMP to read it), else True.
+    """
+    for k, v in POLICY.items():
+        os.environ.setdefault(k, v)
+    return "torch" not in sys.modules
+
+
+def limit_intra_op(reserve: int = 1) -> int:
+    """Interactive use: torch's intra-op threads = cores - ``reserve`` (at least 1), so that a
+    forward pass in a worker leaves a core to the GUI thread. Imports torch; call it off the
+    GUI thread (the workstation's model warm-up does).
+
+    Returns:
+        The number of intra-op threads now in use.
+    """
+    import torch
+
+    n = max(1, (os.cpu_count() or 1) - max(0, reserve))
+    if torch.get_num_threads() > n:
+        torch.set_num_threads(n)
+    return int(torch.get_num_threads())
