@@ -204,31 +204,15 @@ def chest_wall_side(pixels: np.ndarray) -> str:
     return _side(a)
 
 
-def breast_bbox(pixels: np.ndarray, margin: float = 0.03) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the breast tissue in a mammogram, for crop-to-breast fitting.
+def breast_bbox(pixels: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the breast in a mammogram, for crop-to-breast fitting: the engine's
+    one breast mask (:func:`engine.imaging.breast.breast_view_box`, film-edge bands removed)."""
+    from engine.imaging.breast import breast_view_box
 
-    Tissue = strided sub-sample above 15 % of the 1-99 % range (as :func:`chest_wall_side`);
-    film labels are small, so the box is the 1-99 % quantile extent of the tissue pixels. Falls
-    back to the whole image when nothing stands out.
-    """
-    a = pixels[..., 0] if pixels.ndim == 3 else pixels
-    h, w = a.shape[:2]
-    step = max(1, max(a.shape) // 256)
-    s = np.asarray(a[::step, ::step], dtype=np.float32)
-    lo, hi = np.percentile(s, [1, 99])
-    if hi <= lo:
-        return 0, 0, w, h
-    ys, xs = np.nonzero(s > lo + 0.15 * (hi - lo))
-    if xs.size < 16:
-        return 0, 0, w, h
-    x0, x1 = (float(v) * step for v in np.percentile(xs, [1, 99]))
-    y0, y1 = (float(v) * step for v in np.percentile(ys, [1, 99]))
-    mx, my = margin * w, margin * h
-    x0, y0 = max(0, int(x0 - mx)), max(0, int(y0 - my))
-    x1, y1 = min(w, int(x1 + step + mx)), min(h, int(y1 + step + my))
-    if (x1 - x0) < 0.2 * w or (y1 - y0) < 0.2 * h:
-        return 0, 0, w, h
-    return x0, y0, x1, y1
+    a = pixels
+    if a.ndim == 3 and a.shape[-1] != 3:
+        a = a[0]
+    return breast_view_box(a)
 
 
 def mg_needs_flip(laterality: str | None, pixels: np.ndarray) -> bool:
