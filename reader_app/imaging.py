@@ -288,6 +288,41 @@ def hanging_protocol(case: Case, images: dict[str, LoadedImage]) -> list[Slot]:
     return slots
 
 
+GRID = {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2)}
+LAYOUT_ORDER = ("1x1", "1x2", "2x2")
+MG_CELL_ASPECT = 0.82  # width / height of a mammography cell (a film is about 8 x 10 in)
+
+
+def hanging_steps(n_views: int) -> list[tuple[str, int]]:
+    """The H-key steps of a mammography hanging: (layout, first view) for 4-view, CC pair,
+    MLO pair, then each view alone (the workstation and the reading session step alike)."""
+    if n_views <= 0:
+        return []
+    steps: list[tuple[str, int]] = [("2x2", 0)]
+    if n_views >= 2:
+        steps += [("1x2", 0)] + ([("1x2", 2)] if n_views >= 4 else [])
+    steps += [("1x1", i) for i in range(n_views)]
+    return steps
+
+
+def grid_shape(layout: str, n_views: int) -> tuple[int, int]:
+    """Rows and columns of ``layout``, shrunk when there are fewer views than cells."""
+    rows, cols = GRID[layout]
+    if 0 < n_views < rows * cols:
+        if n_views == 1:
+            return 1, 1
+        if n_views == 2:
+            return 1, 2
+    return rows, cols
+
+
+def portrait_side_margin(width: int, height: int, rows: int, cols: int, aspect: float = MG_CELL_ASPECT) -> int:
+    """Left/right margin that makes each of ``cols`` columns at most ``aspect`` x its row height
+    (portrait cells for mammograms; a landscape cell would shrink the breast)."""
+    want = int(cols * aspect * max(1, height) / max(1, rows))
+    return max(0, (max(1, width) - want) // 2)
+
+
 # --------------------------------------------------------------------------- window/level
 def window_presets(img: LoadedImage) -> list[tuple[str, tuple[float, float]]]:
     """Named (center, width) windows: automatic percentiles, full range, and the DICOM windows."""

@@ -833,10 +833,9 @@ class MainWindow(QMainWindow):
         n = len(self.views)
         if not n:
             return
-        steps: list[tuple[str, int]] = [("2x2", 0)]
-        if n >= 2:
-            steps += [("1x2", 0)] + ([("1x2", 2)] if n >= 4 else [])
-        steps += [("1x1", i) for i in range(n)]
+        from reader_app.imaging import hanging_steps
+
+        steps = hanging_steps(n)  # the reading session steps the same way
         self.hanging_step = (self.hanging_step + 1) % len(steps)
         layout, index = steps[self.hanging_step]
         self.state.set_layout(layout)

@@ -60,21 +60,29 @@ def _read_pixels(ci: CaseImage) -> np.ndarray:
 
 
 MARK_COLOUR = "#ffd400"
-TOOL_KEYS = {Qt.Key.Key_V: "navigate", Qt.Key.Key_B: "box", Qt.Key.Key_X: "point"}
+# The workstation's keys (reader_app/qt_main.py, Help > Keyboard shortcuts) with study-mode
+# restrictions: no case navigation (PgUp/PgDn, [ ]), no truth (T), no lesion ids (N); X adds
+# a point mark (localisation), C starts a BI-RADS category, Enter submits (or closes a polygon).
+TOOL_KEYS = {Qt.Key.Key_V: "navigate", Qt.Key.Key_B: "box", Qt.Key.Key_P: "polygon",
+             Qt.Key.Key_F: "freehand", Qt.Key.Key_M: "ruler", Qt.Key.Key_X: "point"}
 PRESET_KEYS = {Qt.Key.Key_F2: 0, Qt.Key.Key_F3: 1, Qt.Key.Key_F4: 2, Qt.Key.Key_F5: 3, Qt.Key.Key_F6: 4}
 DIGIT_KEYS = {getattr(Qt.Key, f"Key_{d}"): d for d in range(10)}
+SLICE_KEYS = {Qt.Key.Key_Down: 1, Qt.Key.Key_Right: 1, Qt.Key.Key_Up: -1, Qt.Key.Key_Left: -1}
+MARK_KINDS = ("box", "point", "polygon", "freehand")
 
 SESSION_KEYS = [
     ("Rate the case (or the mark just placed)", "0-9 (1 then 0 = 10)"),
     ("BI-RADS category", "C then 0/1/2/3/5, or C 4 A/B/C"),
     ("Submit and go to the next case", "Enter"),
-    ("Slices of an MR stack", "Up/Down, wheel"),
+    ("Slices of an MR stack (nothing on 2-D)", "Down/Right, Up/Left, wheel"),
     ("Window/level", "right-drag; presets F2-F6"),
-    ("Box mark / point mark / navigate", "B / X / V"),
-    ("Next view", "Tab"),
+    ("Box / polygon / freehand / point mark", "B / P / F / X"),
+    ("Navigate / ruler", "V / M"),
+    ("Close a polygon", "Enter or double-click"),
+    ("Hanging step / cycle layout / next view", "H / L / Tab"),
     ("Fit (crop to breast) / 1:1 / reset / invert", "Z / O / R / I"),
     ("Magnifier", "hold G"),
-    ("Show AI (aided arm, on-demand studies)", "A"),
+    ("Show AI (aided arm, on-demand studies) / saliency on-off", "A / S"),
     ("Delete the selected mark / cancel", "Del / Esc"),
 ]
 
@@ -123,6 +131,8 @@ class ReadingSessionWindow(QWidget):
         self.views: list[Any] = []
         self.image_widgets: dict[str, Any] = {}
         self.active_index = 0
+        self.layout = "2x2"
+        self.hanging_step = 0
         self.tool = "navigate"
         self._shown_at = 0.0
         self._workers: list[Any] = []
@@ -179,6 +189,7 @@ class ReadingSessionWindow(QWidget):
             v.addWidget(note)
         body = QHBoxLayout()
         self.images = QWidget()
+        self.images.installEventFilter(self)  # portrait mammography cells follow the window size
         self.images_layout = QGridLayout(self.images)
         self.images_layout.setContentsMargins(0, 0, 0, 0)
         self.images_layout.setSpacing(3)
@@ -192,7 +203,7 @@ class ReadingSessionWindow(QWidget):
         self.ai_panel.setMinimumWidth(280)
         self.ai_panel.setMaximumWidth(340)
         side.addWidget(self.ai_panel)
-        side.addWidget(QLabel("<b>Lesion marks</b> (B box, X point; then 0-9 = confidence)"))
+        side.addWidget(QLabel("<b>Lesion marks</b> (B box, P polygon, F freehand, X point; then 0-9 = confidence)"))
         self.marks_list = QListWidget()
         self.marks_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.marks_list.setMaximumWidth(340)
@@ -362,9 +373,7 @@ class ReadingSessionWindow(QWidget):
         for ci in case.images:
             if ci.image_id in errors and all(s.image_id != ci.image_id for s in slots):
                 slots.append(Slot(ci.image_id, f"{ci.modality} {ci.view or ''}".strip(), ci.modality))
-        n = len(slots)
-        cols = 1 if n == 1 else 2 if n <= 4 else 3
-        for k, slot in enumerate(slots):
+        for slot in slots:
             view = ImageView(slot, images.get(slot.image_id), ViewState(), error=errors.get(slot.image_id))
             view.set_tool(self.tool)
             view.set_annotations([])  # never the case's stored annotations: they may be truth
@@ -372,14 +381,14 @@ class ReadingSessionWindow(QWidget):
             view.activated.connect(self._on_view_activated)
             self.views.append(view)
             self.image_widgets[slot.image_id] = view
-            self.images_layout.addWidget(view, k // cols, k % cols)
         self.active_index = 0
-        self._mark_active()
+        self.layout = "2x2"
+        self.hanging_step = 0
+        self._relayout()
         self.status.setText("; ".join(errors.values()) if errors else "")
         self._refresh_marks()
         if self.reading is not None and self.reading.ai_revealed:
             self._start_overlays()
-        QTimer.singleShot(0, self, lambda: [v.fit() for v in self.views])
         self.case_loaded.emit(case_id)
 
     # ----------------------------------------------------------------- views
@@ -390,21 +399,112 @@ class ReadingSessionWindow(QWidget):
         for v in self.views:
             v.set_active(v is self.active_view())
 
+    def _relayout(self) -> None:
+        """The workstation's grid: ``layout`` cells, paged so the active view is shown, portrait
+        cells for mammograms (:func:`reader_app.imaging.grid_shape`, ``portrait_side_margin``)."""
+        from reader_app.imaging import grid_shape
+
+        for v in self.views:
+            self.images_layout.removeWidget(v)
+            v.setVisible(False)
+        if not self.views:
+            return
+        rows, cols = grid_shape(self.layout, len(self.views))
+        n = rows * cols
+        first = (self.active_index // n) * n
+        for i, v in enumerate(self.views[first:first + n]):
+            self.images_layout.addWidget(v, i // cols, i % cols)
+            v.setVisible(True)
+        for r in range(2):
+            self.images_layout.setRowStretch(r, 1 if r < rows else 0)
+        for c in range(3):
+            self.images_layout.setColumnStretch(c, 1 if c < cols else 0)
+        self._mark_active()
+        self._fit_cells()
+        QTimer.singleShot(0, self, self.fit_all)
+
+    def visible_views(self) -> list[Any]:
+        """Views shown on the current layout page."""
+        return [v for v in self.views if v.isVisibleTo(self.images)]
+
+    def _fit_cells(self) -> None:
+        from reader_app.imaging import grid_shape, portrait_side_margin
+
+        page = self.visible_views()
+        if not page or any(v.slot.modality != "MG" for v in page):
+            self.images_layout.setContentsMargins(0, 0, 0, 0)
+            return
+        rows, cols = grid_shape(self.layout, len(self.views))
+        side = portrait_side_margin(self.images.width(), self.images.height(), rows, cols)
+        self.images_layout.setContentsMargins(side, 0, side, 0)
+
+    def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 - Qt API
+        if obj is self.images and ev.type() == QEvent.Type.Resize:
+            self._fit_cells()
+        return super().eventFilter(obj, ev)
+
+    def fit_all(self) -> None:
+        """Fit every shown view (mammograms cropped to the breast)."""
+        for v in self.views:
+            if not v.isHidden():
+                v.fit()
+
+    def set_active(self, index: int) -> None:
+        """Make view ``index`` (wrapping) the one keys act on, turning the layout page if needed."""
+        from reader_app.imaging import grid_shape
+
+        if not self.views:
+            return
+        index %= len(self.views)
+        rows, cols = grid_shape(self.layout, len(self.views))
+        page_changed = index // (rows * cols) != self.active_index // (rows * cols)
+        self.active_index = index
+        if page_changed:
+            self._relayout()
+        self._mark_active()
+
+    def set_layout(self, layout: str) -> None:
+        """1x1, 1x2 or 2x2 (the workstation's layouts)."""
+        from reader_app.imaging import GRID
+
+        if layout in GRID:
+            self.layout = layout
+            self._relayout()
+
+    def cycle_layout(self) -> None:
+        """L: the next layout, as in the workstation."""
+        from reader_app.imaging import LAYOUT_ORDER
+
+        self.set_layout(LAYOUT_ORDER[(LAYOUT_ORDER.index(self.layout) + 1) % len(LAYOUT_ORDER)])
+
+    def next_hanging_step(self) -> None:
+        """H: 4-view, CC pair, MLO pair, then each view alone (as in the workstation)."""
+        from reader_app.imaging import hanging_steps
+
+        steps = hanging_steps(len(self.views))
+        if not steps:
+            return
+        self.hanging_step = (self.hanging_step + 1) % len(steps)
+        layout, index = steps[self.hanging_step]
+        self.layout = layout
+        self.active_index = index
+        self._relayout()
+        self.status.setText(f"Hanging: {layout} from {self.views[index].slot.title}")
+
     def _on_view_activated(self, view: Any) -> None:
         if view in self.views:
-            self.active_index = self.views.index(view)
-            self._mark_active()
+            self.set_active(self.views.index(view))
         self.setFocus()
 
     def set_tool(self, tool: str) -> None:
-        """navigate / box (box mark) / point (point mark)."""
+        """navigate / box / polygon / freehand (lesion marks) / point (point mark) / ruler."""
         self.tool = tool
         for v in self.views:
             v.set_tool(tool)
         self.status.setText(f"Tool: {tool}")
 
     def _on_drawn(self, image_id: str, kind: str, points: list[list[float]], frame: int | None) -> None:
-        if self.reading is None or kind not in ("box", "point"):
+        if self.reading is None or kind not in MARK_KINDS:
             return
         m = self.reading.add_mark(image_id, kind, points, frame)
         self.status.setText(f"Mark {m.mark_id} placed: press 0-9 for your confidence that it is a malignant lesion")
@@ -500,6 +600,16 @@ class ReadingSessionWindow(QWidget):
             view = self.image_widgets.get(image_id)
             if view is not None:
                 view.set_overlay_map(m)
+
+    def toggle_overlay(self) -> None:
+        """S: saliency on/off, only once the AI is shown (never in the unaided arm or before the read)."""
+        r = self.reading
+        if r is None or not r.ai_revealed or not self._overlays:
+            self.status.setText("No AI overlay to show" if r is None or r.ai_revealed
+                                else "The AI is shown after you have rated the case")
+            return
+        for w in self.views:
+            w.view_state.set("overlay_on", not w.view_state.overlay_on)
 
     def overlay_shown(self, image_id: str) -> bool:
         """Whether a saliency overlay is drawn on the image (for tests)."""
@@ -615,25 +725,34 @@ class ReadingSessionWindow(QWidget):
         elif key == Qt.Key.Key_C:
             r.start_birads()
         elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            self._on_submit_clicked()
-        elif key in (Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown):
+            drafting = [w for w in self.views if w.tool == "polygon" and w._draft]
+            if drafting:  # as in the workstation: Enter closes the polygon being drawn
+                for w in drafting:
+                    w.close_polygon()
+            else:
+                self._on_submit_clicked()
+        elif key in SLICE_KEYS:
             if v is not None and v.n_frames > 1:  # 2-D: nothing (never the rating, never the case)
-                step = -1 if key in (Qt.Key.Key_Up, Qt.Key.Key_PageUp) else 1
-                v.view_state.scroll(step * (5 if key in (Qt.Key.Key_PageUp, Qt.Key.Key_PageDown) else 1))
-        elif key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
-            pass  # no case navigation in a reader study; nothing to pan by key
+                v.view_state.scroll(SLICE_KEYS[key])
+        elif key in (Qt.Key.Key_PageUp, Qt.Key.Key_PageDown, Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight):
+            pass  # the workstation's case keys: a reader study has no case navigation
         elif key in (Qt.Key.Key_Tab, Qt.Key.Key_Backtab) and self.views:
-            self.active_index = (self.active_index + (-1 if key == Qt.Key.Key_Backtab else 1)) % len(self.views)
-            self._mark_active()
+            self.set_active(self.active_index + (-1 if key == Qt.Key.Key_Backtab else 1))
+        elif key == Qt.Key.Key_H:
+            self.next_hanging_step()
+        elif key == Qt.Key.Key_L:
+            self.cycle_layout()
+        elif key == Qt.Key.Key_S:
+            self.toggle_overlay()
         elif key in TOOL_KEYS:
             self.set_tool(TOOL_KEYS[key])
         elif key in PRESET_KEYS and v is not None:
             v.apply_preset(PRESET_KEYS[key])
         elif key == Qt.Key.Key_R and v is not None:
             v.reset()
+            v.clear_ruler()
         elif key == Qt.Key.Key_Z:
-            for w in self.views:
-                w.fit()
+            self.fit_all()
         elif key == Qt.Key.Key_O and v is not None:
             v.zoom_1to1()
         elif key == Qt.Key.Key_I and v is not None:

@@ -34,7 +34,8 @@ class Mark:
     Attributes:
         mark_id: "M1", "M2", ... within the case.
         image_id: Image the mark is on.
-        kind: "point" (points = [[x, y]]) or "box" (two corners), image pixel coordinates.
+        kind: "point" (points = [[x, y]]), "box" (two corners) or "polygon" (a polygon or
+            freehand contour's vertices), image pixel coordinates.
         frame: Slice of a stack (None for 2-D images).
         confidence: Reader's confidence that this is a malignant lesion (rating scale), None = not given.
     """
@@ -112,9 +113,17 @@ class CaseReading:
 
     # ---------------------------------------------------------------- marks
     def add_mark(self, image_id: str, kind: str, points: list[list[float]], frame: int | None = None) -> Mark:
-        """Add a point or box mark; it becomes the target of the next digit (its confidence)."""
-        if kind not in ("point", "box"):
-            raise ValueError(f"a mark is a point or a box, not {kind!r}")
+        """Add a point, box or contour mark; it becomes the target of the next digit (its confidence).
+
+        A freehand trace is stored as a polygon (its simplified vertices): the study store and
+        the FROC analysis know point, box and polygon marks.
+        """
+        if kind == "freehand":
+            kind = "polygon"
+        if kind not in ("point", "box", "polygon"):
+            raise ValueError(f"a mark is a point, a box or a contour, not {kind!r}")
+        if kind == "polygon" and len(points) < 3:
+            raise ValueError("a contour mark needs at least 3 vertices")
         n = 1
         used = {m.mark_id for m in self.marks}
         while f"M{n}" in used:
