@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
     study_opened = Signal(str)  # folder ('' when it could not be read)
     #: How long closing waits for cancelled workers; the app sets 0, it exits right after.
     close_wait_ms = 200
+    prior_shown = Signal(str)  # current | prior comparison on screen (prior case id)
 
     def __init__(self, state: AppState | None = None, ai: AIService | None = None,
                  cache: ImageCache | None = None, auto_score: bool = False,
@@ -284,6 +285,7 @@ class MainWindow(QMainWindow):
         self.truth_action = self._act(v, "Show dataset truth (dashed, grey)", "T", self._on_show_truth_changed,
                                       checkable=True)
         self.shortcut_table.append(("View", "Magnifier glass", "hold G"))
+        self._act(v, "Compare with prior exam (current | prior, same view)", "Shift+P", self.toggle_prior)
         # MRI reading (issue 13): hanging, linked series, phases, subtraction, MIP, kinetics.
         self._act(v, "MRI reading window (series, subtraction, kinetics)…", "Ctrl+Shift+M", self.open_mri_window)
         t = mb.addMenu("&Tools")
@@ -555,6 +557,9 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ case
     def _on_case_changed(self, cs: CaseState | None) -> None:
+        from reader_app.qt_prior import close_prior
+
+        close_prior(self)
         self.cancel_ai()
         self.ai_result = None
         self.selected_ann = None
@@ -769,6 +774,9 @@ class MainWindow(QMainWindow):
         av = self.active_view()
         if av is not None and not self.ai_panel.all_views.isChecked():
             self.ai_panel.show_view_settings(av.view_state)
+        from reader_app.qt_prior import refresh_prior
+
+        refresh_prior(self)  # Tab steps the compared view too
 
     def _on_view_activated(self, view: ImageView) -> None:
         if view in self.views and self.views.index(view) != self.active_index:
@@ -842,6 +850,12 @@ class MainWindow(QMainWindow):
         self.set_active(index)
         self._relayout()
         self.statusBar().showMessage(f"Hanging: {layout} from {self.views[index].slot.title}", 3000)
+
+    def toggle_prior(self) -> bool:
+        """Shift+P: current | prior of the active view (reader_app.qt_prior), or back."""
+        from reader_app.qt_prior import toggle_prior
+
+        return toggle_prior(self)
 
     # magnifier: held key, so key press/release rather than a shortcut
     def keyPressEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API

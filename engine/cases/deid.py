@@ -162,6 +162,7 @@ def export_deidentified(study_dir: str | Path, out_dir: str | Path) -> DeidRepor
             rep.dicom_files += 1
         data = case.to_json()
         data.pop("patient_ref", None)
+        data.pop("exam_date", None)  # a date is an identifier too (DICOM StudyDate is removed likewise)
         for im in data.get("images", []):
             im.pop("source", None)
         write_json_atomic(cdir / "case.json", data)

@@ -31,6 +31,15 @@ class ImportResult:
     problems: list[CaseFormatError] = field(default_factory=list)
 
 
+def _study_date(items: list[tuple[Path, Any]]) -> str | None:
+    """The exam's StudyDate as ISO ``YYYY-MM-DD`` (for priors), None when absent or malformed."""
+    for _f, ds in items:
+        raw = str(ds.get("StudyDate", "") or "").strip()
+        if len(raw) == 8 and raw.isdigit():
+            return f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
+    return None
+
+
 def _unique_name(folder: Path, name: str) -> Path:
     dest = folder / name
     stem, suffix, n = dest.stem, dest.suffix, 1
@@ -283,7 +292,8 @@ def import_dicom_folder(
         case_id = f"dcm_{ref}"  # one case per exam (patient + study); each image keeps its laterality
         case_folder = new_case_folder(study, case_id)
         case_folder.mkdir(parents=True, exist_ok=True)
-        case = Case(case_id=case_id, folder=case_folder, patient_ref=pseudonym(pid))
+        case = Case(case_id=case_id, folder=case_folder, patient_ref=pseudonym(pid),
+                    exam_date=_study_date(items))
         series: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
         for f, ds in items:
             lat = lat_of.get(f, "")

@@ -167,6 +167,7 @@ class Case:
     patient_ref: str | None = None
     synthetic: bool = False
     paired_note: str | None = None
+    exam_date: str | None = None  # ISO date of the exam (priors: same patient_ref, earlier date)
 
     @property
     def modalities(self) -> list[str]:
@@ -204,6 +205,7 @@ class Case:
             "patient_ref": self.patient_ref,
             "synthetic": self.synthetic,
             "paired_note": self.paired_note,
+            **({"exam_date": self.exam_date} if self.exam_date else {}),
             "truth": self.truth.to_json() if self.truth else None,
             "images": [im.to_json(self.folder) for im in self.images],
         }

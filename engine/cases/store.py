@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,19 @@ def parse_annotation(path: Path, raw: Any, index: int, image_ids: set[str]) -> A
     return ann
 
 
+def _parse_exam_date(path: Path, raw: Any) -> str | None:
+    """ISO ``YYYY-MM-DD`` (or DICOM ``YYYYMMDD``) exam date, or None."""
+    if raw in (None, ""):
+        return None
+    txt = str(raw).strip()
+    if re.fullmatch(r"\d{8}", txt):
+        txt = f"{txt[:4]}-{txt[4:6]}-{txt[6:]}"
+    try:
+        return date.fromisoformat(txt).isoformat()
+    except ValueError:
+        raise CaseFormatError(path, f"exam_date {raw!r} is not a date (YYYY-MM-DD)") from None
+
+
 def load_case(folder: Path) -> Case:
     """Load ``folder/case.json`` and its ``annotations.json``.
 
@@ -217,6 +232,7 @@ def load_case(folder: Path) -> Case:
         patient_ref=raw.get("patient_ref"),
         synthetic=bool(raw.get("synthetic", False)) or any(im.synthetic for im in images),
         paired_note=raw.get("paired_note"),
+        exam_date=_parse_exam_date(path, raw.get("exam_date")),
     )
     ann_path = folder / ANNOTATION_FILE
     if ann_path.exists():

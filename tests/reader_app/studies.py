@@ -177,3 +177,23 @@ def fake_loader(work_s: float = 0.0, installed: tuple[str, ...] = ("MG", "US", "
 
     load.made = made  # type: ignore[attr-defined]
     return load
+
+
+def add_prior_pair(root: Path) -> None:
+    """TEST CONSTRUCTION: cases E2025 (current 4-view exam) and E2023 (its 'prior', CC views
+    only) of one synthetic patient, linked by patient_ref and exam_date. Both exams are
+    synthetic; no real prior exists in the demo data."""
+    from engine.io.writer import write_dicom
+
+    for case_id, date, views, seed in (("E2025", "2025-03-04", ("CC", "MLO"), 10), ("E2023", "2023-03-01", ("CC",), 20)):
+        c = root / "cases" / case_id
+        c.mkdir(parents=True)
+        imgs = []
+        for lat, side in (("R", "left"), ("L", "right")):
+            for view in views:
+                f = c / f"{lat}{view}.dcm"
+                write_dicom(f, mammogram(side=side, seed=seed + len(imgs)), modality="MG", laterality=lat, view=view,
+                            pixel_spacing=(0.2, 0.2))
+                imgs.append(CaseImage(f"{lat}{view}".lower(), f, "MG", view, lat))
+        save_case(Case(case_id, c, images=imgs, patient_ref="PT-PRIOR-TEST", exam_date=date, synthetic=True,
+                       description="TEST CONSTRUCTION: synthetic exam of a synthetic patient with a prior"))

@@ -1,0 +1,211 @@
+"""Issue 17 viewer defects, each driven by keys and mouse: priors, crop-to-breast on real films,
+the reading session's workstation keys, inferred laterality, training-set notes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from engine.cases import Case, CaseImage, load_study, save_case
+from engine.errors import CaseFormatError
+from gui_helpers import click, drag, image_point
+from studies import add_bilateral_case, add_prior_pair, build_study, mammogram
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_CASES = ROOT / "resources" / "demo" / "cases"
+
+
+def key(qtbot, w, k, mod=Qt.KeyboardModifier.NoModifier) -> None:
+    w.activateWindow()  # offscreen: a case change can leave no active window until asked
+    qtbot.waitUntil(w.isActiveWindow, timeout=2000)
+    qtbot.keyClick(w, k, mod)
+
+
+def _open(make_window, folder: Path, qtbot, case_id: str):
+    win = make_window()
+    with qtbot.waitSignal(win.case_loaded, timeout=15000):
+        assert win.open_study(folder)
+    if win.state.current.case.case_id != case_id:
+        with qtbot.waitSignal(win.case_loaded, timeout=15000):
+            win.state.select_case(case_id)
+    qtbot.wait(30)
+    return win
+
+
+# ----------------------------------------------------------------------------- priors
+def test_find_prior_needs_same_patient_and_an_earlier_date(tmp_path: Path) -> None:
+    from reader_app.priors import find_prior
+
+    def case(cid: str, ref: str | None, date: str | None) -> Case:
+        return Case(cid, tmp_path, images=[CaseImage("a", tmp_path / "a.png", "MG", "CC", "R")],
+                    patient_ref=ref, exam_date=date)
+
+    now = case("now", "P1", "2025-01-02")
+    older, oldest = case("older", "P1", "2024-01-01"), case("oldest", "P1", "2020-01-01")
+    other, later, undated = case("other", "P2", "2023-01-01"), case("later", "P1", "2026-01-01"), case("u", "P1", None)
+    assert find_prior([now, oldest, older, other, later, undated], now) is older  # the latest earlier one
+    assert find_prior([now, other, later, undated], now) is None  # other patient / later exam / no date
+    assert find_prior([now, older], case("x", None, "2025-01-02")) is None  # no patient reference
+
+
+def test_exam_date_stored_parsed_and_dropped_by_deidentification(tmp_path: Path) -> None:
+    from engine.cases.store import load_case
+
+    folder = tmp_path / "c1"
+    folder.mkdir()
+    c = Case("c1", folder, images=[CaseImage("a", folder / "a.png", "MG", "CC", "R")], exam_date="2024-05-06")
+    save_case(c)
+    assert load_case(folder).exam_date == "2024-05-06"
+    raw = json.loads((folder / "case.json").read_text())
+    raw["exam_date"] = "20230102"  # DICOM form
+    (folder / "case.json").write_text(json.dumps(raw))
+    assert load_case(folder).exam_date == "2023-01-02"
+    raw["exam_date"] = "yesterday"
+    (folder / "case.json").write_text(json.dumps(raw))
+    with pytest.raises(CaseFormatError, match="exam_date"):
+        load_case(folder)
+
+
+def test_dicom_import_links_two_exams_of_one_patient_as_prior(tmp_path: Path) -> None:
+    import pydicom
+
+    from engine.cases.importers import import_dicom_folder
+    from engine.io.writer import write_dicom
+    from reader_app.priors import find_prior
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for k, (suid, date) in enumerate((("1.2.3.1", "20220301"), ("1.2.3.2", "20240305"))):
+        for lat, side in (("R", "left"), ("L", "right")):
+            f = src / f"e{k}{lat}.dcm"
+            write_dicom(f, mammogram(side=side), modality="MG", laterality=lat, view="CC", patient_id="PAT9",
+                        study_uid=suid)
+            ds = pydicom.dcmread(f)
+            ds.StudyDate = date
+            ds.save_as(f)
+    import_dicom_folder(src, tmp_path / "study")
+    study = load_study(tmp_path / "study")
+    assert len(study.cases) == 2 and {c.exam_date for c in study.cases} == {"2022-03-01", "2024-03-05"}
+    now = next(c for c in study.cases if c.exam_date == "2024-03-05")
+    prior = find_prior(study.cases, now)
+    assert prior is not None and prior.exam_date == "2022-03-01"
+
+
+@pytest.fixture
+def prior_study(tmp_path: Path) -> Path:
+    root = build_study(tmp_path / "study", bad_image=False, bad_case=False)
+    add_prior_pair(root)
+    return root
+
+
+def test_prior_comparison_shows_the_same_view_side_by_side(make_window, prior_study: Path, qtbot) -> None:
+    win = _open(make_window, prior_study, qtbot, "E2025")
+    titles = [v.slot.title for v in win.views]
+    assert titles[:2] == ["R CC MG", "L CC MG"]
+    win.set_active(1)  # L CC
+    with qtbot.waitSignal(win.prior_shown, timeout=15000):
+        key(qtbot, win, Qt.Key.Key_P, Qt.KeyboardModifier.ShiftModifier)
+    pc = win.prior_compare
+    assert pc.isVisible() and not win.grid_host.isVisible()
+    cur, pri = pc.views
+    assert cur.title.text() == "CURRENT 2025-03-04 · L CC MG"
+    assert pri.title.text() == "PRIOR 2023-03-01 · L CC MG"
+    assert pri.image is not None and pri.slot.image_id == "lcc"
+    assert pri.slot.flip == cur.slot.flip  # same breast, same orientation
+    assert not np.array_equal(pri.image.pixels, cur.image.pixels)
+    # zoom one side: the other follows
+    cur.vb.scaleBy((0.5, 0.5))
+    cur._on_range_changed()
+    assert pri.normalized_range() == pytest.approx(cur.normalized_range(), abs=0.02)
+    key(qtbot, win, Qt.Key.Key_Tab)  # next view: R MLO; the prior has no MLO and says so
+    cur, pri = pc.views
+    assert cur.slot.title == "R MLO MG" or cur.title.text().endswith("R MLO MG")
+    assert pri.image is None and "no MG R MLO" in pri.message.toPlainText()
+    key(qtbot, win, Qt.Key.Key_P, Qt.KeyboardModifier.ShiftModifier)  # back to the hanging
+    assert not pc.isVisible() and win.grid_host.isVisible()
+    # the prior itself has no earlier exam: one status line, no comparison
+    with qtbot.waitSignal(win.case_loaded, timeout=15000):
+        win.state.select_case("E2023")
+    key(qtbot, win, Qt.Key.Key_P, Qt.KeyboardModifier.ShiftModifier)
+    assert "No prior to compare" in win.statusBar().currentMessage() and not pc.isVisible()
+
+
+# ----------------------------------------------------------------------------- crop to breast
+def test_fit_crops_real_cbis_films_to_the_breast(make_window, tmp_path: Path, qtbot) -> None:
+    src = DEMO_CASES / "demo-11-cbis"
+    if not (src / "RCC.dcm").exists():
+        pytest.skip("the demo's CBIS-DDSM exam is not in this checkout")
+    from engine.cases import create_study
+    from engine.imaging.breast import breast_view_box
+
+    create_study(tmp_path / "s", "cbis")
+    shutil.copytree(src, tmp_path / "s" / "cases" / "demo-11-cbis")
+    win = _open(make_window, tmp_path / "s", qtbot, "demo-11-cbis")
+    assert [v.slot.title for v in win.views] == ["R CC MG", "L CC MG", "R MLO MG", "L MLO MG"]
+    key(qtbot, win, Qt.Key.Key_Z)
+    cropped = []
+    for v in win.views:
+        w, h = v.image_size()
+        (x0, x1), (y0, y1) = v.vb.viewRange()
+        bx0, by0, bx1, by1 = breast_view_box(v.plane())
+        if v.slot.flip:
+            bx0, bx1 = w - bx1, w - bx0
+        # the whole breast box is in view and fills the cell in one direction (fit to the box,
+        # not to the film, which is mostly empty)
+        assert x0 <= bx0 + 2 and x1 >= bx1 - 2 and y0 <= by0 + 2 and y1 >= by1 - 2, v.slot.title
+        assert max((bx1 - bx0) / (x1 - x0), (by1 - by0) / (y1 - y0)) > 0.9, v.slot.title
+        shown = (min(x1, w) - max(x0, 0)) * (min(y1, h) - max(y0, 0)) / (w * h)
+        if shown < 0.85:
+            cropped.append(v.slot.title)
+    assert "R CC MG" in cropped, "crop-to-breast shows the whole R CC film (its breast fills ~40 %)"
+    # the chest walls face each other: R views on the right edge of their cells, L on the left
+    rcc, lcc = win.views[0], win.views[1]
+    (rx0, rx1), _ = rcc.vb.viewRange()
+    (lx0, lx1), _ = lcc.vb.viewRange()
+    assert rx1 >= rcc.image_size()[0] - 5 and lx0 <= 5
+
+
+# ----------------------------------------------------------------------------- laterality
+def test_inferred_laterality_is_shown_as_inferred_and_dicom_wins(make_window, tmp_path: Path, qtbot) -> None:
+    import cv2
+
+    from engine.cases import create_study
+    from engine.io.writer import write_dicom
+
+    create_study(tmp_path / "s", "lat")
+    c = tmp_path / "s" / "cases" / "LAT1"
+    c.mkdir(parents=True)
+    cv2.imwrite(str(c / "mlo.png"), (mammogram(side="right") >> 4).astype(np.uint8))
+    write_dicom(c / "cc.dcm", mammogram(side="left"), modality="MG", laterality="R", view="CC")
+    save_case(Case("LAT1", c, images=[CaseImage("mlo", c / "mlo.png", "MG", "MLO", None),
+                                      CaseImage("cc", c / "cc.dcm", "MG", "CC", "L")]))  # case file says L
+    win = _open(make_window, tmp_path / "s", qtbot, "LAT1")
+    titles = {v.slot.image_id: v.slot.title for v in win.views}
+    assert titles["mlo"].startswith("R? MLO") and "laterality inferred" in titles["mlo"]
+    assert titles["cc"].startswith("R CC") and "DICOM says R" in titles["cc"]
+    assert {v.slot.image_id: v.slot.laterality_source for v in win.views} == {"mlo": "inferred", "cc": "DICOM"}
+
+
+# ----------------------------------------------------------------------------- training data
+def test_ai_panel_marks_images_from_the_models_training_data(qtbot) -> None:
+    from engine.inference.case import ModelInfo
+    from reader_app.ai import AIResult
+    from reader_app.qt_panels import AIPanel
+
+    name = "us_effnet_lite0_busi"
+    if not (ROOT / "resources" / "models" / name).exists():
+        pytest.skip(f"model {name} is not shipped in this checkout")
+    panel = AIPanel()
+    qtbot.addWidget(panel)
+    case = Case("c", Path("."), images=[CaseImage("us_1", Path("us.png"), "US", source="BUSI malignant_10")])
+    res = AIResult(case_id="c", per_modality={"US": 0.97}, models={"US": ModelInfo("US", name=name)})
+    panel.show_result(res, case=case)
+    assert "in training data" in panel.scores.text() and "us_1" in panel.scores.text()
+    clean = Case("d", Path("."), images=[CaseImage("us_1", Path("us.png"), "US", source="my clinic")])
+    panel.show_result(AIResult(case_id="d", per_modality={"US": 0.4}, models={"US": ModelInfo("US", name=name)}), case=clean)
+    assert "in training data" not in panel.scores.text()
