@@ -209,3 +209,151 @@ def test_ai_panel_marks_images_from_the_models_training_data(qtbot) -> None:
     clean = Case("d", Path("."), images=[CaseImage("us_1", Path("us.png"), "US", source="my clinic")])
     panel.show_result(AIResult(case_id="d", per_modality={"US": 0.4}, models={"US": ModelInfo("US", name=name)}), case=clean)
     assert "in training data" not in panel.scores.text()
+
+
+# ----------------------------------------------------------------------------- reading session
+@pytest.fixture
+def mg_definition(tmp_path: Path) -> Path:
+    from engine.cases import Truth
+    from engine.cases.store import load_case
+    from engine.study.demo import write_demo_definition
+
+    root = build_study(tmp_path / "cases", bad_image=False, bad_case=False)
+    add_bilateral_case(root)
+    b = load_case(root / "cases" / "B001")
+    b.truth = Truth("malignant", source="test construction")
+    save_case(b)
+    return write_demo_definition(tmp_path / "rs", root, case_ids=["B001", "U001"], ai_truth={"B001": 1, "U001": 0},
+                                 washout_days=0, n_readers=1)
+
+
+def _session(qtbot, definition: Path, case_id: str):
+    from engine.study.design import load_design
+    from engine.study.session import StudyRun
+    from reader_app.study.qt_session import ReadingSessionWindow
+
+    run = StudyRun(load_design(definition))
+    win = ReadingSessionWindow(run)
+    qtbot.addWidget(win)
+    win.resize(1600, 1000)
+    win.show()
+    win.sign_in("R1")
+    for _ in range(3):
+        qtbot.waitUntil(lambda: bool(win.views), timeout=15000)
+        if win.current.case.case_id == case_id:
+            break
+        win.set_rating(3, "2")
+        with qtbot.waitSignal(win.submitted, timeout=5000):
+            qtbot.keyClick(win, Qt.Key.Key_Return)
+    assert win.current.case.case_id == case_id
+    qtbot.wait(50)  # the deferred fit
+    return win, run
+
+
+def test_session_uses_the_workstation_keys(make_window, qtbot, mg_definition: Path) -> None:
+    """Every view/tool key of the workstation (Help > Keyboard shortcuts) does the same in the
+    session; only case navigation, truth and lesion ids are withheld."""
+    ws = make_window()
+    table = {cmd: keys for _menu, cmd, keys in ws.shortcut_table}
+    win, run = _session(qtbot, mg_definition, "B001")
+    try:
+        for tool in ("navigate", "box", "polygon", "freehand", "ruler"):
+            k = table[f"{tool.capitalize()} tool"]
+            qtbot.keyClick(win, getattr(Qt.Key, f"Key_{k}"))
+            assert win.tool == tool and all(v.tool == tool for v in win.views), k
+        qtbot.keyClick(win, Qt.Key.Key_V)
+        assert table["Cycle layout"] == "L" and table["Fit all views"] == "Z" and table["Invert"] == "I"
+        assert table["True size 1:1"] == "O" and table["Window preset 2"] == "F3"
+        assert table["Next hanging step (4-view, CC pair, MLO pair, single views)"] == "H"
+        assert table["Next slice (MR; nothing on 2-D images)"] == "Down, Right"
+        v = win.active_view()
+        qtbot.keyClick(win, Qt.Key.Key_I)
+        assert v.view_state.invert
+        qtbot.keyClick(win, Qt.Key.Key_F3)
+        assert v.view_state.window == v._presets[1][1]
+        qtbot.keyClick(win, Qt.Key.Key_O)
+        assert v.vb.viewPixelSize()[0] == pytest.approx(1.0, rel=0.02)
+        qtbot.keyClick(win, Qt.Key.Key_R)
+        assert not v.view_state.invert and v.view_state.window == v._presets[0][1]
+        # the 2-D case: every arrow and the workstation's case keys change nothing
+        for k in (Qt.Key.Key_Right, Qt.Key.Key_Down, Qt.Key.Key_Left, Qt.Key.Key_Up, Qt.Key.Key_PageDown,
+                  Qt.Key.Key_BracketRight):
+            qtbot.keyClick(win, k)
+        assert win.current.case.case_id == "B001" and win.reading.score is None
+        # withheld in a study: T (truth) and N (new lesion id) do nothing here
+        qtbot.keyClick(win, Qt.Key.Key_T)
+        assert not any(v.show_truth for v in win.views)
+    finally:
+        win.close()
+        run.close()
+
+
+def test_session_hanging_steps_and_portrait_cells(qtbot, mg_definition: Path) -> None:
+    win, run = _session(qtbot, mg_definition, "B001")
+    try:
+        assert [v.slot.title for v in win.views] == ["R CC MG", "L CC MG", "R MLO MG", "L MLO MG"]
+        assert all(v.isVisible() for v in win.views)
+        for v in win.visible_views():  # portrait cells sized for mammograms
+            assert v.width() / v.height() <= 0.82 * 1.1, (v.width(), v.height())
+        # chest walls back to back: R on the right edge of its cell, L on the left (as displayed)
+        from reader_app.imaging import chest_wall_side
+
+        for v in win.views:
+            stored = chest_wall_side(v.plane())
+            shown = {"left": "right", "right": "left"}[stored] if v.slot.flip else stored
+            assert shown == ("right" if v.slot.laterality == "R" else "left"), v.slot.title
+        seen = []
+        for _ in range(3):
+            qtbot.keyClick(win, Qt.Key.Key_H)
+            seen.append([v.slot.title for v in win.visible_views()])
+        assert seen == [["R CC MG", "L CC MG"], ["R MLO MG", "L MLO MG"], ["R CC MG"]]
+        assert win.active_view().slot.title == "R CC MG"
+        qtbot.keyClick(win, Qt.Key.Key_Tab)  # single view: Tab steps to the next one
+        assert [v.slot.title for v in win.visible_views()] == ["L CC MG"]
+        qtbot.keyClick(win, Qt.Key.Key_L)  # 1x1 -> 1x2
+        assert len(win.visible_views()) == 2
+        qtbot.keyClick(win, Qt.Key.Key_L)  # -> 2x2
+        assert len(win.visible_views()) == 4
+        assert win.reading.score is None  # no layout key rates
+    finally:
+        win.close()
+        run.close()
+
+
+def test_session_polygon_inside_a_box_freehand_and_enter(qtbot, mg_definition: Path) -> None:
+    win, run = _session(qtbot, mg_definition, "B001")
+    try:
+        v = win.active_view()
+        vp = v.gv.viewport()
+        w, h = v.image_size()
+        qtbot.keyClick(win, Qt.Key.Key_B)
+        drag(vp, image_point(v, 0.2 * w, 0.2 * h), image_point(v, 0.8 * w, 0.8 * h))
+        assert [m.kind for m in win.reading.marks] == ["box"]
+        qtbot.keyClick(win, Qt.Key.Key_6)  # confidence of M1
+        qtbot.keyClick(win, Qt.Key.Key_P)
+        for fx, fy in ((0.4, 0.4), (0.6, 0.4), (0.6, 0.6), (0.4, 0.6)):  # every vertex inside the box
+            click(vp, image_point(v, fx * w, fy * h))
+        assert len(v._draft) == 4
+        qtbot.keyClick(win, Qt.Key.Key_Return)  # closes the polygon, does not submit
+        assert [m.kind for m in win.reading.marks] == ["box", "polygon"] and win.current.case.case_id == "B001"
+        xs = [p[0] for p in win.reading.marks[1].points]
+        assert min(xs) == pytest.approx(0.4 * w, abs=0.03 * w) and max(xs) == pytest.approx(0.6 * w, abs=0.03 * w)
+        qtbot.keyClick(win, Qt.Key.Key_8)  # confidence of M2
+        qtbot.keyClick(win, Qt.Key.Key_F)
+        drag(vp, image_point(v, 0.3 * w, 0.3 * h), image_point(v, 0.5 * w, 0.7 * h), steps=12)
+        assert win.reading.marks[-1].kind == "polygon" and len(win.reading.marks[-1].points) >= 3
+        qtbot.keyClick(win, Qt.Key.Key_Escape)  # back to rating the case
+        qtbot.keyClick(win, Qt.Key.Key_7)
+        qtbot.keyClick(win, Qt.Key.Key_C)
+        qtbot.keyClick(win, Qt.Key.Key_4)
+        qtbot.keyClick(win, Qt.Key.Key_B)
+        assert win.reading.score == 7 and win.reading.birads == "4B"
+        with qtbot.waitSignal(win.submitted, timeout=5000):
+            qtbot.keyClick(win, Qt.Key.Key_Return)
+        rec = json.loads(mg_definition.with_suffix(".marks.json").read_text())["R1"]
+        saved = next(iter(rec.values()))["B001"]
+        assert [m["kind"] for m in saved["marks"]] == ["box", "polygon", "polygon"]
+        assert [m["confidence"] for m in saved["marks"]][:2] == [6, 8]
+    finally:
+        win.close()
+        run.close()
