@@ -357,3 +357,45 @@ def test_session_polygon_inside_a_box_freehand_and_enter(qtbot, mg_definition: P
     finally:
         win.close()
         run.close()
+
+
+def _clipped_labels(top) -> list[str]:
+    """Visible labels whose text needs more width than they got (word-wrapped labels and
+    labels that elide on purpose, with the full text in a tooltip, excepted)."""
+    from PySide6.QtWidgets import QLabel, QSizePolicy
+
+    out = []
+    for lab in top.findChildren(QLabel):
+        if not lab.isVisible() or not lab.text().strip() or lab.wordWrap() or lab.pixmap() is not None and not lab.pixmap().isNull():
+            continue
+        if lab.sizePolicy().horizontalPolicy() == QSizePolicy.Policy.Ignored:
+            continue
+        if lab.width() + 1 < lab.sizeHint().width():
+            out.append(f"{lab.objectName() or lab.text()[:40]!r}: {lab.width()} < {lab.sizeHint().width()}")
+    return out
+
+
+def test_no_text_clipped_at_1600_px(make_window, qtbot, mg_definition: Path, prior_study: Path) -> None:
+    win, run = _session(qtbot, mg_definition, "B001")
+    try:
+        qtbot.wait(50)
+        assert _clipped_labels(win) == []
+    finally:
+        win.close()
+        run.close()
+    ws = _open(make_window, prior_study, qtbot, "E2025")
+    ws.resize(1600, 1000)
+    qtbot.wait(50)
+    assert _clipped_labels(ws) == []
+
+
+def test_demo_03_is_hung_as_its_film_marker_reads(qtbot) -> None:
+    """The film's own lead marker reads R; the demo once labelled it L from the chest wall."""
+    from engine.io.reader import read_image
+    from reader_app.imaging import hanging_protocol
+
+    study = load_study(ROOT / "resources" / "demo")
+    case = study.case("demo-03")
+    mg = case.images_of("MG")[0]
+    slots = hanging_protocol(case, {mg.image_id: read_image(mg.path)})
+    assert slots[0].title.startswith("R MLO") and slots[0].laterality_source in ("DICOM", "study")
