@@ -143,6 +143,7 @@ def toggle_prior(win: Any) -> bool:
         if cur is None or cur.case.case_id != out[0] or not win.views:
             return  # the reader moved on
         pc.set_prior(prior, out[1], out[2])
+        win.statusBar().clearMessage()
         win.grid_host.setVisible(False)
         pc.setVisible(True)
         refresh_prior(win)

@@ -430,7 +430,29 @@ class ImageView(QWidget):
             if self.slot.flip:
                 x0, x1 = w - x1, w - x0
             rect = QRectF(x0, y0, x1 - x0, y1 - y0)
+            anchored = self._chest_wall_anchored(rect, w)
+            if anchored is not None:
+                self.vb.setRange(anchored, padding=0)
+                return
         self.vb.setRange(rect, padding=0.02)
+
+    def _chest_wall_anchored(self, box: QRectF, width: int) -> QRectF | None:
+        """The view rectangle for a breast box narrower than the cell: the chest wall kept on
+        the cell's edge (R views face L views back to back) and the spare width on the nipple
+        side, instead of centring the breast with empty space behind the chest wall."""
+        vw = max(1, self.gv.viewport().width())
+        vh = max(1, self.gv.viewport().height())
+        pad = 0.02 * box.height()
+        top, height = box.top() - pad, box.height() + 2 * pad
+        want_w = height * vw / vh
+        if want_w <= box.width():
+            return None  # the box is the wider one: fitting its width leaves nothing to anchor
+        edge = 0.02 * width
+        if box.right() >= width - edge:  # chest wall on the displayed right edge
+            return QRectF(box.right() - want_w, top, want_w, height)
+        if box.left() <= edge:
+            return QRectF(box.left(), top, want_w, height)
+        return None
 
     def zoom_1to1(self) -> None:
         """True pixel zoom: one image pixel per screen pixel, centred where the view is now."""

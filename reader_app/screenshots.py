@@ -3,8 +3,10 @@
     xvfb-run -a python -m reader_app.screenshots docs/screenshots [--study FOLDER]
 
 Writes ``paired_mg_us_overlay.png`` (first MG+US case scored, saliency shown),
-``mri_stack.png`` (first MR case, mid-stack, a box on one slice) and ``annotation.png`` (a
-polygon being drawn on an ultrasound view next to finished regions). Uses the installed
+``mri_stack.png`` (first MR case, mid-stack, a box on one slice), ``annotation.png`` (a
+polygon being drawn on an ultrasound view next to finished regions), the CBIS-DDSM 4-view
+hanging and magnifier, the BI-RADS form, the import preview, ``prior_comparison.png`` (a test
+construction: the demo has no real prior) and the reading-session shots. Uses the installed
 models; where none is installed the AI panel says so (no score is invented).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import shutil
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QPointF
@@ -60,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     from reader_app.qt_main import MainWindow
 
     import os
-    import shutil
     import tempfile
 
     # work on a copy: the screenshots draw annotations and ratings, which must not touch the
@@ -177,11 +179,45 @@ def main(argv: list[str] | None = None) -> int:
         _settle()
         _save(imp, a.out / "import_preview.png")
         imp.close()
+    # 7. current | prior comparison on a TEST CONSTRUCTION (the demo has no real prior exam)
+    if cbis is not None:
+        prior_shot(win, tmp, cbis, a.out)
     win.close()
-    # 7. the reading session: MR with W/L changed and scrolled; then AI hidden until rated
+    # 8. the reading session: MR with W/L changed and scrolled; then AI hidden until rated
     session_shots(tmp, a.out)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def prior_shot(win: object, tmp: Path, cbis: str, out: Path) -> None:
+    """``prior_comparison.png``: current | prior of the R CC view. TEST CONSTRUCTION: the demo
+    has no earlier exam of any patient, so the "prior" is the same CBIS-DDSM exam copied with
+    an earlier exam date; the case header and this docstring say so."""
+    from engine.cases import create_study
+    from engine.cases.store import load_case, save_case
+
+    note = ("TEST CONSTRUCTION: no real prior exists in the demo; the 'prior' is the same CBIS-DDSM exam "
+            "copied with an earlier date")
+    root = tmp / "prior-study"
+    create_study(root, "prior comparison (test construction)")
+    for cid, date in ((cbis, "2025-03-04"), (f"{cbis}-as-prior", "2023-03-01")):
+        shutil.copytree(tmp / "study" / "cases" / cbis, root / "cases" / cid)
+        c = load_case(root / "cases" / cid)
+        c.case_id, c.exam_date, c.patient_ref, c.description = cid, date, "TEST-CONSTRUCTION", note
+        save_case(c)
+    if not win.open_study(root):  # type: ignore[attr-defined]
+        return
+    _select(win, cbis)
+    win.worklist_dock.setVisible(False)  # type: ignore[attr-defined]
+    win.set_active(0)  # type: ignore[attr-defined]
+    win.toggle_prior()  # type: ignore[attr-defined]
+    _wait(win.prior_shown, 60, lambda: bool(getattr(win, "prior_compare", None)) and win.prior_compare.isVisible())  # type: ignore[attr-defined]
+    _settle(500)
+    win.prior_compare.fit_all()  # type: ignore[attr-defined]
+    _settle()
+    _save(win, out / "prior_comparison.png")
+    win.toggle_prior()  # type: ignore[attr-defined]
+    win.worklist_dock.setVisible(True)  # type: ignore[attr-defined]
 
 
 def session_shots(tmp: Path, out: Path) -> None:
@@ -192,9 +228,15 @@ def session_shots(tmp: Path, out: Path) -> None:
     from engine.study.session import StudyRun
     from reader_app.study.qt_session import ReadingSessionWindow
 
-    from engine.cases import load_study
+    from engine.cases import Truth, load_study, save_case
 
     study = load_study(tmp / "study")
+    for c in study.cases:
+        if "MR" in c.modalities and c.truth is None:
+            # the real demo MRIs have no pathology, and a session refuses cases without truth:
+            # in this throw-away copy only, a placeholder the session never shows
+            c.truth = Truth("benign", source="placeholder for the screenshot session (no pathology known)")
+            save_case(c)
     ids = [c.case_id for c in study.cases if c.truth is not None and ("MR" in c.modalities or c.case_id.endswith("cbis"))]
     truth = {c.case_id: int(c.truth.malignant) for c in study.cases if c.case_id in ids}
     d = write_demo_definition(tmp / "rs", tmp / "study", case_ids=ids, ai_truth=truth, washout_days=0, n_readers=1)
@@ -204,9 +246,16 @@ def session_shots(tmp: Path, out: Path) -> None:
     win.show()
     win.sign_in("R1")
     _wait(win.case_loaded, 60, lambda: bool(win.views))
+    shot_4view = False
     for _ in range(len(ids) * 2):
         if win.current is None or "MR" in win.current.case.modalities:
             break
+        if not shot_4view and len(win.views) == 4:  # a CBIS-DDSM 4-view exam, as the workstation hangs it
+            _settle(500)
+            win.fit_all()
+            _settle()
+            _save(win, out / "reading_session_4view_cbis.png")
+            shot_4view = True
         win.set_rating(3, "2")
         win._on_submit_clicked()
         _wait(win.case_loaded, 60, lambda: bool(win.views))
