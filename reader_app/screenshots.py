@@ -142,13 +142,24 @@ def main(argv: list[str] | None = None) -> int:
         _save(win, a.out / "mg_4view_cbis.png")
         from reader_app.imaging import breast_bbox
 
-        v = win.views[2]  # R MLO: glass over the breast tissue
+        win.state.set_layout("1x1")  # one view full screen (a hanging step), the glass over its tissue
+        win.set_active(2)
+        _settle()
+        win.fit_all()
+        _settle()
+        v = win.views[2]  # R MLO: glass over the breast tissue, wholly inside the cell
         bx0, by0, bx1, by1 = breast_bbox(v.plane())
-        v._on_mouse_moved(v.group.mapToScene(QPointF(bx0 + 0.55 * (bx1 - bx0), by0 + 0.6 * (by1 - by0))))
+        scene = v.group.mapToScene(QPointF(bx0 + 0.5 * (bx1 - bx0), by0 + 0.62 * (by1 - by0)))
+        vp = v.gv.viewport()
+        at = v.gv.mapFromScene(scene)
+        half = v.MAG_SIDE // 2 + 4
+        at.setX(min(max(at.x(), half), vp.width() - half))
+        v._on_mouse_moved(v.gv.mapToScene(at))
         v.set_magnifier(True)
         _settle()
         _save(win, a.out / "magnifier.png")
         v.set_magnifier(False)
+        win.state.set_layout("2x2")
         win.worklist_dock.setVisible(True)
     # 5. the structured BI-RADS form on the paired case
     _select(win, cid)
@@ -260,8 +271,9 @@ def session_shots(tmp: Path, out: Path) -> None:
         win._on_submit_clicked()
         _wait(win.case_loaded, 60, lambda: bool(win.views))
     if win.current is not None:
-        v = win.views[0]
-        v.view_state.scroll(3)
+        v = next((x for x in win.views if x.n_frames > 1), win.views[0])  # the MR stack, not its US
+        win.set_active(win.views.index(v))
+        v.view_state.scroll(2)
         c, w = v.view_state.window
         v.view_state.set("window", (c * 0.8, w * 0.6))
         v._on_mouse_moved(v.group.mapToScene(QPointF(v.image_size()[0] * 0.5, v.image_size()[1] * 0.5)))
