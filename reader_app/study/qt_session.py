@@ -393,6 +393,37 @@ class ReadingSessionWindow(QWidget):
         if self.reading is not None and self.reading.ai_revealed:
             self._start_overlays()
         self.case_loaded.emit(case_id)
+        self._prefetch_next(self.current)
+
+    def _prefetch_next(self, item: CaseToRead | None) -> None:
+        """Decode the next case of the reader's recorded order into the cache while this one is
+        read, so Enter shows it at once. Nothing is displayed: the images only wait in the cache."""
+        from reader_app.qt_workers import Worker, start
+
+        if item is None or self.session is None:
+            return
+        order = self.run.store.order(self.session.reader_id, item.arm.arm_id)
+        done = self.run.store.rated_cases(self.session.reader_id, item.arm.arm_id)
+        later = [c for c in order if c not in done and c != item.case.case_id]
+        case = self.run.cases.get(later[0]) if later else None
+        if case is None:
+            return
+        cache = self.cache
+
+        def job(*, progress: Any = None, cancel: Any = None) -> int:
+            n = 0
+            for ci in case.images:
+                try:
+                    cache.get(ci)
+                    n += 1
+                except BreastReaderError:
+                    pass  # the case's own load reports it when it is shown
+            return n
+
+        w = Worker(job, name="session prefetch")
+        self._workers = [x for x in self._workers if not getattr(x, "ended", False)] + [w]
+        w.signals.finished.connect(lambda w=w: setattr(w, "ended", True))
+        start(w)
 
     # ----------------------------------------------------------------- views
     def active_view(self) -> Any:
