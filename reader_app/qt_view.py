@@ -447,10 +447,15 @@ class ImageView(QWidget):
         want_w = height * vw / vh
         if want_w <= box.width():
             return None  # the box is the wider one: fitting its width leaves nothing to anchor
-        edge = 0.02 * width
-        if box.right() >= width - edge:  # chest wall on the displayed right edge
+        # the hanging mirrors R to the chest wall on the right, L on the left; films padded
+        # beside the chest wall (mini-MIAS) have a box that does not reach the image edge
+        side = {"R": "right", "L": "left"}.get(self.slot.laterality or "")
+        if side is None:
+            edge = 0.02 * width
+            side = "right" if box.right() >= width - edge else "left" if box.left() <= edge else None
+        if side == "right":
             return QRectF(box.right() - want_w, top, want_w, height)
-        if box.left() <= edge:
+        if side == "left":
             return QRectF(box.left(), top, want_w, height)
         return None
 

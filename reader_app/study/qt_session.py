@@ -135,6 +135,7 @@ class ReadingSessionWindow(QWidget):
         self.hanging_step = 0
         self.tool = "navigate"
         self._shown_at = 0.0
+        self._closed = False
         self._workers: list[Any] = []
         self.stack = QStackedWidget()
         lay = QVBoxLayout(self)
@@ -369,8 +370,8 @@ class ReadingSessionWindow(QWidget):
         from reader_app.state import ViewState
 
         case_id, images, errors = out
-        if self.current is None or self.current.case.case_id != case_id or self.views:
-            return
+        if self._closed or self.current is None or self.current.case.case_id != case_id or self.views:
+            return  # a late load: the reader moved on, or the window (and its study store) closed
         case = self.current.case
         slots = hanging_protocol(case, images)
         for ci in case.images:
@@ -832,6 +833,7 @@ class ReadingSessionWindow(QWidget):
         return None
 
     def closeEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
+        self._closed = True
         for v in self.views:
             v.dispose()
         super().closeEvent(ev)
