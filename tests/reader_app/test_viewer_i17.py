@@ -405,3 +405,18 @@ def test_demo_03_is_hung_as_its_film_marker_reads(qtbot) -> None:
     mg = case.images_of("MG")[0]
     slots = hanging_protocol(case, {mg.image_id: read_image(mg.path)})
     assert slots[0].title.startswith("R MLO") and slots[0].laterality_source in ("DICOM", "study")
+
+
+def test_scale_bar_readable_zoomed_in_and_out(make_window, prior_study: Path, qtbot) -> None:
+    """The bar stays 40-250 screen px with a round mm label at every zoom (it once overflowed)."""
+    win = _open(make_window, prior_study, qtbot, "E2025")
+    v = win.views[0]
+    assert v.scale_bar is not None
+    for factor in (1 / 16, 1 / 4, 4.0, 4.0, 4.0, 4.0):  # 16x in ... 16x out from the fit
+        v.vb.scaleBy((factor, factor))
+        qtbot.wait(5)
+        px = v.scale_bar.size / v.vb.viewPixelSize()[0]
+        label = v.scale_bar.text.toPlainText()
+        assert 40 <= px <= 250, (factor, px)
+        assert label.endswith(" mm") and float(label.split()[0]) in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+        assert px < v.gv.viewport().width()
