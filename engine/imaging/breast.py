@@ -226,6 +226,7 @@ def breast_view_box(array: np.ndarray, *, margin: float = 0.02, band: float = 0.
         return 0, 0, cols, rows
     step = max(1, int(np.ceil(max(g.shape) / 512)))
     m = breast_mask(g[::step, ::step]).astype(np.uint8)
+    m_before = m
     k = max(3, int(min(m.shape) * band) | 1)
     m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))),
                    np.uint8)
@@ -233,6 +234,8 @@ def breast_view_box(array: np.ndarray, *, margin: float = 0.02, band: float = 0.
     if n <= 1:
         return breast_bbox(g)
     kbest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[kbest, cv2.CC_STAT_AREA] < 0.5 * max(1, int(m_before.sum())):
+        return 0, 0, cols, rows  # the opening ate the mask itself (no compact breast): no crop
     x, y, w, h = (int(v) for v in stats[kbest, :4])
     mx, my = int(margin * cols), int(margin * rows)
     return (max(0, x * step - mx), max(0, y * step - my),

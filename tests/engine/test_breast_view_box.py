@@ -53,3 +53,8 @@ def test_real_cbis_films_are_cropped_to_the_breast(case: str) -> None:
         assert area < 0.75, f"{f.name}: box {x0, y0, x1, y1} covers {area:.0%} of the film"
         # the chest wall lies on a side edge of the film, so the breast's box reaches it
         assert x0 == 0 or x1 == p.shape[1], f"{f.name}: the breast box touches neither side edge"
+
+
+def test_noise_without_a_compact_breast_is_not_cropped() -> None:
+    noise = (np.random.default_rng(0).random((900, 700)) * 4095).astype(np.uint16)
+    assert breast_view_box(noise) == (0, 0, 700, 900)
