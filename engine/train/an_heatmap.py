@@ -104,6 +104,27 @@ def pointing_hit(pred: NDArray[np.float32], lesions: list[tuple[float, float, fl
     return any((x - cx) ** 2 + (y - cy) ** 2 <= max(rad, 0.5 * crop / o) ** 2 for cx, cy, rad in lesions)
 
 
+def pointing_chance(lesions: list[tuple[float, float, float]], crop: int, out: int) -> float:
+    """Share of the ``out x out`` cells that :func:`pointing_hit` counts as inside: the pointing
+    rate of a uniformly random arg-max (the chance level)."""
+    c = (np.arange(out) + 0.5) * crop / out
+    xx, yy = np.meshgrid(c, c)
+    inside = np.zeros((out, out), bool)
+    for cx, cy, rad in lesions:
+        inside |= (xx - cx) ** 2 + (yy - cy) ** 2 <= max(rad, 0.5 * crop / out) ** 2
+    return float(inside.mean())
+
+
+def local_map_pointing(lm: NDArray[np.float32], lesions: list[tuple[float, float, float]], *, scale: float,
+                       patch: int, stride: int) -> bool:
+    """Whether the local map's peak window centre lies inside an annotation circle (radius at
+    least half a stride) of the full-resolution crop: how well the tissue classifier alone
+    localises."""
+    r, c = np.unravel_index(int(np.argmax(lm)), lm.shape)
+    x, y = (c * stride + patch / 2) / scale, (r * stride + patch / 2) / scale
+    return any((x - cx) ** 2 + (y - cy) ** 2 <= max(rad, 0.5 * stride / scale) ** 2 for cx, cy, rad in lesions)
+
+
 def _ci(v: Any, groups: list[str], n_boot: int, seed: int) -> dict[str, Any]:
     from engine.stats.bootstrap import cluster_bootstrap_mean
 
@@ -140,6 +161,9 @@ def evaluate_an_heatmap(cfg: TrainConfig, ds: HeatmapImages, *, folds: int = 5,
     n = len(ds)
     mse = np.full(n, np.nan)
     point = np.full(n, np.nan)
+    chance = np.full(n, np.nan)
+    zero = np.full(n, np.nan)
+    lm_point = np.full(n, np.nan)
     fold_of = np.full(n, -1, np.int64)
     per_fold: list[dict[str, Any]] = []
     h = ds.h
@@ -182,9 +206,14 @@ def evaluate_an_heatmap(cfg: TrainConfig, ds: HeatmapImages, *, folds: int = 5,
                 x, lm, t = items[int(i)]
                 pred = model(x[None], lm[None] if use_local else None)[0]
                 mse[i] = float(F.mse_loss(pred, t))
+                zero[i] = float((t.double() ** 2).mean())
                 les = ds.crop_lesions(int(i))
                 if les:
                     point[i] = float(pointing_hit(pred[0].numpy(), les, h.crop))
+                    chance[i] = pointing_chance(les, h.crop, ds.out)
+                    if use_local:
+                        lm_point[i] = float(local_map_pointing(ds.local_maps[int(i)], les, scale=h.patch_scale,
+                                                               patch=h.patch, stride=h.map_stride))
                 fold_of[i] = fold.fold
         info["mse"] = float(np.mean(mse[te]))
         per_fold.append(info)
@@ -213,6 +242,11 @@ def evaluate_an_heatmap(cfg: TrainConfig, ds: HeatmapImages, *, folds: int = 5,
         "mse": _ci(mse, groups, nb, sd),
         "mse_lesion": _ci(mse[les], gl, nb, sd) if les.any() else None,
         "pointing": _ci(point[les], gl, nb, sd) if les.any() else None,
+        # references: an all-zero heatmap's MSE, a uniformly random peak's pointing rate
+        "mse_zero_prediction": float(np.mean(zero)),
+        "pointing_chance": float(np.mean(chance[les])) if les.any() else None,
+        # the tissue classifier alone: its local map's peak (held-out images of each fold)
+        "local_map_pointing": _ci(lm_point[les], gl, nb, sd) if use_local and les.any() else None,
         "per_fold": per_fold,
         "per_image": [{"id": s.id, "group": groups[i], "fold": int(fold_of[i]), "mse": float(mse[i]),
                        "pointing": None if np.isnan(point[i]) else int(point[i])} for i, s in enumerate(ds.samples)],

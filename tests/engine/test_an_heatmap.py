@@ -153,7 +153,9 @@ def test_tiny_synthetic_evaluate_writes_both_arms_and_the_paired_difference(tmp_
         for row in r["per_image"]:
             folds_of.setdefault(row["group"], set()).add(row["fold"])
         assert all(len(v) == 1 for v in folds_of.values())
+        assert 0 < r["pointing_chance"] < 1 and r["mse_zero_prediction"] > 0
     assert a["local_map"] and not b["local_map"] and "map_stride" in a["budget"]
+    assert b["local_map_pointing"] is None and 0 <= a["local_map_pointing"]["mean"] <= 1
     d = a["paired"]["mse"]
     assert d["mean"] == pytest.approx(a["mse"]["mean"] - b["mse"]["mean"], abs=1e-9)
     assert d["ci"][0] <= d["mean"] <= d["ci"][1] and 0 <= d["p_two_sided"] <= 1
@@ -165,6 +167,26 @@ def test_an_heatmap_rejects_a_classifier_dataset(tmp_path: Path) -> None:
 
     cfg = REPO / "configs" / "habib_fusion_synthetic.toml"
     assert main(["evaluate", "--config", str(cfg), "--protocol", "an_heatmap", "--quiet"]) != 0
+
+
+def test_pointing_hit_and_chance_worked_by_hand() -> None:
+    from engine.train.an_heatmap import pointing_chance, pointing_hit
+
+    pred = np.zeros((4, 4), np.float32)
+    pred[1, 2] = 1.0  # cell centre (x 40, y 24) of a 64 px crop (cells of 16 px)
+    assert pointing_hit(pred, [(40.0, 24.0, 3.0)], 64)  # radius raised to half a cell
+    assert not pointing_hit(pred, [(8.0, 8.0, 10.0)], 64)
+    assert pointing_chance([(40.0, 24.0, 3.0)], 64, 4) == pytest.approx(1 / 16)
+    assert pointing_chance([(32.0, 32.0, 200.0)], 64, 4) == 1.0
+
+
+def test_local_map_pointing_maps_the_window_back_to_the_crop() -> None:
+    from engine.train.an_heatmap import local_map_pointing
+
+    lm = np.zeros((5, 5), np.float32)
+    lm[2, 3] = 1.0  # window (row 2, col 3), stride 16, patch 64 at x0.25 -> centre x (48+32)*4, y (32+32)*4
+    assert local_map_pointing(lm, [(320.0, 256.0, 10.0)], scale=0.25, patch=64, stride=16)
+    assert not local_map_pointing(lm, [(256.0, 320.0, 10.0)], scale=0.25, patch=64, stride=16)
 
 
 # -- the patient bootstrap -------------------------------------------------------------------------
