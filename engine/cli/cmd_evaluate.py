@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "repeated k-fold (3x3, MRI paper) or the fixed 4/6-1/6-1/6 split (Qi). Folds are grouped "
         "by lesion/patient; a lesion's score is the mean over its images. Prints per-fold and "
         "pooled AUC with DeLong 95%% CI, sensitivity/specificity/F2 at the F2-selected threshold, "
-        "and writes an ROC plot.",
+        "and writes an ROC plot. --protocol an_heatmap (data.kind mias_heatmap / synthetic_heatmap): An 2019 "
+        "heatmap regression, per-image MSE and pointing with patient-bootstrap 95%% CIs, --paired for the "
+        "with-vs-without local map difference.",
     )
     p.add_argument("--config", required=True, help="TOML configuration file (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -38,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--repeats", type=int, default=3, help="repeats for repeated-kfold (default 3)")
     p.add_argument("--paired", metavar="RESULT.json",
                    help="an_heatmap: the other arm's result (same data, folds, seed): adds the paired differences")
-    p.add_argument("--out", help="output folder (default: train.output_dir/eval-<model>-<protocol>-<time>)")
+    p.add_argument("--out", help="output folder (default: train.output_dir/eval-<model>-<protocol>-<time>); "
+                   "an_heatmap: the result JSON file (or a folder for result.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
