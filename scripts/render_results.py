@@ -52,6 +52,7 @@ SECTION0 = """## 0. Where each figure comes from now (configs, not scripts)
 | Habib fusion (SYNTHETIC) | `breast-engine evaluate --config configs/habib_fusion_synthetic.toml --protocol kfold` (`--set model.cfg.procedure=...`, `model.cfg.loss=...`) | config (same caveat) |
 | US fine-tune / tail / squashed-224 rows | none: labkit's batched GPU augmentation loop was removed; `configs/busi_efficientnet_lite0.toml` is the engine's fine-tune | lost experiments, figures kept as measured |
 | An tissue patches (section 3) | none yet: no `mias_patches` data kind in `breast-engine evaluate` | figure kept as measured by the removed script; not re-runnable until ported |
+| An heatmap FCN ± local map (section 5) | `breast-engine evaluate --config configs/an_heatmap_mias_base.toml --protocol an_heatmap --folds 3`, then `configs/an_heatmap_mias_local.toml ... --paired` on the first result | run from the configs (issue 11 item 7) at a CPU budget |
 | US saliency localisation | `python tools/eval_us_saliency.py` | moved to tools/ |
 """
 
@@ -213,6 +214,66 @@ def _mri_reading(ms: list[tuple[str, dict[str, Any] | None]]) -> str:
             "than their CIs, so no claim is made that the empty mask helps at this budget.") if parts else ""
 
 
+def _an_heatmap() -> str:
+    """An 2019 heatmap FCN with and without the local map (docs/results/an_heatmap_mias_*.json)."""
+    b, a = _load("an_heatmap_mias_base"), _load("an_heatmap_mias_local")
+    if not (a and b):
+        return ""
+    bd = a["budget"]
+
+    def m(r: dict[str, Any] | None, fmt: str = ".4f") -> str:
+        return "—" if not r else f"{r['mean']:{fmt}} ({r['ci'][0]:{fmt}}–{r['ci'][1]:{fmt}})"
+
+    def d(k: str, fmt: str = "+.4f") -> str:
+        x = a.get("paired", {}).get(k)
+        return "—" if not x else f"{x['mean']:{fmt}} ({x['ci'][0]:{fmt}} to {x['ci'][1]:{fmt}}), p = {x['p_two_sided']:.3f}"
+
+    def verdict(k: str, lower_better: bool) -> str:
+        x = a.get("paired", {}).get(k)
+        if not x:
+            return f"{k}: no paired figure"
+        lo, hi = x["ci"]
+        if lo <= 0 <= hi:
+            return f"{k}: the paired 95 % CI includes 0 (no difference shown)"
+        better = (hi < 0) == lower_better
+        return f"{k}: the local map {'helped' if better else 'hurt'} (paired 95 % CI excludes 0)"
+
+    rows = [
+        "### An 2019 heatmap FCN with and without the local map (mini-MIAS; their Table 3 analogue, CPU budget)\n",
+        f"`breast-engine evaluate --protocol an_heatmap` (`engine/train/an_heatmap.py`) on mias-dev "
+        f"({a['n_images']} images with a located finding or none, {a['n_lesion_images']} with a finding, "
+        f"{a['n_patients']} women; Suckling 1994, research use only), {a['folds']}-fold CV grouped by woman "
+        f"(mdbNNN odd/even pairs). **Budget**: {bd['crop']} px nipple-aligned crop, FCN input {bd['fcn_input']} px, "
+        f"output {bd['fcn_output']}², widths {bd['fcn_widths']}, {bd['epochs']} epochs (paper: 256 px in, 32² out, "
+        f"DDSM). Target: annotation discs at the output size, Gaussian blur σ = {bd['sigma']} output px. Local map: "
+        f"tissue classifier (`an_patch_classifier`, widths {bd['patch_widths']}) trained per fold on the training "
+        f"women's patches only ({bd['patch']} px at ×{bd['patch_scale']}, `engine.models.an.sample_patches`: positives "
+        f"on the annotation centres, negatives every {bd['neg_stride']} px off the annotations, {bd['max_negatives']} "
+        f"kept per image, {bd['patch_epochs']} epochs), run every {bd['map_stride']} px ({bd['map_grid'][0]}² map). "
+        "MSE is per image at the output size; pointing = the heatmap's peak inside an annotation circle "
+        "(images with a finding). 95 % CIs: patient bootstrap; the difference is paired per image.\n",
+        "| FCN | MSE, all images | MSE, images with a finding | pointing | wall |",
+        "|---|---|---|---|---|",
+        f"| without local map (`{b['model']}`) | {m(b['mse'])} | {m(b['mse_lesion'])} | {m(b['pointing'], '.3f')} | {b['wall_s']:.0f} s |",
+        f"| with local map (`{a['model']}`) | {m(a['mse'])} | {m(a['mse_lesion'])} | {m(a['pointing'], '.3f')} | {a['wall_s']:.0f} s |",
+        f"| with − without (paired) | {d('mse')} | — | {d('pointing', '+.3f')} | |",
+        f"| reference: all-zero heatmap / random peak | {a['mse_zero_prediction']:.4f} | — | {a['pointing_chance']:.3f} | |",
+        "",
+        f"**Reading.** A CPU budget ({bd['epochs']} epochs, {bd['fcn_input']} px, tiny widths, one seed): a direction, "
+        f"not An et al.'s Table 3. {verdict('mse', True)}; {verdict('pointing', False)}. Against the references: "
+        f"the FCNs' MSE is {b['mse']['mean'] / a['mse_zero_prediction']:.0%} (without) and "
+        f"{a['mse']['mean'] / a['mse_zero_prediction']:.0%} (with) of an all-zero heatmap's"
+        f"{' (little pixel-wise signal at this budget)' if a['mse']['mean'] > 0.9 * a['mse_zero_prediction'] else ''}, while the peak falls inside a lesion {b['pointing']['mean'] / a['pointing_chance']:.0f}× "
+        f"(without) and {a['pointing']['mean'] / a['pointing_chance']:.0f}× (with) as often as a random peak. The tissue "
+        f"classifier alone (the local map's peak, held-out women) points at a lesion in {m(a.get('local_map_pointing'), '.3f')}. "
+        "Training images' local maps are in-sample for their fold's classifier (as in the paper's two-stage pipeline); "
+        "test images' maps are not. A larger input (the paper's 256 px), wider nets, more epochs and seeds are needed "
+        "before any claim about the local map.",
+        f"\n*Commands:* `{b['command']}`; `{a['command']}`  \n*Device:* {a['device']} (shared 2-core machine, loaded)\n",
+    ]
+    return "\n".join(rows)
+
+
 def _paper_protocols() -> list[str]:
     """Section 5: the paper protocols run through `breast-engine evaluate` configs (issue 11 item 7).
 
@@ -322,15 +383,16 @@ def _paper_protocols() -> list[str]:
 
     *Command:* `OMP_NUM_THREADS=1 breast-engine evaluate --config configs/mri_attention_synthetic_3x3.toml --protocol repeated-kfold --folds 3 --repeats 3 --json` (second column: `--set model.cfg.attention_empty_mask=false`)
     """)
+    hm = _an_heatmap()
+    if hm:
+        o.append(hm)
+    else:
+        o.append("""### An 2019 heatmap FCN\n
+    *Not run in this session*: `breast-engine evaluate --config configs/an_heatmap_mias_base.toml --protocol an_heatmap --folds 3`
+    and the same with `configs/an_heatmap_mias_local.toml --paired` on its result.
+    """)
     o.append("""### Not run in this session
 
-    - **An 2019 heatmap FCN on mias-dev with and without the local map (their Table 3 analogue)** and
-      **a patch sampler following the paper's rules**: not run. The engine has the models
-      (`an_heatmap_fcn`, `an_heatmap_fcn_local`, `heatmap_target`, `heatmap_loss`) but no dataset kind
-      that feeds (image, local map, heatmap target) to `breast-engine train`, and the local map needs a
-      trained patch classifier first; building and testing both within this session's time was not
-      possible, so no figure is given. §3's patch classifier (scripts, not the paper's sampler) is the
-      only An result.
     - **Habib GoogLeNet**: needs ImageNet GoogLeNet weights, not available offline.
     - **Qi at the paper's budget** (299 px, 10/20/9 repeats, ImageNet Sn-Net, five-crop test) and the
       **MRI paper's ResNet-50 on real MRI**: beyond this CPU; no real labelled breast-MRI set with

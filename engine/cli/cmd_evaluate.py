@@ -13,7 +13,8 @@ from pathlib import Path
 PROTOCOLS = ("loo", "kfold", "repeated-kfold", "split")
 # "recipe": the cross-validation of a linear_probe / supervised_attention config (engine.train.recipes),
 # the figures `breast-engine ship` writes into the model card.
-ALL_PROTOCOLS = (*PROTOCOLS, "recipe")
+# "an_heatmap": An 2019's heatmap regression (MSE + pointing, engine.train.an_heatmap).
+ALL_PROTOCOLS = (*PROTOCOLS, "recipe", "an_heatmap")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "repeated k-fold (3x3, MRI paper) or the fixed 4/6-1/6-1/6 split (Qi). Folds are grouped "
         "by lesion/patient; a lesion's score is the mean over its images. Prints per-fold and "
         "pooled AUC with DeLong 95%% CI, sensitivity/specificity/F2 at the F2-selected threshold, "
-        "and writes an ROC plot.",
+        "and writes an ROC plot. --protocol an_heatmap (data.kind mias_heatmap / synthetic_heatmap): An 2019 "
+        "heatmap regression, per-image MSE and pointing with patient-bootstrap 95%% CIs, --paired for the "
+        "with-vs-without local map difference.",
     )
     p.add_argument("--config", required=True, help="TOML configuration file (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -35,7 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "(its [ship] folds/repeats): the model card's figures")
     p.add_argument("--folds", type=int, default=5, help="k for kfold / repeated-kfold (default 5)")
     p.add_argument("--repeats", type=int, default=3, help="repeats for repeated-kfold (default 3)")
-    p.add_argument("--out", help="output folder (default: train.output_dir/eval-<model>-<protocol>-<time>)")
+    p.add_argument("--paired", metavar="RESULT.json",
+                   help="an_heatmap: the other arm's result (same data, folds, seed): adds the paired differences")
+    p.add_argument("--out", help="output folder (default: train.output_dir/eval-<model>-<protocol>-<time>); "
+                   "an_heatmap: the result JSON file (or a folder for result.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
@@ -49,6 +55,8 @@ def _run(args: argparse.Namespace) -> int:
     from engine.train.protocols import cross_validate, split_indices
 
     cfg = load_config(args.config, args.overrides)
+    if args.protocol == "an_heatmap" or cfg.data.kind in ("mias_heatmap", "synthetic_heatmap"):
+        return _run_heatmap(args, cfg)
     if args.protocol == "recipe" or cfg.train.mode != "finetune":
         return _run_recipe(args, cfg)
     # Fail fast: model name, data, labels, folds — before any training.
@@ -80,6 +88,56 @@ def _run(args: argparse.Namespace) -> int:
     print(f"pooled AUC {_f(p['auc'])} (95% CI {_f(lo)}-{_f(hi)}); calls: sens {_f(p['calls']['sensitivity'])} "
           f"spec {_f(p['calls']['specificity'])} F2 {_f(p['calls']['f2'])}")
     print(f"ROC plot: {res['roc_png']}")
+    return 0
+
+
+def _run_heatmap(args: argparse.Namespace, cfg: object) -> int:
+    """An 2019 heatmap regression: per-image MSE and pointing with patient-bootstrap CIs."""
+    from engine.errors import ConfigError
+    from engine.progress import tqdm_progress
+    from engine.train.an_heatmap import evaluate_an_heatmap, load_result
+    from engine.train.config import TrainConfig
+    from engine.train.data import load_dataset
+
+    assert isinstance(cfg, TrainConfig)
+    if args.protocol != "an_heatmap":
+        raise ConfigError(f"data.kind = {cfg.data.kind} is scored by --protocol an_heatmap, not {args.protocol}")
+    if cfg.data.kind not in ("mias_heatmap", "synthetic_heatmap"):
+        raise ConfigError(f"--protocol an_heatmap needs data.kind = mias_heatmap or synthetic_heatmap, "
+                          f"not {cfg.data.kind}")
+    paired = load_result(args.paired) if args.paired else None
+    ds = load_dataset(cfg)
+    with tqdm_progress("evaluate an_heatmap", disable=args.quiet) as cb:
+        res = evaluate_an_heatmap(cfg, ds, folds=args.folds, paired=paired, progress=cb)
+    res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
+    if cfg.data.kind == "mias_heatmap":
+        from engine.data.mias import MIAS_CITATION
+
+        res["citation"] = MIAS_CITATION
+        res["licence"] = "mini-MIAS Licence.txt (research use only) travels with the data: " + \
+            str(Path(cfg.data.path) / "Licence.txt")
+    if args.out:
+        out = Path(args.out)
+        out = out if out.suffix == ".json" else out / "result.json"
+        args.out = str(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{res['model']} | an_heatmap {res['folds']}-fold | {res['n_images']} images, {res['n_patients']} "
+          f"patients{' | SYNTHETIC' if res['synthetic'] else ''} | {res['wall_s']:.0f} s")
+    for key in ("mse", "mse_lesion", "pointing"):
+        m = res.get(key)
+        if m:
+            print(f"  {key}: {m['mean']:.4f} (95% patient-bootstrap CI {m['ci'][0]:.4f}-{m['ci'][1]:.4f}, "
+                  f"n = {m['n_images']})")
+    for key, d in (res.get("paired") or {}).items():
+        if isinstance(d, dict):
+            print(f"  paired {key} ({res['paired']['a_minus_b']}): {d['mean']:+.4f} "
+                  f"({d['ci'][0]:+.4f} to {d['ci'][1]:+.4f}), p = {d['p_two_sided']:.3f}")
+    if args.out:
+        print(f"result: {args.out}")
     return 0
 
 

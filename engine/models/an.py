@@ -806,13 +806,15 @@ def an_patch_classifier(*, patch: int = PATCH, widths: Sequence[int] = (8, 16, 3
 
 @register_model("an_heatmap_fcn", family="an", paper=PAPER, modalities=("MG",),
                 task="heatmap regression 256 px -> 32x32 (MSE on blurred annotations)", saliency=())
-def an_heatmap_fcn(*, in_chans: int = 1, pretrained: bool = False) -> AnHeatmapFCN:
+def an_heatmap_fcn(*, in_chans: int = 1, widths: Sequence[int] = (32, 64, 128, 128),
+                   pretrained: bool = False) -> AnHeatmapFCN:
     """Baseline heatmap regression."""
-    return AnHeatmapFCN(in_chans=in_chans, use_local_map=False)
+    return AnHeatmapFCN(in_chans=in_chans, use_local_map=False, widths=tuple(widths))
 
 
 @register_model("an_heatmap_fcn_local", family="an", paper=PAPER, modalities=("MG",),
                 task="heatmap regression with the aggregated local map as extra input (Fig. 2)", saliency=())
-def an_heatmap_fcn_local(*, in_chans: int = 1, pretrained: bool = False) -> AnHeatmapFCN:
+def an_heatmap_fcn_local(*, in_chans: int = 1, widths: Sequence[int] = (32, 64, 128, 128),
+                         pretrained: bool = False) -> AnHeatmapFCN:
     """Heatmap regression + local aggregated results."""
-    return AnHeatmapFCN(in_chans=in_chans, use_local_map=True)
+    return AnHeatmapFCN(in_chans=in_chans, use_local_map=True, widths=tuple(widths))

@@ -128,8 +128,11 @@ RECIPE_KINDS = ("busi", "mias_lesions", "synthetic_mri")
 TRAIN_MODES = ("finetune", "linear_probe", "supervised_attention")
 DATA_KINDS = ("busi", "mias_lesions", "image_folder_csv", "manifest", "study", "paired_manifest", "synthetic_paired",
               "synthetic_mri",
-              "boxed_manifest")
-SYNTHETIC_KINDS = ("synthetic_paired", "synthetic_mri")
+              "boxed_manifest", "mias_heatmap", "synthetic_heatmap")
+SYNTHETIC_KINDS = ("synthetic_paired", "synthetic_mri", "synthetic_heatmap")
+#: Kinds of An 2019's heatmap regression (image, local map, blurred target): evaluated by
+#: ``breast-engine evaluate --protocol an_heatmap`` (engine.train.an_heatmap).
+HEATMAP_KINDS = ("mias_heatmap", "synthetic_heatmap")
 
 
 @dataclass
@@ -307,6 +310,43 @@ class ShipConfig:
 
 
 @dataclass
+class HeatmapConfig:
+    """An 2019 heatmap regression at a budget (``[heatmap]``; kinds ``mias_heatmap`` /
+    ``synthetic_heatmap``, protocol ``an_heatmap``).
+
+    The FCN sees the nipple-aligned crop resized to ``data.image_size``; its target is the
+    annotation discs down-sampled to the FCN's output (input / 8) and Gaussian blurred by
+    ``sigma`` output pixels. The local map comes from the tissue classifier
+    (``an_patch_classifier``) trained per fold on the training images' patches only.
+
+    Attributes:
+        crop: Side of the nipple-aligned crop at full resolution (An: 2048; mini-MIAS: 1024).
+        sigma: Target blur in output pixels (0 is rejected: the paper blurs).
+        patch_scale: Magnification of the tissue patches (An: 0.5, 0.33, 0.25).
+        patch: Patch side at that magnification (An: 256).
+        patch_widths: Tissue-classifier block widths (5 blocks in the paper).
+        neg_stride: Stride of the negative patches (An: 32 at patch 256).
+        map_stride: Stride of the aggregated local map (An: 64 at patch 256).
+        max_negatives: Negatives kept per training image (random subset; 0 = all).
+        patch_epochs: Tissue-classifier epochs per fold.
+        patch_lr: Tissue-classifier Adam learning rate.
+        n_boot: Patient-bootstrap resamples for the CIs.
+    """
+
+    crop: int = 1024
+    sigma: float = 1.0
+    patch_scale: float = 0.25
+    patch: int = 64
+    patch_widths: list[int] = field(default_factory=lambda: [8, 16, 32])
+    neg_stride: int = 16
+    map_stride: int = 16
+    max_negatives: int = 12
+    patch_epochs: int = 4
+    patch_lr: float = 1e-3
+    n_boot: int = 2000
+
+
+@dataclass
 class TrainConfig:
     """The complete, resolved configuration (saved as ``config.json``/``config.toml``)."""
 
@@ -317,6 +357,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: RunConfig = field(default_factory=RunConfig)
     ship: ShipConfig = field(default_factory=ShipConfig)
+    heatmap: HeatmapConfig = field(default_factory=HeatmapConfig)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -402,6 +443,13 @@ class TrainConfig:
                 _choice("train.select", m, ("auc", "f2", "accuracy", "loss", "mri_score", "auc_<k>"))
         if self.data.kind in SYNTHETIC_KINDS and self.data.synthetic_n < 4:
             raise ConfigError(f"data.synthetic_n must be >= 4 for {self.data.kind}, got {self.data.synthetic_n}")
+        if self.data.kind in HEATMAP_KINDS:
+            h = self.heatmap
+            if h.sigma <= 0:
+                raise ConfigError(f"heatmap.sigma must be > 0 (An 2019 blur the target), got {h.sigma}")
+            if h.map_stride % 2 ** len(h.patch_widths):
+                raise ConfigError(f"heatmap.map_stride {h.map_stride} must be a multiple of the tissue "
+                                  f"classifier's stride {2 ** len(h.patch_widths)}")
         if self.train.epochs < 0 or self.train.batch_size < 1:
             raise ConfigError("train.epochs must be >= 0 and train.batch_size >= 1")
         if not 0.0 <= self.data.val_fraction < 1.0:

@@ -32,6 +32,7 @@ from engine.train.datasets.paper import (
     PairedSample,
     _mri_free_slice,
     _mri_lesion_slice,
+    load_heatmap_dataset,
     load_paper_dataset,
 )
 from engine.train.datasets.sources import (
@@ -62,6 +63,8 @@ def load_dataset(cfg: TrainConfig, *, train: bool = False) -> Any:
     """
     if cfg.data.kind in ("synthetic_paired", "synthetic_mri", "paired_manifest", "boxed_manifest"):
         return load_paper_dataset(cfg, train=train)
+    if cfg.data.kind in ("mias_heatmap", "synthetic_heatmap"):
+        return load_heatmap_dataset(cfg)
     if not cfg.data.path:
         raise ConfigError("data.path is empty; point it at an image folder, manifest CSV or study")
     loader = {"image_folder_csv": _from_image_folder, "manifest": _from_manifest,

@@ -399,3 +399,201 @@ def load_paper_dataset(cfg: TrainConfig, *, train: bool = False) -> PairedLesion
         ds = _paired_manifest(cfg)
     ds.train = train
     return ds
+
+
+# -- An 2019 heatmap regression: (image, local map, blurred target) ---------------------------------
+@dataclass(frozen=True)
+class HeatmapSample:
+    """One mammogram for An 2019's heatmap regression.
+
+    Attributes:
+        path: Image path, or ``synthetic://heatmap/<seed>`` (SYNTHETIC).
+        group: Patient id (mini-MIAS: the two breasts of one woman share it).
+        lesions: ``(cx, cy, r)`` per annotation in the source image's pixels (y from the top).
+        synthetic_seed: >= 0 for a generated mammogram.
+    """
+
+    path: str
+    group: str
+    lesions: tuple[tuple[float, float, float], ...]
+    synthetic_seed: int = -1
+
+    @property
+    def id(self) -> str:
+        """A printable id (file stem or synthetic path)."""
+        return self.path if self.synthetic_seed >= 0 else Path(self.path).stem
+
+
+class HeatmapImages(Dataset):  # type: ignore[type-arg]
+    """Mammograms -> ``(image (1, S, S), local map (1, g, g), target (1, S/8, S/8))`` (An 2019).
+
+    Each scan is flipped to one orientation and cropped ``heatmap.crop`` px right-aligned on the
+    nipple (:func:`engine.models.an.orient_and_crop`), grey levels scaled to [0, 1]. The FCN input
+    is that crop area-resized to ``data.image_size``; the target is the annotation discs at the
+    FCN's output size, Gaussian blurred (:func:`engine.models.an.heatmap_target`). The local map
+    is the tissue classifier's stride-``map_stride`` aggregation on the crop at ``patch_scale``;
+    it depends on the fold (the classifier is trained on the fold's training images only), so the
+    protocol sets :attr:`local_maps` per fold; without it the channel is zeros.
+
+    Attributes:
+        samples, groups: The mammograms and their patient ids.
+        labels: 1 when the image has a located finding (stratifies the folds).
+        synthetic: True for generated mammograms (SYNTHETIC).
+        local_maps: Image index -> ``(g, g)`` local map of the current fold.
+    """
+
+    def __init__(self, samples: Sequence[HeatmapSample], cfg: Any, *, source: str = "") -> None:
+        from engine.train.config import HeatmapConfig
+
+        self.samples = list(samples)
+        self.h: HeatmapConfig = cfg.heatmap
+        self.size = int(cfg.data.image_size[0])
+        if int(cfg.data.image_size[1]) != self.size or self.size % 8:
+            raise ConfigError(f"data.image_size must be square and a multiple of 8 for the heatmap FCN, "
+                              f"got {cfg.data.image_size}")
+        self.out = self.size // 8
+        self.source = source
+        self.groups: list[str] = [s.group for s in self.samples]
+        self.labels: NDArray[np.int64] = np.array([int(bool(s.lesions)) for s in self.samples], dtype=np.int64)
+        self.synthetic = any(s.synthetic_seed >= 0 for s in self.samples)
+        self.local_maps: dict[int, NDArray[np.float32]] = {}
+        self._crops: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def crop(self, i: int) -> Any:
+        """The nipple-aligned :class:`engine.models.an.AnCrop` of image ``i`` (grey in [0, 1], cached)."""
+        hit = self._crops.get(i)
+        if hit is not None:
+            return hit
+        from engine.models.an import orient_and_crop
+
+        s = self.samples[i]
+        if s.synthetic_seed >= 0:
+            from engine.data.synthetic import synthetic_mammogram
+
+            side = self.h.crop
+            m = synthetic_mammogram(s.synthetic_seed, rows=side, cols=side, lesion=bool(s.lesions),
+                                    malignant=bool(s.synthetic_seed % 3), view="CC",
+                                    laterality="L" if s.synthetic_seed % 2 else "R")
+            px = m["image"].astype(np.float32) / 4095.0
+        else:
+            import cv2
+
+            raw = cv2.imread(s.path, cv2.IMREAD_UNCHANGED)
+            if raw is None:
+                raise CaseFormatError(s.path, "not a readable image")
+            if raw.ndim == 3:
+                raw = cv2.cvtColor(raw, cv2.COLOR_BGR2GRAY)
+            top = float(np.iinfo(raw.dtype).max) if raw.dtype.kind in "ui" else 1.0  # type: ignore[type-var]
+            px = raw.astype(np.float32) / top
+        c = orient_and_crop(px, size=self.h.crop)
+        self._crops[i] = c
+        return c
+
+    def crop_lesions(self, i: int) -> list[tuple[float, float, float]]:
+        """Annotations ``(cx, cy, r)`` in the crop's full-resolution pixels."""
+        c = self.crop(i)
+        out = []
+        for cx, cy, r in self.samples[i].lesions:
+            x, y = c.to_crop(cx, cy)
+            out.append((float(x), float(y), float(r)))
+        return out
+
+    def image(self, i: int) -> torch.Tensor:
+        """FCN input ``(1, S, S)``: the crop area-resized to ``data.image_size``."""
+        import cv2
+
+        img = cv2.resize(self.crop(i).image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None]
+
+    def target(self, i: int) -> torch.Tensor:
+        """Blurred annotation heatmap ``(1, S/8, S/8)`` (the MSE target)."""
+        from engine.models.an import heatmap_target
+
+        c = self.h.crop
+        t = heatmap_target(self.crop_lesions(i), (c, c), out=self.out, sigma=self.h.sigma)
+        return torch.from_numpy(t)[None]
+
+    def patch_image(self, i: int) -> NDArray[np.float32]:
+        """The crop at the tissue classifier's magnification (where the local map is read)."""
+        from engine.models.an import rescale
+
+        out: NDArray[np.float32] = rescale(self.crop(i).image, self.h.patch_scale)
+        return out
+
+    def map_grid(self) -> tuple[int, int]:
+        """Local map shape ``(g, g)``."""
+        from engine.models.an import local_map_grid
+
+        side = max(1, round(self.h.crop * self.h.patch_scale))
+        return local_map_grid((side, side), self.h.patch, self.h.map_stride)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lm = self.local_maps.get(i)
+        m = torch.zeros((1, *self.map_grid())) if lm is None else torch.from_numpy(np.asarray(lm, np.float32))[None]
+        return self.image(i), m, self.target(i)
+
+
+def _mias_heatmap(cfg: TrainConfig) -> HeatmapImages:
+    """mini-MIAS (``Info.txt``: x, y from the bottom-left, radius) -> heatmap samples.
+
+    Images with a finding but no coordinates (e.g. mdb216) cannot be scored for localisation
+    and are left out (counted in ``source``).
+    """
+    from engine.data.mias import MIAS_CITATION, load_mias
+
+    root = Path(cfg.data.path)
+    if not (root / "Info.txt").is_file():
+        raise ConfigError(f"{root}: no Info.txt; data.path must be a mini-MIAS folder (Info.txt, images/)")
+    samples, dropped = [], 0
+    for im in load_mias(root):
+        if any(a.centre is None for a in im.abnormalities):
+            dropped += 1
+            continue
+        les = tuple((a.centre[1], a.centre[0], float(a.radius or 0.0)) for a in im.abnormalities
+                    if a.centre is not None)
+        samples.append(HeatmapSample(str(im.path), im.patient, les))
+    if not samples:
+        raise ConfigError(f"{root}: no mini-MIAS images found under images/")
+    return HeatmapImages(samples, cfg, source=f"{root} ({MIAS_CITATION}; {dropped} images with an "
+                         f"unlocated finding left out)")
+
+
+def _synthetic_heatmap(cfg: TrainConfig) -> HeatmapImages:
+    """SYNTHETIC mammograms (:func:`engine.data.synthetic.synthetic_mammogram`), 2 of 3 with a lesion."""
+    from engine.data.synthetic import synthetic_mammogram
+
+    d = cfg.data
+    samples = []
+    for i in range(d.synthetic_n):
+        seed = d.synthetic_seed + i
+        lesion = i % 3 != 2
+        les: tuple[tuple[float, float, float], ...] = ()
+        if lesion:
+            side = cfg.heatmap.crop
+            m = synthetic_mammogram(seed, rows=side, cols=side, lesion=True, malignant=bool(seed % 3), view="CC",
+                                    laterality="L" if seed % 2 else "R")
+            x0, y0, x1, y1 = m["box"]
+            les = (((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) / 2),)
+        # two images per synthetic "patient", like mini-MIAS's consecutive left/right pairs
+        samples.append(HeatmapSample(f"synthetic://heatmap/{seed}", f"syn-patient{i // 2}", les, seed))
+    return HeatmapImages(samples, cfg, source="SYNTHETIC engine.data.synthetic.synthetic_mammogram")
+
+
+def load_heatmap_dataset(cfg: TrainConfig) -> HeatmapImages:
+    """The An 2019 heatmap kinds: ``mias_heatmap`` (``data.path`` = a mini-MIAS folder) or
+    ``synthetic_heatmap`` (``data.synthetic_n`` SYNTHETIC mammograms).
+
+    Raises:
+        ConfigError: wrong kind, no data, non-square image size.
+    """
+    if cfg.data.kind == "synthetic_heatmap":
+        return _synthetic_heatmap(cfg)
+    if cfg.data.kind != "mias_heatmap":
+        raise ConfigError(f"data.kind = {cfg.data.kind!r} has no local maps or heatmap targets: use "
+                          "mias_heatmap or synthetic_heatmap for --protocol an_heatmap")
+    if not cfg.data.path:
+        raise ConfigError("data.path is empty; point it at the mini-MIAS folder (Info.txt, images/)")
+    return _mias_heatmap(cfg)
