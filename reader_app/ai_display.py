@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.cases import Case
+from engine.cases.model import same_patient as same_patient  # re-exported: the engine owns the rule (engine.study.ai_scores uses it)
 
 # dataset tokens as they appear in image provenance ("BUSI benign_10", "mini-MIAS mdb015")
 DATASETS = ("BUSI", "mini-MIAS", "CBIS-DDSM", "mimbcd", "synthetic")
@@ -88,13 +89,3 @@ def training_overlap(case: Case, modality: str, facts: ModelFacts | None) -> lis
         return []
     return [ci.image_id for ci in case.images_of(modality)
             if (dataset_of(ci.source) or ("synthetic" if ci.synthetic else None)) in facts.train_sources]
-
-
-def same_patient(case: Case) -> bool:
-    """Whether the case's images come from one patient (fusion is meaningful only then).
-
-    A case is one patient unless it says otherwise: the demo's MG+US pairings carry a
-    ``paired_note`` saying their images come from different patients.
-    """
-    note = (case.paired_note or "").lower()
-    return not ("different patient" in note or "not the same patient" in note)

@@ -240,3 +240,13 @@ class Study:
             "synthetic_note": self.synthetic_note,
             "citations": self.citations,
         }
+
+
+def same_patient(case: Case) -> bool:
+    """Whether the case's images come from one patient (fusion is meaningful only then).
+
+    A case is one patient unless it says otherwise: the demo's MG+US pairings carry a
+    ``paired_note`` saying their images come from different patients.
+    """
+    note = (case.paired_note or "").lower()
+    return not ("different patient" in note or "not the same patient" in note)

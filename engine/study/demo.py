@@ -85,8 +85,9 @@ def write_demo_definition(
     seed: int = 20261121,
     ai_truth: dict[str, int] | None = None,
     paradigm: str = "roc",
+    ai_scores: dict[str, float] | None = None,
 ) -> Path:
-    """Write a two-arm (unaided/aided) study definition, plus simulated AI scores.
+    """Write a two-arm (unaided/aided) study definition, plus simulated or model AI scores.
 
     Args:
         out_dir: Folder for ``reader_study.toml`` (and ``ai_scores.csv``).
@@ -97,20 +98,24 @@ def write_demo_definition(
         seed: Randomisation seed.
         ai_truth: case_id -> truth used to SIMULATE the AI scores (omit for no AI scores).
         paradigm: "roc", or "froc" (the scripted readers also place lesion marks).
+        ai_scores: case_id -> the MODEL's score (:func:`engine.study.ai_scores.study_ai_scores`,
+            the workstation's number); used instead of simulating from ``ai_truth``.
 
     Returns:
         Path of the TOML file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [
-        "# Demo reader study: SCRIPTED (simulated) readers and SIMULATED AI scores.",
+        "# Demo reader study: SCRIPTED (simulated) readers; AI scores "
+        + ("from the installed models." if ai_scores else "SIMULATED."),
         "[study]",
         'name = "Demo: unaided vs AI-aided reading (scripted readers)"',
         f'cases_study = "{Path(cases_study).resolve().as_posix()}"',
         f"seed = {seed}",
         f"washout_days = {washout_days}",
         'arm_order = "counterbalanced"',
-        'note = "SCRIPTED readers and SIMULATED AI scores: a workflow demonstration, not evidence."',
+        'note = "SCRIPTED readers and ' + ("MODEL" if ai_scores else "SIMULATED")
+        + ' AI scores: a workflow demonstration, not evidence."',
         "rating_min = 0",
         "rating_max = 10",
         "birads = true",
@@ -120,7 +125,13 @@ def write_demo_definition(
         lines.append('paradigm = "froc"')
     if case_ids:
         lines.append("cases = [" + ", ".join(f'"{c}"' for c in case_ids) + "]")
-    if ai_truth:
+    if ai_scores:
+        with open(out_dir / "ai_scores.csv", "w") as fh:
+            fh.write("case_id,score\n")
+            for cid in sorted(ai_scores):
+                fh.write(f"{cid},{ai_scores[cid]:.6f}\n")
+        lines.append('ai_scores = "ai_scores.csv"  # the installed models\' scores (engine case scorer)')
+    elif ai_truth:
         rng = np.random.default_rng(seed + 1)
         with open(out_dir / "ai_scores.csv", "w") as fh:
             fh.write("case_id,score\n")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from engine.errors import BreastReaderError
@@ -55,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", required=True, help="folder for the definition, ratings and exports")
     p.add_argument("--cases", help="case study folder (default: the bundled demo, else a tiny synthetic one)")
     p.add_argument("--max-cases", type=int, default=40, help="cases to read (balanced benign/malignant)")
+    p.add_argument("--ai", choices=["simulated", "model"], default="simulated",
+                   help="AI scores of the aided arm: SIMULATED from the truth (default, fast), or the installed "
+                        "models' scores through the workstation's case scorer")
     p.add_argument("--froc", action="store_true",
                    help="FROC paradigm: the scripted readers also mark lesions; the export adds the wAFROC analysis")
     p.set_defaults(func=_demo)
@@ -157,7 +161,16 @@ def _demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     folder, chosen, truth = demo_cases(Path(args.cases) if args.cases else None, out, args.max_cases)
-    toml = write_demo_definition(out, folder, case_ids=chosen, ai_truth=truth,
+    model_scores = None
+    if getattr(args, "ai", "simulated") == "model":  # the workstation's own scores (engine case scorer)
+        from engine.cases import load_study
+        from engine.study.ai_scores import study_ai_scores
+
+        got = study_ai_scores([c for c in load_study(folder).cases if c.case_id in chosen])
+        for cid, why in sorted(got.missing.items()):
+            print(f"breast-reader study demo: {cid}: no AI score ({why})", file=sys.stderr)
+        model_scores = got.scores
+    toml = write_demo_definition(out, folder, case_ids=chosen, ai_truth=truth, ai_scores=model_scores,
                                  paradigm="froc" if getattr(args, "froc", False) else "roc")
     run = run_scripted_readers(toml, FakeClock())
     res = export_study(run, out / "export")
