@@ -16,9 +16,12 @@ import sys
 from pathlib import Path
 
 from engine.resources import resource_dir
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import BreastReaderError
+
+if TYPE_CHECKING:
+    from engine.cases import Study
 
 PROG = "breast-reader"
 
@@ -72,7 +75,7 @@ def _wait(signal: Any, timeout_s: float, predicate: Any = None) -> bool:
     return fired["ok"]
 
 
-def first_paired_case(study: Any) -> str | None:
+def first_paired_case(study: Study) -> str | None:
     """Id of the first case holding both MG and US images (else the first case)."""
     for c in study.cases:
         if {"MG", "US"} <= set(c.modalities):
@@ -156,13 +159,14 @@ def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: f
     if not win.open_study(folder, wait=True):
         raise BreastReaderError(win.last_error)
     study = win.state.study
-    cid = first_paired_case(study)
+    cid = first_paired_case(study) if study is not None else None
     if cid is None:
         raise BreastReaderError(f"demo study {folder} has no case")
     loaded = _wait(win.case_loaded, 60, lambda: bool(win.views)) if not win.views else True
     if win.state.current is None or win.state.current.case.case_id != cid:
         win.state.select_case(cid)
-        loaded = _wait(win.case_loaded, 60, lambda: bool(win.views) and win.state.current.case.case_id == cid)
+        loaded = _wait(win.case_loaded, 60, lambda: bool(win.views) and win.state.current is not None
+                       and win.state.current.case.case_id == cid)
     if not loaded:
         raise BreastReaderError("demo case did not load in time")
     win.start_ai_warmup()  # the first image is shown; the AI loads behind it
