@@ -1103,8 +1103,9 @@ class MainWindow(QMainWindow):
                 self.score_case()
 
     def _on_case_rated(self, _rating: Any) -> None:
-        if self.ai_display == "after_rating" and self.ai_result is None and self.ai_allowed_now() and self.views:
-            hit = self.ai.cached(self.state.current.case)
+        cs = self.state.current
+        if cs is not None and self.ai_display == "after_rating" and self.ai_result is None and self.ai_allowed_now() and self.views:
+            hit = self.ai.cached(cs.case)
             if hit is not None:
                 self._apply_ai_result(hit)
             elif self.auto_score:
@@ -1213,7 +1214,7 @@ class MainWindow(QMainWindow):
     def _on_ai_worker_finished(self) -> None:
         w = self._ai_worker
         if w is not None and w.signals is self.sender():
-            w.ended = True  # type: ignore[attr-defined]
+            w.ended = True
             self.ai_panel.set_busy(False)
             self.ai_finished.emit(getattr(w, "case_id", ""))
 
