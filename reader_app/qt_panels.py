@@ -400,7 +400,7 @@ class AIPanel(QGroupBox):
                 if facts is not None:
                     notes.append(f"<small>{mod} calibration: {html_escape(facts.calibration)}</small>")
                 inside = training_overlap(case, mod, facts) if case is not None else []
-                if inside:
+                if inside and facts is not None:
                     notes.append(f"<small style='color:#ff6b6b'><b>{mod}: in training data</b> - "
                                  f"{', '.join(inside)} come(s) from {', '.join(facts.train_sources)}, which "
                                  f"{info.name} was developed on: its score here is optimistic.</small>")
