@@ -719,7 +719,7 @@ class ReadingSessionWindow(QWidget):
             import inspect
 
             if "marks" in inspect.signature(self.session.submit).parameters:  # the study store keeps marks
-                self.session.submit(case_id, float(r.score or 0), r.birads, marks=list(r.marks))  # type: ignore[call-arg]
+                self.session.submit(case_id, float(r.score or 0), r.birads, marks=list(r.marks))
             else:
                 self.session.submit(case_id, float(r.score or 0), r.birads)
         except BreastReaderError as exc:  # the answer stays on screen; SaveFailedError says it is journalled
