@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 dlg.desc_boxes[name].setCurrentIndex(dlg.desc_boxes[name].findData(val))
         dlg.clock.setCurrentIndex(dlg.clock.findData("10 o'clock"))
         dlg.distance.setValue(4.0)
-        dlg.depth.setCurrentIndex(dlg.depth.findData("middle"))
+        dlg.depth_box.setCurrentIndex(dlg.depth_box.findData("middle"))
         dlg.assess.setCurrentIndex(dlg.assess.findData("4B"))
         dlg.density["R"].setCurrentIndex(dlg.density["R"].findData("C"))
         dlg.density["L"].setCurrentIndex(dlg.density["L"].findData("C"))
