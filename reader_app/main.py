@@ -11,11 +11,8 @@ Errors are printed as one line ``breast-reader: error: ...`` (exit 2), never a t
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
-
-from engine.resources import resource_dir
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import BreastReaderError
@@ -27,8 +24,10 @@ PROG = "breast-reader"
 
 
 def demo_study_dir() -> Path:
-    """The bundled demo study (``$BREAST_READER_DEMO`` overrides; PyInstaller bundles supported)."""
-    return resource_dir("demo", "BREAST_READER_DEMO")
+    """The bundled demo study (:func:`reader_app.paths.demo_study_dir`; imported late: it loads QtCore)."""
+    from reader_app.paths import demo_study_dir as bundled
+
+    return bundled()
 
 
 def demo_working_copy(src: Path | None = None) -> Path:
@@ -316,7 +315,7 @@ def run_import_cli(argv: list[str]) -> int:
 
 def _study_parser() -> argparse.ArgumentParser | None:
     try:
-        mod = importlib.import_module("reader_app.study.cli")
+        from reader_app.study import cli as mod
     except ImportError:
         return None
     parser = argparse.ArgumentParser(prog=f"{PROG} study", description="Reader-study tools")
