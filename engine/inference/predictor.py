@@ -114,7 +114,7 @@ class Predictor:
         # engine.lesion_us; MG: clean film, reader's box, engine.lesion_mg).
         self.lesion: Any = None
         if is_lesion_pipeline(self.spec):
-            self.lesion = LesionUSScorer(self.model, self.spec, self.device)
+            self.lesion = LesionUSScorer(self.model, self.spec, self.device, load_context=Predictor)
         elif is_mg_lesion_pipeline(self.spec):
             self.lesion = LesionMGScorer(self.model, self.spec, self.device, saliency_fn=self._plain_saliency)
 
