@@ -157,7 +157,7 @@ def plane_of(geom: VolumeGeometry, *, tolerance: float = 0.8) -> Plane:
     axis = int(np.argmax(n))
     if n[axis] < tolerance:
         return "oblique"
-    return ("sagittal", "coronal", "axial")[axis]  # type: ignore[return-value]
+    return ("sagittal", "coronal", "axial")[axis]
 
 
 def direction_label(v: np.ndarray | tuple[float, float, float], *, min_component: float = 0.3) -> str:
