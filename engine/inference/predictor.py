@@ -147,7 +147,8 @@ class Predictor:
     def _scores(self, batch: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             logits = self.model(batch.to(self.device))
-        return self.model.malignancy(logits.float()).float().cpu()
+        scores: torch.Tensor = self.model.malignancy(logits.float()).float().cpu()
+        return scores
 
     def _box_for_model(self, box: Box | None) -> Box | None:
         """The box this model sees under its spec's box policy (None when ignored).
