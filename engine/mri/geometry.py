@@ -60,7 +60,8 @@ class VolumeGeometry:
     @property
     def offsets(self) -> np.ndarray:
         """Position of each slice along the normal (mm)."""
-        return np.asarray(self.positions, float) @ self.normal
+        offsets: np.ndarray = np.asarray(self.positions, float) @ self.normal
+        return offsets
 
     @property
     def n_slices(self) -> int:
