@@ -16,7 +16,6 @@ import argparse
 import sys
 import shutil
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QPointF
