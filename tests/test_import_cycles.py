@@ -7,8 +7,10 @@ test covers every module, including ones added later and not yet placed in a lay
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,15 @@ def test_no_subpackage_cycles(module_edges: dict[str, set[str]]) -> None:
                 edges.setdefault(top(a), set()).add(top(b))
                 edges.setdefault(top(b), set())
     assert _cycles(edges) == []
+
+
+def test_every_module_sits_in_a_layer(module_edges: dict[str, set[str]]) -> None:
+    """A new module is placed in the layers contracts (pyproject.toml), so its imports are checked."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = {name for c in contracts if c["type"] == "layers" for layer in c["layers"]
+              for name in re.split(r"[|:]", layer) if name.strip()}
+    layers = {name.strip() for name in layers}
+    packages_only = {"engine", "reader_app", "reader_app.study"}  # __init__ files that only re-export
+    unplaced = sorted(m for m in module_edges if m not in packages_only
+                      and not any(m == name or m.startswith(name + ".") for name in layers))
+    assert unplaced == []
