@@ -879,7 +879,7 @@ class ImageView(QWidget):
         """
         for it in (self.suggestion_item, self.suggestion_label):
             if it is not None:
-                it.setParentItem(None)
+                it.setParentItem(None)  # type: ignore[arg-type]  # PySide6's stub omits None (Qt: detach)
                 if it.scene() is not None:
                     it.scene().removeItem(it)
         self.suggestion_item = self.suggestion_label = None
