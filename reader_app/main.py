@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine.errors import BreastReaderError
 
@@ -103,7 +103,7 @@ def preload_engine() -> None:
         pass  # no engine/saliency: the AI panel says what is missing
 
 
-def _exit_now(rc: int) -> None:
+def _exit_now(rc: int) -> NoReturn:
     """Leave right after the event loop: everything the reader did is saved as it happened.
 
     A model forward pass still running in a pool thread cannot be interrupted, and the
