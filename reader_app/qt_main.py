@@ -451,7 +451,7 @@ class MainWindow(QMainWindow):
         w.signals.progress.connect(self.worklist.show_progress)
         w.signals.result.connect(lambda study, w=w: self._on_study_read(w, study))
         w.signals.errored.connect(lambda msg, w=w: self._on_study_failed(w, msg))
-        w.signals.cancelled.connect(lambda w=w: w is self._study_worker and self.study_opened.emit(""))
+        w.signals.cancelled.connect(lambda w=w: self._on_study_cancelled(w))
         w.signals.finished.connect(lambda w=w: setattr(w, "ended", True))
         self._study_worker = w
         self._track(w)
@@ -472,6 +472,10 @@ class MainWindow(QMainWindow):
         loop.exec()
         self.study_opened.disconnect(_done)
         return ok["v"]
+
+    def _on_study_cancelled(self, w: Worker) -> None:
+        if w is self._study_worker:
+            self.study_opened.emit("")
 
     def _on_study_failed(self, w: Worker, msg: str) -> None:
         if w is self._study_worker:
