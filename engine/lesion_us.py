@@ -23,7 +23,7 @@ Scores are research decision support, not a diagnosis.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +127,10 @@ def _plane(image: LoadedImage | np.ndarray) -> np.ndarray:
 class LesionUSScorer:
     """The lesion pipeline around a loaded ``lite0_lesion_attention`` model and its spec."""
 
-    def __init__(self, model: Any, spec: Any, device: torch.device) -> None:
+    def __init__(self, model: Any, spec: Any, device: torch.device,
+                 load_context: Callable[[str, torch.device], Any] | None = None) -> None:
+        """``load_context(name, device)`` loads the context model named by the spec (the caller's
+        :class:`~engine.inference.Predictor`: passed in, so this module stays below inference)."""
         self.model = model
         self.spec = spec
         self.device = device
@@ -144,6 +147,7 @@ class LesionUSScorer:
         self.context_name = ex.get("context_model")
         self.context_weight = float(ex.get("context_weight", 0.5)) if self.context_name else 0.0
         self._context: Any = None
+        self._load_context = load_context
 
     def context(self) -> Any:
         """The whole-image context :class:`~engine.inference.Predictor` (loaded once), or None.
@@ -154,9 +158,9 @@ class LesionUSScorer:
         if not self.context_name:
             return None
         if self._context is None:
-            from engine.inference.predictor import Predictor
-
-            self._context = Predictor(str(self.context_name), self.device)
+            if self._load_context is None:
+                raise ValueError(f"{self.spec.name}: names context model {self.context_name} but no loader was given")
+            self._context = self._load_context(str(self.context_name), self.device)
         return self._context
 
     @torch.no_grad()

@@ -75,7 +75,7 @@ class AIService:
         self.model_choice: dict[str, str | None] = {}  # modality -> explicit model name
         self.scorer: Scorer = scorer if scorer is not None else CaseScorer(loader, self.model_choice)
         if hasattr(self.scorer, "model_choice"):
-            self.scorer.model_choice = self.model_choice  # type: ignore[attr-defined]
+            self.scorer.model_choice = self.model_choice
         self._cache: dict[tuple[Any, ...], AIResult] = {}
         self._lock = threading.RLock()
         # one scoring at a time: saliency hooks on a shared model must not interleave

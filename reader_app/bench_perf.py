@@ -228,7 +228,7 @@ def bench_score_cost(repeats: int = 5) -> dict[str, Any]:
         pred = load_predictor(modality)
         method = pred.saliency_methods()[0]
         img, box = _image(modality)
-        scorer = CaseScorer(lambda m, n=None, p=pred: p)
+        scorer = CaseScorer(lambda _m, _n: pred)  # (a loader typed Callable[[str, str | None], Any])
         case = CaseInput("bench", [CaseImage("i", img, modality, box, None)])
         calls = {"n": 0}
         hook = pred.model.register_forward_pre_hook(lambda *_a: calls.__setitem__("n", calls["n"] + 1))
@@ -254,7 +254,7 @@ def bench_score_cost(repeats: int = 5) -> dict[str, Any]:
         from reader_app.qt_workers import Worker, start
 
         ensure_app()
-        svc = AIService(loader=lambda m, n=None, p=pred: p)
+        svc = AIService(loader=lambda _m, _n: pred)
         t_worker: list[float] = []
         for _ in range(repeats):
             svc._cache.clear()
@@ -326,13 +326,13 @@ def bench_worklist(n: int = 5000, text: str = "case-0421", key_ms: int = 60) -> 
         with Heartbeat() as hb_type:
             t0 = time.perf_counter()
             for ch in text:
-                QTest.keyClick(box, ch)
+                QTest.keyClicks(box, ch)  # one character (keyClick's char overload is not in the stub)
                 _pump_until(lambda: False, key_ms / 1000)
             _pump_until(lambda: False, 0.3)  # the debounced filter
             t_type = time.perf_counter() - t0
         shown = win.worklist.row_count()
         with Heartbeat() as hb_clear:
-            QTest.keyClick(box, "a", Qt.KeyboardModifier.ControlModifier)
+            QTest.keyClick(box, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
             QTest.keyClick(box, Qt.Key.Key_Backspace)
             _pump_until(lambda: False, 0.3)
         all_rows = win.worklist.row_count()

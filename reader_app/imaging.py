@@ -28,8 +28,8 @@ def _fallback_read(path: Path, modality: str) -> LoadedImage:
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff", ".pgm"))
         if not files:
             raise ImageReadError(path, "folder holds no readable slices")
-        arr = np.stack([_fallback_read(f, modality).pixels for f in files])
-        return LoadedImage(arr, ImageMeta(path=str(path), modality=cast(Modality, modality), source_format="PNG"))
+        stack = np.stack([_fallback_read(f, modality).pixels for f in files])
+        return LoadedImage(stack, ImageMeta(path=str(path), modality=cast(Modality, modality), source_format="PNG"))
     if not path.exists():
         raise ImageReadError(path, "file not found")
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

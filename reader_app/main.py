@@ -11,21 +11,23 @@ Errors are printed as one line ``breast-reader: error: ...`` (exit 2), never a t
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
-
-from engine.resources import resource_dir
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine.errors import BreastReaderError
+
+if TYPE_CHECKING:
+    from engine.cases import Study
 
 PROG = "breast-reader"
 
 
 def demo_study_dir() -> Path:
-    """The bundled demo study (``$BREAST_READER_DEMO`` overrides; PyInstaller bundles supported)."""
-    return resource_dir("demo", "BREAST_READER_DEMO")
+    """The bundled demo study (:func:`reader_app.paths.demo_study_dir`; imported late: it loads QtCore)."""
+    from reader_app.paths import demo_study_dir as bundled
+
+    return bundled()
 
 
 def demo_working_copy(src: Path | None = None) -> Path:
@@ -72,7 +74,7 @@ def _wait(signal: Any, timeout_s: float, predicate: Any = None) -> bool:
     return fired["ok"]
 
 
-def first_paired_case(study: Any) -> str | None:
+def first_paired_case(study: Study) -> str | None:
     """Id of the first case holding both MG and US images (else the first case)."""
     for c in study.cases:
         if {"MG", "US"} <= set(c.modalities):
@@ -101,7 +103,7 @@ def preload_engine() -> None:
         pass  # no engine/saliency: the AI panel says what is missing
 
 
-def _exit_now(rc: int) -> None:
+def _exit_now(rc: int) -> NoReturn:
     """Leave right after the event loop: everything the reader did is saved as it happened.
 
     A model forward pass still running in a pool thread cannot be interrupted, and the
@@ -156,13 +158,14 @@ def run_demo(screenshot: str | None, study_dir: Path | None = None, timeout_s: f
     if not win.open_study(folder, wait=True):
         raise BreastReaderError(win.last_error)
     study = win.state.study
-    cid = first_paired_case(study)
+    cid = first_paired_case(study) if study is not None else None
     if cid is None:
         raise BreastReaderError(f"demo study {folder} has no case")
     loaded = _wait(win.case_loaded, 60, lambda: bool(win.views)) if not win.views else True
     if win.state.current is None or win.state.current.case.case_id != cid:
         win.state.select_case(cid)
-        loaded = _wait(win.case_loaded, 60, lambda: bool(win.views) and win.state.current.case.case_id == cid)
+        loaded = _wait(win.case_loaded, 60, lambda: bool(win.views) and win.state.current is not None
+                       and win.state.current.case.case_id == cid)
     if not loaded:
         raise BreastReaderError("demo case did not load in time")
     win.start_ai_warmup()  # the first image is shown; the AI loads behind it
@@ -312,7 +315,7 @@ def run_import_cli(argv: list[str]) -> int:
 
 def _study_parser() -> argparse.ArgumentParser | None:
     try:
-        mod = importlib.import_module("reader_app.study.cli")
+        from reader_app.study import cli as mod
     except ImportError:
         return None
     parser = argparse.ArgumentParser(prog=f"{PROG} study", description="Reader-study tools")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QSettings, QStandardPaths
 
+from engine.resources import resource_dir
+
 ORG = "breast-reader"
 APP = "breast-reader"
 MAX_RECENT = 8
@@ -17,6 +19,11 @@ def _ensure_names() -> None:
         QCoreApplication.setOrganizationName(ORG)
     if not QCoreApplication.applicationName():
         QCoreApplication.setApplicationName(APP)
+
+
+def demo_study_dir() -> Path:
+    """The bundled demo study (``$BREAST_READER_DEMO`` overrides; PyInstaller bundles supported)."""
+    return resource_dir("demo", "BREAST_READER_DEMO")
 
 
 def user_data_dir() -> Path:

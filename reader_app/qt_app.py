@@ -37,6 +37,8 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv if argv is not None else sys.argv[:1])
+    elif not isinstance(app, QApplication):  # a QCoreApplication cannot show widgets
+        raise RuntimeError(f"a {type(app).__name__} already runs; the reader's windows need a QApplication")
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
     _set_identity(app)
@@ -44,4 +46,4 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
     # Workers that run Python code (pre/post-processing) hand the GIL back to the GUI thread
     # every 2 ms instead of 5 ms, keeping event-loop stalls short while a case is scored.
     sys.setswitchinterval(0.002)
-    return app  # type: ignore[return-value]
+    return app

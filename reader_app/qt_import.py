@@ -146,13 +146,17 @@ class ImportDialog(QDialog):
         ok = self.pv is not None and bool(self.pv.cases) and bool(self.out.text().strip())
         self.import_button.setEnabled(ok and (self.worker is None or getattr(self.worker, "ended", False)))
 
+    def _on_worker_finished(self, w: Worker) -> None:
+        w.ended = True
+        self._update_button()
+
     def _on_import_clicked(self) -> None:
         w = Worker(run_import, self.source.text().strip(), self.out.text().strip(),
                    default_modality=self.modality.currentData(), name="import")
         w.signals.result.connect(self._on_imported)
         w.signals.errored.connect(lambda msg: self.summary.setText(f"<span style='color:#ff6b6b'>Import failed: {msg}</span>"))
         w.signals.progress.connect(lambda d, t, m: self.summary.setText(f"Importing… {d}/{t} {m}"))
-        w.signals.finished.connect(lambda: (setattr(w, "ended", True), self._update_button()))
+        w.signals.finished.connect(lambda: self._on_worker_finished(w))
         self.worker = w
         self.import_button.setEnabled(False)
         start(w)

@@ -451,7 +451,7 @@ class MainWindow(QMainWindow):
         w.signals.progress.connect(self.worklist.show_progress)
         w.signals.result.connect(lambda study, w=w: self._on_study_read(w, study))
         w.signals.errored.connect(lambda msg, w=w: self._on_study_failed(w, msg))
-        w.signals.cancelled.connect(lambda w=w: w is self._study_worker and self.study_opened.emit(""))
+        w.signals.cancelled.connect(lambda w=w: self._on_study_cancelled(w))
         w.signals.finished.connect(lambda w=w: setattr(w, "ended", True))
         self._study_worker = w
         self._track(w)
@@ -472,6 +472,10 @@ class MainWindow(QMainWindow):
         loop.exec()
         self.study_opened.disconnect(_done)
         return ok["v"]
+
+    def _on_study_cancelled(self, w: Worker) -> None:
+        if w is self._study_worker:
+            self.study_opened.emit("")
 
     def _on_study_failed(self, w: Worker, msg: str) -> None:
         if w is self._study_worker:
@@ -1103,8 +1107,9 @@ class MainWindow(QMainWindow):
                 self.score_case()
 
     def _on_case_rated(self, _rating: Any) -> None:
-        if self.ai_display == "after_rating" and self.ai_result is None and self.ai_allowed_now() and self.views:
-            hit = self.ai.cached(self.state.current.case)
+        cs = self.state.current
+        if cs is not None and self.ai_display == "after_rating" and self.ai_result is None and self.ai_allowed_now() and self.views:
+            hit = self.ai.cached(cs.case)
             if hit is not None:
                 self._apply_ai_result(hit)
             elif self.auto_score:
@@ -1213,7 +1218,7 @@ class MainWindow(QMainWindow):
     def _on_ai_worker_finished(self) -> None:
         w = self._ai_worker
         if w is not None and w.signals is self.sender():
-            w.ended = True  # type: ignore[attr-defined]
+            w.ended = True
             self.ai_panel.set_busy(False)
             self.ai_finished.emit(getattr(w, "case_id", ""))
 

@@ -59,7 +59,7 @@ QPushButton { background:#3c4043; border:1px solid #555; padding:3px 8px; }
 """
 
 
-class _Box(pg.ViewBox):
+class _Box(pg.ViewBox):  # type: ignore[misc]  # pyqtgraph ships no type information: ViewBox is Any
     """Wheel = slices (Ctrl+wheel zoom), left click = linking cursor, left drag with the box
     tool = kinetics box, right drag = window/level."""
 
@@ -124,7 +124,7 @@ class MriViewport(QWidget):
         super().__init__()
         self.index = index
         self.tool = "navigate"  # "navigate", "box" or "contour" (freehand) for kinetics
-        self.window: tuple[float, float] | None = None
+        self.window_level: tuple[float, float] | None = None
         self._window_key = ""
         self.title = QLabel()
         self.title.setObjectName("mriTitle")
@@ -177,10 +177,10 @@ class MriViewport(QWidget):
         self.footer.setText(footer)
         for k, lab in self.edges.items():
             lab.setText(labels.get(k, ""))
-        if key != self._window_key or self.window is None:
-            self.window = window_for(volume)
+        if key != self._window_key or self.window_level is None:
+            self.window_level = window_for(volume)
             self._window_key = key
-        c, w = self.window
+        c, w = self.window_level
         self.img.setImage(np.asarray(plane, np.float32), levels=(c - w / 2, c + w / 2), autoLevels=False)
         if plane.shape != self._shape:
             self._shape = plane.shape
@@ -238,12 +238,12 @@ class MriViewport(QWidget):
 
     def window_drag(self, ev: Any) -> None:
         """Right drag: horizontal = width, vertical = centre."""
-        if self.window is None:
+        if self.window_level is None:
             return
         d = ev.pos() - ev.lastPos()
-        c, w = self.window
-        self.window = (c - d.y() * w / 200, max(1.0, w + d.x() * w / 200))
-        c, w = self.window
+        c, w = self.window_level
+        self.window_level = (c - d.y() * w / 200, max(1.0, w + d.x() * w / 200))
+        c, w = self.window_level
         self.img.setLevels((c - w / 2, c + w / 2))
 
 
@@ -376,6 +376,18 @@ class MriWindow(QWidget):
         start(self._worker)
 
     # ------------------------------------------------------------------ loading
+    def _on_scrolled(self, index: int, step: int) -> None:
+        if self.session is not None:
+            self.session.scroll(index, step)
+
+    def _on_clicked(self, index: int, row: float, col: float) -> None:
+        if self.session is not None:
+            self.session.set_point(index, row, col)
+
+    def _on_series_loaded(self, index: int, key: str) -> None:
+        if self.session is not None:
+            self.session.set_volume(index, key)
+
     def _on_error(self, msg: str) -> None:
         self.error = msg
         self.status.setText(f"Could not open the MR study: {msg}")
@@ -388,8 +400,8 @@ class MriWindow(QWidget):
         cols = 2 if n > 1 else 1
         for i in range(n):
             v = MriViewport(i)
-            v.scrolled.connect(lambda j, step: self.session and self.session.scroll(j, step))
-            v.clicked.connect(lambda j, r, c: self.session and self.session.set_point(j, r, c))
+            v.scrolled.connect(self._on_scrolled)
+            v.clicked.connect(self._on_clicked)
             v.boxed.connect(self.measure)
             v.series_chosen.connect(self.choose_series)
             v.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -460,7 +472,7 @@ class MriWindow(QWidget):
             return key
 
         w = Worker(load, name="mri-series")
-        w.signals.result.connect(lambda k: self.session and self.session.set_volume(i, k))
+        w.signals.result.connect(lambda k: self._on_series_loaded(i, k))
         w.signals.errored.connect(lambda msg: self.status.setText(msg))
         self._series_workers = [x for x in getattr(self, "_series_workers", []) if x is not w] + [w]
         start(w)
@@ -504,7 +516,7 @@ class MriWindow(QWidget):
             v.set_cross(s.point if i == s.active and s.point else (link.row, link.col) if link and s.point else None)
             m = s.kinetics
             shown = m is not None and m.viewport == i and m.slice == vp.slice
-            v.set_roi(m.points if shown else None, m.kind if m is not None else "box")
+            v.set_roi(m.points if m is not None and shown else None, m.kind if m is not None else "box")
         self.kin.show_curve(s)
 
 
@@ -572,7 +584,7 @@ def screenshots(out: Path, dynamic: Path, single: Path | None = None,
     s = win.session
     if s is None:
         raise RuntimeError(win.error)
-    k, pts = box if box is not None else (s.viewports[0].slice, [[100, 100], [110, 110]])
+    k, pts = box if box is not None else (s.viewports[0].slice, [[100.0, 100.0], [110.0, 110.0]])
     s.viewports[0].slice = k
     s.set_point(0, (pts[0][1] + pts[1][1]) / 2, (pts[0][0] + pts[1][0]) / 2)
     made.append(out / "mri_hanging_p11.png")

@@ -54,8 +54,9 @@ def load_settings() -> PacsSettings:
     url = str(s.value("pacs/url", DEFAULT_URL) or DEFAULT_URL)
     user = str(s.value("pacs/user", "") or "") or None
     try:
-        timeout = float(s.value("pacs/timeout_s", 30.0))
-        max_inst = int(s.value("pacs/max_instances", 5000))
+        # QSettings gives back what the INI file holds: a str (or the default), typed as object
+        timeout = float(str(s.value("pacs/timeout_s", 30.0)))
+        max_inst = int(str(s.value("pacs/max_instances", 5000)))
     except (TypeError, ValueError):
         timeout, max_inst = 30.0, 5000
     return PacsSettings(url=url, user=user, password=_SESSION_PASSWORD.get(url), timeout_s=timeout,

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -67,10 +67,10 @@ class WorklistModel(QAbstractTableModel):
         """Row of a case id, or -1 when it is filtered out."""
         return self._row.get(case_id, -1) if case_id else -1
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
         return 0 if parent.isValid() else len(self.ids)
 
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
         return 0 if parent.isValid() else len(self.HEADERS)
 
     def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802 - Qt API
@@ -79,7 +79,7 @@ class WorklistModel(QAbstractTableModel):
             return self.HEADERS[section]
         return None
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self.ids):
             return None
         cid = self.ids[index.row()]
@@ -400,7 +400,7 @@ class AIPanel(QGroupBox):
                 if facts is not None:
                     notes.append(f"<small>{mod} calibration: {html_escape(facts.calibration)}</small>")
                 inside = training_overlap(case, mod, facts) if case is not None else []
-                if inside:
+                if inside and facts is not None:
                     notes.append(f"<small style='color:#ff6b6b'><b>{mod}: in training data</b> - "
                                  f"{', '.join(inside)} come(s) from {', '.join(facts.train_sources)}, which "
                                  f"{info.name} was developed on: its score here is optimistic.</small>")

@@ -63,7 +63,7 @@ class PriorComparison(QWidget):
                              None, slot.laterality, slot.laterality_source), image, view_state)
         self._add(cur)
         found = pid is not None
-        if found:
+        if pid is not None:
             ps = next(s for s in self._prior_slots if s.image_id == pid)
             prior_view = ImageView(Slot(pid, f"PRIOR {self.prior.exam_date} · {ps.title}", ps.modality, ps.flip,
                                         None, ps.laterality, ps.laterality_source),
@@ -173,7 +173,8 @@ def close_prior(win: Any) -> None:
     """Back to the hanging (also on every case change)."""
     pc: PriorComparison | None = getattr(win, "prior_compare", None)
     if pc is not None:
-        had_focus = pc.isAncestorOf(QApplication.focusWidget()) if QApplication.focusWidget() else False
+        focus = QApplication.focusWidget()
+        had_focus = pc.isAncestorOf(focus) if focus is not None else False
         pc.clear()
         pc.setVisible(False)
         if had_focus:

@@ -129,8 +129,8 @@ class ReportForm(QDialog):
         self.distance.setSingleStep(0.5)
         self.distance.setSuffix(" cm from nipple")
         self.distance.setSpecialValueText("— cm from nipple")
-        self.depth = _combo(DEPTH)
-        self.size = QLabel("")
+        self.depth_box = _combo(DEPTH)
+        self.size_label = QLabel("")
         self.assess = _combo(CATEGORIES)
         self.desc_host = QWidget()
         self.desc_form = QFormLayout(self.desc_host)
@@ -142,12 +142,12 @@ class ReportForm(QDialog):
         self.form.addRow("Breast", self.breast)
         self.form.addRow("Clock face", self.clock)
         self.form.addRow("Distance", self.distance)
-        self.form.addRow("Depth", self.depth)
-        self.form.addRow("Size (from annotation)", self.size)
+        self.form.addRow("Depth", self.depth_box)
+        self.form.addRow("Size (from annotation)", self.size_label)
         self.form.addRow("Assessment", self.assess)
         self.modality.currentIndexChanged.connect(self._on_modality_changed)
         self.finding.currentIndexChanged.connect(self._on_finding_changed)
-        for w in (self.breast, self.clock, self.depth, self.assess):
+        for w in (self.breast, self.clock, self.depth_box, self.assess):
             w.currentIndexChanged.connect(lambda _i: self._store())
         self.distance.valueChanged.connect(lambda _v: self._store())
         self.final = _combo(CATEGORIES)
@@ -210,9 +210,9 @@ class ReportForm(QDialog):
         _set(self.breast, f.breast)
         _set(self.clock, f.clock)
         self.distance.setValue(f.distance_from_nipple_cm or 0.0)
-        _set(self.depth, f.depth)
+        _set(self.depth_box, f.depth)
         _set(self.assess, f.assessment)
-        self.size.setText(f"{f.size_mm:.1f} mm" if f.size_mm is not None else "— (draw a region on an image "
+        self.size_label.setText(f"{f.size_mm:.1f} mm" if f.size_mm is not None else "— (draw a region on an image "
                           "with pixel spacing)")
         self._loading = False
 
@@ -236,8 +236,8 @@ class ReportForm(QDialog):
             self.desc_boxes[name] = c
             self.desc_form.addRow(name.capitalize(), c)
         # keep the tab order field by field, top to bottom
-        chain = [self.modality, self.finding, *self.desc_boxes.values(), self.breast, self.clock, self.distance,
-                 self.depth, self.assess, self.final]
+        chain: list[QWidget] = [self.modality, self.finding, *self.desc_boxes.values(), self.breast, self.clock, self.distance,
+                 self.depth_box, self.assess, self.final]
         for a, b in zip(chain, chain[1:]):
             QWidget.setTabOrder(a, b)
 
@@ -267,7 +267,7 @@ class ReportForm(QDialog):
         f.breast = self.breast.currentData() or ""
         f.clock = self.clock.currentData() or ""
         f.distance_from_nipple_cm = self.distance.value() or None
-        f.depth = self.depth.currentData() or ""
+        f.depth = self.depth_box.currentData() or ""
         f.assessment = self.assess.currentData() or ""
         self._update_suggest()
 

@@ -71,7 +71,7 @@ def simplify(points: list[list[float]], max_points: int = FREEHAND_MAX_POINTS) -
         return points
     arr = np.asarray(points, np.float32).reshape(-1, 1, 2)
     eps = 0.5
-    out = arr
+    out: np.ndarray = arr
     while True:
         out = cv2.approxPolyDP(arr, eps, True)
         if len(out) <= max_points:
@@ -81,7 +81,7 @@ def simplify(points: list[list[float]], max_points: int = FREEHAND_MAX_POINTS) -
     return res if len(res) >= 3 else points[:: max(1, len(points) // 3)][:3]
 
 
-class ReaderViewBox(pg.ViewBox):
+class ReaderViewBox(pg.ViewBox):  # type: ignore[misc]  # pyqtgraph ships no type information: ViewBox is Any
     """ViewBox with reading-room mouse bindings.
 
     Left drag: pan (navigate tool) or draw (box/freehand/ruler); left clicks add polygon
@@ -269,7 +269,7 @@ class ImageView(QWidget):
             return None
         p = self.image.pixels
         if self.is_stack:
-            return p[self.view_state.frame]
+            return p[self.view_state.frame, ...]  # (the ellipsis types the slice as an array)
         if p.ndim == 3 and p.shape[-1] == 3:
             s = p[:: max(1, p.shape[0] // 64), :: max(1, p.shape[1] // 64)]
             if np.array_equal(s[..., 0], s[..., 1]) and np.array_equal(s[..., 0], s[..., 2]):
@@ -674,7 +674,7 @@ class ImageView(QWidget):
     def _overlay_lut(self) -> np.ndarray:
         name = self.view_state.colormap
         cmap = pg.colormap.get(name) if name in pg.colormap.listMaps() else pg.colormap.get("turbo")
-        lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True)
+        lut: np.ndarray = cmap.getLookupTable(0.0, 1.0, 256, alpha=True)
         lut[:, 3] = np.clip(np.linspace(0, 1, 256) * 2.0, 0, 1) * 255  # low saliency stays transparent
         return lut
 
@@ -879,7 +879,7 @@ class ImageView(QWidget):
         """
         for it in (self.suggestion_item, self.suggestion_label):
             if it is not None:
-                it.setParentItem(None)
+                it.setParentItem(None)  # type: ignore[arg-type]  # PySide6's stub omits None (Qt: detach)
                 if it.scene() is not None:
                     it.scene().removeItem(it)
         self.suggestion_item = self.suggestion_label = None
@@ -978,7 +978,7 @@ class ImageView(QWidget):
             pass
 
     def _pen(self, a: Annotation, selected: bool) -> QPen:
-        pen = pg.mkPen(lesion_colour(a.lesion_id), width=3 if selected else 2)
+        pen: QPen = pg.mkPen(lesion_colour(a.lesion_id), width=3 if selected else 2)
         if selected:
             pen.setStyle(Qt.PenStyle.DashLine)
         return pen
@@ -997,7 +997,7 @@ class ImageView(QWidget):
         roi.setParentItem(self.group)
         roi.setZValue(10)
         # pyqtgraph shows the handles of any ROI a drag starts on; here only selection does
-        roi.setSelected = lambda _s, r=roi: None  # type: ignore[method-assign]
+        roi.setSelected = lambda _s, r=roi: None
         self._set_roi_editable(roi, selected)
         roi.sigClicked.connect(lambda _r, _ev, aid=a.ann_id: self.select_annotation(aid))
         roi.sigRegionChangeFinished.connect(lambda r, aid=a.ann_id: self._on_roi_changed(aid, r))

@@ -42,6 +42,7 @@ class Worker(QRunnable):
         self.name = name or getattr(fn, "__name__", "job")
         self.token = CancelToken()
         self.signals = WorkerSignals()
+        self.ended = False  # set on the GUI thread by the owner's ``finished`` slot
 
     def cancel(self) -> None:
         """Ask the job to stop at its next ``check(cancel)``."""

@@ -164,7 +164,7 @@ class Report:
 
     def csv_rows(self) -> list[dict[str, Any]]:
         """One row per finding (plus one per breast assessment) for a flat CSV export."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for side, b in self.breasts.items():
             rows.append({"case_id": self.case_id, "row": "breast", "breast": side, "density": b.density,
                          "assessment": b.assessment, "final_category": self.final_category})

@@ -16,10 +16,15 @@ import argparse
 import sys
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QPointF
 
+from engine.errors import BreastReaderError
 from reader_app.main import _wait, demo_study_dir, first_paired_case
+
+if TYPE_CHECKING:
+    from reader_app.state import CaseState
 
 
 def _settle(ms: int = 300) -> None:
@@ -41,10 +46,15 @@ def _save(win: object, path: Path) -> None:
     print(f"{path} {pix.width()}x{pix.height()} {path.stat().st_size // 1024} KB")
 
 
-def _select(win: object, case_id: str) -> None:
+def _select(win: object, case_id: str) -> CaseState:
+    """Select ``case_id`` and wait until it is shown; its state (a clear error if it never loads)."""
     if win.state.current is None or win.state.current.case.case_id != case_id:  # type: ignore[attr-defined]
         win.state.select_case(case_id)  # type: ignore[attr-defined]
     _wait(win.case_loaded, 60, lambda: bool(win.views) and win.state.current.case.case_id == case_id)  # type: ignore[attr-defined]
+    current: CaseState | None = win.state.current  # type: ignore[attr-defined]
+    if current is None or current.case.case_id != case_id:
+        raise BreastReaderError(f"case {case_id} did not load in time")
+    return current
 
 
 def _score(win: object) -> None:
@@ -86,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     study = win.state.study
     # 1. paired MG+US with overlay, a lesion box on the CC view and on one US view
-    cid = first_paired_case(study)
-    _select(win, cid)
-    case = win.state.current.case
+    cid = first_paired_case(study) if study is not None else None
+    if study is None or cid is None:
+        print(f"{src}: the study has no case to show", file=sys.stderr)
+        return 2
+    case = _select(win, cid).case
     if not case.annotations:
         for v in win.views[:3:2]:
             iw, ih = v.image_size()
@@ -116,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     # 3. MRI stack
     mr = next((c.case_id for c in study.cases if "MR" in c.modalities), None)
     if mr is not None:
-        _select(win, mr)
+        mr_state = _select(win, mr)
         v = win.views[0]
         win.state.set_layout("1x2")
-        if not win.state.current.case.annotations and v.image is not None:
+        if not mr_state.case.annotations and v.image is not None:
             iw, ih = v.image_size()
             win.state.new_annotation(v.slot.image_id, "box", [[0.3 * iw, 0.3 * ih], [0.5 * iw, 0.5 * ih]],
                                      frame=v.view_state.frame)
@@ -148,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         win.fit_all()
         _settle()
         v = win.views[2]  # R MLO: glass over the breast tissue, wholly inside the cell
-        bx0, by0, bx1, by1 = breast_bbox(v.plane())
+        plane = v.plane()
+        if plane is None:
+            raise BreastReaderError(f"case {cbis}: the R MLO view shows no image")
+        bx0, by0, bx1, by1 = breast_bbox(plane)
         scene = v.group.mapToScene(QPointF(bx0 + 0.5 * (bx1 - bx0), by0 + 0.62 * (by1 - by0)))
         vp = v.gv.viewport()
         at = v.gv.mapFromScene(scene)
@@ -172,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 dlg.desc_boxes[name].setCurrentIndex(dlg.desc_boxes[name].findData(val))
         dlg.clock.setCurrentIndex(dlg.clock.findData("10 o'clock"))
         dlg.distance.setValue(4.0)
-        dlg.depth.setCurrentIndex(dlg.depth.findData("middle"))
+        dlg.depth_box.setCurrentIndex(dlg.depth_box.findData("middle"))
         dlg.assess.setCurrentIndex(dlg.assess.findData("4B"))
         dlg.density["R"].setCurrentIndex(dlg.density["R"].findData("C"))
         dlg.density["L"].setCurrentIndex(dlg.density["L"].findData("C"))
@@ -249,7 +264,7 @@ def session_shots(tmp: Path, out: Path) -> None:
             c.truth = Truth("benign", source="placeholder for the screenshot session (no pathology known)")
             save_case(c)
     ids = [c.case_id for c in study.cases if c.truth is not None and ("MR" in c.modalities or c.case_id.endswith("cbis"))]
-    truth = {c.case_id: int(c.truth.malignant) for c in study.cases if c.case_id in ids}
+    truth = {c.case_id: int(c.truth.malignant) for c in study.cases if c.case_id in ids and c.truth is not None}
     d = write_demo_definition(tmp / "rs", tmp / "study", case_ids=ids, ai_truth=truth, washout_days=0, n_readers=1)
     run = StudyRun(load_design(d))
     win = ReadingSessionWindow(run)

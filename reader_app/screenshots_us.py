@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(win.last_error, file=sys.stderr)
         return 2
     for case_id, image_id, name in CASES:
-        _select(win, case_id)
-        cs = win.state.current
+        cs = _select(win, case_id)
         for ann in list(cs.case.annotations_for(image_id)):
             cs.remove_annotation(ann.ann_id)  # the reader has drawn no box: the finder proposes one
         win.state.set_layout("1x1")

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 p = str(path)
                 decoders: dict[str, Callable[[], Any]] = {"pydicom": lambda: _pydicom_decode(p), "imagecodecs": lambda: _read(p)}
                 if pool is not None:
-                    decoders["process"] = lambda: pool.submit(_read, p).result()  # type: ignore[union-attr]
+                    decoders["process"] = lambda: pool.submit(_read, p).result()
                 if syntax == "JPEG2000Lossless":
                     decoders["preview"] = lambda: decode_preview(p)
                 rows: dict[str, Any] = {"file_mb": round(os.path.getsize(p) / 2**20, 2)}

@@ -13,7 +13,7 @@ import json
 from typing import Any, Literal
 
 from engine.errors import CaseFormatError
-from engine.stats.mrmc import MrmcResult, ai_vs_readers, mrmc_analysis
+from engine.stats.mrmc import MrmcResult, ai_vs_readers, format_text, mrmc_analysis
 from engine.study.ratings import RatingsTable, load_ratings
 
 
@@ -65,26 +65,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FIGURE", help="FROC: write FROC/AFROC/wAFROC curves (png/svg/pdf)")
     p.set_defaults(func=_run)
-
-
-def format_text(res: MrmcResult) -> str:
-    """Human-readable summary of an MRMC result."""
-    lvl = int(round((1 - res.alpha) * 100))
-    label = "AUC" if res.fom == "auc" else res.fom
-    lines = [f"MRMC ({res.design.upper()}, {res.cov_method} covariance, FOM {label}), "
-             f"{len(res.readers)} readers x {len(res.treatments)} treatments"]
-    for name, tr in res.treatment_results.items():
-        lines.append(f"  {name}: {label} {tr.auc:.4f}  SE {tr.se:.4f}  df {tr.df:.2f}  "
-                     f"{lvl}% CI [{tr.ci[0]:.4f}, {tr.ci[1]:.4f}]")
-    if res.global_test:
-        g = res.global_test
-        lines.append(f"  global test: F {g['F']:.4f}  df ({g['df1']:.0f}, {g['df2']:.2f})  p {g['p']:.4g}")
-    for p in res.pairwise:
-        lines.append(f"  {p.comparison}: {p.estimate:+.4f}  SE {p.se:.4f}  "
-                     f"{lvl}% CI [{p.ci[0]:.4f}, {p.ci[1]:.4f}]  p {p.p:.4g}")
-    vc = ", ".join(f"{k} {v:.3g}" for k, v in res.variance_components.items())
-    lines.append(f"  variance components: {vc}")
-    return "\n".join(lines)
 
 
 def _power(args: argparse.Namespace, res: MrmcResult, n_cases: int, src: str) -> dict[str, Any] | None:

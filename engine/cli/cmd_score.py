@@ -240,7 +240,7 @@ def score_rows(rows: list[dict[str, str]], *, modality: str, model: str | None,
                     p, smap = pred.analyse(img, box=box)  # type: ignore[arg-type]
                 else:
                     p = _score_one(pred, img, str(row.get("modality") or "").upper() or pred.spec.modality, box)
-                used_box = box  # type: ignore[assignment]
+                used_box = box
             if not (math.isfinite(float(p)) and 0.0 <= float(p) <= 1.0):
                 raise BreastReaderError(f"the model returned {p!r}, not a probability; the image was not scored")
             res.update(model=pred.name, score=f"{p:.6f}")

@@ -145,7 +145,8 @@ def star_mask(
     i1 = (i0 + 1) % n
     w = pos - np.floor(pos)
     rr = radius * ((1 - w) * profile[i0] + w * profile[i1])
-    return rho <= rr
+    inside: np.ndarray = rho <= rr
+    return inside
 
 
 def margin_irregularity(mask: np.ndarray) -> float:
@@ -192,7 +193,8 @@ def _power_law_noise(rng: np.random.Generator, shape: tuple[int, ...], beta: flo
     spec = np.fft.fftn(white) / f ** (beta / 2)
     spec[(0,) * len(shape)] = 0
     out = np.real(np.fft.ifftn(spec))
-    return (out - out.mean()) / (out.std() + 1e-12)
+    field: np.ndarray = (out - out.mean()) / (out.std() + 1e-12)
+    return field
 
 
 def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -66,7 +66,8 @@ def resize(img: torch.Tensor, size: tuple[int, int], *, mode: str = "bilinear", 
 
     interp = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
               "nearest": InterpolationMode.NEAREST}[mode]
-    return TF.resize(img, list(size), interpolation=interp, antialias=antialias and mode != "nearest")
+    out: torch.Tensor = TF.resize(img, list(size), interpolation=interp, antialias=antialias and mode != "nearest")
+    return out
 
 
 def five_offsets(total: int, size: int) -> list[int]:

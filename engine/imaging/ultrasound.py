@@ -48,7 +48,8 @@ def to_gray_u8(pixels: np.ndarray) -> np.ndarray:
     if np.issubdtype(np.asarray(pixels).dtype, np.integer) and float(a.max()) <= 255 and float(a.min()) >= 0:
         lo, hi = 0.0, 255.0
     hi = max(float(hi), float(lo) + 1.0)
-    return np.clip((a - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip((a - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def scan_area(gray: np.ndarray, *, black: int = 6, min_fraction: float = 0.15) -> tuple[int, int, int, int]:
@@ -108,7 +109,7 @@ def marker_mask(gray: np.ndarray, rgb: np.ndarray | None = None) -> np.ndarray:
     glyph[0] = dot[0] = False
     gm = glyph[lab]
     dm = dot[lab]
-    out = gm.copy()
+    out: np.ndarray = gm.copy()
     if gm.any() and dm.any():
         joined = cv2.dilate((gm | dm).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11)))
         m, cl = cv2.connectedComponents(joined, connectivity=8)
@@ -209,4 +210,5 @@ def scanner_shift(gray: np.ndarray, rng: np.random.Generator, *, strength: float
         b = cv2.resize(a, (w2, rows), interpolation=cv2.INTER_LINEAR)
         a = b[:, (w2 - cols) // 2:(w2 - cols) // 2 + cols] if w2 >= cols else cv2.copyMakeBorder(
             b, 0, 0, (cols - w2) // 2, cols - w2 - (cols - w2) // 2, cv2.BORDER_REFLECT)
-    return np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out

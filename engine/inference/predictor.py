@@ -114,7 +114,7 @@ class Predictor:
         # engine.lesion_us; MG: clean film, reader's box, engine.lesion_mg).
         self.lesion: Any = None
         if is_lesion_pipeline(self.spec):
-            self.lesion = LesionUSScorer(self.model, self.spec, self.device)
+            self.lesion = LesionUSScorer(self.model, self.spec, self.device, load_context=Predictor)
         elif is_mg_lesion_pipeline(self.spec):
             self.lesion = LesionMGScorer(self.model, self.spec, self.device, saliency_fn=self._plain_saliency)
 
@@ -147,7 +147,8 @@ class Predictor:
     def _scores(self, batch: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             logits = self.model(batch.to(self.device))
-        return self.model.malignancy(logits.float()).float().cpu()
+        scores: torch.Tensor = self.model.malignancy(logits.float()).float().cpu()
+        return scores
 
     def _box_for_model(self, box: Box | None) -> Box | None:
         """The box this model sees under its spec's box policy (None when ignored).

@@ -378,7 +378,7 @@ def read_report(path: Path | Any, sources: dict[str, SourceImage]) -> ReportCont
     try:
         ds = pydicom.dcmread(path) if isinstance(path, (str, Path)) else path
         sr = hd.sr.ComprehensiveSR.from_dataset(ds)
-        report = hd.sr.MeasurementReport.from_sequence(sr.content)  # type: ignore[arg-type]
+        report = hd.sr.MeasurementReport.from_sequence(sr.content)
         groups = report.get_planar_roi_measurement_groups()
     except InteropError:
         raise

@@ -30,12 +30,12 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     if len(head) < 8:
         return False
     for order in ("little", "big"):
-        group = int.from_bytes(head[0:2], order)  # type: ignore[arg-type]
-        elem = int.from_bytes(head[2:4], order)  # type: ignore[arg-type]
+        group = int.from_bytes(head[0:2], order)
+        elem = int.from_bytes(head[2:4], order)
         if group in (0x0000, 0x0002, 0x0008) and elem < 0x0100 and (group or elem == 0):
             if head[4:6] in _VR_CODES:
                 return True
-            length = int.from_bytes(head[4:8], order)  # type: ignore[arg-type]
+            length = int.from_bytes(head[4:8], order)
             if 0 < length < 1024:
                 return True
     return False

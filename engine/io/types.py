@@ -76,5 +76,5 @@ class LoadedImage:
     def is_rgb(self) -> bool:
         """Whether the last axis holds RGB samples."""
         if self.pixels.ndim == 4:
-            return self.pixels.shape[-1] == 3
+            return bool(self.pixels.shape[-1] == 3)
         return self.pixels.ndim == 3 and self.pixels.shape[-1] == 3 and self.meta.modality != "MR"

@@ -101,7 +101,7 @@ def _windows_value(window: tuple[float, float] | Sequence[tuple[float, float]] |
     if window is None:
         return []
     if len(window) == 2 and all(isinstance(v, (int, float, np.number)) for v in window):
-        return [(float(window[0]), float(window[1]))]  # type: ignore[arg-type,index]
+        return [(float(window[0]), float(window[1]))]  # type: ignore[arg-type]
     return [(float(c), float(w)) for c, w in window]  # type: ignore[misc]
 
 

@@ -57,7 +57,7 @@ def confusion_matrix(truth: ArrayLike, pred: ArrayLike) -> NDArray[np.int64]:
         raise ValueError("pred must contain only 0 and 1; binarise scores first")
     p = pf.astype(np.int64)
     cm = np.zeros((2, 2), dtype=np.int64)
-    np.add.at(cm, (t, p), 1)  # type: ignore[arg-type]
+    np.add.at(cm, (t, p), 1)
     return cm
 
 

@@ -81,7 +81,7 @@ class _QiNet(BreastClassifier):
         """``W^{L-1}`` of Eq. 3, shape ``(num_classes, C)``."""
         raise NotImplementedError
 
-    def forward_features(self, x: torch.Tensor, cam: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward_features(self, x: torch.Tensor, cam: torch.Tensor | None = None) -> torch.Tensor:
         """Final maps; ``cam`` ``(B, 1, H, W)`` (the other net's CAM) enhances mid-network (Eq. 4)."""
         if x.shape[1] != self.in_chans:
             raise ValueError(f"expected {self.in_chans} input channels, got {x.shape[1]}")
@@ -92,7 +92,7 @@ class _QiNet(BreastClassifier):
             a = a + self.lam * self.cam_path(cam.to(a.dtype), tuple(a.shape[-2:]))
         return self.features_out(self._upper(a))
 
-    def forward(self, x: torch.Tensor, cam: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, cam: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, 2)``; ``cam`` optional (zeros/absent = basic network)."""
         return self.forward_head(self.forward_features(x, cam))
 

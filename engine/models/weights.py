@@ -27,7 +27,9 @@ import torch.nn as nn
 
 from engine.errors import ModelNotFoundError, WeightsMismatchError
 # torch-free, re-exported (the GUI lists models before torch is imported)
-from engine.model_catalog import DEFAULTS_FILE, SPEC_FILE, default_weights, list_weights, models_root  # noqa: F401
+from engine.model_catalog import (DEFAULTS_FILE as DEFAULTS_FILE, SPEC_FILE as SPEC_FILE,  # explicit re-exports
+                                  default_weights as default_weights, list_weights as list_weights,
+                                  models_root as models_root)
 from engine.transforms import EvalTransform, Preprocess, from_legacy
 
 WEIGHTS_FILE = "weights.pt"

@@ -60,7 +60,8 @@ class VolumeGeometry:
     @property
     def offsets(self) -> np.ndarray:
         """Position of each slice along the normal (mm)."""
-        return np.asarray(self.positions, float) @ self.normal
+        offsets: np.ndarray = np.asarray(self.positions, float) @ self.normal
+        return offsets
 
     @property
     def n_slices(self) -> int:
@@ -157,7 +158,7 @@ def plane_of(geom: VolumeGeometry, *, tolerance: float = 0.8) -> Plane:
     axis = int(np.argmax(n))
     if n[axis] < tolerance:
         return "oblique"
-    return ("sagittal", "coronal", "axial")[axis]  # type: ignore[return-value]
+    return ("sagittal", "coronal", "axial")[axis]
 
 
 def direction_label(v: np.ndarray | tuple[float, float, float], *, min_component: float = 0.3) -> str:

@@ -27,4 +27,5 @@ class AttentionSaliency(SaliencyMethod):
             raise ValueError(f"{type(self.model).__name__} has no attention map (use gradcam)")
         logits, att = fwd(x)
         self.last_logits = logits.detach()
-        return att[0, 0]
+        cam: torch.Tensor = att[0, 0]
+        return cam

@@ -181,9 +181,9 @@ def froc_results(build: FrocBuild, alpha: float = 0.05) -> dict[str, Any]:
     for fom in ("wafroc", "afroc", "roc"):
         try:
             if len(d.readers) >= 2:
-                out[fom] = froc_analysis(d, fom, alpha=alpha).to_dict()  # type: ignore[arg-type]
+                out[fom] = froc_analysis(d, fom, alpha=alpha).to_dict()
             else:
-                out[fom] = froc_analysis(d, fom, design="frrc", alpha=alpha).to_dict()  # type: ignore[arg-type]
+                out[fom] = froc_analysis(d, fom, design="frrc", alpha=alpha).to_dict()
         except ValueError as exc:
             out[fom] = {"error": str(exc)}
     return out

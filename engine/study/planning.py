@@ -136,8 +136,8 @@ def froc_folder_job(
     Returns:
         ``{"result": MrmcResult dict, "text": summary, "figure": PNG path}``.
     """
-    from engine.cli.cmd_mrmc import format_text
     from engine.stats.froc import froc_analysis
+    from engine.stats.mrmc import format_text
     from engine.study.froc_files import load_froc
     from engine.study.froc_report import froc_figure
 

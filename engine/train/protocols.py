@@ -439,7 +439,7 @@ def cross_validate(
 
 
 def _inner(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # type: ignore[no-any-return]
+    return getattr(model, "module", model)
 
 
 def _part_scores(model: nn.Module, te: Any, device: Any, groups: list[Any], gids: list[str]) -> NDArray[np.float64] | None:

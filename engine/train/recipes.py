@@ -160,7 +160,8 @@ def _features(model: Any, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         if hasattr(model, "scale_features"):
             return torch.stack(model.scale_features(x), 1).numpy()
-        return model.forward_features(x).mean(dim=(2, 3))[:, None].numpy()
+        pooled: np.ndarray = model.forward_features(x).mean(dim=(2, 3))[:, None].numpy()
+        return pooled
 
 
 def probe_features(cfg: TrainConfig, model: nn.Module, spec: WeightsSpec, items: list[Item], *,

@@ -64,7 +64,7 @@ def make_step_fn(model: nn.Module) -> StepFn:
     inner = _unwrap(model)
     custom = getattr(inner, "training_step", None)
     if callable(custom):
-        return lambda m, batch: custom(batch)  # type: ignore[no-any-return]
+        return lambda m, batch: custom(batch)
     loss_fn = getattr(inner, "loss_fn", None)
     if not callable(loss_fn):
         # engine.models' own convention (Habib BCE/LMCL): a ``loss(logits, target)`` method

@@ -184,7 +184,7 @@ def image_plane(image: LoadedImage, frame: int | None = None) -> np.ndarray:
     """The 2-D (or RGB) plane to score: MR stacks give the middle slice by default."""
     px = image.pixels
     if is_stack(image):
-        return px[px.shape[0] // 2 if frame is None else frame]
+        return px[px.shape[0] // 2 if frame is None else frame, ...]  # (the ellipsis types it as an array)
     return px
 
 

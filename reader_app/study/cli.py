@@ -137,7 +137,7 @@ def demo_cases(folder: Path | None, out: Path, max_cases: int) -> tuple[Path, li
     from engine.study.demo import make_tiny_case_study
 
     if folder is None:
-        from reader_app.main import demo_study_dir
+        from reader_app.paths import demo_study_dir
 
         bundled = demo_study_dir()
         folder = bundled if (bundled / "study.json").exists() else None

@@ -172,10 +172,10 @@ class PowerDialog(QDialog):
         self.run_btn = QPushButton("Compute power")
         self.run_btn.clicked.connect(self.compute)
         lay.addWidget(self.run_btn)
-        self.result = QLabel("")
-        self.result.setWordWrap(True)
-        self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        lay.addWidget(self.result, 1)
+        self.result_label = QLabel("")
+        self.result_label.setWordWrap(True)
+        self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.result_label, 1)
         self.resize(640, 420)
 
     def compute(self) -> Any:
@@ -183,12 +183,12 @@ class PowerDialog(QDialog):
         from engine.study.planning import plan_power
         from reader_app.qt_workers import Worker, start
 
-        self.result.setText("Computing…")
+        self.result_label.setText("Computing…")
         self.worker = Worker(plan_power, self.pilot.text().strip(), self.readers.value(), self.cases.value(),
                              self.target.value(), self.effect.value(), self.design.currentData(),
                              name="study sizing")
         self.worker.signals.result.connect(self._on_result)
-        self.worker.signals.errored.connect(lambda m: self.result.setText(f"Not computed: {m}"))
+        self.worker.signals.errored.connect(lambda m: self.result_label.setText(f"Not computed: {m}"))
         return start(self.worker)
 
     def _on_result(self, out: dict[str, Any]) -> None:
@@ -206,4 +206,4 @@ class PowerDialog(QDialog):
             f"Cov2 {p['cov2']:.3g}, Cov3 {p['cov3']:.3g} (jackknife).",
             "<i>" + out["method"] + ". Power is a planning estimate: it inherits the pilot's uncertainty.</i>",
         ]
-        self.result.setText("<br>".join(x for x in lines if x))
+        self.result_label.setText("<br>".join(x for x in lines if x))

@@ -131,7 +131,7 @@ class ReadingSessionWindow(QWidget):
         self.views: list[Any] = []
         self.image_widgets: dict[str, Any] = {}
         self.active_index = 0
-        self.layout = "2x2"
+        self.layout_name = "2x2"
         self.hanging_step = 0
         self.tool = "navigate"
         self._shown_at = 0.0
@@ -386,7 +386,7 @@ class ReadingSessionWindow(QWidget):
             self.views.append(view)
             self.image_widgets[slot.image_id] = view
         self.active_index = 0
-        self.layout = "2x2"
+        self.layout_name = "2x2"
         self.hanging_step = 0
         self._relayout()
         self.status.setText("; ".join(errors.values()) if errors else "")
@@ -444,7 +444,7 @@ class ReadingSessionWindow(QWidget):
             v.setVisible(False)
         if not self.views:
             return
-        rows, cols = grid_shape(self.layout, len(self.views))
+        rows, cols = grid_shape(self.layout_name, len(self.views))
         n = rows * cols
         first = (self.active_index // n) * n
         for i, v in enumerate(self.views[first:first + n]):
@@ -469,7 +469,7 @@ class ReadingSessionWindow(QWidget):
         if not page or any(v.slot.modality != "MG" for v in page):
             self.images_layout.setContentsMargins(0, 0, 0, 0)
             return
-        rows, cols = grid_shape(self.layout, len(self.views))
+        rows, cols = grid_shape(self.layout_name, len(self.views))
         side = portrait_side_margin(self.images.width(), self.images.height(), rows, cols)
         self.images_layout.setContentsMargins(side, 0, side, 0)
 
@@ -491,7 +491,7 @@ class ReadingSessionWindow(QWidget):
         if not self.views:
             return
         index %= len(self.views)
-        rows, cols = grid_shape(self.layout, len(self.views))
+        rows, cols = grid_shape(self.layout_name, len(self.views))
         page_changed = index // (rows * cols) != self.active_index // (rows * cols)
         self.active_index = index
         if page_changed:
@@ -503,14 +503,14 @@ class ReadingSessionWindow(QWidget):
         from reader_app.imaging import GRID
 
         if layout in GRID:
-            self.layout = layout
+            self.layout_name = layout
             self._relayout()
 
     def cycle_layout(self) -> None:
         """L: the next layout, as in the workstation."""
         from reader_app.imaging import LAYOUT_ORDER
 
-        self.set_layout(LAYOUT_ORDER[(LAYOUT_ORDER.index(self.layout) + 1) % len(LAYOUT_ORDER)])
+        self.set_layout(LAYOUT_ORDER[(LAYOUT_ORDER.index(self.layout_name) + 1) % len(LAYOUT_ORDER)])
 
     def next_hanging_step(self) -> None:
         """H: 4-view, CC pair, MLO pair, then each view alone (as in the workstation)."""
@@ -521,7 +521,7 @@ class ReadingSessionWindow(QWidget):
             return
         self.hanging_step = (self.hanging_step + 1) % len(steps)
         layout, index = steps[self.hanging_step]
-        self.layout = layout
+        self.layout_name = layout
         self.active_index = index
         self._relayout()
         self.status.setText(f"Hanging: {layout} from {self.views[index].slot.title}")
@@ -719,7 +719,7 @@ class ReadingSessionWindow(QWidget):
             import inspect
 
             if "marks" in inspect.signature(self.session.submit).parameters:  # the study store keeps marks
-                self.session.submit(case_id, float(r.score or 0), r.birads, marks=list(r.marks))  # type: ignore[call-arg]
+                self.session.submit(case_id, float(r.score or 0), r.birads, marks=list(r.marks))
             else:
                 self.session.submit(case_id, float(r.score or 0), r.birads)
         except BreastReaderError as exc:  # the answer stays on screen; SaveFailedError says it is journalled

@@ -46,10 +46,10 @@ def test_power_dialog_matches_rjafroc(win, tmp_path: Path, qtbot) -> None:  # ty
         pass
     qtbot.waitUntil(lambda: dlg.last is not None, timeout=10000)
     assert dlg.last["power"]["power"] == pytest.approx(0.805, abs=0.003)  # RJafroc 0.8054 at -0.043800322
-    assert "Power 80." in dlg.result.text() and "Cases needed" in dlg.result.text()
+    assert "Power 80." in dlg.result_label.text() and "Cases needed" in dlg.result_label.text()
     dlg.readers.setValue(2)
     dlg.compute()
-    qtbot.waitUntil(lambda: "Not computed" in dlg.result.text() or dlg.last["power"]["readers"] == 2, timeout=20000)
+    qtbot.waitUntil(lambda: "Not computed" in dlg.result_label.text() or dlg.last["power"]["readers"] == 2, timeout=20000)
 
 
 def test_froc_round_trip_session_export_analysis_from_the_gui(win, tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]

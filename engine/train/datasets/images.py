@@ -202,7 +202,7 @@ class LabelledImages(Dataset):  # type: ignore[type-arg]
     def _prepared(self, i: int, *, train: bool) -> torch.Tensor:
         s = self.samples[i]
         key = self._key(s, train)
-        hit = self.cache.get(key)
+        hit: torch.Tensor | None = self.cache.get(key)
         if hit is None:
             img, box = self.image_and_box(i)
             tf = self.transform
