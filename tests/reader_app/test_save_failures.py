@@ -73,7 +73,8 @@ def test_disk_full_rating_is_shown_kept_journalled_and_stored_by_the_retry(
     assert len(dialogs) == 1 and dialogs[0].isVisible()
     # the answer stays on screen and in the worklist
     assert win.state.current.rating.score == 7 and win.rating_panel.slider.value() == 7
-    assert win.worklist.table.item(1, 2).text() == "rated"
+    wl = win.worklist.model
+    assert wl.data(wl.index(wl.row_of("P001"), 2)) == "rated"
     # the file on disk is the old complete one, and the answer is in the journal
     assert path.read_bytes() == before
     assert [(d["case_id"], d["rating"]["score"]) for d in pending(path, JsonRatingStore.JOURNAL_KEY)] == [("P001", 7)]
