@@ -158,7 +158,12 @@ def _run_recipe(args: argparse.Namespace, cfg: object) -> int:
 
         torch.set_num_threads(cfg.train.threads)
     with tqdm_progress("evaluate recipe", disable=args.quiet) as cb:
-        metrics, _ = evaluate_recipe(cfg, progress=cb)
+        if cfg.train.mode == "us_lesion":
+            from engine.train.us_lesion import evaluate_us_lesion
+
+            metrics = evaluate_us_lesion(cfg, progress=cb)
+        else:
+            metrics, _ = evaluate_recipe(cfg, progress=cb)
     if args.json:
         print(json.dumps(metrics))
     else:

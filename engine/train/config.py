@@ -125,7 +125,7 @@ class DataConfig:
 # ``busi`` / ``mias_lesions`` are read by the ship recipes (engine.train.recipes) through the
 # app's own reader and the weights' Preprocess.
 RECIPE_KINDS = ("busi", "mias_lesions", "synthetic_mri")
-TRAIN_MODES = ("finetune", "linear_probe", "supervised_attention")
+TRAIN_MODES = ("finetune", "linear_probe", "supervised_attention", "us_lesion")
 DATA_KINDS = ("busi", "mias_lesions", "image_folder_csv", "manifest", "study", "paired_manifest", "synthetic_paired",
               "synthetic_mri",
               "boxed_manifest", "mias_heatmap", "synthetic_heatmap")
@@ -278,6 +278,12 @@ class ShipConfig:
             in ``spec.extra["platt"]``; its ECE is cross-fitted over the folds), or ``""``.
         ood_percentile: With a model that has an OOD measure (``set_ood``), the warning
             threshold is this percentile of the out-of-fold (held-out) distances; 0 = off.
+        context_config: ``us_lesion``: the whole-image model's config (relative to this TOML);
+            its recipe's out-of-fold scores are averaged in (logit) and its ``[ship] name`` is
+            the context model the app loads; ``""`` = no context.
+        context_weight: ``us_lesion``: weight of the context logit.
+        lso_data: ``us_lesion``: the mimbcd-dev folder of the leave-source-out BI-RADS check
+            (relative to this TOML); ``""`` = not run.
     """
 
     name: str = ""
@@ -307,6 +313,9 @@ class ShipConfig:
     parity_images: int = 2
     calibrate: str = ""
     ood_percentile: float = 0.0
+    context_config: str = ""
+    context_weight: float = 0.5
+    lso_data: str = ""
 
 
 @dataclass
@@ -577,6 +586,10 @@ def load_config(path: str | PathLike[str], overrides: list[str] | None = None) -
             data["path"] = str((p.parent / dp).resolve())
     ship = raw.get("ship")
     if isinstance(ship, dict):  # card notes and licence files are named relative to the TOML too
+        for key in ("context_config", "lso_data"):
+            v = ship.get(key)
+            if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+                ship[key] = str((p.parent / Path(v).expanduser()).resolve())
         for key in ("card_notes", "licence_file"):
             v = ship.get(key)
             if isinstance(v, str) and v and (key == "licence_file" or v.endswith(".md")):

@@ -105,6 +105,10 @@ def ship(cfg: TrainConfig, out: str | Path, *, config_path: str = "CONFIG",
     """
     if cfg.train.mode == "finetune":
         return ship_finetune(cfg, out, config_path=config_path, progress=progress)
+    if cfg.train.mode == "us_lesion":
+        from engine.train.us_lesion import ship_us_lesion
+
+        return ship_us_lesion(cfg, out, config_path=config_path, progress=progress)
     torch.manual_seed(cfg.train.seed)
     metrics, st = evaluate_recipe(cfg, progress=progress)
     model, check = train_recipe(cfg, metrics, st, progress=progress)

@@ -1,0 +1,157 @@
+"""`breast-engine ship` of the ultrasound lesion recipe (`train.mode = "us_lesion"`) on a tiny
+SYNTHETIC BUSI-layout folder: same config + seed -> same bytes, another seed -> other weights,
+the card's figures are `evaluate --protocol recipe` of the same config, the whole-image context
+scores come from the context config's own recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.cli.main import main
+
+
+def _synthetic_busi(root: Path, n: int = 14) -> Path:
+    """SYNTHETIC B-mode-like images with lesion masks: speckled background, a dark ellipse
+    (malignant: irregular, larger), two normal images with empty masks."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["image,mask,label"]
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        lab = "normal" if i >= n - 2 else ("malignant" if i % 2 else "benign")
+        img = np.clip(rng.normal(120, 25, (96, 128)), 0, 255).astype(np.uint8)
+        m = np.zeros_like(img)
+        if lab != "normal":
+            cx, cy = 40 + 4 * (i % 8), 40 + 2 * (i % 5)
+            ax = (14, 9) if lab == "malignant" else (10, 7)
+            cv2.ellipse(m, (cx, cy), ax, 15 * i, 0, 360, 255, -1)
+            img[m > 0] = (30 if lab == "malignant" else 70)
+        cv2.imwrite(str(root / "images" / f"{lab}_{i}.png"), img)
+        cv2.imwrite(str(root / "masks" / f"{lab}_{i}.png"), m)
+        rows.append(f"images/{lab}_{i}.png,masks/{lab}_{i}.png,{lab}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+CONTEXT = """
+[data]
+kind = "busi"
+path = "{data}"
+
+[model]
+name = "efficientnet_lite0"
+
+[model.cfg]
+num_classes = 2
+in_chans = 3
+pretrained = false
+
+[train]
+mode = "linear_probe"
+seed = 1
+threads = 1
+
+[ship]
+name = "tiny_ctx"
+modality = "US"
+c = 0.1
+folds = 2
+repeats = 2
+parity_images = 1
+synthetic = true
+
+[ship.preprocess]
+size = [32, 32]
+in_chans = 3
+mean = [0.5, 0.5, 0.5]
+std = [0.5, 0.5, 0.5]
+crop = "whole"
+box = "ignored"
+resize = "stretch"
+"""
+
+LESION = """
+[data]
+kind = "busi"
+path = "{data}"
+box_margin = 0.3
+
+[model]
+name = "lite0_lesion_attention"
+
+[model.cfg]
+num_classes = 2
+in_chans = 1
+pretrained = false
+ood_dims = 4  # 14 images: the OOD subspace is capped by the sample
+
+[train]
+mode = "us_lesion"
+seed = 2
+epochs = 1
+threads = 1
+
+[ship]
+name = "tiny_lesion"
+modality = "US"
+c = 0.1
+folds = 2
+ood_percentile = 90.0
+context_config = "ctx.toml"
+parity_images = 2
+synthetic = true
+"""
+
+
+@pytest.fixture
+def configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = _synthetic_busi(tmp_path / "busi")
+    (tmp_path / "ctx.toml").write_text(CONTEXT.format(data=data))
+    (tmp_path / "lesion.toml").write_text(LESION.format(data=data))
+    models = tmp_path / "models"
+    monkeypatch.setenv("BREAST_READER_MODELS", str(models))  # the context model the predictor loads
+    assert main(["ship", str(tmp_path / "ctx.toml"), "--out", str(models / "tiny_ctx"), "--quiet"]) == 0
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_us_lesion_ship_same_bytes_card_is_evaluate_seed_changes_weights(configs: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = configs / "lesion.toml"
+    a, b = configs / "a", configs / "b"
+    assert main(["ship", str(cfg), "--out", str(a), "--quiet"]) == 0
+    assert main(["ship", str(cfg), "--out", str(b), "--quiet"]) == 0
+    for f in ("weights.pt", "spec.json", "MODEL_CARD.md"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    spec = json.loads((a / "spec.json").read_text())
+    ex = spec["extra"]
+    assert ex["pipeline"] == "us_lesion" and ex["context_model"] == "tiny_ctx" and ex["context_weight"] == 0.5
+    assert len(ex["platt"]) == 2 and np.isfinite(ex["ood_threshold"]) and spec["synthetic"] is True
+    m = spec["metrics"]
+    assert m["n_images"] == 14 and m["n_lesion"] == 12
+    # the context model's out-of-fold scores: one partition per repeat of its own recipe
+    assert len(m["cv_auc"]["box"]["partitions"]) == 2 and "context_only" in m["cv_auc"]["box"]["partitions"][0]
+    assert 0.0 <= m["finder"]["dice"][0] <= 1.0 and m["pointing"]["centre_all"][3] == 12
+    capsys.readouterr()
+    assert main(["evaluate", "--config", str(cfg), "--protocol", "recipe", "--json", "--quiet"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated == m  # the card's figures are evaluate's, on the same config
+    card = (a / "MODEL_CARD.md").read_text()
+    assert spec["sha256"] in card and "SYNTHETIC" in card
+    assert f"{m['cv_auc']['box']['partitions'][0]['combined'][0]:.3f}" in card
+    c = configs / "c"
+    assert main(["ship", str(cfg), "--out", str(c), "--quiet", "--set", "train.seed=3"]) == 0
+    assert (c / "weights.pt").read_bytes() != (a / "weights.pt").read_bytes()
+
+
+def test_us_lesion_needs_busi_masks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(LESION.replace('kind = "busi"', 'kind = "mias_lesions"').format(data=tmp_path)
+                   .replace('context_config = "ctx.toml"\n', ""))
+    assert main(["ship", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) != 0
+    assert "us_lesion" in capsys.readouterr().err
