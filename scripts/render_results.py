@@ -64,12 +64,24 @@ def _p(p: float) -> str:
 def _us_default_decision() -> str:
     """Issue 12: the two US models side by side, and the decision it supports."""
     cmp_ = _load("us_default_comparison")
-    cv_f = MODELS / "us_lesion_lite0_busi" / "cv_results.json"
-    if cmp_ is None or not cv_f.is_file():
-        return _missing("us_default_comparison", "python tools/compare_us_models.py")
-    cv = json.loads(cv_f.read_text())
-    w = cv["with_context_cv"]
     les, old = "us_lesion_lite0_busi", "us_effnet_lite0_busi"
+    spec_f, cv_f = MODELS / les / "spec.json", MODELS / les / "cv_results.json"
+    m = json.loads(spec_f.read_text()).get("metrics", {}) if spec_f.is_file() else {}
+    if cmp_ is None or not (cv_f.is_file() or "partitions" in m.get("cv_auc", {}).get("box", {})):
+        return _missing("us_default_comparison", "python tools/compare_us_models.py")
+    if "partitions" in m.get("cv_auc", {}).get("box", {}):
+        # shipped by `breast-engine ship configs/us_lesion_lite0_busi.toml`: the recipe's figures in spec.json
+        w = {sc: {"partitions": [{"old": p["context_only"], "ensemble": p["combined"],
+                                  "paired_diff_se_z_p": p["paired_diff_se_z_p"]} for p in m["cv_auc"][sc]["partitions"]],
+                  "ece_raw": m["calibration"][sc]["raw"]["ece"],
+                  "ece_platt_crossfit": m["calibration"][sc]["platt_crossfit"]["ece"]} for sc in ("box", "finder")}
+        pt, ood_thr = m.get("pointing", {}), float(m["ood"]["threshold"])
+        src = "spec.json` metrics, from `breast-engine ship configs/us_lesion_lite0_busi.toml"
+    else:
+        cv = json.loads(cv_f.read_text())
+        w = cv["with_context_cv"]
+        pt, ood_thr = cv["lesion_only_cv"].get("pointing", {}), float(cv["ood_whole_image"]["threshold_p95"])
+        src = "cv_results.json"
 
     def parts(sc: str) -> tuple[str, str, str]:
         ps = w[sc]["partitions"]
@@ -90,7 +102,6 @@ def _us_default_decision() -> str:
                 f"Δ {d[0]:+.3f} (SE {d[1]:.3f}, p = {d[3]:.2f}); {x['n_patients']} patients, "
                 f"{x['n_birads_ge4']} BI-RADS ≥ 4")
 
-    pt = cv["lesion_only_cv"].get("pointing", {})
     pw = cmp_["pointing_whole_model"]
 
     def pc(v: list[float]) -> str:
@@ -125,7 +136,7 @@ def _us_default_decision() -> str:
     fl = lso["lesion_model_ood_flagged"]
     rows.append(("OOD warning", "none",
                  f"{fl[0]} of {fl[1]} mimbcd-dev images flagged; 5 % of held-out BUSI by construction",
-                 "threshold 10.45 (95th percentile of out-of-fold BUSI distances)"))
+                 f"threshold {ood_thr:.2f} (95th percentile of out-of-fold BUSI distances)"))
     if bench is not None:
         c = bench["cases"]["US"]
         o = c.get("compare", {}).get(old, {})
@@ -137,7 +148,7 @@ def _us_default_decision() -> str:
     head = (f"## 0b. Ultrasound default: `{les}` replaces `{old}` (issue 12)\n\n"
             "Both models on the same images: the 418 busi-dev lesion images (out of fold: the lesion model's\n"
             "own 5-fold CV combined with the whole-image model's out-of-fold scores of each of its 5\n"
-            f"partitions, `resources/models/{les}/cv_results.json`), and the same 37 mimbcd-dev ultrasound\n"
+            f"partitions, `resources/models/{les}/{src}`), and the same 37 mimbcd-dev ultrasound\n"
             "images through the shipped `Predictor` (`docs/results/us_default_comparison.json`, written by\n"
             "`python tools/compare_us_models.py`). mimbcd-dev has **no pathology**: the label is BI-RADS\n"
             "(mostly the UTA11 AI assistant's), patient = unit, 13–26 patients: one or two patients move\n"
