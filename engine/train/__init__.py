@@ -6,6 +6,8 @@
 * :mod:`engine.train.protocols` — the papers' protocols (LOO, k-fold, repeated k-fold,
   fixed split), grouped by lesion/patient, and ``cross_validate``.
 * :mod:`engine.train.distributed` — torchrun-compatible DDP.
+* :mod:`engine.train.recipes` / :mod:`engine.train.us_lesion` / :mod:`engine.train.ship` — the
+  recipes (``train.mode``) that ``breast-engine ship`` / ``evaluate --protocol recipe`` run.
 """
 
 from engine.train.config import TrainConfig, load_config

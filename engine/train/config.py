@@ -221,8 +221,9 @@ class RunConfig:
             trunk, class-balanced L2 logistic regression on pooled features -- the model's
             multi-layer / multi-scale readout when it has one -- folded into its linear
             head(s)) or ``supervised_attention`` (from-scratch training of the MRI attention
-            net with the attention loss). The last two are the recipes of the shipped defaults
-            (:mod:`engine.train.recipes`).
+            net with the attention loss) or ``us_lesion`` (the ultrasound lesion finder +
+            lesion-centred classifier + whole-image context, :mod:`engine.train.us_lesion`).
+            The last three are the recipes of the shipped defaults (:mod:`engine.train.recipes`).
     """
 
     epochs: int = 10
