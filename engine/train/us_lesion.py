@@ -412,7 +412,7 @@ def summarise(cfg: TrainConfig, cv: dict[str, Any], labels: np.ndarray,
     for scen in ("box", "finder"):
         s = cv[scen][lesion]
         fold_aucs = [_r(_auc(y[fl == f], s[fl == f])[0]) for f in range(k) if 0 < y[fl == f].sum() < (fl == f).sum()]
-        lesion_only[scen] = {"pooled_auc": _auc(y, s), "fold_auc_mean": _r(np.mean(fold_aucs)) if fold_aucs else None,
+        lesion_only[scen] = {"pooled_auc": _auc(y, s), "fold_auc_mean": _r(float(np.mean(fold_aucs))) if fold_aucs else None,
                              "fold_aucs": fold_aucs}
     metrics["cv_auc_lesion_only"] = lesion_only
     shipped: dict[str, Any] = {}
