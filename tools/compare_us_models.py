@@ -17,7 +17,8 @@ What is measured here (written to ``docs/results/us_default_comparison.json``):
   i.e. optimistic for that model) against the image-centre guess.
 
 The lesion model's BUSI figures (grouped CV, out-of-fold pointing, calibration) are in its
-``cv_results.json`` (measured with both models' out-of-fold scores on the same 418 images).
+``spec.json`` metrics (``breast-engine ship configs/us_lesion_lite0_busi.toml``: both models'
+out-of-fold scores on the same 418 images).
 mimbcd-dev: CC BY-SA 4.0 (Calisto et al.); BUSI: CC BY 4.0 (Al-Dhabyani et al. 2020).
 """
 

@@ -24,7 +24,7 @@ PINNED_SHA256: dict[str, str] = {
     "mg_effnet_lite0_mias_lesion": "debc410b8377f934136bd1c4fbc7f6b336609572b901eb09422b0cfb0bf24859",
     "mri_attention_synthetic": "f978e8283958f9ed838a7b4aa2851cf345f57d9ddc12f64779fe69ba0e68b77f",
     "us_effnet_lite0_busi": "5c2cc46872ea10be73e81e69a9873377b39b7ea50dfc6bd0e03ecc80416380b1",
-    "us_lesion_lite0_busi": "176fd16352c56440a21c674e2f2ae7a7bf0e4f302a53dbe416b0d1b126db1832",
+    "us_lesion_lite0_busi": "417c137809c70db36b9d39ee591da5327b7079072a325cb70f2b056bd9652dc0",
 }
 
 
