@@ -155,3 +155,23 @@ def test_us_lesion_needs_busi_masks(tmp_path: Path, capsys: pytest.CaptureFixtur
                    .replace('context_config = "ctx.toml"\n', ""))
     assert main(["ship", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) != 0
     assert "us_lesion" in capsys.readouterr().err
+
+
+def test_the_shipped_us_default_is_described_by_its_config() -> None:
+    """configs/us_lesion_lite0_busi.toml names the shipped folder, its context model's config and
+    the leave-source-out data; the shipped spec carries that recipe's figures (no hand-typed ones)."""
+    from engine.train.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(repo / "configs" / "us_lesion_lite0_busi.toml")
+    assert cfg.train.mode == "us_lesion" and cfg.ship.name == "us_lesion_lite0_busi"
+    ctx = load_config(cfg.ship.context_config)
+    assert Path(cfg.ship.context_config).name == "us_effnet_lite0_busi.toml" and ctx.train.mode == "linear_probe"
+    assert Path(cfg.ship.lso_data).name == "mimbcd-dev"
+    spec = json.loads((repo / "resources" / "models" / cfg.ship.name / "spec.json").read_text())
+    assert spec["extra"]["context_model"] == ctx.ship.name and spec["extra"]["box_margin"] == cfg.data.box_margin
+    m = spec["metrics"]
+    assert m["recipe"].startswith("us_lesion") and len(m["cv_auc"]["box"]["partitions"]) == ctx.ship.repeats
+    assert spec["extra"]["platt"] == m["calibration"]["box"]["platt_all"]
+    assert spec["extra"]["ood_threshold"] == m["ood"]["threshold"]
+    assert "NOT pathology" in m["leave_source_out_birads"]["label"]
