@@ -179,7 +179,7 @@ def train_decoder(model: Any, sets: list[tuple[dict[int, torch.Tensor], torch.Te
     for _ in range(epochs):
         order = [(si, b) for si, (_, _, idx) in enumerate(sets)
                  for b in np.array_split(rng.permutation(idx), max(1, len(idx) // 32))]
-        rng.shuffle(order)  # type: ignore[arg-type]
+        rng.shuffle(order)
         for si, rows in order:
             feats, masks, _ = sets[si]
             b = torch.from_numpy(np.sort(rows))
