@@ -90,6 +90,16 @@ class ImageCache:
             return self._items.get(str(ci.path))
 
 
+def _read_into(images: dict[str, LoadedImage], errors: dict[str, str], cache: ImageCache, ci: CaseImage) -> None:
+    """Decode ``ci`` into ``images``, or put its one-line reason (file name + why) into ``errors``."""
+    try:
+        images[ci.image_id] = cache.get(ci)
+    except ImageReadError as exc:
+        errors[ci.image_id] = f"{Path(exc.path).name}: {exc.reason}"
+    except BreastReaderError as exc:
+        errors[ci.image_id] = f"{Path(ci.path).name}: {exc}"
+
+
 def load_case_images(
     case: Case,
     cache: ImageCache,
@@ -110,12 +120,7 @@ def load_case_images(
     for i, ci in enumerate(case.images):
         check(cancel)
         report(progress, i, n, ci.image_id)
-        try:
-            images[ci.image_id] = cache.get(ci)
-        except ImageReadError as exc:
-            errors[ci.image_id] = f"{Path(exc.path).name}: {exc.reason}"
-        except BreastReaderError as exc:
-            errors[ci.image_id] = f"{Path(ci.path).name}: {exc}"
+        _read_into(images, errors, cache, ci)
     report(progress, n, n, "loaded")
     return images, errors
 
@@ -161,12 +166,7 @@ def preview_case_images(
         if ci.image_id in previews:
             images[ci.image_id] = previews[ci.image_id]
             continue
-        try:
-            images[ci.image_id] = cache.get(ci)
-        except ImageReadError as exc:
-            errors[ci.image_id] = f"{Path(exc.path).name}: {exc.reason}"
-        except BreastReaderError as exc:
-            errors[ci.image_id] = f"{Path(ci.path).name}: {exc}"
+        _read_into(images, errors, cache, ci)
     return images, errors
 
 

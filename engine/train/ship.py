@@ -27,21 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import BreastReaderError, ConfigError
+from engine.errors import ConfigError
+from engine.train.ship_common import DISCLAIMER, ParityError  # re-exported: engine.train.ship.ParityError
 from engine.models.weights import WeightsSpec, save_weights
 from engine.progress import ProgressCallback
 from engine.train.config import TrainConfig
 from engine.train.recipes import evaluate_recipe, make_spec, train_recipe
 
-DISCLAIMER = (
-    "**Decision support, not a diagnosis.** This model is a research tool. Its score is one input "
-    "for a qualified reader, who makes every clinical decision. It has not been cleared by any "
-    "regulator and must not be used on its own to diagnose, triage or exclude disease."
-)
 
 
-class ParityError(BreastReaderError):
-    """The written weights do not reproduce the recipe's scores through the app's predictor."""
 
 
 def _fmt(v: Any) -> str:

@@ -615,7 +615,7 @@ def ship_us_lesion(cfg: TrainConfig, out: str | Path, *, config_path: str = "CON
     from engine.imaging.ultrasound import clean_ultrasound
     from engine.inference import Predictor
     from engine.models.pinned import update_pin
-    from engine.train.ship import ParityError
+    from engine.train.ship_common import ParityError
 
     metrics, model, d = run_us_lesion(cfg, out, progress=progress)
     folder = Path(out)
@@ -666,7 +666,7 @@ def _pct(v: list[Any]) -> str:
 
 def lesion_card(cfg: TrainConfig, m: dict[str, Any], sha: str, config_path: str) -> str:
     """MODEL_CARD.md of a us_lesion model: every figure from the recipe's metrics."""
-    from engine.train.ship import DISCLAIMER
+    from engine.train.ship_common import DISCLAIMER
 
     sh = cfg.ship
     syn = " — **SYNTHETIC**" if sh.synthetic else ""
