@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from engine.errors import ConfigError
-from engine.train.ship_common import DISCLAIMER, ParityError  # re-exported: engine.train.ship.ParityError
+from engine.train.ship_common import ParityError, card_preamble  # ParityError re-exported: engine.train.ship.ParityError
 from engine.models.weights import WeightsSpec, save_weights
 from engine.progress import ProgressCallback
 from engine.train.config import TrainConfig
@@ -50,16 +50,14 @@ def model_card(cfg: TrainConfig, spec: WeightsSpec, config_path: str) -> str:
     """The MODEL_CARD.md text: generated from the spec's metrics and the config (no hand-typed figures)."""
     sh, m, pre = cfg.ship, spec.metrics, spec.pre
     syn = " — **SYNTHETIC**" if spec.synthetic else ""
-    lines = [f"# Model card — {spec.name} ({spec.modality}){syn}", "", DISCLAIMER, ""]
-    if spec.synthetic:
-        lines += ["> **SYNTHETIC: trained and tested only on procedurally generated images.** It demonstrates "
-                  "the method and drives the app's path; its scores mean nothing clinically.", ""]
-    lines += ["## Rebuild", f"`breast-engine ship {config_path} --out resources/models/{spec.name}` "
-              "(trains on all the data; the metrics below come from the same recipe's cross-validation, "
-              f"`breast-engine evaluate --config {config_path} --protocol recipe`).", "",
-              "## Data", sh.training_data or cfg.data.kind, ""]
-    if sh.data_licence:
-        lines += ["Licence and citation: " + sh.data_licence, ""]
+    lines = card_preamble(
+        f"# Model card — {spec.name} ({spec.modality}){syn}",
+        "> **SYNTHETIC: trained and tested only on procedurally generated images.** It demonstrates "
+        "the method and drives the app's path; its scores mean nothing clinically." if spec.synthetic else None,
+        f"`breast-engine ship {config_path} --out resources/models/{spec.name}` "
+        "(trains on all the data; the metrics below come from the same recipe's cross-validation, "
+        f"`breast-engine evaluate --config {config_path} --protocol recipe`).",
+        sh.training_data or cfg.data.kind, sh.data_licence)
     lines += ["## Protocol and recipe", f"- protocol: {m.get('protocol', '')}", f"- recipe: {m.get('recipe', cfg.train.mode)}",
               f"- architecture: `{spec.model}` {json.dumps(spec.model_cfg)}; initial weights: {spec.init or 'random'}", "",
               "## Metrics (computed by the recipe's evaluation; 95 % CIs)", "", "| metric | value |", "|---|---|"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.errors import BreastReaderError
 
-__all__ = ["DISCLAIMER", "ParityError"]
+__all__ = ["DISCLAIMER", "ParityError", "card_preamble"]
 
 DISCLAIMER = (
     "**Decision support, not a diagnosis.** This model is a research tool. Its score is one input "
@@ -15,3 +15,15 @@ DISCLAIMER = (
 
 class ParityError(BreastReaderError):
     """The written weights do not reproduce the recipe's scores through the app's predictor."""
+
+
+def card_preamble(title: str, synthetic_note: str | None, rebuild: str, data: str, licence: str | None) -> list[str]:
+    """A model card's opening lines, shared by every recipe's card: title, the decision-support
+    disclaimer, the SYNTHETIC warning (when ``synthetic_note``), how to rebuild, data and licence."""
+    lines = [title, "", DISCLAIMER, ""]
+    if synthetic_note:
+        lines += [synthetic_note, ""]
+    lines += ["## Rebuild", rebuild, "", "## Data", data, ""]
+    if licence:
+        lines += ["Licence and citation: " + licence, ""]
+    return lines

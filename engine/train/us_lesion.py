@@ -666,20 +666,18 @@ def _pct(v: list[Any]) -> str:
 
 def lesion_card(cfg: TrainConfig, m: dict[str, Any], sha: str, config_path: str) -> str:
     """MODEL_CARD.md of a us_lesion model: every figure from the recipe's metrics."""
-    from engine.train.ship_common import DISCLAIMER
+    from engine.train.ship_common import card_preamble
 
     sh = cfg.ship
     syn = " — **SYNTHETIC**" if sh.synthetic else ""
-    L = [f"# Model card — {sh.name} (ultrasound: lesion finder + lesion-centred, calibrated classifier){syn}", "",
-         DISCLAIMER, ""]
-    if sh.synthetic:
-        L += ["> **SYNTHETIC: trained and tested only on generated images; its scores mean nothing clinically.**", ""]
-    L += ["## Rebuild", f"`breast-engine ship {config_path} --out resources/models/{sh.name}` (CV, context, calibration, "
-          "OOD, final fit, leave-source-out); the figures below are "
-          f"`breast-engine evaluate --config {config_path} --protocol recipe` of the same config.", "",
-          "## Data", sh.training_data or cfg.data.kind, ""]
-    if sh.data_licence:
-        L += ["Licence and citation: " + sh.data_licence, ""]
+    L = card_preamble(
+        f"# Model card — {sh.name} (ultrasound: lesion finder + lesion-centred, calibrated classifier){syn}",
+        "> **SYNTHETIC: trained and tested only on generated images; its scores mean nothing clinically.**"
+        if sh.synthetic else None,
+        f"`breast-engine ship {config_path} --out resources/models/{sh.name}` (CV, context, calibration, "
+        "OOD, final fit, leave-source-out); the figures below are "
+        f"`breast-engine evaluate --config {config_path} --protocol recipe` of the same config.",
+        sh.training_data or cfg.data.kind, sh.data_licence)
     L += ["## Protocol and recipe", f"- protocol: {m['protocol']}", f"- recipe: {m['recipe']}",
           f"- {m['n_images']} images, {m['n_lesion']} with a lesion, {m['n_malignant']} malignant", "",
           "## Lesion finder (out of fold; bootstrap / Wilson 95 % CI)", "", "| | value |", "|---|---|"]
