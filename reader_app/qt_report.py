@@ -64,7 +64,7 @@ class ReportForm(QDialog):
     def __init__(self, case: Any, images: dict[str, Any] | None = None, parent: QWidget | None = None,
                  author: str = "") -> None:
         super().__init__(parent)
-        from reader_app.qt_view import is_truth
+        from reader_app.annotation_style import is_truth
 
         self.case = case
         self.images = images or {}

@@ -18,11 +18,10 @@ from typing import Any
 from html import escape as html_escape
 
 import numpy as np
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -176,6 +175,8 @@ class ReadingSessionWindow(QWidget):
         self.stack.addWidget(page)
 
     def _build_reading(self) -> None:
+        from reader_app.qt_grid import ViewGrid
+
         page = QWidget()
         v = QVBoxLayout(page)
         v.setContentsMargins(0, 0, 0, 0)
@@ -189,11 +190,8 @@ class ReadingSessionWindow(QWidget):
             note.setWordWrap(True)
             v.addWidget(note)
         body = QHBoxLayout()
-        self.images = QWidget()
-        self.images.installEventFilter(self)  # portrait mammography cells follow the window size
-        self.images_layout = QGridLayout(self.images)
-        self.images_layout.setContentsMargins(0, 0, 0, 0)
-        self.images_layout.setSpacing(3)
+        self.images = ViewGrid(lambda: self.views)  # the workstation's grid: portrait MG cells, paging
+        self.images_layout = self.images.grid
         body.addWidget(self.images, 1)
         side = QVBoxLayout()
         self.ai_panel = QLabel("")
@@ -436,53 +434,20 @@ class ReadingSessionWindow(QWidget):
 
     def _relayout(self) -> None:
         """The workstation's grid: ``layout`` cells, paged so the active view is shown, portrait
-        cells for mammograms (:func:`reader_app.imaging.grid_shape`, ``portrait_side_margin``)."""
+        cells for mammograms (:class:`reader_app.qt_grid.ViewGrid`)."""
         from reader_app.imaging import grid_shape
 
-        for v in self.views:
-            self.images_layout.removeWidget(v)
-            v.setVisible(False)
-        if not self.views:
-            return
         rows, cols = grid_shape(self.layout_name, len(self.views))
-        n = rows * cols
-        first = (self.active_index // n) * n
-        for i, v in enumerate(self.views[first:first + n]):
-            self.images_layout.addWidget(v, i // cols, i % cols)
-            v.setVisible(True)
-        for r in range(2):
-            self.images_layout.setRowStretch(r, 1 if r < rows else 0)
-        for c in range(3):
-            self.images_layout.setColumnStretch(c, 1 if c < cols else 0)
+        self.images.show_page(rows, cols, self.active_index)
         self._mark_active()
-        self._fit_cells()
-        QTimer.singleShot(0, self, self.fit_all)
 
     def visible_views(self) -> list[Any]:
         """Views shown on the current layout page."""
-        return [v for v in self.views if v.isVisibleTo(self.images)]
-
-    def _fit_cells(self) -> None:
-        from reader_app.imaging import grid_shape, portrait_side_margin
-
-        page = self.visible_views()
-        if not page or any(v.slot.modality != "MG" for v in page):
-            self.images_layout.setContentsMargins(0, 0, 0, 0)
-            return
-        rows, cols = grid_shape(self.layout_name, len(self.views))
-        side = portrait_side_margin(self.images.width(), self.images.height(), rows, cols)
-        self.images_layout.setContentsMargins(side, 0, side, 0)
-
-    def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 - Qt API
-        if obj is self.images and ev.type() == QEvent.Type.Resize:
-            self._fit_cells()
-        return super().eventFilter(obj, ev)
+        return self.images.visible_views()
 
     def fit_all(self) -> None:
         """Fit every shown view (mammograms cropped to the breast)."""
-        for v in self.views:
-            if not v.isHidden():
-                v.fit()
+        self.images.fit_all()
 
     def set_active(self, index: int) -> None:
         """Make view ``index`` (wrapping) the one keys act on, turning the layout page if needed."""

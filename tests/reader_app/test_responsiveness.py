@@ -58,16 +58,16 @@ def big_study(tmp_path_factory) -> Path:
 
 
 def test_study_is_read_off_the_gui_thread_with_progress(make_window, big_study, qtbot, monkeypatch):
-    import reader_app.qt_main as qm
+    import reader_app.qt_main_loading as loading
 
     threads: list[str] = []
-    real = qm.load_study
+    real = loading.load_study
 
     def spy(folder, **kw):
         threads.append(threading.current_thread().name)
         return real(folder, **kw)
 
-    monkeypatch.setattr(qm, "load_study", spy)
+    monkeypatch.setattr(loading, "load_study", spy)
     win = make_window()
     steps: list[tuple[int, int]] = []
     with Beats() as beats:
