@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.cases import Case, CaseImage
 from engine.errors import BreastReaderError, ImageReadError
+from engine.imaging.breast import chest_wall_side
 from engine.io.atomic import atomic_path, atomic_write_text
 from engine.io.types import ImageMeta, LoadedImage, Modality
 from engine.progress import ProgressCallback
@@ -194,25 +195,9 @@ class Slot:
 _MG_ORDER = {"CC": 0, "XCCL": 1, "MLO": 2, "ML": 3, "LM": 4, "SPOT": 5}
 
 
-def chest_wall_side(pixels: np.ndarray) -> str:
-    """'left' or 'right' (:func:`engine.imaging.breast.chest_wall_side`: the one chest-wall test)."""
-    from engine.imaging.breast import chest_wall_side as _side
-
-    a = pixels
-    if a.ndim == 3 and a.shape[-1] != 3:
-        a = a[0]
-    return _side(a)
-
-
-def breast_bbox(pixels: np.ndarray) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the breast in a mammogram, for crop-to-breast fitting: the engine's
-    one breast mask (:func:`engine.imaging.breast.breast_view_box`, film-edge bands removed)."""
-    from engine.imaging.breast import breast_view_box
-
-    a = pixels
-    if a.ndim == 3 and a.shape[-1] != 3:
-        a = a[0]
-    return breast_view_box(a)
+def _first_plane(pixels: np.ndarray) -> np.ndarray:
+    """A multi-frame (frames, rows, cols) mammogram's first frame; 2-D and RGB pass through."""
+    return pixels[0] if pixels.ndim == 3 and pixels.shape[-1] != 3 else pixels
 
 
 def mg_needs_flip(laterality: str | None, pixels: np.ndarray) -> bool:
@@ -223,7 +208,7 @@ def mg_needs_flip(laterality: str | None, pixels: np.ndarray) -> bool:
     """
     if laterality not in ("L", "R"):
         return False
-    side = chest_wall_side(pixels)
+    side = chest_wall_side(_first_plane(pixels))
     want = "right" if laterality == "R" else "left"
     return side != want
 
@@ -245,7 +230,7 @@ def mg_laterality(stated: str | None, img: LoadedImage | None) -> tuple[str | No
     if stated:
         return stated, "study", ""
     if img is not None:
-        return ("R" if chest_wall_side(img.pixels) == "right" else "L"), "inferred", ""
+        return ("R" if chest_wall_side(_first_plane(img.pixels)) == "right" else "L"), "inferred", ""
     return None, "", ""
 
 

@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from engine.cases import Annotation
+from engine.imaging.breast import breast_view_box
 from engine.io.types import LoadedImage
-from reader_app.imaging import Slot, breast_bbox, window_presets
+from reader_app.imaging import Slot, window_presets
 from reader_app.qt_view_items import ViewItemsMixin
 from reader_app.state import ViewState
 
@@ -379,7 +380,7 @@ class ImageView(ViewItemsMixin):
         rect = QRectF(0, 0, w, h)
         p = self.plane()
         if self.slot.modality == "MG" and p is not None and p.ndim == 2:
-            x0, y0, x1, y1 = breast_bbox(p)
+            x0, y0, x1, y1 = breast_view_box(p)
             if self.slot.flip:
                 x0, x1 = w - x1, w - x0
             rect = QRectF(x0, y0, x1 - x0, y1 - y0)

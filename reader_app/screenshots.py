@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         win.fit_all()
         _settle()
         _save(win, a.out / "mg_4view_cbis.png")
-        from reader_app.imaging import breast_bbox
+        from engine.imaging.breast import breast_view_box
 
         win.state.set_layout("1x1")  # one view full screen (a hanging step), the glass over its tissue
         win.set_active(2)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         plane = v.plane()
         if plane is None:
             raise BreastReaderError(f"case {cbis}: the R MLO view shows no image")
-        bx0, by0, bx1, by1 = breast_bbox(plane)
+        bx0, by0, bx1, by1 = breast_view_box(plane)
         scene = v.group.mapToScene(QPointF(bx0 + 0.5 * (bx1 - bx0), by0 + 0.62 * (by1 - by0)))
         vp = v.gv.viewport()
         at = v.gv.mapFromScene(scene)

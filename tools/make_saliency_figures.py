@@ -256,7 +256,7 @@ def an_figure(mias: Path, out: Path, cache: Path, epochs: int, info: dict[str, A
     """Patch-level |dH/dx| on held-out lesions and the full-image aggregation (An Sec. 4.2)."""
     import cv2
 
-    from engine.models.an import breast_mask as an_breast_mask
+    from engine.imaging.breast import breast_mask as an_breast_mask
     from engine.models.an import entropy_gradient, local_map_dense, pixel_saliency
 
     model, test_refs = train_an(mias, cache, epochs, info)

@@ -78,7 +78,8 @@ def benchmark_image(size: int = 2048, scale: float = 0.5, *, mias_dir: str | Pat
     """
     import cv2
 
-    from engine.models.an import breast_mask, orient_and_crop, rescale
+    from engine.imaging.breast import breast_mask
+    from engine.models.an import orient_and_crop, rescale
 
     path = Path(mias_dir) / "images" / f"{mias_id}.png" if mias_dir else None
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path is not None and path.is_file() else None

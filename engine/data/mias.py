@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import CaseFormatError
+from engine.imaging.breast import breast_mask
 
 __all__ = [
     "MIAS_CITATION",
@@ -38,7 +39,6 @@ __all__ = [
     "load_mias",
     "circle_box",
     "copy_licence",
-    "breast_mask",
     "sample_patches",
     "lesion_crop",
 ]
@@ -192,31 +192,6 @@ def copy_licence(root: str | Path, dest: str | Path) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy2(Path(root) / "Licence.txt", dest / "MIAS_Licence.txt"))
-
-
-def breast_mask(image: np.ndarray, *, threshold: int | None = None) -> np.ndarray:
-    """Breast region of a film mammogram (An et al. 2019 crop the breast before sampling patches).
-
-    Args:
-        image: 2-D mammogram.
-        threshold: Grey level separating breast from background; None uses the one breast
-            mask of :func:`engine.imaging.breast.breast_mask` (film labels and borders dropped).
-
-    Returns:
-        Boolean mask of the breast.
-    """
-    if threshold is None:
-        from engine.imaging.breast import breast_mask as _mask
-
-        return _mask(image)
-    from scipy import ndimage
-
-    fg = np.asarray(image) > threshold
-    lab, n = ndimage.label(fg)
-    if n == 0:
-        return fg
-    sizes = ndimage.sum(fg, lab, index=np.arange(1, n + 1))
-    return np.asarray(ndimage.binary_fill_holes(lab == (int(np.argmax(sizes)) + 1)))
 
 
 def sample_patches(

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
         ImageOutput,
         Predictor,
         Prepared,
-        chest_wall_on_right,
         expand_box,
         image_plane,
         is_stack,
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
     )
 
 _PREDICTOR_NAMES = frozenset({
-    "Box", "ImageItem", "ImageOutput", "Predictor", "Prepared", "chest_wall_on_right", "expand_box",
+    "Box", "ImageItem", "ImageOutput", "Predictor", "Prepared", "expand_box",
     "image_plane", "is_stack", "load_predictor", "pick_device", "prepare_input", "to_gray",
     "to_unit_range",
 })
@@ -63,7 +62,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "load_stack",
-    "Box", "ImageItem", "ImageOutput", "Predictor", "Prepared", "chest_wall_on_right", "expand_box",
+    "Box", "ImageItem", "ImageOutput", "Predictor", "Prepared", "expand_box",
     "image_plane", "is_stack", "load_predictor", "pick_device", "prepare_input", "to_gray",
     "to_unit_range",
 ]

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import BoxRequiredError, ModelNotFoundError
-from engine.imaging.breast import chest_wall_side
 from engine.imaging.geometry import expand_box, five_crop_layout
 from engine.imaging.intensity import to_gray, to_unit_range
 from engine.io.types import LoadedImage
@@ -34,18 +33,13 @@ from engine.transforms import BoxRequired, Prepared, image_plane, is_stack
 
 Box = tuple[float, float, float, float]
 
-__all__ = ["Box", "ImageItem", "ImageOutput", "Predictor", "Prepared", "chest_wall_on_right", "expand_box",
+__all__ = ["Box", "ImageItem", "ImageOutput", "Predictor", "Prepared", "expand_box",
            "image_plane", "is_stack", "load_predictor", "pick_device", "prepare_input", "to_gray", "to_unit_range"]
 
 
 def pick_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def chest_wall_on_right(gray: np.ndarray) -> bool:
-    """True when more tissue lies in the right half (:func:`engine.imaging.breast.chest_wall_side`)."""
-    return chest_wall_side(gray) == "right"
 
 
 def prepare_input(

@@ -10,8 +10,9 @@ normalisation for the patch models and the viewer:
   so more bright tissue sits on that half).
 * :func:`map_points_back` / :func:`map_box_back` take coordinates found on the normalised image
   back to the original image.
-* :func:`breast_bbox` finds the breast (Otsu threshold + largest connected component) for
-  breast-aligned crops.
+The chest-wall test, the breast mask and the breast's box are
+:func:`engine.imaging.breast.chest_wall_side`, :func:`~engine.imaging.breast.breast_mask` and
+:func:`~engine.imaging.breast.breast_bbox` (the one implementation; import them from there).
 """
 
 from __future__ import annotations
@@ -21,12 +22,7 @@ import numpy as np
 
 from engine.io.types import LoadedImage
 
-from engine.imaging.breast import Side
-
-
-# The one breast mask, breast box and chest-wall test live in engine.imaging.breast; their
-# public names stay importable from here.
-from engine.imaging.breast import breast_bbox, breast_mask, chest_wall_side  # noqa: E402
+from engine.imaging.breast import chest_wall_side
 
 
 def normalise_mammogram_orientation(

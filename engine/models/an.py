@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.imaging.breast import breast_mask, chest_wall_side
 from engine.models.common import BreastClassifier
 from engine.models.registry import register_model
 
@@ -87,17 +88,11 @@ class AnCrop:
         return x, y
 
 
-def breast_mask(img: np.ndarray) -> np.ndarray:
-    """The breast mask (:func:`engine.imaging.breast.breast_mask`, the one implementation)."""
-    from engine.imaging.breast import breast_mask as _mask
-
-    return _mask(img)
-
-
 def orient_and_crop(pixels: np.ndarray, *, size: int = CROP_SIZE) -> AnCrop:
     """Flip to one orientation (chest wall left) and crop ``size x size`` right-aligned on the nipple.
 
-    The chest-wall side is the side with more tissue; the nipple is the breast pixel farthest
+    The chest-wall side is :func:`engine.imaging.breast.chest_wall_side` (the side with more
+    tissue in :func:`engine.imaging.breast.breast_mask`); the nipple is the breast pixel farthest
     from the chest wall among the central 80 % of the breast's rows (the top and bottom rows
     can hold the pectoral muscle or scanner artefacts). The crop is not down-sampled (An 2019,
     Data Preparation).
@@ -110,9 +105,7 @@ def orient_and_crop(pixels: np.ndarray, *, size: int = CROP_SIZE) -> AnCrop:
     if img.ndim != 2:
         raise ValueError("orient_and_crop expects a (rows, cols) mammogram")
     mask = breast_mask(img)
-    cols = mask.sum(axis=0)
-    half = img.shape[1] // 2
-    flipped = bool(cols[half:].sum() > cols[:half].sum())
+    flipped = chest_wall_side(img) == "right"
     if flipped:
         img = img[:, ::-1]
         mask = mask[:, ::-1]

@@ -16,7 +16,8 @@ from engine.saliency.base import SaliencyMethod
 
 def _window_centres_in_breast(img: np.ndarray, patch: int, grid: tuple[int, ...]) -> np.ndarray:
     """``grid``-shaped 0/1 array: whether each stride-64 window's centre lies inside the breast."""
-    from engine.models.an import MAP_STRIDE, breast_mask
+    from engine.imaging.breast import breast_mask
+    from engine.models.an import MAP_STRIDE
 
     mask = breast_mask(img)
     rows = np.minimum(np.arange(grid[0]) * MAP_STRIDE + patch // 2, img.shape[0] - 1)

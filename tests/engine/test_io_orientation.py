@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.imaging.breast import breast_bbox, chest_wall_side
 from engine.io.orientation import (
-    breast_bbox,
-    chest_wall_side,
     map_box_back,
     map_points_back,
     normalise_mammogram_orientation,

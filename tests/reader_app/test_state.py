@@ -10,7 +10,8 @@ import pytest
 from engine.cases import load_study
 from engine.io.types import ImageMeta, LoadedImage
 from reader_app.ai import AIService, qi_advice, to_ten
-from reader_app.imaging import chest_wall_side, coco_json, export_case, hanging_protocol, mg_needs_flip
+from engine.imaging.breast import chest_wall_side
+from reader_app.imaging import coco_json, export_case, hanging_protocol, mg_needs_flip
 from reader_app.state import AppState, JsonRatingStore
 from studies import fake_loader, mammogram
 

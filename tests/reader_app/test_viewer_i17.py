@@ -302,7 +302,7 @@ def test_session_hanging_steps_and_portrait_cells(qtbot, mg_definition: Path) ->
         for v in win.visible_views():  # portrait cells sized for mammograms
             assert v.width() / v.height() <= 0.82 * 1.1, (v.width(), v.height())
         # chest walls back to back: R on the right edge of its cell, L on the left (as displayed)
-        from reader_app.imaging import chest_wall_side
+        from engine.imaging.breast import chest_wall_side
 
         for v in win.views:
             stored = chest_wall_side(v.plane())
