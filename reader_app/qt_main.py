@@ -452,7 +452,7 @@ class MainWindow(MenusMixin, CaseLoadingMixin, AIMixin, AnnotationsMixin):
     # magnifier: held key, so key press/release rather than a shortcut
     def keyPressEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
         if ev.key() == Qt.Key.Key_G and not ev.isAutoRepeat():
-            v = self._view_under_mouse() or self.active_view()
+            v = self._view_under_mouse() or self._shown_active_view()
             if v is not None:
                 v.set_magnifier(True)
             ev.accept()
@@ -461,17 +461,30 @@ class MainWindow(MenusMixin, CaseLoadingMixin, AIMixin, AnnotationsMixin):
 
     def keyReleaseEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
         if ev.key() == Qt.Key.Key_G and not ev.isAutoRepeat():
-            for v in self.views:
+            for v in [*self.views, *self._prior_views()]:
                 v.set_magnifier(False)
             ev.accept()
             return
         super().keyReleaseEvent(ev)
 
+    def _prior_views(self) -> list[ImageView]:
+        """The current | prior comparison's two views while it is shown (it replaces the grid)."""
+        pc = getattr(self, "prior_compare", None)
+        return list(pc.views) if pc is not None and pc.isVisible() else []
+
+    def _shown_views(self) -> list[ImageView]:
+        return self._prior_views() or self.views
+
+    def _shown_active_view(self) -> ImageView | None:
+        """The view keys act on among those on screen: in the comparison, its current side."""
+        prior = self._prior_views()
+        return prior[0] if prior else self.active_view()
+
     def _view_under_mouse(self) -> ImageView | None:
         from PySide6.QtGui import QCursor
 
         pos = QCursor.pos()
-        for v in self.views:
+        for v in self._shown_views():
             if v.isVisible() and v.rect().contains(v.mapFromGlobal(pos)):
                 return v
         return None

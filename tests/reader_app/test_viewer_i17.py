@@ -135,6 +135,39 @@ def test_prior_comparison_shows_the_same_view_side_by_side(make_window, prior_st
     assert "No prior to compare" in win.statusBar().currentMessage() and not pc.isVisible()
 
 
+def test_magnifier_works_in_the_prior_comparison(make_window, prior_study: Path, qtbot) -> None:
+    """Hold G over the PRIOR side: its glass shows the prior's own pixels; with the mouse
+    elsewhere the CURRENT side (the active view on screen) gets it; release hides both."""
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QCursor
+
+    win = _open(make_window, prior_study, qtbot, "E2025")
+    win.set_active(0)  # R CC: the prior has it
+    with qtbot.waitSignal(win.prior_shown, timeout=15000):
+        key(qtbot, win, Qt.Key.Key_P, Qt.KeyboardModifier.ShiftModifier)
+    cur, pri = win.prior_compare.views
+    qtbot.wait(50)
+    w, h = pri.image_size()
+    pri._on_mouse_moved(pri.group.mapToScene(QPointF(w * 0.4, h * 0.5)))
+    QCursor.setPos(pri.mapToGlobal(pri.rect().center()))
+    if not pri.rect().contains(pri.mapFromGlobal(QCursor.pos())):
+        pytest.skip("this platform plugin cannot place the cursor")
+    qtbot.keyPress(win, Qt.Key.Key_G)
+    assert pri.magnifier_visible() and not cur.magnifier_visible()
+    assert not pri._magnifier.pixmap().isNull() and pri._magnifier.pixmap().width() == pri.MAG_SIDE
+    glass = pri._magnifier_pixels(w * 0.4, h * 0.5)
+    assert glass.std() > 0 and not np.array_equal(glass, cur._magnifier_pixels(w * 0.4, h * 0.5))
+    qtbot.keyRelease(win, Qt.Key.Key_G)
+    assert not pri.magnifier_visible()
+    QCursor.setPos(win.mapToGlobal(win.rect().topLeft()))  # over no view: the current side's glass
+    cur._on_mouse_moved(cur.group.mapToScene(QPointF(w * 0.4, h * 0.5)))
+    qtbot.keyPress(win, Qt.Key.Key_G)
+    assert cur.magnifier_visible() and not pri.magnifier_visible()
+    assert not any(v.magnifier_visible() for v in win.views)  # never the hidden hanging's views
+    qtbot.keyRelease(win, Qt.Key.Key_G)
+    assert not cur.magnifier_visible()
+
+
 # ----------------------------------------------------------------------------- crop to breast
 def test_fit_crops_real_cbis_films_to_the_breast(make_window, tmp_path: Path, qtbot) -> None:
     src = DEMO_CASES / "demo-11-cbis"
