@@ -37,7 +37,10 @@ BEAT_MS = 5
 
 
 class Heartbeat:
-    """Beats of a 5 ms QTimer on the GUI thread; ``worst_ms`` is the longest gap (a stall)."""
+    """Beats of a 5 ms QTimer on the GUI thread; ``worst_ms`` is the longest gap (a stall).
+
+    The one stall monitor: the benchmarks and the responsiveness tests use it alike.
+    """
 
     def __init__(self) -> None:
         from PySide6.QtCore import QTimer
@@ -59,6 +62,16 @@ class Heartbeat:
     def worst_ms(self) -> float:
         b = self.beats
         return round(1000 * max((b[i + 1] - b[i] for i in range(len(b) - 1)), default=0.0), 1)
+
+    @property
+    def duration_ms(self) -> int:
+        """From entering to leaving the block."""
+        return int(1000 * (self.beats[-1] - self.beats[0])) if self.beats else 0
+
+    def gaps(self) -> list[tuple[float, float]]:
+        """(start, end) of every gap between two beats (perf_counter seconds)."""
+        b = self.beats
+        return [(b[i], b[i + 1]) for i in range(len(b) - 1)]
 
 
 def _pump_until(pred: Any, timeout_s: float) -> bool:

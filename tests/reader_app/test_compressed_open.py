@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QTimer
 
 from engine.cases import Case, CaseImage, create_study, save_case
+from reader_app.bench_perf import Heartbeat  # the benchmarks' stall monitor
 
 pytest.importorskip("imagecodecs")
 
@@ -70,21 +70,15 @@ def test_jpeg2000_mammogram_first_view_then_full_without_stalling(make_window, t
 
     win.preview_shown.connect(lambda _cid: shown("preview"))
     win.case_loaded.connect(lambda _cid: shown("full"))
-    beats: list[float] = []
-    timer = QTimer()
-    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
-    timer.start(5)
-    t0 = time.perf_counter()
-    with qtbot.waitSignal(win.case_loaded, timeout=60000):
-        win.state.select_case("J001")
-    timer.stop()
+    with Heartbeat() as hb:
+        t0 = time.perf_counter()
+        with qtbot.waitSignal(win.case_loaded, timeout=60000):
+            win.state.select_case("J001")
     busy_ms = 1000 * (time.perf_counter() - t0)
-    idle: list[float] = []
-    timer = QTimer()
-    timer.timeout.connect(lambda: idle.append(time.perf_counter()))
-    timer.start(5)
-    qtbot.wait(int(min(busy_ms, 3000)))
-    timer.stop()
+    beats = hb.beats
+    with Heartbeat() as hb_idle:
+        qtbot.wait(int(min(busy_ms, 3000)))
+    idle = hb_idle.beats
     kinds = [k for k, _, _ in events]
     assert kinds == ["preview", "full"], kinds  # first view strictly before full resolution
     (_, t_prev, prev_shape), (_, t_full, full_shape) = events

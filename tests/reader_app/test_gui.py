@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QTableWidget
 
@@ -288,17 +288,15 @@ def test_bad_study_folder_is_one_message(win, tmp_path):
 
 
 def _heartbeat(qtbot, run, until_signal=None, duration_ms=0):
-    beats: list[float] = []
-    timer = QTimer()
-    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
-    timer.start(5)
-    if until_signal is not None:
-        with qtbot.waitSignal(until_signal, timeout=20000):
-            run()
-    else:
-        qtbot.wait(duration_ms)
-    timer.stop()
-    return beats
+    from reader_app.bench_perf import Heartbeat  # the benchmarks' stall monitor
+
+    with Heartbeat() as hb:
+        if until_signal is not None:
+            with qtbot.waitSignal(until_signal, timeout=20000):
+                run()
+        else:
+            qtbot.wait(duration_ms)
+    return hb.beats
 
 
 def test_gui_never_stalls_while_scoring(make_window, study_dir, qtbot, capsys):

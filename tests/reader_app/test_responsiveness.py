@@ -12,44 +12,18 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PySide6.QtCore import QTimer
 from PySide6.QtTest import QTest
 
-from reader_app.bench_perf import make_large_study
+from reader_app.bench_perf import Heartbeat, make_large_study
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Beats:
-    """The heartbeat of test_gui.test_gui_never_stalls_while_scoring: a 5 ms timer's beats."""
-
-    def __init__(self) -> None:
-        self.t: list[float] = []
-        self.timer = QTimer()
-        self.timer.timeout.connect(lambda: self.t.append(time.perf_counter()))
-
-    def __enter__(self) -> Beats:
-        self.t = [time.perf_counter()]
-        self.timer.start(5)
-        return self
-
-    def __exit__(self, *_a) -> None:
-        self.timer.stop()
-        self.t.append(time.perf_counter())
-
-    def worst_ms(self) -> float:
-        return 1000 * float(np.diff(self.t).max())
-
-    def duration_ms(self) -> int:
-        return int(1000 * (self.t[-1] - self.t[0]))
-
-
 def _idle_ms(qtbot, ms: int) -> float:
-    with Beats() as b:
+    with Heartbeat() as b:
         qtbot.wait(ms)
-    return b.worst_ms()
+    return b.worst_ms
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +44,7 @@ def test_study_is_read_off_the_gui_thread_with_progress(make_window, big_study, 
     monkeypatch.setattr(loading, "load_study", spy)
     win = make_window()
     steps: list[tuple[int, int]] = []
-    with Beats() as beats:
+    with Heartbeat() as beats:
         t0 = time.perf_counter()
         assert win.open_study(big_study)  # returns at once: the read is in a worker
         returned_ms = 1000 * (time.perf_counter() - t0)
@@ -85,8 +59,8 @@ def test_study_is_read_off_the_gui_thread_with_progress(make_window, big_study, 
     assert win.worklist.row_count() == 5000 and not win.worklist.progress.isVisible()
     assert steps[0][1] == 5000 or win.state.study is not None  # the bar counted the cases
     assert win.worklist.count.text().startswith("5000 of 5000")
-    worst = beats.worst_ms()
-    idle = _idle_ms(qtbot, beats.duration_ms())  # the shared machine's own noise, as long
+    worst = beats.worst_ms
+    idle = _idle_ms(qtbot, beats.duration_ms)  # the shared machine's own noise, as long
     print(f"\n[reader_app] 5000-case study read: longest stall {worst:.0f} ms (idle loop {idle:.0f} ms)")
     assert worst < 100 or worst - idle < 50
 
@@ -98,18 +72,18 @@ def test_typing_in_a_5000_case_worklist_never_stalls(make_window, big_study, qtb
     qtbot.waitUntil(lambda: bool(win.views), timeout=30000)
     box = win.worklist.search
     box.setFocus()
-    with Beats() as beats:
+    with Heartbeat() as beats:
         for ch in "case-00421":
             QTest.keyClick(box, ch)
             qtbot.wait(40)  # a fast typist
         qtbot.waitUntil(lambda: win.worklist.row_count() == 1, timeout=5000)
-    typing_ms = beats.worst_ms()
-    typing_dur = beats.duration_ms()
+    typing_ms = beats.worst_ms
+    typing_dur = beats.duration_ms
     assert win.worklist.cell(0, 0) == "case-00421"
-    with Beats() as beats:
+    with Heartbeat() as beats:
         box.clear()  # back to all 5 000 rows: one model reset
         qtbot.waitUntil(lambda: win.worklist.row_count() == 5000, timeout=5000)
-    clear_ms = beats.worst_ms()
+    clear_ms = beats.worst_ms
     idle = _idle_ms(qtbot, max(500, typing_dur))
     with capsys.disabled():
         print(f"\n[reader_app] 5000-case worklist: longest stall typing {typing_ms:.0f} ms, clearing "
