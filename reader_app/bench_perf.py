@@ -2,7 +2,8 @@
 scoring cost against ``bench score``, the worklist of a 5 000-case study.
 
     QT_QPA_PLATFORM=offscreen python -m reader_app.bench_perf all --json benchmarks/results/gui-perf.json
-    python -m reader_app.bench_perf startup|open|worklist|score-cost [--json OUT]
+    python -m reader_app.bench_perf startup|open|open-views|worklist|score-cost [--json OUT]
+    python -m reader_app.bench_perf open-views --before ../old-checkout --json benchmarks/results/gui-open-views.json
 
 * ``startup``: ``breast-reader demo`` in a fresh process, launch -> first image painted, -> AI
   models loaded (background), the longest event-loop stall while they load, and the exit time
@@ -10,6 +11,9 @@ scoring cost against ``bench score``, the worklist of a 5 000-case study.
   imported before the window: ``--eager``), rounds interleaved.
 * ``open``: every demo case with the shipped models: open -> first view, the longest stall
   while opening it and while scoring it (score + saliency), and the scoring time.
+* ``open-views``: every demo case opened without AI, the longest stall until its views are
+  shown; with ``--before CHECKOUT`` the same in another checkout (the previous code), fresh
+  processes alternating, so both are measured under the same load.
 * ``score-cost``: the GUI's scoring path (AIService -> CaseScorer -> Predictor.run) against the
   ``bench score`` call (Predictor.analyse) on the same image and predictor, interleaved, and the
   number of network forward passes each makes.
@@ -228,6 +232,106 @@ def bench_open() -> dict[str, Any]:
             "idle_loop_longest_gap_ms": idle, "target_stall_ms": 100, "cases": cases}
 
 
+_OPEN_VIEWS_CHILD = r"""
+import json, os, sys, tempfile, time
+sys.path.insert(0, os.getcwd())  # this checkout's reader_app / engine, not an installed copy
+os.environ["BREAST_READER_DATA"] = tempfile.mkdtemp(prefix="br-bench-ov-")
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+import reader_app, engine
+from reader_app.main import demo_working_copy
+from reader_app.qt_app import ensure_app
+from reader_app.qt_main import MainWindow
+
+ensure_app()
+win = MainWindow(ai_display="after_rating")  # no AI: only the opening is timed
+win.resize(1600, 1000)
+win.show()
+
+def pump(pred, timeout_s):
+    end = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        QApplication.processEvents()
+        time.sleep(0.001)
+    return True
+
+beats = []
+hb = QTimer(); hb.timeout.connect(lambda: beats.append(time.perf_counter()))
+loaded = []
+win.case_loaded.connect(lambda cid: loaded.append(cid))
+assert win.open_study(demo_working_copy(), wait=True), win.last_error
+pump(lambda: bool(loaded), 60)
+ids = [c.case_id for c in win.state.study.cases]
+out = {"reader_app": os.path.dirname(reader_app.__file__), "cases": {}}
+for rnd in range(int(sys.argv[1])):
+    for cid in ids:
+        win.state.select_case(None)
+        pump(lambda: not win.views, 5)
+        pump(lambda: False, 0.05)
+        loaded.clear()
+        beats[:] = [time.perf_counter()]
+        hb.start(5)
+        t0 = time.perf_counter()
+        win.state.select_case(cid)
+        ok = pump(lambda: cid in loaded, 60)
+        t_open = time.perf_counter() - t0
+        pump(lambda: False, 0.1)  # the paints after the last view
+        hb.stop()
+        beats.append(time.perf_counter())
+        worst = max(beats[i + 1] - beats[i] for i in range(len(beats) - 1))
+        out["cases"].setdefault(cid, []).append({"views": len(win.views), "loaded": ok,
+                                                 "open_to_loaded_s": round(t_open, 3),
+                                                 "longest_stall_ms": round(1000 * worst, 1)})
+beats[:] = [time.perf_counter()]; hb.start(5); pump(lambda: False, 2.0); hb.stop(); beats.append(time.perf_counter())
+out["idle_loop_longest_gap_ms"] = round(1000 * max(beats[i + 1] - beats[i] for i in range(len(beats) - 1)), 1)
+print("RESULT " + json.dumps(out), flush=True)
+win.close()
+os._exit(0)
+"""
+
+
+def bench_open_views(before: Path | None = None, rounds: int = 2) -> dict[str, Any]:
+    """Every demo case opened (no AI): the longest event-loop stall until all its views are
+    shown, in this checkout and, with ``before``, in another checkout of the code (the previous
+    version), in fresh processes, alternating, on the same machine at the same time."""
+    here = Path(__file__).resolve().parents[1]
+    trees = {"after": here, **({"before": before.resolve()} if before else {})}
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in trees}
+    for _ in range(rounds):
+        for name, root in trees.items():
+            p = subprocess.run([sys.executable, "-c", _OPEN_VIEWS_CHILD, "1"], cwd=root, capture_output=True,
+                               text=True, env=dict(env, PYTHONPATH=str(root)), timeout=900)
+            line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
+            runs[name].append(json.loads(line[7:]) if line else
+                              {"error": (p.stderr.strip().splitlines() or ["no output"])[-1]})
+
+    def summary(name: str) -> dict[str, Any]:
+        per: dict[str, list[dict[str, Any]]] = {}
+        for r in runs[name]:
+            for cid, rows in r.get("cases", {}).items():
+                per.setdefault(cid, []).extend(rows)
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=trees[name], capture_output=True,
+                             text=True).stdout.strip()
+        cases = {cid: {"views": rows[0]["views"],
+                       "longest_stall_ms_median": round(statistics.median(r["longest_stall_ms"] for r in rows), 1),
+                       "longest_stall_ms_max": max(r["longest_stall_ms"] for r in rows),
+                       "open_to_loaded_s_median": round(statistics.median(r["open_to_loaded_s"] for r in rows), 3)}
+                 for cid, rows in per.items()}
+        worst = max((c["longest_stall_ms_max"] for c in cases.values()), default=None)
+        multi = [c["longest_stall_ms_median"] for c in cases.values() if c["views"] >= 4]
+        return {"tree": str(trees[name]), "git": rev, "cases": cases, "longest_stall_ms_max": worst,
+                "longest_stall_ms_median_4_5_views": round(statistics.median(multi), 1) if multi else None,
+                "idle_loop_longest_gap_ms": [r.get("idle_loop_longest_gap_ms") for r in runs[name]],
+                "errors": [r["error"] for r in runs[name] if "error" in r]}
+
+    return {"what": "every demo case opened without AI (select -> case_loaded + 0.1 s of paints): the longest "
+                    "gap of a 5 ms heartbeat, per checkout, fresh processes alternating",
+            "rounds": rounds, "target_stall_ms": 100, **{name: summary(name) for name in trees}}
+
+
 def bench_score_cost(repeats: int = 5) -> dict[str, Any]:
     """GUI scoring path vs ``bench score``'s call on the same US image and predictor."""
     from engine.bench.threads import bench_image as _image
@@ -360,13 +464,17 @@ def bench_worklist(n: int = 5000, text: str = "case-0421", key_ms: int = 60) -> 
             "target_stall_ms": 100}
 
 
-BENCHES = {"startup": bench_startup, "open": bench_open, "score-cost": bench_score_cost, "worklist": bench_worklist}
+BENCHES = {"startup": bench_startup, "open": bench_open, "open-views": bench_open_views, "score-cost": bench_score_cost,
+           "worklist": bench_worklist}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("bench", choices=[*BENCHES, "all"])
     p.add_argument("--json", type=Path, default=None, help="write the JSON here too")
+    p.add_argument("--before", type=Path, default=None,
+                   help="open-views: also time this checkout of the previous code, side by side")
+    p.add_argument("--rounds", type=int, default=2, help="open-views: rounds per checkout")
     a = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from engine import threads
@@ -376,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"bench": "gui_perf", "load_avg_1min_start": round(os.getloadavg()[0], 2),
                            "cpu_count": os.cpu_count(), "thread_policy": threads.POLICY}
     for name in names:
-        out[name] = BENCHES[name]()
+        out[name] = bench_open_views(a.before, a.rounds) if name == "open-views" else BENCHES[name]()
     out["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
     text = json.dumps(out, indent=1)
     if a.json:

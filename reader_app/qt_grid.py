@@ -36,16 +36,22 @@ class ViewGrid(QWidget):
     def show_page(self, rows: int, cols: int, active_index: int) -> None:
         """Lay out the ``rows x cols`` page holding view ``active_index``; the others are hidden."""
         views = self._views()
-        for v in views:
-            self.grid.removeWidget(v)
-            v.setVisible(False)
         if not views:
             return
         self.shape = (rows, cols)
         n = rows * cols
         first = (active_index // n) * n
-        for i, v in enumerate(views[first : first + n]):
-            self.grid.addWidget(v, i // cols, i % cols)
+        page = list(views[first : first + n])
+        for v in views:  # views that stay in their cell are left alone (no hide/show, no re-layout)
+            if v not in page:
+                self.grid.removeWidget(v)
+                v.setVisible(False)
+        for i, v in enumerate(page):
+            at = self.grid.indexOf(v)
+            pos: Any = self.grid.getItemPosition(at) if at >= 0 else None  # (row, column, row span, column span)
+            if pos is None or tuple(pos[:2]) != (i // cols, i % cols):
+                self.grid.removeWidget(v)
+                self.grid.addWidget(v, i // cols, i % cols)
             v.setVisible(True)
         for r in range(max(2, self.grid.rowCount())):
             self.grid.setRowStretch(r, 1 if r < rows else 0)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QDockWidget, QGridLayout, QLabel, QMainWindow, QMe
 
 from engine.io.types import LoadedImage
 from reader_app.ai import AIResult, AIService
+from reader_app.display import DisplayPrep
 from reader_app.imaging import ImageCache, Slot
 from reader_app.qt_grid import ViewGrid
 from reader_app.qt_panels import AIPanel, AnnotationPanel, ProblemsPanel, RatingPanel, WorklistPanel
@@ -54,9 +55,12 @@ class WorkstationBase(QMainWindow):
     view_states: dict[tuple[str, str], ViewState]
     active_index: int
     selected_ann: str | None
+    displays: dict[str, DisplayPrep]  # per image id: made by the load worker
     show_truth: bool
     hanging_step: int
     showing_preview: bool
+    _building: bool  # views are being built, one per event-loop turn
+    _build_gen: int  # bumped when the views are cleared: a pending build step of older views stops
     # workers
     _load_worker: Worker | None
     _ai_worker: Worker | None
@@ -112,3 +116,4 @@ class WorkstationBase(QMainWindow):
         def _track(self, w: Worker) -> None: ...
         def _clear_views(self) -> None: ...
         def _build_views(self) -> None: ...
+        def _apply_overlays(self) -> None: ...

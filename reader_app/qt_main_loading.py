@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PySide6.QtCore import QTimer
 
@@ -12,6 +12,7 @@ from engine.cases import load_study
 from engine.errors import BreastReaderError
 from engine.io.types import LoadedImage
 from reader_app import paths
+from reader_app.display import DisplayPrep, prepare_display
 from reader_app.imaging import ImageCache, Slot, hanging_protocol, load_case_images, preview_case_images
 from reader_app.qt_main_base import WorkstationBase
 from reader_app.qt_panels import short
@@ -38,19 +39,46 @@ def _read_study(folder: Path, state: AppState, *, progress: Any = None, cancel: 
             gc.enable()
 
 
-def _load_for_case(case: Any, cache: ImageCache, *, on_preview: Any = None, progress: Any = None, cancel: Any = None
-                   ) -> tuple[str, dict[str, LoadedImage], dict[str, str]]:
-    """Worker job: the case's images, tagged with the case id so late results can be dropped.
+class LoadedCase(NamedTuple):
+    """A case load's result, everything the GUI thread needs made in the worker."""
 
-    With ``on_preview``, JPEG 2000 images first give ``on_preview((case_id, images, errors))``
-    their reduced-resolution first views, then the full decode is returned.
+    case_id: str
+    images: dict[str, LoadedImage]
+    errors: dict[str, str]
+    slots: list[Slot]  # the hanging (its chest-wall tests run on the pixels)
+    displays: dict[str, DisplayPrep]  # per image: presets, breast box, pyramid levels
+
+
+def _prepared(case: Any, images: dict[str, LoadedImage], errors: dict[str, str], cancel: Any = None) -> LoadedCase:
+    """The hanging and each image's display values, off the GUI thread."""
+    from engine.progress import check
+
+    slots = hanging_protocol(case, images)
+    for ci in case.images:  # images that failed still get a slot with the reason
+        if ci.image_id in errors and all(s.image_id != ci.image_id for s in slots):
+            slots.append(Slot(ci.image_id, f"{ci.modality} {ci.view or ''}", ci.modality))
+    displays: dict[str, DisplayPrep] = {}
+    for s in slots:
+        check(cancel)
+        if s.image_id in images:
+            displays[s.image_id] = prepare_display(images[s.image_id], s.modality)
+    return LoadedCase(case.case_id, images, errors, slots, displays)
+
+
+def _load_for_case(case: Any, cache: ImageCache, *, on_preview: Any = None, progress: Any = None, cancel: Any = None
+                   ) -> LoadedCase:
+    """Worker job: the case's images, hanging and display values, tagged with the case id so
+    late results can be dropped.
+
+    With ``on_preview``, JPEG 2000 images first give ``on_preview(LoadedCase)`` their
+    reduced-resolution first views, then the full decode is returned.
     """
     if on_preview is not None:
         first = preview_case_images(case, cache, cancel=cancel)
         if first is not None:
-            on_preview((case.case_id, *first))
+            on_preview(_prepared(case, *first, cancel=cancel))
     images, errors = load_case_images(case, cache, progress=progress, cancel=cancel)
-    return case.case_id, images, errors
+    return _prepared(case, images, errors, cancel=cancel)
 
 
 class CaseLoadingMixin(WorkstationBase):
@@ -213,34 +241,55 @@ class CaseLoadingMixin(WorkstationBase):
     def _on_worker_error(self, msg: str) -> None:
         self.show_error(msg)
 
-    def _on_preview_loaded(self, out: tuple[str, dict[str, LoadedImage], dict[str, str]]) -> None:
+    def _on_preview_loaded(self, out: LoadedCase) -> None:
         cs = self.state.current
-        if cs is None or out[0] != cs.case.case_id or self.views:
+        if cs is None or out.case_id != cs.case.case_id or self.views or self._building:
             return
         self.showing_preview = True
-        self._show_images((out[0], out[1], {}))  # failures are reported once, with the full load
-        self.statusBar().showMessage("First view (reduced resolution); full resolution is decoding…")
-        self.preview_shown.emit(cs.case.case_id)
+        self._show_images(out._replace(errors={}))  # failures are reported once, with the full load
 
-    def _on_images_loaded(self, out: tuple[str, dict[str, LoadedImage], dict[str, str]]) -> None:
+    def _on_images_loaded(self, out: LoadedCase) -> None:
         cs = self.state.current
-        if cs is None or out[0] != cs.case.case_id or (self.views and not self.showing_preview):
+        if cs is None or out.case_id != cs.case.case_id or ((self.views or self._building) and not self.showing_preview):
             return  # a late load of a case the reader already left (or already shown)
+        if self.showing_preview and [(s.image_id, s.flip) for s in out.slots] == [(s.image_id, s.flip) for s in self.slots]:
+            # the full decode replaces the first views in place: same widgets, window/level and zoom
+            self.showing_preview = False
+            self._take_images(out)
+            for v in self.views:
+                iid = v.slot.image_id
+                v.set_image(self.images.get(iid), self.displays.get(iid), self.image_errors.get(iid))
+            if not self._building:  # else the views still to build get the full images
+                self._on_views_built()
+            return
         self.showing_preview = False
         self._show_images(out)
+
+    def _on_views_built(self) -> None:
+        """Every view of the case is on screen: say so (first views or full resolution), then the AI."""
+        cs = self.state.current
+        if cs is None:
+            return
         case = cs.case
+        if self.showing_preview:
+            self.statusBar().showMessage("First view (reduced resolution); full resolution is decoding…")
+            self.preview_shown.emit(case.case_id)
+            return
         self.case_loaded.emit(case.case_id)
         hit = self.ai.cached(case)
         if hit is not None and self.ai_allowed_now():
             self._apply_ai_result(hit)
         elif (self.auto_score or self._score_after_full) and self.ai_allowed_now():
             self.score_case()
+        elif self.ai_result is not None:
+            self._apply_overlays()  # a result that came while the views were built
         self._score_after_full = False
 
-    def _show_images(self, out: tuple[str, dict[str, LoadedImage], dict[str, str]]) -> None:
+    def _take_images(self, out: LoadedCase) -> None:
+        """The load's images, their problems (listed once) and display values."""
         cs = self.state.current
         assert cs is not None
-        _, self.images, self.image_errors = out
+        self.images, self.image_errors, self.displays = out.images, out.errors, out.displays
         case = cs.case
         for image_id, why in self.image_errors.items():
             self.problems.add(short(case.image(image_id).path, self._study_root()), why)
@@ -251,10 +300,10 @@ class CaseLoadingMixin(WorkstationBase):
                 f"{len(self.image_errors)} image(s) of case {case.case_id} could not be opened (see Problems)", 10000)
         else:
             self.statusBar().clearMessage()
-        self.slots = hanging_protocol(case, self.images)
-        for ci in case.images:  # images that failed still get a slot with the reason
-            if ci.image_id in self.image_errors and all(s.image_id != ci.image_id for s in self.slots):
-                self.slots.append(Slot(ci.image_id, f"{ci.modality} {ci.view or ''}", ci.modality))
+
+    def _show_images(self, out: LoadedCase) -> None:
+        self._take_images(out)
+        self.slots = list(out.slots)
         self._build_views()
 
     def _study_root(self) -> Path | None:

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from engine.cases import Annotation
 from engine.imaging.breast import breast_view_box
 from engine.io.types import LoadedImage
+from reader_app.display import DisplayPrep, area_level, display_plane, is_stack
 from reader_app.imaging import Slot, window_presets
 from reader_app.qt_view_items import ViewItemsMixin
 from reader_app.state import ViewState
@@ -101,10 +102,13 @@ class ImageView(ViewItemsMixin):
     readout = Signal(str)
 
     def __init__(self, slot: Slot, image: LoadedImage | None, view_state: ViewState,
-                 error: str | None = None, parent: QWidget | None = None) -> None:
+                 error: str | None = None, parent: QWidget | None = None,
+                 display: DisplayPrep | None = None) -> None:
         super().__init__(parent)
         self.slot = slot
         self.image = image
+        self._display = display  # presets, breast box, pyramid levels made off the GUI thread
+        self._breast_box: tuple[int, int, int, int] | None = None
         self.view_state = view_state
         self.tool = "navigate"
         self.active = False
@@ -213,22 +217,13 @@ class ImageView(ViewItemsMixin):
 
     @property
     def is_stack(self) -> bool:
-        return self.image is not None and self.image.pixels.ndim == 3 and (
-            self.image.meta.modality == "MR" or self.image.pixels.shape[-1] != 3
-        )
+        return self.image is not None and is_stack(self.image)
 
     def plane(self) -> np.ndarray | None:
         """The 2-D (or RGB) array currently displayed (a view into the decoded image, no copy)."""
         if self.image is None:
             return None
-        p = self.image.pixels
-        if self.is_stack:
-            return p[self.view_state.frame, ...]  # (the ellipsis types the slice as an array)
-        if p.ndim == 3 and p.shape[-1] == 3:
-            s = p[:: max(1, p.shape[0] // 64), :: max(1, p.shape[1] // 64)]
-            if np.array_equal(s[..., 0], s[..., 1]) and np.array_equal(s[..., 0], s[..., 2]):
-                return p[..., 0]  # grey stored as RGB: show one channel so invert/LUT work
-        return p
+        return display_plane(self.image, self.view_state.frame)
 
     def image_size(self) -> tuple[int, int]:
         """(width, height) of one displayed plane in pixels."""
@@ -252,7 +247,7 @@ class ImageView(ViewItemsMixin):
         w, h = self.image_size()
         if self.slot.flip:
             self.group.setTransform(QTransform(-1, 0, 0, 1, w, 0))
-        self._presets = window_presets(self.image)
+        self._use_display()
         self.presets.clear()
         for name, _ in self._presets:
             self.presets.addItem(name)
@@ -267,6 +262,48 @@ class ImageView(ViewItemsMixin):
         self._update_wl_label()
         self._add_scale_bar()
         self.fit()
+
+    def _use_display(self) -> None:
+        """Presets, breast box and pyramid levels: the prepared ones, else computed here."""
+        d = self._display
+        self._presets = d.presets if d is not None else window_presets(self.image)  # type: ignore[arg-type]
+        self._breast_box = d.breast_box if d is not None else None
+        self._pyramid = {} if d is None or self.is_stack else {(0, f): a for f, a in d.levels.items()}
+
+    def set_image(self, image: LoadedImage | None, display: DisplayPrep | None = None, error: str | None = None) -> None:
+        """Show ``image`` in place of the current one (the full decode replacing its reduced first
+        view): same widget, window/level, zoom, overlay and annotations; only the pixels change."""
+        same_geometry = image is not None and self.image is not None and (
+            image.pixels.shape == self.image.pixels.shape)
+        self.image, self._display = image, display
+        if not same_geometry or image is None:
+            self.message.setText("")
+            self._factor = 1
+            self._set_image(error)
+            return
+        self._use_display()
+        names = [name for name, _ in self._presets]
+        if names != [self.presets.itemText(i) for i in range(self.presets.count())]:
+            index = self.presets.currentIndex()
+            self.presets.clear()
+            self.presets.addItems(names)
+            self.presets.setCurrentIndex(min(max(index, 0), len(names) - 1))
+        self.presets.setEnabled(True)
+        self._show_plane()
+        self._apply_lut()
+        if self.scale_bar is None:
+            self._add_scale_bar()
+        if self.magnifier_visible():
+            self._update_magnifier()
+
+    def breast_box(self) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) of the breast in a 2-D mammogram (prepared, else computed once), else None."""
+        p = self.plane()
+        if self.slot.modality != "MG" or p is None or p.ndim != 2:
+            return None
+        if self._breast_box is None:
+            self._breast_box = breast_view_box(p)
+        return self._breast_box
 
     def _show_plane(self) -> None:
         p = self.plane()
@@ -284,12 +321,7 @@ class ImageView(ViewItemsMixin):
         key = (self.view_state.frame if self.n_frames > 1 else 0, f)
         arr = self._pyramid.get(key)
         if arr is None:
-            import cv2
-
-            h, w = p.shape[:2]
-            src = p if p.dtype != np.uint32 and p.dtype != np.int64 else p.astype(np.float32)
-            arr = cv2.resize(np.ascontiguousarray(src) if not src.flags.c_contiguous else src,
-                             (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+            arr = area_level(p, f)
             if self.n_frames > 1:  # keep only the current slice's levels
                 self._pyramid = {k: v for k, v in self._pyramid.items() if k[0] == key[0]}
             self._pyramid[key] = arr
@@ -378,9 +410,9 @@ class ImageView(ViewItemsMixin):
         if not (w and h):
             return
         rect = QRectF(0, 0, w, h)
-        p = self.plane()
-        if self.slot.modality == "MG" and p is not None and p.ndim == 2:
-            x0, y0, x1, y1 = breast_view_box(p)
+        box = self.breast_box()
+        if box is not None:
+            x0, y0, x1, y1 = box
             if self.slot.flip:
                 x0, x1 = w - x1, w - x0
             rect = QRectF(x0, y0, x1 - x0, y1 - y0)

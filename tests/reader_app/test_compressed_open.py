@@ -64,9 +64,12 @@ def test_jpeg2000_mammogram_first_view_then_full_without_stalling(make_window, t
 
     win._build_views = timed_build
 
+    shown_views: list[object] = []
+
     def shown(kind: str) -> None:
         img = win.images.get("mg_rcc")
         events.append((kind, time.perf_counter(), tuple(img.pixels.shape) if img is not None else ()))
+        shown_views.append(win.views[0])
 
     win.preview_shown.connect(lambda _cid: shown("preview"))
     win.case_loaded.connect(lambda _cid: shown("full"))
@@ -100,10 +103,57 @@ def test_jpeg2000_mammogram_first_view_then_full_without_stalling(make_window, t
         print(f"\n[reader_app] JPEG 2000 {film.shape}: first view {1000 * (t_prev - t0):.0f} ms, full "
               f"{1000 * (t_full - t0):.0f} ms; longest stall while decoding {decode_ms:.1f} ms, overall "
               f"{worst_ms:.1f} ms, view builds {build_ms} ms (idle loop {idle_ms:.1f} ms)")
-    assert len(beats) > 20 and len(builds) == 2  # the first view, then the full image
+    # built once: the full decode replaces the first view's pixels in the same widget
+    assert len(beats) > 20 and len(builds) == 1 and shown_views[0] is shown_views[1]
+    assert win.views[0].image is win.images["mg_rcc"] and win.views[0].plane().shape == film.shape
     assert decode_ms < 100 or decode_ms - idle_ms < 50
     # made for the first view: well before the full image (0.5 s on an idle machine)
     assert t_prev - t0 < 0.5 or (t_prev - t0) < 0.5 * (t_full - t0)
+
+
+def test_full_resolution_replaces_the_first_view_and_window_level_still_works(make_window, tmp_path, qtbot,
+                                                                             j2k_film):
+    """The reader's window/level and zoom set on the first view stay when full resolution
+    arrives in the same view; the shown pixels are then the film's own; right-drag still
+    changes W/L and the magnifier shows full-resolution pixels."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+
+    from gui_helpers import drag
+
+    dcm, film = j2k_film
+    study = _study(tmp_path / "study", dcm)
+    win = make_window()
+    with qtbot.waitSignal(win.case_loaded, timeout=20000):
+        win.open_study(study)
+    with qtbot.waitSignal(win.preview_shown, timeout=60000):
+        win.state.select_case("J001")
+    qtbot.wait(50)  # the fit after the layout
+    v = win.views[0]
+    assert "preview" in v.image.meta.extra and not np.array_equal(v.plane(), film)
+    v.view_state.set("window", (1800.0, 900.0))
+    v.vb.scaleBy((0.5, 0.5))
+    zoom = v.normalized_range()
+    with qtbot.waitSignal(win.case_loaded, timeout=60000):
+        pass
+    assert win.views == [v] and not win.showing_preview
+    assert np.array_equal(v.plane(), film) and "preview" not in v.image.meta.extra
+    assert v.view_state.window == (1800.0, 900.0) and v.img_item.levels == pytest.approx([1350.0, 2250.0])
+    assert v.normalized_range() == pytest.approx(zoom, abs=1e-6)
+    qtbot.wait(50)
+    shown = np.asarray(v.img_item.image)
+    f = v._factor
+    assert f >= 2 and shown.shape == (film.shape[0] // f, film.shape[1] // f)  # a level of the full film
+    assert abs(float(shown.mean()) - float(film[: shown.shape[0] * f, : shown.shape[1] * f].mean())) < 2.0
+    vp = v.gv.viewport()
+    mid = QPoint(vp.width() // 2, vp.height() // 2)
+    drag(vp, mid, mid + QPoint(80, -40), Qt.MouseButton.RightButton)
+    c, w = v.view_state.window
+    assert w > 900.0 and c > 1800.0 and v.img_item.levels == pytest.approx([c - w / 2, c + w / 2])
+    h, wid = film.shape
+    v._on_mouse_moved(v.group.mapToScene(QPointF(wid / 2, h / 2)))
+    v.set_magnifier(True)
+    assert v.magnifier_visible() and v._magnifier_pixels(wid / 2, h / 2).std() > 0
+    v.set_magnifier(False)
 
 
 def test_scoring_asked_during_the_first_view_runs_on_the_full_image(make_window, tmp_path, qtbot, j2k_film):
