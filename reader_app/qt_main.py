@@ -323,7 +323,9 @@ class MainWindow(MenusMixin, CaseLoadingMixin, AIMixin, AnnotationsMixin):
                 return
             self.views.append(v)
             self._relayout()
-            QTimer.singleShot(0, self, lambda: self._build_next(gen))
+            # a real (1 ms) timer, not a 0 ms one: Qt runs those as posted events back to back,
+            # before any timer, so the whole build would still be one stall for other timers
+            QTimer.singleShot(1, self, lambda: self._build_next(gen))
             return
         self._building = False
         self._on_views_built()
