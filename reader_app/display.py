@@ -3,7 +3,8 @@
 Opening a case used to do all of it on the GUI thread while the views were built: window
 presets (percentiles over the image), the breast box that crop-to-breast fitting uses, the
 area-averaged pyramid levels a zoomed-out view shows, and the hanging protocol's chest-wall
-tests. The case-load worker calls :func:`prepare_display` for every image instead; the view
+tests. The case-load worker calls :func:`prepare_case` (hanging + :func:`prepare_display` of
+every image) instead; the view
 takes the result as it is, and a view given none (reading session, prior comparison) computes
 the same values itself with the same functions.
 """
@@ -11,12 +12,14 @@ the same values itself with the same functions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from engine.cases import Case
 from engine.imaging.breast import breast_view_box
 from engine.io.types import LoadedImage
-from reader_app.imaging import window_presets
+from reader_app.imaging import Slot, hanging_protocol, window_presets
 
 #: Pyramid levels stop where the reduced plane's shorter side would drop under this (the view's own rule).
 MIN_LEVEL_SIDE = 64
@@ -111,4 +114,34 @@ def prepare_display(img: LoadedImage, modality: str | None = None, *, levels: bo
     return prep
 
 
-__all__ = ["DisplayPrep", "area_level", "display_plane", "is_stack", "level_factors", "prepare_display"]
+class LoadedCase(NamedTuple):
+    """A case load's result, everything the GUI thread needs made in the worker."""
+
+    case_id: str
+    images: dict[str, LoadedImage]
+    errors: dict[str, str]
+    slots: list[Slot]  # the hanging (its chest-wall tests run on the pixels)
+    displays: dict[str, DisplayPrep]  # per image: presets, breast box, pyramid levels
+
+
+def prepare_case(case: Case, images: dict[str, LoadedImage], errors: dict[str, str], cancel: Any = None) -> LoadedCase:
+    """A case load's hanging and each image's display values, for a load worker to call.
+
+    Images that failed still get a slot (the view shows the reason).
+    """
+    from engine.progress import check
+
+    slots = hanging_protocol(case, images)
+    for ci in case.images:  # images that failed still get a slot with the reason
+        if ci.image_id in errors and all(s.image_id != ci.image_id for s in slots):
+            slots.append(Slot(ci.image_id, f"{ci.modality} {ci.view or ''}", ci.modality))
+    displays: dict[str, DisplayPrep] = {}
+    for s in slots:
+        check(cancel)
+        if s.image_id in images:
+            displays[s.image_id] = prepare_display(images[s.image_id], s.modality)
+    return LoadedCase(case.case_id, images, errors, slots, displays)
+
+
+__all__ = ["DisplayPrep", "LoadedCase", "area_level", "display_plane", "is_stack", "level_factors", "prepare_case",
+           "prepare_display"]

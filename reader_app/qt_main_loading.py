@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from PySide6.QtCore import QTimer
 
 from engine.cases import load_study
 from engine.errors import BreastReaderError
-from engine.io.types import LoadedImage
 from reader_app import paths
-from reader_app.display import DisplayPrep, prepare_display
-from reader_app.imaging import ImageCache, Slot, hanging_protocol, load_case_images, preview_case_images
+from reader_app.display import LoadedCase, prepare_case
+from reader_app.imaging import ImageCache, load_case_images, preview_case_images
 from reader_app.qt_main_base import WorkstationBase
 from reader_app.qt_panels import short
 from reader_app.qt_workers import Worker, start
@@ -39,32 +38,6 @@ def _read_study(folder: Path, state: AppState, *, progress: Any = None, cancel: 
             gc.enable()
 
 
-class LoadedCase(NamedTuple):
-    """A case load's result, everything the GUI thread needs made in the worker."""
-
-    case_id: str
-    images: dict[str, LoadedImage]
-    errors: dict[str, str]
-    slots: list[Slot]  # the hanging (its chest-wall tests run on the pixels)
-    displays: dict[str, DisplayPrep]  # per image: presets, breast box, pyramid levels
-
-
-def _prepared(case: Any, images: dict[str, LoadedImage], errors: dict[str, str], cancel: Any = None) -> LoadedCase:
-    """The hanging and each image's display values, off the GUI thread."""
-    from engine.progress import check
-
-    slots = hanging_protocol(case, images)
-    for ci in case.images:  # images that failed still get a slot with the reason
-        if ci.image_id in errors and all(s.image_id != ci.image_id for s in slots):
-            slots.append(Slot(ci.image_id, f"{ci.modality} {ci.view or ''}", ci.modality))
-    displays: dict[str, DisplayPrep] = {}
-    for s in slots:
-        check(cancel)
-        if s.image_id in images:
-            displays[s.image_id] = prepare_display(images[s.image_id], s.modality)
-    return LoadedCase(case.case_id, images, errors, slots, displays)
-
-
 def _load_for_case(case: Any, cache: ImageCache, *, on_preview: Any = None, progress: Any = None, cancel: Any = None
                    ) -> LoadedCase:
     """Worker job: the case's images, hanging and display values, tagged with the case id so
@@ -76,9 +49,9 @@ def _load_for_case(case: Any, cache: ImageCache, *, on_preview: Any = None, prog
     if on_preview is not None:
         first = preview_case_images(case, cache, cancel=cancel)
         if first is not None:
-            on_preview(_prepared(case, *first, cancel=cancel))
+            on_preview(prepare_case(case, *first, cancel=cancel))
     images, errors = load_case_images(case, cache, progress=progress, cancel=cancel)
-    return _prepared(case, images, errors, cancel=cancel)
+    return prepare_case(case, images, errors, cancel=cancel)
 
 
 class CaseLoadingMixin(WorkstationBase):

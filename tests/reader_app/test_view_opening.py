@@ -58,6 +58,22 @@ def test_prepared_display_values_are_the_views_own():
     assert prepare_display(stack).levels == {} and prepare_display(stack).breast_box is None
 
 
+def test_prepare_case_hangs_the_case_and_prepares_each_loaded_image(bilateral_study):
+    """The load worker's job: the 4-view hanging in reading order, display values per loaded
+    image, and a slot (no display values) for an image that could not be read."""
+    from engine.cases import load_study
+    from reader_app.display import prepare_case
+    from reader_app.imaging import ImageCache, load_case_images
+
+    case = next(c for c in load_study(bilateral_study).cases if c.case_id == "B001")
+    images, errors = load_case_images(case, ImageCache())
+    del images["lmlo"]
+    out = prepare_case(case, images, {**errors, "lmlo": "LMLO.dcm: unreadable"})
+    assert out.case_id == "B001" and [s.image_id for s in out.slots] == ["rcc", "lcc", "rmlo", "lmlo"]
+    assert set(out.displays) == {"rcc", "lcc", "rmlo"} and all(d.breast_box for d in out.displays.values())
+    assert out.errors == {"lmlo": "LMLO.dcm: unreadable"}
+
+
 def test_level_factors_follow_the_views_rule():
     from reader_app.display import level_factors
 
