@@ -527,6 +527,7 @@ class MainWindow(MenusMixin, CaseLoadingMixin, AIMixin, AnnotationsMixin):
         if not self.state.retry_saves():  # last try; the message names the journal, if any
             print(f"breast-reader: {self.state.save_error}", file=sys.stderr)
         self._save_retry.stop()
+        self._build_gen += 1  # no view is built after the window closed
         for w in list(self._workers):
             w.cancel()
         # a model forward pass cannot be interrupted: do not wait for it (the process exits
