@@ -33,6 +33,10 @@ _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 AnnotationKind = Literal["box", "polygon", "freehand"]
 
+#: Authors that dataset importers and the demo builder write for truth regions (not a reader's).
+DATASET_AUTHORS = frozenset({"busi", "mini-mias", "synthetic", "cbis-ddsm", "dataset", "truth", "generator",
+                             "mimbcd-dev"})
+
 
 def now_iso() -> str:
     """Current UTC time as an ISO-8601 string (seconds)."""
@@ -139,6 +143,18 @@ class Annotation:
         ys = [p[1] for p in self.points]
         return min(xs), min(ys), max(xs), max(ys)
 
+    @property
+    def is_truth(self) -> bool:
+        """Whether this is dataset/generator truth rather than a reader's own region.
+
+        Dataset importers and the demo builder write the source as the author ("BUSI",
+        "mini-MIAS", "synthetic") and say so in the label ("dataset mask", "generator truth").
+        Truth is drawn apart, hidden in reading mode and never given to the AI as a lesion box.
+        """
+        author = (self.author or "").strip().lower()
+        label = (self.label or "").lower()
+        return author in DATASET_AUTHORS or "dataset" in label or "truth" in label
+
     def to_json(self) -> dict[str, Any]:
         """Serialise to a JSON-compatible dict."""
         return {
@@ -189,6 +205,16 @@ class Case:
     def annotations_for(self, image_id: str) -> list[Annotation]:
         """Annotations drawn on one image."""
         return [a for a in self.annotations if a.image_id == image_id]
+
+    def reader_annotations_for(self, image_id: str) -> list[Annotation]:
+        """The reader's own annotations on one image (dataset truth left out)."""
+        return [a for a in self.annotations if a.image_id == image_id and not a.is_truth]
+
+    def reader_box(self, image_id: str) -> tuple[float, float, float, float] | None:
+        """Bounding box of the reader's first own annotation on ``image_id`` (never dataset
+        truth): the lesion box the AI scores (None: the model's finder proposes one)."""
+        own = self.reader_annotations_for(image_id)
+        return own[0].bbox() if own else None
 
     def lesion_box(self, image_id: str, lesion_id: str | None = None) -> tuple[float, ...] | None:
         """Bounding box of the first annotation on ``image_id`` (optionally of one lesion)."""
