@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -276,3 +277,26 @@ def same_patient(case: Case) -> bool:
     """
     note = (case.paired_note or "").lower()
     return not ("different patient" in note or "not the same patient" in note)
+
+
+def find_prior(cases: Iterable[Case], case: Case) -> Case | None:
+    """The latest exam of the same patient before ``case`` (None when there is none).
+
+    A prior is another case with the same ``patient_ref`` and an earlier ``exam_date`` (the
+    DICOM importer fills both from PatientID and StudyDate). Nothing is guessed: a case without
+    a patient reference or a date has no prior.
+    """
+    if not case.patient_ref or not case.exam_date:
+        return None
+    earlier = [c for c in cases if c.case_id != case.case_id and c.patient_ref == case.patient_ref
+               and c.exam_date and c.exam_date < case.exam_date]
+    return max(earlier, key=lambda c: c.exam_date or "") if earlier else None
+
+
+def months_between(earlier: str, later: str) -> int | None:
+    """Whole months from one ISO date to a later one (None when either is not a date)."""
+    try:
+        a, b = datetime.fromisoformat(earlier[:10]), datetime.fromisoformat(later[:10])
+    except ValueError:
+        return None
+    return (b.year - a.year) * 12 + (b.month - a.month) - (1 if b.day < a.day else 0)
