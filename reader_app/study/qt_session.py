@@ -18,7 +18,7 @@ from typing import Any
 from html import escape as html_escape
 
 import numpy as np
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -39,6 +39,7 @@ from engine.cases import Case, CaseImage
 from engine.errors import BreastReaderError
 from engine.study.design import BIRADS_CATEGORIES
 from engine.study.session import CaseToRead, PriorToRead, ReadingSession, StudyRun, WashoutError
+from reader_app.qt_view import ImageView  # at import, not at the first case: pyqtgraph costs 0.2 s cold
 from reader_app.redact import reading_safe
 from reader_app.study.reading_state import CaseReading
 
@@ -136,7 +137,9 @@ class ReadingSessionWindow(QWidget):
         self.active_index = 0
         self.layout_name = "2x2"
         self.hanging_step = 0
-        self.tool = "navigate"
+        # a study that asks for lesion marks starts with the box tool: the first mark needs no
+        # tool key (1.6 s of the cold first image, bench_gui); the wheel zooms, middle-drag pans
+        self.tool = "box" if run.design.paradigm == "froc" else "navigate"
         self._shown_at = 0.0
         self._closed = False
         self._workers: list[Any] = []
@@ -150,6 +153,8 @@ class ReadingSessionWindow(QWidget):
         self._build_reading()
         self._build_message()
         self.stack.setCurrentWidget(self.sign_in_page)
+        self.reader_box.currentIndexChanged.connect(self._on_reader_changed)
+        QTimer.singleShot(0, self, self._prefetch_first)
 
     # ----------------------------------------------------------------- pages
     def _build_sign_in(self) -> None:
@@ -360,7 +365,10 @@ class ReadingSessionWindow(QWidget):
         cache = self.cache
 
         def job(*, progress: Any = None, cancel: Any = None) -> tuple[str, Any, Any]:
+            from reader_app.imaging import warm_analyses
+
             images, errors = load_case_images(item.case, cache, progress=progress, cancel=cancel)
+            warm_analyses(item.case, images)  # off the GUI thread (memoised: free after a prefetch)
             return item.case.case_id, images, errors
 
         w = Worker(job, name="session load")
@@ -372,7 +380,6 @@ class ReadingSessionWindow(QWidget):
 
     def _on_images_loaded(self, out: tuple[str, dict[str, Any], dict[str, str]]) -> None:
         from reader_app.imaging import Slot, hanging_protocol
-        from reader_app.qt_view import ImageView
         from reader_app.state import ViewState
 
         case_id, images, errors = out
@@ -406,27 +413,48 @@ class ReadingSessionWindow(QWidget):
     def _prefetch_next(self, item: CaseToRead | None) -> None:
         """Decode the next case of the reader's recorded order into the cache while this one is
         read, so Enter shows it at once. Nothing is displayed: the images only wait in the cache."""
-        from reader_app.qt_workers import Worker, start
-
         if item is None or self.session is None:
             return
         order = self.run.store.order(self.session.reader_id, item.arm.arm_id)
         done = self.run.store.rated_cases(self.session.reader_id, item.arm.arm_id)
         later = [c for c in order if c not in done and c != item.case.case_id]
-        case = self.run.cases.get(later[0]) if later else None
+        self._prefetch(self.run.cases.get(later[0]) if later else None)
+
+    def _on_reader_changed(self, _index: int) -> None:
+        self._prefetch_first()
+
+    def _prefetch_first(self) -> None:
+        """On the sign-in page: decode the selected reader's first unread case (and import the
+        decoders) while the reader signs in, so a cold session's first case opens at once."""
+        if self.session is not None or self._closed:
+            return
+        reader = self.reader_box.currentData()
+        store = self.run.store
+        for arm in self.run.design.arms_for(str(reader)) if reader is not None else []:
+            done = store.rated_cases(str(reader), arm.arm_id)
+            todo = [c for c in store.order(str(reader), arm.arm_id) if c not in done]
+            if todo:
+                self._prefetch(self.run.cases.get(todo[0]))
+                return
+
+    def _prefetch(self, case: Case | None) -> None:
+        from reader_app.qt_workers import Worker, start
+
         if case is None:
             return
         cache = self.cache
 
         def job(*, progress: Any = None, cancel: Any = None) -> int:
-            n = 0
+            from reader_app.imaging import warm_analyses
+
+            images = {}
             for ci in case.images:
                 try:
-                    cache.get(ci)
-                    n += 1
+                    images[ci.image_id] = cache.get(ci)
                 except BreastReaderError:
                     pass  # the case's own load reports it when it is shown
-            return n
+            warm_analyses(case, images)  # hanging and fit of the case then cost the GUI thread nothing
+            return len(images)
 
         w = Worker(job, name="session prefetch")
         self._workers = [x for x in self._workers if not getattr(x, "ended", False)] + [w]
