@@ -139,3 +139,32 @@ def test_image_cache_decodes_a_file_once_for_concurrent_readers(tmp_path: Path) 
     with pytest.raises(OSError):  # a failed read is not remembered: the next get tries again
         cache2.get(ci)
     assert calls.count("fail") == 2
+
+
+def test_point_mark_by_x_and_a_click_with_its_confidence(qtbot, froc_definition: Path) -> None:
+    from gui_helpers import click
+
+    win, run = _window(qtbot, froc_definition)
+    try:
+        win.sign_in("R1")
+        qtbot.waitUntil(lambda: bool(win.views), timeout=15000)
+        qtbot.wait(50)
+        cid = win.current.case.case_id
+        qtbot.keyClick(win, Qt.Key.Key_X)  # the point-mark tool (localisation without a box)
+        assert win.tool == "point"
+        v = win.active_view()
+        w, h = v.image_size()
+        click(v.gv.viewport(), image_point(v, 0.4 * w, 0.5 * h))
+        assert [m.kind for m in win.reading.marks] == ["point"] and win.reading.target == "M1"
+        for k in (Qt.Key.Key_8, Qt.Key.Key_5, Qt.Key.Key_C, Qt.Key.Key_4, Qt.Key.Key_C):  # mark 8, case 5, 4C
+            qtbot.keyClick(win, k)
+        assert win.reading.birads == "4C" and win.reading.score == 5
+        with qtbot.waitSignal(win.submitted, timeout=5000):
+            qtbot.keyClick(win, Qt.Key.Key_Return)
+        (mark,) = [m for m in run.store.marks() if m.case_id == cid]
+        assert mark.kind == "point" and mark.rating == 8
+        (x, y), = mark.points
+        assert abs(x - 0.4 * w) < 0.05 * w and abs(y - 0.5 * h) < 0.05 * h
+    finally:
+        win.close()
+        run.close()

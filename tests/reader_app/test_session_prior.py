@@ -118,3 +118,31 @@ def test_shift_p_shows_the_blinded_prior_of_the_same_view(qtbot, prior_definitio
     finally:
         win.close()
         run.close()
+
+
+def test_session_error_lines_hide_truth_bearing_file_names(qtbot, tmp_path: Path) -> None:
+    """The current case's unreadable image is reported without its truth-bearing file name."""
+    from engine.study.demo import write_demo_definition
+    from engine.study.design import load_design
+    from engine.study.session import StudyRun
+    from reader_app.study.qt_session import ReadingSessionWindow
+
+    root = build_study(tmp_path / "cases", bad_image=False, bad_case=False)
+    u = load_case(root / "cases" / "U001")
+    u.images.append(CaseImage("us_9", u.folder / "malignant (12).png", "US", "lesion"))  # missing file
+    save_case(u)
+    d = write_demo_definition(tmp_path / "rs", root, case_ids=["U001"], washout_days=0, n_readers=1)
+    run = StudyRun(load_design(d))
+    win = ReadingSessionWindow(run)
+    qtbot.addWidget(win)
+    win.show()
+    win.sign_in("R1")
+    try:
+        qtbot.waitUntil(lambda: "us_9" in win.image_widgets, timeout=15000)
+        bad = win.image_widgets["us_9"]
+        assert bad.image is None and "[name hidden]" in bad.message.toPlainText()
+        assert "[name hidden]" in win.status.text()
+        assert "malignant" not in win.status.text() + bad.message.toPlainText()
+    finally:
+        win.close()
+        run.close()
