@@ -234,7 +234,7 @@ def prior_shot(win: object, tmp: Path, cbis: str, out: Path) -> None:
     an earlier exam date; the case header and this docstring say so."""
     root = tmp / "prior-study"
     _prior_construction(tmp, cbis, root)
-    if not win.open_study(root):  # type: ignore[attr-defined]
+    if not win.open_study(root, wait=True):  # type: ignore[attr-defined]  # wait: the demo has the same case id
         return
     _select(win, cbis)
     win.worklist_dock.setVisible(False)  # type: ignore[attr-defined]
