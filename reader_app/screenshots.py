@@ -140,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     mr = next((c.case_id for c in study.cases if "MR" in c.modalities), None)
     if mr is not None:
         mr_state = _select(win, mr)
-        v = win.views[0]
+        v = next((x for x in win.views if x.n_frames > 1), win.views[0])  # the MR stack, not its US
         win.state.set_layout("1x2")
-        if not mr_state.case.annotations and v.image is not None:
+        win.set_active(win.views.index(v))
+        if all(x.is_truth for x in mr_state.case.annotations) and v.image is not None:
             iw, ih = v.image_size()
             win.state.new_annotation(v.slot.image_id, "box", [[0.3 * iw, 0.3 * ih], [0.5 * iw, 0.5 * ih]],
                                      frame=v.view_state.frame)
