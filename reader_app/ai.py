@@ -90,7 +90,8 @@ class AIService:
 
     @staticmethod
     def _boxes(case: Case) -> tuple[tuple[str, tuple[float, ...] | None], ...]:
-        return tuple((im.image_id, case.lesion_box(im.image_id)) for im in case.images)
+        # the reader's own boxes only (as case_input passes them): dataset truth never drives the AI
+        return tuple((im.image_id, case.reader_box(im.image_id)) for im in case.images)
 
     def cache_key(self, case: Case) -> tuple[Any, ...]:
         """(case, models chosen, lesion boxes): a new box invalidates the score."""

@@ -14,7 +14,6 @@ FREEHAND_MAX_POINTS = 96
 
 
 TRUTH_COLOUR = "#9aa0a6"
-DATASET_AUTHORS = frozenset({"busi", "mini-mias", "synthetic", "cbis-ddsm", "dataset", "truth", "generator"})
 
 
 SUGGESTION_COLOUR = "#00e5ff"
@@ -22,14 +21,9 @@ SUGGESTION_LABEL = "AI suggestion"
 
 
 def is_truth(a: Annotation) -> bool:
-    """Whether an annotation is dataset/generator truth rather than a reader's own region.
-
-    Dataset importers and the demo builder write the source as the author ("BUSI",
-    "mini-MIAS", "synthetic") and say so in the label ("dataset mask", "generator truth").
-    """
-    author = (a.author or "").strip().lower()
-    label = (a.label or "").lower()
-    return author in DATASET_AUTHORS or "dataset" in label or "truth" in label
+    """Whether an annotation is dataset/generator truth (:attr:`Annotation.is_truth`: one rule
+    for the views, the report and the AI's lesion boxes)."""
+    return a.is_truth
 
 
 def lesion_colour(lesion_id: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,19 +71,32 @@ class ImageCache:
         self.reader = reader
         self._items: OrderedDict[str, LoadedImage] = OrderedDict()
         self._lock = threading.Lock()
+        self._reading: dict[str, threading.Event] = {}  # paths being decoded by another thread
 
     def get(self, ci: CaseImage) -> LoadedImage:
-        """The decoded image (read on a miss)."""
+        """The decoded image (read on a miss; a read already under way, e.g. a prefetch, is
+        waited for instead of decoding the same file twice on the same cores)."""
         key = str(ci.path)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        img = self.reader(ci)
-        with self._lock:
-            self._items[key] = img
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
+        while True:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    return self._items[key]
+                busy = self._reading.get(key)
+                if busy is None:
+                    done = self._reading[key] = threading.Event()
+                    break
+            busy.wait()  # then hit, or (the other read failed) read it here
+        try:
+            img = self.reader(ci)
+            with self._lock:
+                self._items[key] = img
+                while len(self._items) > self.max_items:
+                    self._items.popitem(last=False)
+        finally:
+            with self._lock:
+                self._reading.pop(key, None)
+            done.set()
         return img
 
     def peek(self, ci: CaseImage) -> LoadedImage | None:
@@ -194,10 +208,47 @@ class Slot:
 
 _MG_ORDER = {"CC": 0, "XCCL": 1, "MLO": 2, "ML": 3, "LM": 4, "SPOT": 5}
 
+# Per-image analyses (chest-wall side, breast box, window presets) computed once per decoded
+# array and kept while it lives: a prefetch worker computes them off the GUI thread, so hanging
+# and fitting the next case costs the GUI thread nothing (0.2-0.5 s per mammography case).
+_MEMO: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def _memo(kind: str, obj: Any, compute: Callable[[], Any]) -> Any:
+    key = (kind, id(obj))
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0]() is obj:
+        return hit[1]
+    value = compute()
+
+    def forget(_ref: Any) -> None:
+        _MEMO.pop(key, None)
+
+    try:
+        ref = weakref.ref(obj, forget)
+    except TypeError:  # not weak-referenceable: not memoised
+        return value
+    _MEMO[key] = (ref, value)
+    return value
+
 
 def _first_plane(pixels: np.ndarray) -> np.ndarray:
     """A multi-frame (frames, rows, cols) mammogram's first frame; 2-D and RGB pass through."""
     return pixels[0] if pixels.ndim == 3 and pixels.shape[-1] != 3 else pixels
+
+
+def memo_chest_wall_side(pixels: np.ndarray) -> str:
+    """:func:`engine.imaging.breast.chest_wall_side` of the first plane, once per decoded array."""
+    return str(_memo("chest_wall", pixels, lambda: chest_wall_side(_first_plane(pixels))))
+
+
+def memo_breast_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
+    """:func:`engine.imaging.breast.breast_view_box` of the first plane (crop-to-breast fitting),
+    once per decoded array."""
+    from engine.imaging.breast import breast_view_box
+
+    box: tuple[int, int, int, int] = _memo("breast_box", pixels, lambda: breast_view_box(_first_plane(pixels)))
+    return box
 
 
 def mg_needs_flip(laterality: str | None, pixels: np.ndarray) -> bool:
@@ -208,7 +259,7 @@ def mg_needs_flip(laterality: str | None, pixels: np.ndarray) -> bool:
     """
     if laterality not in ("L", "R"):
         return False
-    side = chest_wall_side(_first_plane(pixels))
+    side = memo_chest_wall_side(pixels)
     want = "right" if laterality == "R" else "left"
     return side != want
 
@@ -230,7 +281,7 @@ def mg_laterality(stated: str | None, img: LoadedImage | None) -> tuple[str | No
     if stated:
         return stated, "study", ""
     if img is not None:
-        return ("R" if chest_wall_side(_first_plane(img.pixels)) == "right" else "L"), "inferred", ""
+        return ("R" if memo_chest_wall_side(img.pixels) == "right" else "L"), "inferred", ""
     return None, "", ""
 
 
@@ -311,6 +362,21 @@ def portrait_side_margin(width: int, height: int, rows: int, cols: int, aspect: 
 # --------------------------------------------------------------------------- window/level
 def window_presets(img: LoadedImage) -> list[tuple[str, tuple[float, float]]]:
     """Named (center, width) windows: automatic percentiles, full range, and the DICOM windows."""
+    presets: list[tuple[str, tuple[float, float]]] = _memo("presets", img, lambda: _window_presets(img))
+    return list(presets)
+
+
+def warm_analyses(case: Case, images: dict[str, LoadedImage]) -> None:
+    """Compute the hanging's and the views' per-image analyses (chest-wall side, breast box,
+    window presets) now, in the calling worker thread, so showing the case does not."""
+    hanging_protocol(case, images)
+    for img in images.values():
+        window_presets(img)
+        if img.meta.modality == "MG" and img.pixels.ndim == 2:
+            memo_breast_box(img.pixels)
+
+
+def _window_presets(img: LoadedImage) -> list[tuple[str, tuple[float, float]]]:
     a = img.pixels
     if a.ndim == 3 and a.shape[-1] == 3 and img.meta.modality != "MR":
         a = a[..., 0]

@@ -1,24 +1,16 @@
 """Qt-free prior-exam lookup: the same patient's earlier exam in the open study.
 
-A prior is another case with the same ``patient_ref`` and an earlier ``exam_date`` (the DICOM
-importer fills both from PatientID and StudyDate). Nothing is guessed: a case without a
-patient reference or a date has no prior.
+The lookup itself (:func:`engine.cases.model.find_prior`: same ``patient_ref``, earlier
+``exam_date``) is the engine's, shared with the blinded reading session; this module pairs a
+current view with the prior's same view.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from engine.cases import Case
+from engine.cases.model import find_prior
 
-
-def find_prior(cases: Iterable[Case], case: Case) -> Case | None:
-    """The latest exam of the same patient before ``case`` (None when there is none)."""
-    if not case.patient_ref or not case.exam_date:
-        return None
-    earlier = [c for c in cases if c.case_id != case.case_id and c.patient_ref == case.patient_ref
-               and c.exam_date and c.exam_date < case.exam_date]
-    return max(earlier, key=lambda c: c.exam_date or "") if earlier else None
+__all__ = ["find_prior", "matching_image", "view_key"]
 
 
 def view_key(case: Case, image_id: str, laterality: str | None) -> tuple[str, str, str]:

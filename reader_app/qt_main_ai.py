@@ -25,7 +25,7 @@ class AIMixin(WorkstationBase):
             box = None
             if allowed:
                 a = (getattr(res, "lesion", None) or {}).get(v.slot.image_id)
-                if a is not None and a.box_source == "finder" and cs.case.lesion_box(v.slot.image_id) is None:  # type: ignore[union-attr]
+                if a is not None and a.box_source == "finder" and cs.case.reader_box(v.slot.image_id) is None:  # type: ignore[union-attr]
                     box = tuple(float(x) for x in a.box)
             if box is not None and v.suggestion_box is None:
                 self.statusBar().showMessage(f"AI suggests a lesion box on {v.slot.image_id} (dashed): Enter accepts "

@@ -49,33 +49,39 @@ class PriorComparison(QWidget):
         self.prior, self.prior_images, self.prior_errors = prior, images, errors
         self._prior_slots = hanging_protocol(prior, images)
 
-    def show_pair(self, case: Case, slot: Slot, image: LoadedImage | None, view_state: ViewState) -> bool:
+    def show_pair(self, case: Case, slot: Slot, image: LoadedImage | None, view_state: ViewState,
+                  labels: tuple[str, str] | None = None) -> bool:
         """Show ``slot`` of the current case beside the prior's same view; False when the prior
-        has no such view (the prior side then says so)."""
+        has no such view (the prior side then says so).
+
+        ``labels``: (current, prior) captions instead of the exam dates (the blinded reading
+        session shows no dates, only the interval).
+        """
         self.clear()
         if self.prior is None:
             return False
         lats = {s.image_id: s.laterality for s in self._prior_slots}
         key = view_key(case, slot.image_id, slot.laterality)
         pid = matching_image(self.prior, key, lats)
-        date_now = case.exam_date or "date unknown"
-        cur = ImageView(Slot(slot.image_id, f"CURRENT {date_now} · {slot.title}", slot.modality, slot.flip,
+        now_label, prior_label = labels or (f"CURRENT {case.exam_date or 'date unknown'}",
+                                            f"PRIOR {self.prior.exam_date}")
+        cur = ImageView(Slot(slot.image_id, f"{now_label} · {slot.title}", slot.modality, slot.flip,
                              None, slot.laterality, slot.laterality_source), image, view_state)
         self._add(cur)
         found = pid is not None
         if pid is not None:
             ps = next(s for s in self._prior_slots if s.image_id == pid)
-            prior_view = ImageView(Slot(pid, f"PRIOR {self.prior.exam_date} · {ps.title}", ps.modality, ps.flip,
+            prior_view = ImageView(Slot(pid, f"{prior_label} · {ps.title}", ps.modality, ps.flip,
                                         None, ps.laterality, ps.laterality_source),
                                    self.prior_images.get(pid), ViewState(), error=self.prior_errors.get(pid))
         else:
             what = " ".join(x for x in key[1:] if x) or "this view"
-            prior_view = ImageView(Slot("", f"PRIOR {self.prior.exam_date}", slot.modality), None, ViewState(),
+            prior_view = ImageView(Slot("", prior_label, slot.modality), None, ViewState(),
                                    error=f"the prior exam has no {key[0]} {what}")
         self._add(prior_view)
         cur.range_changed.connect(lambda v: self._sync(v))
         prior_view.range_changed.connect(lambda v: self._sync(v))
-        self.caption.setText(f"<b>Comparison with prior</b> · current {date_now} | prior {self.prior.exam_date}"
+        self.caption.setText(f"<b>Comparison with prior</b> · {now_label.lower()} | {prior_label.lower()}"
                              f" · Shift+P returns to the hanging, Tab steps the view")
         QTimer.singleShot(0, self, self.fit_all)
         return found

@@ -132,13 +132,9 @@ class ReportForm(QDialog):
         self.depth_box = _combo(DEPTH)
         self.size_label = QLabel("")
         self.assess = _combo(CATEGORIES)
-        self.desc_host = QWidget()
-        self.desc_form = QFormLayout(self.desc_host)
-        self.desc_form.setContentsMargins(0, 0, 0, 0)
-        self.desc_boxes: dict[str, QComboBox] = {}
+        self.desc_boxes: dict[str, QComboBox] = {}  # rows of self.form after "Finding" (one label column)
         self.form.addRow("Modality", self.modality)
         self.form.addRow("Finding", self.finding)
-        self.form.addRow(self.desc_host)
         self.form.addRow("Breast", self.breast)
         self.form.addRow("Clock face", self.clock)
         self.form.addRow("Distance", self.distance)
@@ -226,15 +222,15 @@ class ReportForm(QDialog):
         self.finding.blockSignals(False)
 
     def _fill_descriptors(self, f: Any) -> None:
-        while self.desc_form.rowCount():
-            self.desc_form.removeRow(0)
+        for c in self.desc_boxes.values():
+            self.form.removeRow(c)
         self.desc_boxes = {}
-        for name, values in LEXICON.get(f.modality, {}).get(f.finding, {}).items():
+        for i, (name, values) in enumerate(LEXICON.get(f.modality, {}).get(f.finding, {}).items()):
             c = _combo(values)
             _set(c, f.descriptors.get(name, ""))
             c.currentIndexChanged.connect(lambda _i: self._store())
             self.desc_boxes[name] = c
-            self.desc_form.addRow(name.capitalize(), c)
+            self.form.insertRow(2 + i, name.capitalize(), c)  # below Finding, aligned with every other row
         # keep the tab order field by field, top to bottom
         chain: list[QWidget] = [self.modality, self.finding, *self.desc_boxes.values(), self.breast, self.clock, self.distance,
                  self.depth_box, self.assess, self.final]

@@ -32,10 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from engine.cases import Annotation
-from engine.imaging.breast import breast_view_box
 from engine.io.types import LoadedImage
 from reader_app.display import DisplayPrep, area_level, display_plane, is_stack
-from reader_app.imaging import Slot, window_presets
+from reader_app.imaging import Slot, memo_breast_box, window_presets
 from reader_app.qt_view_items import ViewItemsMixin
 from reader_app.state import ViewState
 
@@ -302,7 +301,7 @@ class ImageView(ViewItemsMixin):
         if self.slot.modality != "MG" or p is None or p.ndim != 2:
             return None
         if self._breast_box is None:
-            self._breast_box = breast_view_box(p)
+            self._breast_box = memo_breast_box(p)  # a session's load worker has computed it
         return self._breast_box
 
     def _show_plane(self) -> None:

@@ -6,8 +6,10 @@ Writes ``paired_mg_us_overlay.png`` (first MG+US case scored, saliency shown),
 ``mri_stack.png`` (first MR case, mid-stack, a box on one slice), ``annotation.png`` (a
 polygon being drawn on an ultrasound view next to finished regions), the CBIS-DDSM 4-view
 hanging and magnifier, the BI-RADS form, the import preview, ``prior_comparison.png`` (a test
-construction: the demo has no real prior) and the reading-session shots. Uses the installed
-models; where none is installed the AI panel says so (no score is invented).
+construction: the demo has no real prior) and the reading-session shots (``reading_session_prior.png``:
+the blinded session's current | prior, the same construction). Uses the installed models; where
+none is installed the AI panel says so (no score is invented). ``--only session-prior`` (or
+``session``) makes just those shots.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--study", type=Path, default=None)
     p.add_argument("--size", default="1600x1000")
+    p.add_argument("--only", choices=("all", "session", "session-prior"), default="all")
     a = p.parse_args(argv)
     from reader_app.qt_app import ensure_app
     from reader_app.qt_main import MainWindow
@@ -83,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["BREAST_READER_DATA"] = str(tmp / "userdata")
     ensure_app()
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.only != "all":
+        cbis_id = next((c.name for c in sorted((tmp / "study" / "cases").iterdir()) if c.name.endswith("-cbis")), None)
+        if a.only == "session":
+            session_shots(tmp, a.out)
+        if cbis_id is not None:
+            session_prior_shot(tmp, cbis_id, a.out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     w, h = (int(v) for v in a.size.split("x"))
     win = MainWindow(ai_display="always")  # these shots show the AI panel; reading defaults to after-rating
     win.resize(w, h)
@@ -101,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{src}: the study has no case to show", file=sys.stderr)
         return 2
     case = _select(win, cid).case
-    if not case.annotations:
+    if all(x.is_truth for x in case.annotations):  # the reader's own boxes (truth is never the AI's box)
         for v in win.views[:3:2]:
             iw, ih = v.image_size()
             if iw:
@@ -129,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     mr = next((c.case_id for c in study.cases if "MR" in c.modalities), None)
     if mr is not None:
         mr_state = _select(win, mr)
-        v = win.views[0]
+        v = next((x for x in win.views if x.n_frames > 1), win.views[0])  # the MR stack, not its US
         win.state.set_layout("1x2")
-        if not mr_state.case.annotations and v.image is not None:
+        win.set_active(win.views.index(v))
+        if all(x.is_truth for x in mr_state.case.annotations) and v.image is not None:
             iw, ih = v.image_size()
             win.state.new_annotation(v.slot.image_id, "box", [[0.3 * iw, 0.3 * ih], [0.5 * iw, 0.5 * ih]],
                                      frame=v.view_state.frame)
@@ -211,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     win.close()
     # 8. the reading session: MR with W/L changed and scrolled; then AI hidden until rated
     session_shots(tmp, a.out)
+    if cbis is not None:
+        session_prior_shot(tmp, cbis, a.out)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
@@ -219,19 +233,9 @@ def prior_shot(win: object, tmp: Path, cbis: str, out: Path) -> None:
     """``prior_comparison.png``: current | prior of the R CC view. TEST CONSTRUCTION: the demo
     has no earlier exam of any patient, so the "prior" is the same CBIS-DDSM exam copied with
     an earlier exam date; the case header and this docstring say so."""
-    from engine.cases import create_study
-    from engine.cases.store import load_case, save_case
-
-    note = ("TEST CONSTRUCTION: no real prior exists in the demo; the 'prior' is the same CBIS-DDSM exam "
-            "copied with an earlier date")
     root = tmp / "prior-study"
-    create_study(root, "prior comparison (test construction)")
-    for cid, date in ((cbis, "2025-03-04"), (f"{cbis}-as-prior", "2023-03-01")):
-        shutil.copytree(tmp / "study" / "cases" / cbis, root / "cases" / cid)
-        c = load_case(root / "cases" / cid)
-        c.case_id, c.exam_date, c.patient_ref, c.description = cid, date, "TEST-CONSTRUCTION", note
-        save_case(c)
-    if not win.open_study(root):  # type: ignore[attr-defined]
+    _prior_construction(tmp, cbis, root)
+    if not win.open_study(root, wait=True):  # type: ignore[attr-defined]  # wait: the demo has the same case id
         return
     _select(win, cbis)
     win.worklist_dock.setVisible(False)  # type: ignore[attr-defined]
@@ -244,6 +248,50 @@ def prior_shot(win: object, tmp: Path, cbis: str, out: Path) -> None:
     _save(win, out / "prior_comparison.png")
     win.toggle_prior()  # type: ignore[attr-defined]
     win.worklist_dock.setVisible(True)  # type: ignore[attr-defined]
+
+
+def _prior_construction(tmp: Path, cbis: str, root: Path) -> None:
+    """TEST CONSTRUCTION: the CBIS-DDSM exam ``cbis`` and a copy of it dated two years earlier,
+    linked as one patient's two exams (the demo has no real prior exam)."""
+    from engine.cases import create_study
+    from engine.cases.store import load_case, save_case
+
+    note = ("TEST CONSTRUCTION: no real prior exists in the demo; the 'prior' is the same CBIS-DDSM exam "
+            "copied with an earlier date")
+    create_study(root, "prior comparison (test construction)")
+    for cid, date in ((cbis, "2025-03-04"), (f"{cbis}-as-prior", "2023-03-01")):
+        shutil.copytree(tmp / "study" / "cases" / cbis, root / "cases" / cid)
+        c = load_case(root / "cases" / cid)
+        c.case_id, c.exam_date, c.patient_ref, c.description = cid, date, "TEST-CONSTRUCTION", note
+        save_case(c)
+
+
+def session_prior_shot(tmp: Path, cbis: str, out: Path) -> None:
+    """``reading_session_prior.png``: the blinded session's Shift+P on the same TEST CONSTRUCTION
+    as ``prior_comparison.png`` (no dates, names or truth of the prior are shown)."""
+    from engine.study.demo import write_demo_definition
+    from engine.study.design import load_design
+    from engine.study.session import StudyRun
+    from reader_app.study.qt_session import ReadingSessionWindow
+
+    root = tmp / "prior-session-study"
+    _prior_construction(tmp, cbis, root)
+    d = write_demo_definition(tmp / "rs-prior", root, case_ids=[cbis], washout_days=0, n_readers=1)
+    run = StudyRun(load_design(d))
+    win = ReadingSessionWindow(run)
+    win.resize(1600, 1000)
+    win.show()
+    win.sign_in("R1")
+    _wait(win.case_loaded, 60, lambda: bool(win.views))
+    win.set_active(0)
+    win.toggle_prior()
+    _wait(win.prior_shown, 60, lambda: win.prior_compare is not None and win.prior_compare.isVisible())
+    _settle(500)
+    win.prior_compare.fit_all()
+    _settle()
+    _save(win, out / "reading_session_prior.png")
+    win.close()
+    run.close()
 
 
 def session_shots(tmp: Path, out: Path) -> None:

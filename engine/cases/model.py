@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,10 @@ ANNOTATION_KINDS = ("box", "polygon", "freehand")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 AnnotationKind = Literal["box", "polygon", "freehand"]
+
+#: Authors that dataset importers and the demo builder write for truth regions (not a reader's).
+DATASET_AUTHORS = frozenset({"busi", "mini-mias", "synthetic", "cbis-ddsm", "dataset", "truth", "generator",
+                             "mimbcd-dev"})
 
 
 def now_iso() -> str:
@@ -139,6 +144,18 @@ class Annotation:
         ys = [p[1] for p in self.points]
         return min(xs), min(ys), max(xs), max(ys)
 
+    @property
+    def is_truth(self) -> bool:
+        """Whether this is dataset/generator truth rather than a reader's own region.
+
+        Dataset importers and the demo builder write the source as the author ("BUSI",
+        "mini-MIAS", "synthetic") and say so in the label ("dataset mask", "generator truth").
+        Truth is drawn apart, hidden in reading mode and never given to the AI as a lesion box.
+        """
+        author = (self.author or "").strip().lower()
+        label = (self.label or "").lower()
+        return author in DATASET_AUTHORS or "dataset" in label or "truth" in label
+
     def to_json(self) -> dict[str, Any]:
         """Serialise to a JSON-compatible dict."""
         return {
@@ -189,6 +206,16 @@ class Case:
     def annotations_for(self, image_id: str) -> list[Annotation]:
         """Annotations drawn on one image."""
         return [a for a in self.annotations if a.image_id == image_id]
+
+    def reader_annotations_for(self, image_id: str) -> list[Annotation]:
+        """The reader's own annotations on one image (dataset truth left out)."""
+        return [a for a in self.annotations if a.image_id == image_id and not a.is_truth]
+
+    def reader_box(self, image_id: str) -> tuple[float, float, float, float] | None:
+        """Bounding box of the reader's first own annotation on ``image_id`` (never dataset
+        truth): the lesion box the AI scores (None: the model's finder proposes one)."""
+        own = self.reader_annotations_for(image_id)
+        return own[0].bbox() if own else None
 
     def lesion_box(self, image_id: str, lesion_id: str | None = None) -> tuple[float, ...] | None:
         """Bounding box of the first annotation on ``image_id`` (optionally of one lesion)."""
@@ -250,3 +277,26 @@ def same_patient(case: Case) -> bool:
     """
     note = (case.paired_note or "").lower()
     return not ("different patient" in note or "not the same patient" in note)
+
+
+def find_prior(cases: Iterable[Case], case: Case) -> Case | None:
+    """The latest exam of the same patient before ``case`` (None when there is none).
+
+    A prior is another case with the same ``patient_ref`` and an earlier ``exam_date`` (the
+    DICOM importer fills both from PatientID and StudyDate). Nothing is guessed: a case without
+    a patient reference or a date has no prior.
+    """
+    if not case.patient_ref or not case.exam_date:
+        return None
+    earlier = [c for c in cases if c.case_id != case.case_id and c.patient_ref == case.patient_ref
+               and c.exam_date and c.exam_date < case.exam_date]
+    return max(earlier, key=lambda c: c.exam_date or "") if earlier else None
+
+
+def months_between(earlier: str, later: str) -> int | None:
+    """Whole months from one ISO date to a later one (None when either is not a date)."""
+    try:
+        a, b = datetime.fromisoformat(earlier[:10]), datetime.fromisoformat(later[:10])
+    except ValueError:
+        return None
+    return (b.year - a.year) * 12 + (b.month - a.month) - (1 if b.day < a.day else 0)

@@ -362,8 +362,10 @@ def score_case(case: CaseInput, methods: Sequence[str] = (), *, scorer: Scorer |
 def case_input(case: Any, images: dict[str, LoadedImage]) -> CaseInput:
     """A :class:`CaseInput` from an :class:`engine.cases.Case` and its decoded images.
 
-    The reader's first lesion box on each image is its box; on a stack, that annotation's slice
-    is the chosen slice (None = not chosen).
+    The reader's first own lesion box on each image is its box; on a stack, that annotation's
+    slice is the chosen slice (None = not chosen). Dataset truth annotations are never a box
+    here (:attr:`engine.cases.model.Annotation.is_truth`): a truth box would hand the model the
+    answer; with no reader box the model's own finder proposes the lesion.
     """
     out: list[CaseImage] = []
     for ci in case.images:
@@ -373,7 +375,7 @@ def case_input(case: Any, images: dict[str, LoadedImage]) -> CaseInput:
         box: Box | None = None
         frame: int | None = None
         stack = img.pixels.ndim == 3 and not img.is_rgb
-        for a in case.annotations_for(ci.image_id):
+        for a in case.reader_annotations_for(ci.image_id):
             b = a.bbox()
             box = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
             frame = a.frame if stack else None

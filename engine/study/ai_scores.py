@@ -2,9 +2,10 @@
 
 A reader study's ``ai_scores.csv`` (``case_id,score``) is what the aided arm shows and what
 "readers vs model" compares against. Written by :func:`study_ai_scores` it is, case for case, the
-score the workstation's AI panel shows for the same stored case (same images, same stored lesion
-boxes, same installed models, same :class:`engine.inference.case.CaseScorer`), so a session and
-the workstation never disagree about the AI (issue 17).
+score the workstation's AI panel shows for the same stored case (same images, same reader-drawn
+lesion boxes, same installed models, same :class:`engine.inference.case.CaseScorer`), so a session
+and the workstation never disagree about the AI (issue 17). Dataset truth boxes are never a lesion
+box (:func:`engine.inference.case.case_input`): a truth box would hand the model the answer.
 
 One number per case (:func:`case_ai_score`): the fused MG+US probability when the case's images
 come from one patient, else the single modality's probability; a case that mixes modalities of

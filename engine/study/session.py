@@ -20,8 +20,8 @@ from engine.errors import ConfigError
 from engine.study.design import BIRADS_CATEGORIES, Arm, StudyDesign, case_order, load_design, split_plot_assignment
 from engine.study.store import RatingStore
 
-__all__ = ["CaseToRead", "ReaderStatus", "ReadingSession", "SaveFailedError", "StudyRun", "WashoutError",
-           "open_study_run"]
+__all__ = ["CaseToRead", "PriorToRead", "ReaderStatus", "ReadingSession", "SaveFailedError", "StudyRun",
+           "WashoutError", "open_study_run"]
 
 DAY_S = 86400.0
 
@@ -68,6 +68,22 @@ class CaseToRead:
 
 
 @dataclass(frozen=True)
+class PriorToRead:
+    """What a reader may see of the current case's prior exam: images only.
+
+    Attributes:
+        case: A blinded copy of the patient's latest earlier exam (no truth, no annotations,
+            no description, no patient reference or dates: its ids are never shown).
+        months_earlier: Whole months between the two exams (None when a date is unusable).
+        label: Neutral display label ("PRIOR, 24 months earlier").
+    """
+
+    case: Case
+    months_earlier: int | None
+    label: str
+
+
+@dataclass(frozen=True)
 class ReaderStatus:
     """Progress of one reader."""
 
@@ -107,6 +123,7 @@ class StudyRun:
         if not wanted:
             raise ConfigError(f"{design.path}: no cases with truth in {design.cases_study}")
         self.cases: dict[str, Case] = {c: by_id[c] for c in wanted}
+        self.study_cases: list[Case] = list(study.cases)  # priors may be exams no reader rates
         self.ai_scores = design.load_ai_scores()
         path: Path | str = (store_path or os.environ.get("BREAST_READER_DB")
                             or design.path.with_suffix(".ratings.sqlite"))
@@ -229,6 +246,21 @@ class ReadingSession:
                      annotations=[], description="", synthetic=case.synthetic)
         ai = self.run.ai_scores.get(cid) if arm.show_ai else None
         return CaseToRead(blind, arm, pos + 1, len(order), arm.show_ai, ai, f"Case {pos + 1} of {len(order)}")
+
+    def prior_of(self, case_id: str) -> PriorToRead | None:
+        """The prior exam of a case the reader is shown (same patient, earlier exam date, any
+        case of the study, rated or not), blinded like the case itself; None when it has none."""
+        from engine.cases.model import find_prior, months_between
+
+        case = self.run.cases.get(case_id)
+        prior = find_prior(self.run.study_cases, case) if case is not None else None
+        if case is None or prior is None or not case.exam_date or not prior.exam_date:
+            return None
+        blind = Case(case_id=prior.case_id, folder=prior.folder, images=list(prior.images), truth=None,
+                     annotations=[], description="", synthetic=prior.synthetic)
+        months = months_between(prior.exam_date, case.exam_date)
+        when = f"{months} months earlier" if months is not None else "earlier exam"
+        return PriorToRead(blind, months, f"PRIOR, {when}")
 
     def submit(self, case_id: str, score: float, birads: str | None = None, comment: str | None = None,
                marks: Any = None) -> None:

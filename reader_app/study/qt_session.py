@@ -18,7 +18,7 @@ from typing import Any
 from html import escape as html_escape
 
 import numpy as np
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -38,7 +38,9 @@ from PySide6.QtWidgets import (
 from engine.cases import Case, CaseImage
 from engine.errors import BreastReaderError
 from engine.study.design import BIRADS_CATEGORIES
-from engine.study.session import CaseToRead, ReadingSession, StudyRun, WashoutError
+from engine.study.session import CaseToRead, PriorToRead, ReadingSession, StudyRun, WashoutError
+from reader_app.qt_view import ImageView  # at import, not at the first case: pyqtgraph costs 0.2 s cold
+from reader_app.redact import reading_safe
 from reader_app.study.reading_state import CaseReading
 
 OverlayProvider = Callable[[Case, CaseImage], "np.ndarray | None"]
@@ -79,6 +81,7 @@ SESSION_KEYS = [
     ("Navigate / ruler", "V / M"),
     ("Close a polygon", "Enter or double-click"),
     ("Hanging step / cycle layout / next view", "H / L / Tab"),
+    ("Compare with the prior exam (current | prior, same view)", "Shift+P"),
     ("Fit (crop to breast) / 1:1 / reset / invert", "Z / O / R / I"),
     ("Magnifier", "hold G"),
     ("Show AI (aided arm, on-demand studies) / saliency on-off", "A / S"),
@@ -98,11 +101,13 @@ class ReadingSessionWindow(QWidget):
         submitted(reader_id, arm_id, case_id): a rating was stored (durably).
         finished(reader_id): the reader has no case left.
         case_loaded(case_id): the images of the current case are on screen.
+        prior_shown(case_id): the current | prior comparison of the case is on screen.
     """
 
     submitted = Signal(str, str, str)
     finished = Signal(str)
     case_loaded = Signal(str)
+    prior_shown = Signal(str)
 
     def __init__(self, run: StudyRun, parent: QWidget | None = None,
                  overlay_provider: OverlayProvider | None = None, ai_mode: str | None = None) -> None:
@@ -132,10 +137,14 @@ class ReadingSessionWindow(QWidget):
         self.active_index = 0
         self.layout_name = "2x2"
         self.hanging_step = 0
-        self.tool = "navigate"
+        # a study that asks for lesion marks starts with the box tool: the first mark needs no
+        # tool key (1.6 s of the cold first image, bench_gui); the wheel zooms, middle-drag pans
+        self.tool = "box" if run.design.paradigm == "froc" else "navigate"
         self._shown_at = 0.0
         self._closed = False
         self._workers: list[Any] = []
+        self.prior_compare: Any = None  # reader_app.qt_prior.PriorComparison, made on first Shift+P
+        self._prior_label = "PRIOR"
         self.stack = QStackedWidget()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -144,6 +153,8 @@ class ReadingSessionWindow(QWidget):
         self._build_reading()
         self._build_message()
         self.stack.setCurrentWidget(self.sign_in_page)
+        self.reader_box.currentIndexChanged.connect(self._on_reader_changed)
+        QTimer.singleShot(0, self, self._prefetch_first)
 
     # ----------------------------------------------------------------- pages
     def _build_sign_in(self) -> None:
@@ -193,6 +204,7 @@ class ReadingSessionWindow(QWidget):
         self.images = ViewGrid(lambda: self.views)  # the workstation's grid: portrait MG cells, paging
         self.images_layout = self.images.grid
         body.addWidget(self.images, 1)
+        self._body = body
         side = QVBoxLayout()
         self.ai_panel = QLabel("")
         self.ai_panel.setFrameShape(QFrame.Shape.StyledPanel)
@@ -301,6 +313,7 @@ class ReadingSessionWindow(QWidget):
         self.setFocus()
 
     def _clear_views(self) -> None:
+        self.close_prior()
         for v in self.views:
             v.dispose()
             self.images_layout.removeWidget(v)
@@ -352,7 +365,10 @@ class ReadingSessionWindow(QWidget):
         cache = self.cache
 
         def job(*, progress: Any = None, cancel: Any = None) -> tuple[str, Any, Any]:
+            from reader_app.imaging import warm_analyses
+
             images, errors = load_case_images(item.case, cache, progress=progress, cancel=cancel)
+            warm_analyses(item.case, images)  # off the GUI thread (memoised: free after a prefetch)
             return item.case.case_id, images, errors
 
         w = Worker(job, name="session load")
@@ -364,7 +380,6 @@ class ReadingSessionWindow(QWidget):
 
     def _on_images_loaded(self, out: tuple[str, dict[str, Any], dict[str, str]]) -> None:
         from reader_app.imaging import Slot, hanging_protocol
-        from reader_app.qt_view import ImageView
         from reader_app.state import ViewState
 
         case_id, images, errors = out
@@ -376,7 +391,8 @@ class ReadingSessionWindow(QWidget):
             if ci.image_id in errors and all(s.image_id != ci.image_id for s in slots):
                 slots.append(Slot(ci.image_id, f"{ci.modality} {ci.view or ''}".strip(), ci.modality))
         for slot in slots:
-            view = ImageView(slot, images.get(slot.image_id), ViewState(), error=errors.get(slot.image_id))
+            view = ImageView(slot, images.get(slot.image_id), ViewState(),
+                             error=reading_safe(errors.get(slot.image_id)) or None)
             view.set_tool(self.tool)
             view.set_annotations([])  # never the case's stored annotations: they may be truth
             view.drawn.connect(self._on_drawn)
@@ -387,7 +403,7 @@ class ReadingSessionWindow(QWidget):
         self.layout_name = "2x2"
         self.hanging_step = 0
         self._relayout()
-        self.status.setText("; ".join(errors.values()) if errors else "")
+        self.status.setText(reading_safe("; ".join(errors.values())) if errors else "")
         self._refresh_marks()
         if self.reading is not None and self.reading.ai_revealed:
             self._start_overlays()
@@ -397,27 +413,48 @@ class ReadingSessionWindow(QWidget):
     def _prefetch_next(self, item: CaseToRead | None) -> None:
         """Decode the next case of the reader's recorded order into the cache while this one is
         read, so Enter shows it at once. Nothing is displayed: the images only wait in the cache."""
-        from reader_app.qt_workers import Worker, start
-
         if item is None or self.session is None:
             return
         order = self.run.store.order(self.session.reader_id, item.arm.arm_id)
         done = self.run.store.rated_cases(self.session.reader_id, item.arm.arm_id)
         later = [c for c in order if c not in done and c != item.case.case_id]
-        case = self.run.cases.get(later[0]) if later else None
+        self._prefetch(self.run.cases.get(later[0]) if later else None)
+
+    def _on_reader_changed(self, _index: int) -> None:
+        self._prefetch_first()
+
+    def _prefetch_first(self) -> None:
+        """On the sign-in page: decode the selected reader's first unread case (and import the
+        decoders) while the reader signs in, so a cold session's first case opens at once."""
+        if self.session is not None or self._closed:
+            return
+        reader = self.reader_box.currentData()
+        store = self.run.store
+        for arm in self.run.design.arms_for(str(reader)) if reader is not None else []:
+            done = store.rated_cases(str(reader), arm.arm_id)
+            todo = [c for c in store.order(str(reader), arm.arm_id) if c not in done]
+            if todo:
+                self._prefetch(self.run.cases.get(todo[0]))
+                return
+
+    def _prefetch(self, case: Case | None) -> None:
+        from reader_app.qt_workers import Worker, start
+
         if case is None:
             return
         cache = self.cache
 
         def job(*, progress: Any = None, cancel: Any = None) -> int:
-            n = 0
+            from reader_app.imaging import warm_analyses
+
+            images = {}
             for ci in case.images:
                 try:
-                    cache.get(ci)
-                    n += 1
+                    images[ci.image_id] = cache.get(ci)
                 except BreastReaderError:
                     pass  # the case's own load reports it when it is shown
-            return n
+            warm_analyses(case, images)  # hanging and fit of the case then cost the GUI thread nothing
+            return len(images)
 
         w = Worker(job, name="session prefetch")
         self._workers = [x for x in self._workers if not getattr(x, "ended", False)] + [w]
@@ -616,6 +653,78 @@ class ReadingSessionWindow(QWidget):
         v = self.image_widgets.get(image_id)
         return bool(v is not None and v.overlay.isVisible())
 
+    # ----------------------------------------------------------------- prior exam
+    def toggle_prior(self) -> bool:
+        """Shift+P (the workstation's key): the active view beside the same view of the patient's
+        prior exam, or back to the hanging. The prior is blinded like the case (no truth, no
+        annotations, no dates or names: "PRIOR, 24 months earlier"), never scored or overlaid.
+
+        Returns:
+            Whether a comparison is being shown (or loaded) after the call.
+        """
+        from reader_app.imaging import load_case_images
+        from reader_app.qt_workers import Worker, start
+
+        if self.prior_compare is not None and self.prior_compare.isVisible():
+            self.close_prior()
+            return False
+        item = self.current
+        if item is None or self.session is None or not self.views:
+            return False
+        prior = self.session.prior_of(item.case.case_id)
+        if prior is None:
+            self.status.setText("No prior to compare: no earlier exam of this patient in this study")
+            return False
+        cache = self.cache
+
+        def job(*, progress: Any = None, cancel: Any = None) -> tuple[str, Any, Any]:
+            images, errors = load_case_images(prior.case, cache, progress=progress, cancel=cancel)
+            return item.case.case_id, images, errors
+
+        w = Worker(job, name="session prior")
+        w.signals.result.connect(lambda out: self._on_prior_loaded(prior, out))
+        w.signals.errored.connect(lambda msg: self.status.setText(f"Cannot load the prior exam: {reading_safe(msg)}"))
+        self._workers = [x for x in self._workers if not getattr(x, "ended", False)] + [w]
+        w.signals.finished.connect(lambda w=w: setattr(w, "ended", True))
+        start(w)
+        self.status.setText("Loading the prior exam...")
+        return True
+
+    def _on_prior_loaded(self, prior: PriorToRead, out: tuple[str, dict[str, Any], dict[str, str]]) -> None:
+        from reader_app.qt_prior import PriorComparison
+
+        case_id, images, errors = out
+        cur = self.current
+        if self._closed or cur is None or cur.case.case_id != case_id or not self.views:
+            return  # the reader moved on
+        if self.prior_compare is None:
+            self.prior_compare = PriorComparison()
+            self._body.insertWidget(1, self.prior_compare, 1)
+        self._prior_label = prior.label
+        self.prior_compare.set_prior(prior.case, images, {k: reading_safe(v) for k, v in errors.items()})
+        self.images.setVisible(False)
+        self.prior_compare.setVisible(True)
+        self._refresh_prior()
+        self.status.setText(f"Comparing with the prior exam ({prior.label.split(', ', 1)[-1]}): "
+                            "Shift+P returns, Tab steps the view")
+        self.prior_shown.emit(case_id)
+
+    def _refresh_prior(self) -> None:
+        pc, v, item = self.prior_compare, self.active_view(), self.current
+        if pc is None or not pc.isVisible() or v is None or item is None:
+            return
+        if not pc.show_pair(item.case, v.slot, v.image, v.view_state, labels=("CURRENT", self._prior_label)):
+            self.status.setText(f"The prior exam has no view matching {v.slot.title}")
+        self.setFocus()  # the replaced views may have held the focus: keys keep working
+
+    def close_prior(self) -> None:
+        """Back to the hanging (also on every case change)."""
+        pc = self.prior_compare
+        if pc is not None:
+            pc.clear()
+            pc.setVisible(False)
+        self.images.setVisible(True)
+
     # ----------------------------------------------------------------- rating state
     def _on_reading_changed(self, what: str) -> None:
         r = self.reading
@@ -738,6 +847,9 @@ class ReadingSessionWindow(QWidget):
             pass  # the workstation's case keys: a reader study has no case navigation
         elif key in (Qt.Key.Key_Tab, Qt.Key.Key_Backtab) and self.views:
             self.set_active(self.active_index + (-1 if key == Qt.Key.Key_Backtab else 1))
+            self._refresh_prior()  # Tab steps the compared view too
+        elif key == Qt.Key.Key_P and ev.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self.toggle_prior()
         elif key == Qt.Key.Key_H:
             self.next_hanging_step()
         elif key == Qt.Key.Key_L:
@@ -799,6 +911,7 @@ class ReadingSessionWindow(QWidget):
 
     def closeEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
         self._closed = True
+        self.close_prior()
         for v in self.views:
             v.dispose()
         super().closeEvent(ev)
