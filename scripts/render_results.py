@@ -53,7 +53,8 @@ SECTION0 = """## 0. Where each figure comes from now (configs, not scripts)
 | US fine-tune / tail / squashed-224 rows | none: labkit's batched GPU augmentation loop was removed; `configs/busi_efficientnet_lite0.toml` is the engine's fine-tune | lost experiments, figures kept as measured |
 | An tissue patches (section 3) | none yet: no `mias_patches` data kind in `breast-engine evaluate` | figure kept as measured by the removed script; not re-runnable until ported |
 | An heatmap FCN ± local map (section 5) | `breast-engine evaluate --config configs/an_heatmap_mias_base.toml --protocol an_heatmap --folds 3`, then `configs/an_heatmap_mias_local.toml ... --paired` on the first result | run from the configs (issue 11 item 7) at a CPU budget |
-| US saliency localisation | `python tools/eval_us_saliency.py` | moved to tools/ |
+| US saliency localisation (whole-image model, out of fold) | `breast-engine evaluate --config configs/us_effnet_lite0_busi.toml --protocol saliency --out docs/results/us_saliency_oof.json` | protocol (issue 12): fold models of the recipe's partition 0 through `Predictor.saliency` |
+| US default vs previous default (section 0b) | `breast-engine evaluate --config configs/us_lesion_lite0_busi.toml --protocol compare --out docs/results/us_default_comparison.json` | protocol (issue 12): installed models, mimbcd-dev BI-RADS, calibration, out-of-fold pointing |
 """
 
 
@@ -68,7 +69,8 @@ def _us_default_decision() -> str:
     spec_f, cv_f = MODELS / les / "spec.json", MODELS / les / "cv_results.json"
     m = json.loads(spec_f.read_text()).get("metrics", {}) if spec_f.is_file() else {}
     if cmp_ is None or not (cv_f.is_file() or "partitions" in m.get("cv_auc", {}).get("box", {})):
-        return _missing("us_default_comparison", "python tools/compare_us_models.py")
+        return _missing("us_default_comparison", "breast-engine evaluate --config configs/us_lesion_lite0_busi.toml "
+                        "--protocol compare --out docs/results/us_default_comparison.json")
     if "partitions" in m.get("cv_auc", {}).get("box", {}):
         # shipped by `breast-engine ship configs/us_lesion_lite0_busi.toml`: the recipe's figures in spec.json
         w = {sc: {"partitions": [{"old": p["context_only"], "ensemble": p["combined"],
@@ -103,6 +105,7 @@ def _us_default_decision() -> str:
                 f"{x['n_birads_ge4']} BI-RADS ≥ 4")
 
     pw = cmp_["pointing_whole_model"]
+    pw_how = "out of fold" if "out of fold" in pw.get("what", "") else "in sample"
 
     def pc(v: list[float]) -> str:
         return f"{100 * v[0]:.1f} % ({100 * v[1]:.1f}–{100 * v[2]:.1f})"
@@ -119,11 +122,11 @@ def _us_default_decision() -> str:
     ]
     if pt:
         rows.append(("pointing game, malignant BUSI (peak in the expert mask)",
-                     f"{pc(pw['gradcam_malignant'])} Grad-CAM, in sample",
+                     f"{pc(pw['gradcam_malignant'])} Grad-CAM, {pw_how}",
                      f"**{pc(pt['attention_malignant'])}** attention, out of fold",
                      f"centre guess {pc(pw['centre_malignant'])}"))
         rows.append(("pointing game, all BUSI lesions",
-                     f"{pc(pw['gradcam_all'])} Grad-CAM, in sample",
+                     f"{pc(pw['gradcam_all'])} Grad-CAM, {pw_how}",
                      f"**{pc(pt['attention_all'])}** attention, out of fold",
                      f"centre guess {pc(pw['centre_all'])}"))
     wb, wf = w["box"], w["finder"]
@@ -150,22 +153,29 @@ def _us_default_decision() -> str:
             "own 5-fold CV combined with the whole-image model's out-of-fold scores of each of its 5\n"
             f"partitions, `resources/models/{les}/{src}`), and the same 37 mimbcd-dev ultrasound\n"
             "images through the shipped `Predictor` (`docs/results/us_default_comparison.json`, written by\n"
-            "`python tools/compare_us_models.py`). mimbcd-dev has **no pathology**: the label is BI-RADS\n"
-            "(mostly the UTA11 AI assistant's), patient = unit, 13–26 patients: one or two patients move\n"
-            "the AUC by 0.03–0.08. The previous default's pointing game is measured on its own training\n"
-            "images (no out-of-fold copies of it are kept), which can only flatter it.\n\n"
+            "`breast-engine evaluate --config configs/us_lesion_lite0_busi.toml --protocol compare`). mimbcd-dev\n"
+            "has **no pathology**: the label is BI-RADS (mostly the UTA11 AI assistant's), patient = unit,\n"
+            "13–26 patients: one or two patients move the AUC by 0.03–0.08. Both pointing games are out of\n"
+            f"fold (the previous default's: {pw_how}, fold models of its recipe through `Predictor.saliency`).\n\n"
             f"| check | `{old}` (previous default) | `{les}` | difference / note |\n|---|---|---|---|\n")
+    nb, ob = lso["no box"]["paired_delong_diff_se_z_p"], lso["outline box"]["paired_delong_diff_se_z_p"]
+    pbox = [p["paired_diff_se_z_p"] for p in w["box"]["partitions"]]
+    fin_mean = sum(p["ensemble"][0] for p in w["finder"]["partitions"]) / len(w["finder"]["partitions"])
+    crop = (m.get("leave_source_out_birads") or {}).get("lesion_crop_only", {}).get("no box")
+    crop_txt = f"the lesion crop alone: {crop[0]:.3f} without a box" if crop else "the lesion crop alone: see the card"
+    att = f"{100 * pt['attention_all'][0]:.0f} %" if pt else "n/a"
     tail = ("\n\n**Decision.** The rule for the switch: at least equal on the other-hospital check and not\n"
-            "worse on BUSI. Other hospital: +0.033 without a box and −0.025 with the outline box, both far\n"
-            "from significance (p ≈ 0.6): *equal* within what 13–26 patients can show, not better. BUSI:\n"
-            "better with a reader's box on every partition (p ≤ 0.034), equal without one. The lesion model\n"
-            "also points at the lesion (87 % out of fold vs the previous default's 14 % of all lesions even\n"
-            "in sample, and the 26–27 % centre guess), is calibrated and warns on unfamiliar input. So\n"
+            f"worse on BUSI. Other hospital: {nb[0]:+.3f} without a box (p = {nb[3]:.2f}) and {ob[0]:+.3f} with the "
+            f"outline box (p = {ob[3]:.2f}):\nwithin what 13–26 patients can show. BUSI: with a reader's box "
+            f"Δ {min(x[0] for x in pbox):+.3f} … {max(x[0] for x in pbox):+.3f} (p ≤ {max(x[3] for x in pbox):.3f}), "
+            "without one see the row above. The lesion model\n"
+            f"also points at the lesion ({att} of all lesions out of fold vs the previous default's "
+            f"{pc(pw['gradcam_all'])} {pw_how},\nand the centre guess), is calibrated and warns on unfamiliar input. So\n"
             f"**`{les}` is the US default** (`resources/models/defaults.json`). Caveats the switch does not\n"
-            "remove: its transfer to mimbcd-dev comes from the whole-image context it averages in (the\n"
-            "lesion crop alone: 0.614 without a box); the issue's goal \"≥ 0.85 at other hospitals\" holds\n"
-            "here only as a BI-RADS figure, with lower CI bounds below 0.85; \"≥ 0.95 on BUSI\" holds by CV\n"
-            "with a reader's box only (0.938 without one); no pathology-labelled external set was available.\n")
+            f"remove: its transfer to mimbcd-dev comes from the whole-image context it averages in ({crop_txt});\n"
+            "the issue's goal \"≥ 0.85 at other hospitals\" holds here only as a BI-RADS figure, with lower CI\n"
+            f"bounds below 0.85; \"≥ 0.95 on BUSI\" holds by CV with a reader's box only ({fin_mean:.3f} without one);\n"
+            "no pathology-labelled external set was available.\n")
     return head + body + tail
 
 

@@ -14,7 +14,10 @@ PROTOCOLS = ("loo", "kfold", "repeated-kfold", "split")
 # "recipe": the cross-validation of a linear_probe / supervised_attention config (engine.train.recipes),
 # the figures `breast-engine ship` writes into the model card.
 # "an_heatmap": An 2019's heatmap regression (MSE + pointing, engine.train.an_heatmap).
-ALL_PROTOCOLS = (*PROTOCOLS, "recipe", "an_heatmap")
+# "saliency": out-of-fold pointing game of a linear_probe config's overlay (engine.train.saliency_oof).
+# "compare": a us_lesion config's shipped model vs its whole-image context model (engine.train.us_compare).
+RESULT_PROTOCOLS = ("saliency", "compare")
+ALL_PROTOCOLS = (*PROTOCOLS, "recipe", "an_heatmap", *RESULT_PROTOCOLS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,7 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "pooled AUC with DeLong 95%% CI, sensitivity/specificity/F2 at the F2-selected threshold, "
         "and writes an ROC plot. --protocol an_heatmap (data.kind mias_heatmap / synthetic_heatmap): An 2019 "
         "heatmap regression, per-image MSE and pointing with patient-bootstrap 95%% CIs, --paired for the "
-        "with-vs-without local map difference.",
+        "with-vs-without local map difference. --protocol saliency (a linear_probe config on busi): out-of-fold "
+        "pointing game of the model's overlay against the expert masks vs the centre guess. --protocol compare "
+        "(a us_lesion config): its shipped model vs the whole-image model it averages in, leave-source-out "
+        "(mimbcd-dev BI-RADS), calibration and out-of-fold pointing; --out FILE.json keeps the result.",
     )
     p.add_argument("--config", required=True, help="TOML configuration file (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -41,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--paired", metavar="RESULT.json",
                    help="an_heatmap: the other arm's result (same data, folds, seed): adds the paired differences")
     p.add_argument("--out", help="output folder (default: train.output_dir/eval-<model>-<protocol>-<time>); "
-                   "an_heatmap: the result JSON file (or a folder for result.json)")
+                   "an_heatmap / saliency / compare: the result JSON file (or a folder for result.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
@@ -57,6 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.protocol == "an_heatmap" or cfg.data.kind in ("mias_heatmap", "synthetic_heatmap"):
         return _run_heatmap(args, cfg)
+    if args.protocol in RESULT_PROTOCOLS:
+        return _run_result(args, cfg)
     if args.protocol == "recipe" or cfg.train.mode != "finetune":
         return _run_recipe(args, cfg)
     # Fail fast: model name, data, labels, folds — before any training.
@@ -138,6 +146,40 @@ def _run_heatmap(args: argparse.Namespace, cfg: object) -> int:
                   f"({d['ci'][0]:+.4f} to {d['ci'][1]:+.4f}), p = {d['p_two_sided']:.3f}")
     if args.out:
         print(f"result: {args.out}")
+    return 0
+
+
+def _run_result(args: argparse.Namespace, cfg: object) -> int:
+    """``saliency`` / ``compare``: one JSON result (``--out``), reproducible from the config."""
+    from engine.progress import tqdm_progress
+    from engine.train.config import TrainConfig
+
+    assert isinstance(cfg, TrainConfig)
+    if cfg.train.threads:
+        import torch
+
+        torch.set_num_threads(cfg.train.threads)
+    with tqdm_progress(f"evaluate {args.protocol}", disable=args.quiet) as cb:
+        if args.protocol == "saliency":
+            from engine.train.saliency_oof import evaluate_saliency_oof
+
+            res = evaluate_saliency_oof(cfg, progress=cb)
+        else:
+            from engine.train.us_compare import compare_us_models
+
+            res = compare_us_models(cfg, progress=cb)
+    res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
+    if args.out:
+        out = Path(args.out)
+        out = out if out.suffix == ".json" else out / "result.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(json.dumps({k: v for k, v in res.items() if k not in ("peaks_xy", "leave_source_out_mimbcd")}, indent=1))
+        if args.out:
+            print(f"result: {out}")
     return 0
 
 

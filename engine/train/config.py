@@ -285,6 +285,11 @@ class ShipConfig:
         context_weight: ``us_lesion``: weight of the context logit.
         lso_data: ``us_lesion``: the mimbcd-dev folder of the leave-source-out BI-RADS check
             (relative to this TOML); ``""`` = not run.
+        not_for: What the model must not be used for, one card bullet each.
+        bench_result: A ``breast-engine bench score`` JSON (relative to this TOML) whose case of
+            this modality the card quotes as its speed; ``""`` = no speed section.
+        baseline_saliency: ``us_lesion``: the context model's ``evaluate --protocol saliency``
+            JSON (relative to this TOML), quoted in the card's "Default?" comparison.
     """
 
     name: str = ""
@@ -317,6 +322,9 @@ class ShipConfig:
     context_config: str = ""
     context_weight: float = 0.5
     lso_data: str = ""
+    not_for: list[str] = field(default_factory=list)
+    bench_result: str = ""
+    baseline_saliency: str = ""
 
 
 @dataclass
@@ -587,7 +595,7 @@ def load_config(path: str | PathLike[str], overrides: list[str] | None = None) -
             data["path"] = str((p.parent / dp).resolve())
     ship = raw.get("ship")
     if isinstance(ship, dict):  # card notes and licence files are named relative to the TOML too
-        for key in ("context_config", "lso_data"):
+        for key in ("context_config", "lso_data", "bench_result", "baseline_saliency"):
             v = ship.get(key)
             if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
                 ship[key] = str((p.parent / Path(v).expanduser()).resolve())

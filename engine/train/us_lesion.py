@@ -449,7 +449,16 @@ def summarise(cfg: TrainConfig, cv: dict[str, Any], labels: np.ndarray,
     if context:
         extra["context_model"] = context[0]
         extra["context_weight"] = wctx
+        # the whole-image model alone shows its own (uncalibrated) probabilities: their ECE
+        metrics["context_model_ece"] = [_r(reliability_ece(p[lesion], y)) for p in context[1]]
     return metrics, extra
+
+
+def reliability_ece(p: np.ndarray, y: np.ndarray) -> float:
+    """Expected calibration error (10 bins) of probabilities ``p`` for labels ``y``."""
+    from engine.stats.calibration import reliability
+
+    return float(reliability(p, y).ece)
 
 
 def final_fit(cfg: TrainConfig, model: Any, d: LesionData) -> Any:
@@ -473,14 +482,16 @@ def final_fit(cfg: TrainConfig, model: Any, d: LesionData) -> Any:
     return model.float().eval()
 
 
-def leave_source_out(folder: str | Path, root: str | Path) -> dict[str, Any]:
-    """mimbcd-dev ultrasound through the shipped Predictor: BI-RADS >= 4 vs <= 3 per patient.
+def mimbcd_us_scores(pred: Any, root: str | Path) -> dict[str, Any]:
+    """Every mimbcd-dev ultrasound image through one :class:`~engine.inference.Predictor` (what
+    ``score`` does), per patient: no box, and the mapped outline's bounding box.
 
-    **Not pathology**: the label is the physician's final BI-RADS where it exists, else the UTA11
-    AI assistant's; the patient is the unit (mean score over the patient's images). Scenarios:
-    no box (the finder) and the mapped outline's bounding box.
+    Returns:
+        ``{"birads": {patient: BI-RADS}, "source": {patient: "physician" | "AI assistant"},
+        "per": {"no box" | "outline box": {patient: [scores]}}, "files", "ood_flags"}`` — the
+        label is the physician's final BI-RADS where it exists, else the UTA11 AI assistant's;
+        ``ood_flags`` only for lesion pipelines (empty otherwise).
     """
-    from engine.inference import Predictor
     from engine.io.reader import read_image
 
     root = Path(root)
@@ -497,32 +508,76 @@ def leave_source_out(folder: str | Path, root: str | Path) -> dict[str, Any]:
         if o["modality"] == "US" and o["path"] not in boxes:
             boxes[o["path"]] = o["bbox"]
     files = sorted(p.relative_to(root).as_posix() for p in (root / "us").glob("*/*.dcm"))
-    pred = Predictor(str(folder), "cpu")
     per: dict[str, dict[str, list[float]]] = {"no box": {}, "outline box": {}}
     flags: list[int] = []
     for f in files:
         pid = f.split("/")[1]
         img = read_image(root / f)
-        a = pred.assess(img, None)
-        per["no box"].setdefault(pid, []).append(float(a.score))
-        flags.append(int(a.ood_flag))
+        if pred.lesion is not None:
+            a = pred.assess(img, None)
+            per["no box"].setdefault(pid, []).append(float(a.score))
+            flags.append(int(a.ood_flag))
+        else:
+            per["no box"].setdefault(pid, []).append(float(pred.predict(img)))
         if f in boxes:
             bx = boxes[f]
-            per["outline box"].setdefault(pid, []).append(float(pred.assess(img, (bx[0], bx[1], bx[2], bx[3])).score))
+            per["outline box"].setdefault(pid, []).append(float(pred.predict(img, (bx[0], bx[1], bx[2], bx[3]))))
+    return {"birads": birads, "source": source, "per": per, "files": files,
+            "n_outlined": len(set(boxes) & set(files)), "ood_flags": flags}
+
+
+#: The leave-source-out scenarios: (name, which scores, which patients).
+LSO_SCENARIOS = (("no box", "no box", 0), ("outline box", "outline box", 0), ("no box, BI-RADS 2-3 vs >=4", "no box", 2))
+
+
+def lso_patients(s: dict[str, Any], scores: str, min_birads: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(patients, BI-RADS >= 4 as 0/1, mean score)`` of one scenario of :func:`mimbcd_us_scores`."""
+    dd = s["per"][scores]
+    pids = [p for p in sorted(dd) if p in s["birads"] and s["birads"][p] >= min_birads]
+    y = np.array([s["birads"][p] >= 4 for p in pids], int)
+    return pids, y, np.array([np.mean(dd[p]) for p in pids])
+
+
+def leave_source_out(folder: str | Path, root: str | Path) -> dict[str, Any]:
+    """mimbcd-dev ultrasound through the shipped Predictor: BI-RADS >= 4 vs <= 3 per patient.
+
+    **Not pathology**: the label is the physician's final BI-RADS where it exists, else the UTA11
+    AI assistant's; the patient is the unit (mean score over the patient's images). Scenarios:
+    no box (the finder) and the mapped outline's bounding box. With a context model the same
+    images are also scored by the lesion crop alone (context weight 0) and by the installed
+    context model alone, with the paired DeLong difference shipped - context model.
+    """
+    from engine.inference import Predictor
+    from engine.stats.delong import paired_delong_test
+
+    pred = Predictor(str(folder), "cpu")
+    s = mimbcd_us_scores(pred, root)
+    source = s["source"]
     out: dict[str, Any] = {"label": "BI-RADS >= 4 vs <= 3 (physician's, else the UTA11 AI assistant's): NOT pathology",
-                           "n_images": len(files),
+                           "n_images": len(s["files"]),
                            "birads_sources": {k: sum(1 for v in source.values() if v == k) for k in sorted(set(source.values()))}}
-    subsets = {"no box": per["no box"], "outline box": per["outline box"],
-               "no box, BI-RADS 2-3 vs >=4": {p: v for p, v in per["no box"].items() if birads.get(p, 0) >= 2}}
-    for scen, dd in subsets.items():
-        pids = [p for p in sorted(dd) if p in birads]
-        yy = np.array([birads[p] >= 4 for p in pids], int)
-        s = np.array([np.mean(dd[p]) for p in pids])
+    others: dict[str, dict[str, Any]] = {}
+    ctx_name = pred.lesion.context_name if pred.lesion is not None else None
+    if ctx_name:
+        crop = Predictor(str(folder), "cpu")
+        assert crop.lesion is not None
+        crop.lesion.context_name, crop.lesion.context_weight = None, 0.0
+        others["lesion_crop_only"] = mimbcd_us_scores(crop, root)
+        others["context_model"] = mimbcd_us_scores(Predictor(str(ctx_name), "cpu"), root)
+        out["context_model"] = {"name": str(ctx_name)}
+        out["lesion_crop_only"] = {}
+    for scen, scores, min_b in LSO_SCENARIOS:
+        pids, yy, sc = lso_patients(s, scores, min_b)
         if yy.size == 0 or yy.min() == yy.max():
             out[scen] = {"n_patients": len(pids), "note": "one class only"}
             continue
-        out[scen] = {"auc_birads4_vs_le3": _auc(yy, s), "n_patients": len(pids), "n_birads_ge4": int(yy.sum())}
-    out["ood_flagged"] = [int(sum(flags)), len(flags)]
+        out[scen] = {"auc_birads4_vs_le3": _auc(yy, sc), "n_patients": len(pids), "n_birads_ge4": int(yy.sum())}
+        for key, so in others.items():
+            _, _, sc_o = lso_patients(so, scores, min_b)
+            out[key][scen] = _auc(yy, sc_o)
+            if key == "context_model":
+                out[key][scen + " paired_diff_se_z_p"] = [_r(v) for v in paired_delong_test(yy, sc, sc_o)]
+    out["ood_flagged"] = [int(sum(s["ood_flags"])), len(s["ood_flags"])]
     return out
 
 
@@ -699,16 +754,24 @@ def lesion_card(cfg: TrainConfig, m: dict[str, Any], sha: str, config_path: str)
                      f"{rf['paired_diff_se_z_p'][0]:+.3f}, {rf['paired_diff_se_z_p'][3]:.3f} |")
     lso = m.get("leave_source_out_birads")
     if lso:
+        ctx = lso.get("context_model", {}).get("name")
+        cols = ["shipped"] + (["lesion crop only", f"`{ctx}` alone"] if ctx else [])
         L += ["", "## Leave-source-out: mimbcd-dev ultrasound — **BI-RADS ≥ 4 vs ≤ 3, not pathology**", "",
               f"{lso['label']}; sources {lso['birads_sources']}; through the shipped Predictor (what `score` does); "
-              "patient = unit.", "", "| scenario | AUC (DeLong 95 % CI) | patients (BI-RADS ≥ 4) |", "|---|---|---|"]
-        for scen in ("no box", "outline box", "no box, BI-RADS 2-3 vs >=4"):
+              "patient = unit.", "", "| scenario | " + " | ".join(f"{c} AUC (DeLong 95 % CI)" for c in cols)
+              + " | patients (BI-RADS ≥ 4) |", "|---|" + "---|" * (len(cols) + 1)]
+        for scen, _, _ in LSO_SCENARIOS:
             r = lso.get(scen, {})
             if "auc_birads4_vs_le3" in r:
-                L.append(f"| {scen} | {_ci(r['auc_birads4_vs_le3'])} | {r['n_patients']} ({r['n_birads_ge4']}) |")
+                vals = [_ci(r["auc_birads4_vs_le3"])] + ([_ci(lso["lesion_crop_only"].get(scen, [])),
+                                                          _ci(lso["context_model"].get(scen, []))] if ctx else [])
+                L.append(f"| {scen} | " + " | ".join(vals) + f" | {r['n_patients']} ({r['n_birads_ge4']}) |")
             else:
-                L.append(f"| {scen} | {r.get('note', 'n/a')} | {r.get('n_patients', 0)} |")
+                L.append(f"| {scen} | {r.get('note', 'n/a')} |" + " |" * (len(cols) - 1) + f" {r.get('n_patients', 0)} |")
         L.append(f"\nOOD-flagged: {lso['ood_flagged'][0]} of {lso['ood_flagged'][1]} images.")
+        if ctx:
+            L.append("The lesion crop alone is the same model with the context weight set to 0: what the lesion-centred "
+                     "part carries to another site by itself.")
     L += ["", "## Overlay: pointing game (out of fold, finder's crop; peak inside the expert mask; Wilson 95 % CI)", "",
           "| map | malignant | benign | all |", "|---|---|---|---|"]
     p = m["pointing"]
@@ -726,6 +789,99 @@ def lesion_card(cfg: TrainConfig, m: dict[str, Any], sha: str, config_path: str)
           f"distances of {o['n_images']} dev images (median {o['busi_oof_median']:.3f}); features: {o['features']}.", "",
           "## Files", f"- `weights.pt`: `state_dict` of `{cfg.model.name}`; sha256 `{sha}`",
           "- `spec.json`: pipeline, margin, Platt parameters, OOD threshold, context model, every figure above (`metrics`)", ""]
+    L += _default_section(cfg, m) + _speed_section(cfg)
+    if sh.not_for:
+        L += ["## Must not be used for"] + [f"- {v}" for v in sh.not_for] + [""]
     if sh.card_notes:
         L += ["## Notes", "", sh.card_notes.strip(), ""]
     return "\n".join(L)
+
+
+def _worse(diff_p: list[float]) -> bool:
+    """A paired difference that is negative and significant at 0.05."""
+    return bool(diff_p[0] < 0 and diff_p[-1] < 0.05)
+
+
+def _default_section(cfg: TrainConfig, m: dict[str, Any]) -> list[str]:
+    """"Default?": this model against its whole-image context model (the previous US default),
+    on the same images, with the rule the switch follows (from the recipe's own figures)."""
+    parts = {sc: m["cv_auc"][sc]["partitions"] for sc in ("box", "finder")}
+    lso = m.get("leave_source_out_birads") or {}
+    ctx = lso.get("context_model", {}).get("name")
+    if not ctx or "context_only" not in parts["box"][0]:
+        return []
+    L = ["", f"## Default? (this model vs `{ctx}`, the whole-image model and previous US default)",
+         "Rule: default only if at least equal on the other-hospital check and not worse on BUSI (same images, "
+         "paired DeLong; descriptive: the out-of-fold scores are treated as one reader's).", "",
+         f"| check | `{ctx}` | this model | difference |", "|---|---|---|---|"]
+    for sc, name in (("box", "reader box"), ("finder", "no box (finder)")):
+        ps = parts[sc]
+        d = [p["paired_diff_se_z_p"] for p in ps]
+        L.append(f"| BUSI grouped CV, {name}, mean of {len(ps)} partitions | "
+                 f"{np.mean([p['context_only'][0] for p in ps]):.3f} | {np.mean([p['combined'][0] for p in ps]):.3f} | "
+                 f"Δ {min(x[0] for x in d):+.3f} … {max(x[0] for x in d):+.3f}, p {min(x[3] for x in d):.3f}–"
+                 f"{max(x[3] for x in d):.3f} |")
+    lso_worse = False
+    for scen, _, _ in LSO_SCENARIOS[:2]:
+        r = lso.get(scen, {})
+        dp = lso["context_model"].get(scen + " paired_diff_se_z_p")
+        if "auc_birads4_vs_le3" not in r or not dp:
+            continue
+        lso_worse |= _worse(dp)
+        L.append(f"| mimbcd-dev, {scen} ({r['n_patients']} patients, BI-RADS ≥ 4 vs ≤ 3) | "
+                 f"{_ci(lso['context_model'][scen])} | {_ci(r['auc_birads4_vs_le3'])} | "
+                 f"Δ {dp[0]:+.3f} (SE {dp[1]:.3f}, p = {dp[3]:.2f}) |")
+    p = m["pointing"]
+    base = _baseline_pointing(cfg)
+    L.append(f"| pointing game, malignant / all BUSI lesions | {base} | {100 * p['attention_malignant'][0]:.1f} % / "
+             f"{100 * p['attention_all'][0]:.1f} % (attention, out of fold) | centre guess "
+             f"{100 * p['centre_malignant'][0]:.1f} % / {100 * p['centre_all'][0]:.1f} % |")
+    ece = m.get("context_model_ece")
+    if ece:
+        L.append(f"| ECE of the probability shown (out of fold) | {ece[0]:.3f} (not calibrated; partitions "
+                 f"{min(ece):.3f}–{max(ece):.3f}) | {m['calibration']['box']['platt_crossfit']['ece']:.3f} reader box / "
+                 f"{m['calibration']['finder']['platt_crossfit']['ece']:.3f} finder (Platt) | |")
+    L.append(f"| OOD warning | none | {lso['ood_flagged'][0]} of {lso['ood_flagged'][1]} mimbcd-dev images flagged | |")
+    busi_worse = any(_worse(p_["paired_diff_se_z_p"]) for ps in parts.values() for p_ in ps)
+    better = sum(1 for p_ in parts["box"] if p_["paired_diff_se_z_p"][0] > 0 and p_["paired_diff_se_z_p"][3] < 0.05)
+    L += ["", f"By the rule: BUSI {'significantly worse somewhere' if busi_worse else 'never significantly worse'} "
+          f"(better with a reader's box on {better} of {len(parts['box'])} partitions at p < 0.05); other hospital "
+          f"{'significantly worse' if lso_worse else 'not significantly different'} — the rule "
+          f"{'is NOT met' if busi_worse or lso_worse else 'is met'}. The other-hospital figure is a BI-RADS separation on "
+          "a few dozen patients, not a malignancy AUC. Side by side with the installed models: `breast-engine evaluate "
+          "--config configs/us_lesion_lite0_busi.toml --protocol compare --out docs/results/us_default_comparison.json`.", ""]
+    return L
+
+
+def _baseline_pointing(cfg: TrainConfig) -> str:
+    """The context model's out-of-fold pointing game (``ship.baseline_saliency``), as a table cell."""
+    f = cfg.ship.baseline_saliency
+    if not f or not Path(f).is_file():
+        return "n/a"
+    r = json.loads(Path(f).read_text(encoding="utf-8"))
+    mal, al = r["by_class"]["malignant"]["model"]["hit"]["rate"], r["all"]["model"]["hit"]["rate"]
+    return f"{100 * mal:.1f} % / {100 * al:.1f} % ({r['method']}, out of fold; `{Path(f).name}`)"
+
+
+def _speed_section(cfg: TrainConfig) -> list[str]:
+    """"Speed" from a ``breast-engine bench score`` JSON (``ship.bench_result``)."""
+    f = cfg.ship.bench_result
+    if not f or not Path(f).is_file():
+        return []
+    b = json.loads(Path(f).read_text(encoding="utf-8"))
+    c = b.get("cases", {}).get(cfg.ship.modality or "US")
+    if not c:
+        return []
+    L = ["## Speed", f"`{b.get('command', 'breast-engine bench score')}` (`benchmarks/results/{Path(f).name}`; "
+         f"{c.get('source', 'one image')}, score + {c['saliency']}, {'reader box' if c.get('box') else 'no box: the finder runs'}): "
+         f"**{c['seconds']:.3f} s** wall, {c.get('cpu_s', float('nan')):.3f} s CPU per case on {b.get('threads')} threads "
+         f"(target {b.get('target_s', 0.5)} s)."]
+    for name, o in c.get("compare", {}).items():
+        L.append(f"`{name}` in the same run (repeats interleaved): {o['seconds']:.3f} s wall, "
+                 f"{o.get('cpu_s', float('nan')):.3f} s CPU (this model / it: {o['ratio_default_over_this']:.2f} wall, "
+                 f"{o.get('cpu_ratio_default_over_this', float('nan')):.2f} CPU).")
+    L.append(f"Load average {b.get('load_avg_start')} at the start, {b.get('load_avg_end', b.get('load_avg_1min'))} at the "
+             f"end, on {b.get('cpu_count')} cores.")
+    if b.get("note"):
+        L.append(str(b["note"]))
+    return L + [""]

@@ -175,3 +175,83 @@ def test_the_shipped_us_default_is_described_by_its_config() -> None:
     assert spec["extra"]["platt"] == m["calibration"]["box"]["platt_all"]
     assert spec["extra"]["ood_threshold"] == m["ood"]["threshold"]
     assert "NOT pathology" in m["leave_source_out_birads"]["label"]
+
+
+def _synthetic_mimbcd(root: Path, busi: Path) -> Path:
+    """A SYNTHETIC mimbcd-dev layout: 6 patients' ultrasound DICOMs (the tiny BUSI images), BI-RADS
+    labels (3 of them >= 4) and one outline box per image."""
+    from engine.io.writer import write_dicom
+
+    rows = ["patient_id,birads_final,ai_birads_uta11"]
+    outlines = []
+    imgs = sorted((busi / "images").glob("*.png"))
+    for i in range(6):
+        pid = f"mimbcd-p{i + 17:02d}"
+        src = [p for p in imgs if ("malignant" in p.name) == (i % 2 == 1)][i // 2]
+        px = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
+        rel = f"us/{pid}/US01.dcm"
+        (root / "us" / pid).mkdir(parents=True)
+        write_dicom(root / rel, px, modality="US", patient_id=pid)
+        rows.append(f"{pid},,{5 if i % 2 else 2}")
+        outlines.append({"modality": "US", "path": rel, "bbox": [20.0, 20.0, 70.0, 60.0]})
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    (root / "outlines.json").write_text(json.dumps({"outlines": outlines}))
+    return root
+
+
+@pytest.mark.slow
+def test_compare_and_saliency_protocols_write_reproducible_results(configs: Path) -> None:
+    """--protocol saliency (out-of-fold pointing of the whole-image config) and --protocol compare
+    (shipped lesion model vs its context model) on SYNTHETIC data: the same JSON twice."""
+    lso = _synthetic_mimbcd(configs / "mimbcd", configs / "busi")
+    cfg = configs / "lesion.toml"
+    cfg.write_text(cfg.read_text() + f'lso_data = "{lso}"\n')
+    models = configs / "models"
+    assert main(["ship", str(cfg), "--out", str(models / "tiny_lesion"), "--quiet"]) == 0
+    lso_m = json.loads((models / "tiny_lesion" / "spec.json").read_text())["metrics"]["leave_source_out_birads"]
+    # the recipe's leave-source-out check also scores the lesion crop alone and the context model
+    assert lso_m["context_model"]["name"] == "tiny_ctx" and lso_m["no box"]["n_patients"] == 6
+    assert len(lso_m["lesion_crop_only"]["no box"]) == 3 and len(lso_m["context_model"]["no box paired_diff_se_z_p"]) == 4
+    card = (models / "tiny_lesion" / "MODEL_CARD.md").read_text()
+    assert "## Default? (this model vs `tiny_ctx`" in card and "lesion crop only AUC" in card
+    outs = []
+    for proto, conf in (("saliency", configs / "ctx.toml"), ("compare", cfg)):
+        for k in range(2):
+            out = configs / f"{proto}{k}.json"
+            assert main(["evaluate", "--config", str(conf), "--protocol", proto, "--out", str(out), "--quiet"]) == 0
+            r = json.loads(out.read_text())
+            r.pop("wall_s")
+            outs.append(r)
+    sal, sal2, cmp_, cmp2 = outs
+    assert sal == sal2 and cmp_ == cmp2
+    assert sal["all"]["model"]["n"] == 12 and sal["all"]["centre_prior"]["n"] == 12
+    assert 0 <= sal["all"]["model"]["hit"]["rate"] <= 1 and len(sal["peaks_xy"]) == 12
+    assert cmp_["models"] == ["tiny_lesion", "tiny_ctx"]
+    nb = cmp_["leave_source_out_mimbcd"]["no box"]
+    assert nb["n_patients"] == 6 and nb["n_birads_ge4"] == 3 and len(nb["per_patient"]) == 6
+    # the recipe and the protocol score the same images through the same installed predictors
+    assert nb["tiny_lesion"][0] == pytest.approx(lso_m["no box"]["auc_birads4_vs_le3"][0], abs=1e-4)
+    assert len(cmp_["calibration_whole_model"]["ece_oof_per_partition"]) == 2
+    assert cmp_["pointing_whole_model"][f"{sal['method']}_all"][3] == 12
+
+
+def test_pointing_game_localisation_worked_by_hand() -> None:
+    from engine.train.saliency_oof import centre_prior, localisation
+
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:20, 10:20] = 1  # area share 100 / 1600
+    sal = np.zeros((40, 40), np.float32)
+    sal[15, 15] = 3.0  # peak inside, 3/4 of the mass inside
+    sal[35, 35] = 1.0
+    r = localisation(sal, mask)
+    assert r["hit"] == 1.0 and r["hit_tol"] == 1.0
+    assert r["mass_share"] == pytest.approx(0.75) and r["enrichment"] == pytest.approx(0.75 / (100 / 1600))
+    sal[15, 15] = 0.5  # the peak moves outside, 25 px from the mask: a miss even with tolerance
+    r = localisation(sal, mask)
+    assert r["hit"] == 0.0 and r["hit_tol"] == 0.0
+    sal[:] = 0
+    sal[28, 15] = 1.0  # 9 px below the mask: outside, but within the 15 px tolerance
+    r = localisation(sal, mask)
+    assert r["hit"] == 0.0 and r["hit_tol"] == 1.0
+    c = centre_prior((41, 61))
+    assert np.unravel_index(int(np.argmax(c)), c.shape) == (20, 30)
