@@ -142,6 +142,10 @@ class LesionUSScorer:
         pf = ex.get("platt_finder") or platt
         self.platt_finder = (float(pf[0]), float(pf[1]))
         self.ood_threshold = float(ex.get("ood_threshold", float("inf")))
+        # finder options (recipe: ship.finder_tta / ship.finder_margins): the finder's map averaged
+        # with its mirror image's; the finder's box scored at several context margins (mean logit)
+        self.finder_tta = bool(ex.get("finder_tta", False))
+        self.finder_margins = [float(v) for v in ex.get("finder_margins") or []] or [self.margin]
         # Whole-image context: another installed weights folder whose malignancy logit is
         # averaged with the lesion crop's (spec.extra["context_model"], weight "context_weight").
         self.context_name = ex.get("context_model")
@@ -181,6 +185,9 @@ class LesionUSScorer:
         maps = self._whole_maps(g) if maps is None else maps
         logits = self.model.decode(maps)
         prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
+        if self.finder_tta:
+            mirrored = self.model.decode(self._whole_maps(np.ascontiguousarray(g[:, ::-1])))
+            prob = 0.5 * (prob + torch.sigmoid(mirrored.float())[0, 0].cpu().numpy()[:, ::-1])
         pr = cv2.resize(prob, (g.shape[1], g.shape[0]), interpolation=cv2.INTER_LINEAR)
         (x0, y0, x1, y1), m = box_from_prob(pr)
         ax, ay = area[0], area[1]
@@ -226,10 +233,16 @@ class LesionUSScorer:
         # the box in cleaned-area coordinates (a box outside the scan area is clipped to it)
         bx = (min(max(lb[0] - ax, 0), g.shape[1] - 1), min(max(lb[1] - ay, 0), g.shape[0] - 1),
               min(max(lb[2] - ax, 1), g.shape[1]), min(max(lb[3] - ay, 1), g.shape[0]))
-        x0, y0, x1, y1 = crop_box(bx, g.shape, self.margin)
-        crop = np.ascontiguousarray(g[y0:y1, x0:x1])
-        batch = torch.stack([to_tensor(crop, CROP_SIZE), to_tensor(np.ascontiguousarray(crop[:, ::-1]), CROP_SIZE)])
-        maps = self.model.encode(batch.to(self.device))
+        # the scored crop(s): box + margin and its mirror; a finder box at each finder margin (the
+        # first one's crop is the region and the overlay), logits averaged
+        margins = self.finder_margins if source == "finder" else [self.margin]
+        crops = [crop_box(bx, g.shape, mg) for mg in margins]
+        tensors = []
+        for cx0, cy0, cx1, cy1 in crops:
+            crop = np.ascontiguousarray(g[cy0:cy1, cx0:cx1])
+            tensors += [to_tensor(crop, CROP_SIZE), to_tensor(np.ascontiguousarray(crop[:, ::-1]), CROP_SIZE)]
+        x0, y0, x1, y1 = crops[0]
+        maps = self.model.encode(torch.stack(tensors).to(self.device))
         att = torch.sigmoid(self.model.decode(maps))
         logits = self.model.head(self.model.pooled(maps, att)).float()
         lesion_logit = float((logits[:, self.model.malignant_index] - logits[:, 0]).mean())

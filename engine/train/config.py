@@ -285,6 +285,10 @@ class ShipConfig:
         context_weight: ``us_lesion``: weight of the context logit.
         lso_data: ``us_lesion``: the mimbcd-dev folder of the leave-source-out BI-RADS check
             (relative to this TOML); ``""`` = not run.
+        finder_tta: ``us_lesion``: the finder's map is the mean of the image's and its mirror
+            image's (one more encoder pass when no box is given).
+        finder_margins: ``us_lesion``: the finder's box is scored at each of these context
+            margins (mean logit); ``[]`` = ``data.box_margin`` only.
         not_for: What the model must not be used for, one card bullet each.
         bench_result: A ``breast-engine bench score`` JSON (relative to this TOML) whose case of
             this modality the card quotes as its speed; ``""`` = no speed section.
@@ -322,6 +326,8 @@ class ShipConfig:
     context_config: str = ""
     context_weight: float = 0.5
     lso_data: str = ""
+    finder_tta: bool = False
+    finder_margins: list[float] = field(default_factory=list)
     not_for: list[str] = field(default_factory=list)
     bench_result: str = ""
     baseline_saliency: str = ""

@@ -273,6 +273,7 @@ def cross_validate_lesion(cfg: TrainConfig, model: Any, d: LesionData, *,
 
     k, seed, epochs, c = int(cfg.ship.folds), int(cfg.train.seed), int(cfg.train.epochs), float(cfg.ship.c)
     margin = float(cfg.data.box_margin)
+    finder_margins = [float(v) for v in cfg.ship.finder_margins] or [margin]
     ood_k = int(model.ood_proj.shape[0])
     n = len(d.labels)
     labels = d.labels
@@ -291,6 +292,8 @@ def cross_validate_lesion(cfg: TrainConfig, model: Any, d: LesionData, *,
         te_w = np.flatnonzero(np.isin(d.w_owner, te_img))[::3]
         with torch.no_grad():
             probs = torch.sigmoid(model.decoder([Wt[kk][te_w].float() for kk in DEC]))[:, 0].numpy()
+            if cfg.ship.finder_tta:  # whole-image variant 1 is the mirror image: its map flipped back
+                probs = 0.5 * (probs + torch.sigmoid(model.decoder([Wt[kk][te_w + 1].float() for kk in DEC]))[:, 0].numpy()[:, :, ::-1])
         tr_c = np.flatnonzero(np.isin(d.c_owner, tr_img))
         w, b = fit_head(_crop_feats(model, Ct, tr_c), labels[d.c_owner[tr_c]], c)
         set_head(model, w, b)
@@ -298,7 +301,9 @@ def cross_validate_lesion(cfg: TrainConfig, model: Any, d: LesionData, *,
         rows0 = np.flatnonzero(np.isin(d.c_owner, te_img) & (d.c_kind == 0))
         if rows0.size:  # reader box: crop variant 0 and its mirror (stored right after)
             box_s[d.c_owner[rows0]] = 0.5 * ((_crop_feats(model, Ct, rows0) @ w + b) + (_crop_feats(model, Ct, rows0 + 1) @ w + b))
-        xs, xs_m, owners, info = [], [], [], []
+        xs: list[list[torch.Tensor]] = [[] for _ in finder_margins]
+        xs_m: list[list[torch.Tensor]] = [[] for _ in finder_margins]
+        owners, info = [], []
         for j, i in enumerate(te_w):
             img_i = int(d.w_owner[i])
             g, m = d.cleaned[img_i], d.masks[img_i]
@@ -314,19 +319,26 @@ def cross_validate_lesion(cfg: TrainConfig, model: Any, d: LesionData, *,
                 p_centre[img_i] = float(m[g.shape[0] // 2, g.shape[1] // 2])
             if labels[img_i] < 0:
                 continue
-            x0, y0, x1, y1 = crop_box(bx, g.shape, margin)
-            cg = np.ascontiguousarray(g[y0:y1, x0:x1])
-            xs.append(to_tensor(cg, CROP_SIZE))
-            xs_m.append(to_tensor(np.ascontiguousarray(cg[:, ::-1]), CROP_SIZE))
-            owners.append(img_i)
-            info.append((x0, y0, x1, y1))
-        if xs:
+            for mi, mg in enumerate(finder_margins):
+                x0, y0, x1, y1 = crop_box(bx, g.shape, mg)
+                cg = np.ascontiguousarray(g[y0:y1, x0:x1])
+                xs[mi].append(to_tensor(cg, CROP_SIZE))
+                xs_m[mi].append(to_tensor(np.ascontiguousarray(cg[:, ::-1]), CROP_SIZE))
+                if mi == 0:
+                    owners.append(img_i)
+                    info.append((x0, y0, x1, y1))
+        if owners:
+            lg = np.zeros(len(owners))
             with torch.no_grad():
-                maps, maps_m = model.encode(torch.stack(xs)), model.encode(torch.stack(xs_m))
-                att, att_m = torch.sigmoid(model.decode(maps)), torch.sigmoid(model.decode(maps_m))
-                fa, fb = model.pooled(maps, att).numpy(), model.pooled(maps_m, att_m).numpy()
-                ev = model.evidence(maps, att, (CROP_SIZE, CROP_SIZE)).numpy()
-            finder_s[np.array(owners)] = 0.5 * ((fa @ w + b) + (fb @ w + b))
+                for mi in range(len(finder_margins)):  # mean logit over margins, each with its mirror
+                    maps, maps_m = model.encode(torch.stack(xs[mi])), model.encode(torch.stack(xs_m[mi]))
+                    a_, a_m = torch.sigmoid(model.decode(maps)), torch.sigmoid(model.decode(maps_m))
+                    fa, fb = model.pooled(maps, a_).numpy(), model.pooled(maps_m, a_m).numpy()
+                    lg += 0.5 * ((fa @ w + b) + (fb @ w + b)) / len(finder_margins)
+                    if mi == 0:  # the overlay is the first margin's crop
+                        att = a_
+                        ev = model.evidence(maps, a_, (CROP_SIZE, CROP_SIZE)).numpy()
+            finder_s[np.array(owners)] = lg
             for j, img_i in enumerate(owners):  # pointing game: peak of the map inside the mask?
                 m = d.masks[img_i]
                 x0, y0, x1, y1 = info[j]
@@ -404,6 +416,8 @@ def summarise(cfg: TrainConfig, cv: dict[str, Any], labels: np.ndarray,
                      "decoder, head and OOD fit on the other folds; out-of-fold figures"),
         "recipe": (f"us_lesion: frozen {cfg.model.name} trunk; finder decoder {cfg.train.epochs} epochs (BCE + Dice); "
                    f"lesion box + {cfg.data.box_margin:.0%} margin; attention+plain pooled head, logistic C={cfg.ship.c}"
+                   + ("; finder map averaged with its mirror's" if cfg.ship.finder_tta else "")
+                   + (f"; finder box scored at margins {cfg.ship.finder_margins} (mean logit)" if cfg.ship.finder_margins else "")
                    + (f"; logit averaged with the whole-image model {context[0]} (weight {wctx})" if context else "")),
         "n_images": int(len(labels)), "n_lesion": int(lesion.sum()), "n_malignant": int((labels == 1).sum()),
         "finder": cv["finder_metrics"], "pointing": cv["pointing"]}
@@ -643,8 +657,18 @@ def lesion_spec(cfg: TrainConfig, metrics: dict[str, Any], extra: dict[str, Any]
         input_size=[CROP_SIZE, CROP_SIZE], in_chans=1, mean=[LITE_MEAN], std=[LITE_STD],
         class_names=list(sh.class_names), threshold=0.5, synthetic=bool(sh.synthetic), init=sh.init,
         preprocess=pre, metrics=metrics,
-        extra={"pipeline": "us_lesion", "box_margin": margin, **extra,
+        extra={"pipeline": "us_lesion", "box_margin": margin, **_finder_options(cfg), **extra,
                **({"training_data": sh.training_data} if sh.training_data else {}), **sh.extra})
+
+
+def _finder_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The finder options the app's scorer reads from ``spec.extra`` (only those that are set)."""
+    out: dict[str, Any] = {}
+    if cfg.ship.finder_tta:
+        out["finder_tta"] = True
+    if cfg.ship.finder_margins:
+        out["finder_margins"] = [float(v) for v in cfg.ship.finder_margins]
+    return out
 
 
 def evaluate_us_lesion(cfg: TrainConfig, *, progress: ProgressCallback | None = None) -> dict[str, Any]:

@@ -241,3 +241,36 @@ def test_lesion_pipeline_on_a_realistic_synthetic_image_keeps_the_pixel_grid() -
     union = (fx1 - fx0) * (fy1 - fy0) + (ex1 - ex0) * (ey1 - ey0) - inter
     assert inter / union > 0.5  # the finder found the hypoechoic mass
     assert 0.0 <= f.score <= 1.0 and 0.0 <= f.raw_score <= 1.0
+
+
+@needs_busi
+def test_finder_options_mirror_map_and_margins_change_only_the_no_box_score() -> None:
+    """spec.extra finder_tta / finder_margins (the recipe's ship.finder_*): a reader's box is scored
+    as before; the finder's box at several margins is the mean logit of each margin's score."""
+    from engine.inference import Predictor
+    from engine.stats.calibration import logit
+
+    img = _busi("malignant_8")
+    p = Predictor("us_lesion_lite0_busi", "cpu")
+    assert p.lesion is not None
+    p.lesion.context_name, p.lesion.context_weight = None, 0.0  # the lesion crop's own logit
+    box = (100.0, 80.0, 220.0, 170.0)
+    base_box, base = p.assess(img, box), p.assess(img)
+    per_margin = []
+    for mg in (0.3, 0.5):
+        p.lesion.finder_margins = [mg]
+        per_margin.append(float(logit(np.array([p.assess(img).raw_score]))[0]))
+    assert per_margin[0] == pytest.approx(float(logit(np.array([base.raw_score]))[0]), abs=1e-6)
+    p.lesion.finder_margins = [0.3, 0.5]
+    both = p.assess(img)
+    assert float(logit(np.array([both.raw_score]))[0]) == pytest.approx(np.mean(per_margin), abs=1e-4)
+    assert both.region == base.region and p.assess(img, box).raw_score == pytest.approx(base_box.raw_score, abs=1e-7)
+    p.lesion.finder_margins = [0.3]
+    p.lesion.finder_tta = True
+    _, _, prob = p.lesion.find(img)
+    p.lesion.finder_tta = False
+    _, _, prob0 = p.lesion.find(img)
+    p.lesion.finder_tta = True
+    _, _, prob_m = p.lesion.find(img[:, ::-1].copy())  # the mirror image's map, seen from the other side
+    assert np.abs(prob - prob0).max() > 1e-3  # the mirror pass changes the map ...
+    assert prob == pytest.approx(prob_m[:, ::-1], abs=2e-2)  # ... and makes it mirror-symmetric
