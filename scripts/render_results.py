@@ -179,6 +179,41 @@ def _us_default_decision() -> str:
     return head + body + tail
 
 
+def _us_finder_arms() -> str:
+    """Issue 12: the no-box (finder) arms of the US lesion recipe, each a config."""
+    d = _load("us_finder_arms")
+    if d is None:
+        return _missing("us_finder_arms", "see configs/experiments/us_lesion_finder_*.toml")
+
+    def c3(v: list[float]) -> str:
+        return f"{v[0]:.3f} ({v[1]:.3f}–{v[2]:.3f})"
+
+    rows = []
+    for key, r in d["arms"].items():
+        cells = []
+        for w in ("w0.5", "w0.7"):
+            ps = r[w]["partitions"]
+            cells.append(f"{r[w]['mean']:.4f} ({min(a[0] for a in ps):.3f}–{max(a[0] for a in ps):.3f})")
+        dd = r["w0.7"]["paired_vs_previous_build_diff_se_z_p"]
+        rows.append(f"| {r['label']} | `{r['run']}` | {c3(r['lesion_only'])} | {cells[0]} | {cells[1]} | "
+                    f"{r['nested_weight']['mean']:.4f} | {min(x[0] for x in dd):+.4f} … {max(x[0] for x in dd):+.4f}, "
+                    f"p {min(x[3] for x in dd):.3f}–{max(x[3] for x in dd):.3f} |")
+    alone = d["whole_image_model_alone"]
+    return ("\n## 0c. Ultrasound without a reader's box: finder arms (issue 12)\n\n"
+            f"{d['what']}. {d['how']}. Each arm is a config (`breast-engine evaluate --config ... --protocol recipe`; "
+            "the weight-0.7 column adds `--set ship.context_weight_finder=0.7`);"
+            " the shipped default takes the mass-weighted regions with context weight 0.7 without a box "
+            "(`configs/us_lesion_lite0_busi.toml`). The whole-image model alone: "
+            f"{min(alone):.3f}–{max(alone):.3f} over its partitions (mean {sum(alone) / len(alone):.4f}).\n\n"
+            "| arm | run | lesion crop alone, pooled OOF AUC | + context, weight 0.5: mean (range) over 5 partitions | "
+            "weight 0.7 | nested weight (mean) | weight 0.7 vs previous build (paired DeLong Δ, p per partition) |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            "None reaches the goal \"≥ 0.95 on unseen BUSI\" without a box: the best arm by every partition (three "
+            "regions mass-weighted, context 0.7) gives 0.941–0.954, mean 0.947 — a consistent gain over the previous "
+            "build (+0.007 to +0.012 per partition) but within 0.01 of the whole-image model alone; the finder's "
+            "box (Dice 0.67, IoU ≥ 0.5 in 66 %) is the limit. Mirror TTA and margins change nothing beyond noise.\n")
+
+
 def _ci(a: float, c: list[float]) -> str:
     return f"{a:.3f} ({c[0]:.3f}–{c[1]:.3f})"
 
@@ -442,6 +477,7 @@ up to 20× between identical steps and are not speed benchmarks.
 
     out.append(SECTION0)
     out.append(_us_default_decision())
+    out.append(_us_finder_arms())
 
     # 1. Shipped defaults -----------------------------------------------------------------
     out.append("## 1. Shipped default models (cross-validated)\n")
