@@ -82,6 +82,32 @@ def box_from_prob(prob: np.ndarray, threshold: float = 0.5) -> tuple[tuple[int, 
     return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), m
 
 
+def candidate_boxes(prob: np.ndarray, threshold: float = 0.5, keep: float = 0.25,
+                    most: int = 3) -> list[tuple[tuple[int, int, int, int], float]]:
+    """The finder's candidate regions: ``(box, probability mass)``, largest mass first.
+
+    The regions of :func:`box_from_prob` (connected, above ``threshold``, else above half the
+    maximum) whose mass is at least ``keep`` times the largest one's, at most ``most``; the first
+    is :func:`box_from_prob`'s box.
+    """
+    p = np.asarray(prob, np.float32)
+    m = p > threshold
+    if not m.any():
+        m = p >= 0.5 * float(p.max()) if float(p.max()) > 0 else np.ones_like(p, bool)
+    n, lab = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
+    mass = np.bincount(lab.ravel(), weights=p.ravel(), minlength=n)
+    mass[0] = -1
+    order = [int(j) for j in np.argsort(-mass, kind="stable") if j != 0]
+    best = float(mass[order[0]]) if order else 0.0
+    out: list[tuple[tuple[int, int, int, int], float]] = []
+    for j in order[:max(1, most)]:
+        if out and float(mass[j]) < keep * best:
+            break
+        ys, xs = np.nonzero(lab == j)
+        out.append(((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), float(mass[j])))
+    return out or [(box_from_prob(p, threshold)[0], 1.0)]
+
+
 @dataclass
 class LesionAssessment:
     """Everything the lesion pipeline says about one image (input-image pixel coordinates).
@@ -146,10 +172,16 @@ class LesionUSScorer:
         # with its mirror image's; the finder's box scored at several context margins (mean logit)
         self.finder_tta = bool(ex.get("finder_tta", False))
         self.finder_margins = [float(v) for v in ex.get("finder_margins") or []] or [self.margin]
+        # several finder regions scored, their logits weighted by probability mass (ship.finder_candidates)
+        self.finder_candidates = int(ex.get("finder_candidates", 1))
+        self.finder_candidate_mass = float(ex.get("finder_candidate_mass", 0.25))
         # Whole-image context: another installed weights folder whose malignancy logit is
         # averaged with the lesion crop's (spec.extra["context_model"], weight "context_weight").
         self.context_name = ex.get("context_model")
         self.context_weight = float(ex.get("context_weight", 0.5)) if self.context_name else 0.0
+        # a finder box is less exact than a reader's: the context may weigh more (chosen by CV)
+        self.context_weight_finder = (float(ex.get("context_weight_finder", self.context_weight))
+                                      if self.context_name else 0.0)
         self._context: Any = None
         self._load_context = load_context
 
@@ -217,8 +249,14 @@ class LesionUSScorer:
         contour: list[list[int]] = []
         whole = self._whole_maps(g)  # the finder's input; also the OOD feature space
         ood = float(self.model.ood_distance(whole)[0])
+        extra_boxes: list[tuple[tuple[int, int, int, int], float]] = []
         if box is None:
-            fbox, fmask, _ = self._find_clean(g, c.area, plane.shape, whole)
+            fbox, fmask, fprob = self._find_clean(g, c.area, plane.shape, whole)
+            if self.finder_candidates > 1:  # the other regions, in cleaned-area pixels
+                cands = candidate_boxes(fprob[ay:ay + g.shape[0], ax:ax + g.shape[1]],
+                                        keep=self.finder_candidate_mass, most=self.finder_candidates)
+                extra_boxes = cands[1:]
+                best_mass = cands[0][1]
             lb = fbox
             source = "finder"
             cs, _ = cv2.findContours(fmask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -236,7 +274,7 @@ class LesionUSScorer:
         # the scored crop(s): box + margin and its mirror; a finder box at each finder margin (the
         # first one's crop is the region and the overlay), logits averaged
         margins = self.finder_margins if source == "finder" else [self.margin]
-        crops = [crop_box(bx, g.shape, mg) for mg in margins]
+        crops = [crop_box(cb, g.shape, mg) for cb in [bx] + [e[0] for e in extra_boxes] for mg in margins]
         tensors = []
         for cx0, cy0, cx1, cy1 in crops:
             crop = np.ascontiguousarray(g[cy0:cy1, cx0:cx1])
@@ -245,7 +283,11 @@ class LesionUSScorer:
         maps = self.model.encode(torch.stack(tensors).to(self.device))
         att = torch.sigmoid(self.model.decode(maps))
         logits = self.model.head(self.model.pooled(maps, att)).float()
-        lesion_logit = float((logits[:, self.model.malignant_index] - logits[:, 0]).mean())
+        margin_logits = (logits[:, self.model.malignant_index] - logits[:, 0]).view(1 + len(extra_boxes), -1)
+        lesion_logit = float(margin_logits[0].mean())
+        if extra_boxes:  # mass-weighted mean over the candidate regions (the best one is shown)
+            masses = [best_mass] + [e[1] for e in extra_boxes]
+            lesion_logit = float(sum(mw * float(v.mean()) for mw, v in zip(masses, margin_logits)) / sum(masses))
         margin_logit = lesion_logit
         ctx = self.context()
         if ctx is not None:
@@ -253,7 +295,8 @@ class LesionUSScorer:
 
             p_ctx = float(ctx.predict(image))
             ctx_logit = float(logit(np.array([p_ctx]))[0])
-            margin_logit = (1 - self.context_weight) * lesion_logit + self.context_weight * ctx_logit
+            cw = self.context_weight_finder if source == "finder" else self.context_weight
+            margin_logit = (1 - cw) * lesion_logit + cw * ctx_logit
         raw = float(1.0 / (1.0 + np.exp(-margin_logit)))
         ab = self.platt_finder if source == "finder" else self.platt
         cal = float(apply_platt(np.array([float(margin_logit)]), *ab, from_probability=False)[0])
@@ -291,4 +334,5 @@ def assess_many(scorer: LesionUSScorer, images: Sequence[LoadedImage | np.ndarra
 
 
 __all__ = ["CROP_SIZE", "WHOLE_SIZE", "LesionAssessment", "LesionUSScorer", "assess_many", "box_from_prob",
+           "candidate_boxes",
            "crop_box", "is_lesion_pipeline", "to_tensor", "whole_tensor"]

@@ -289,6 +289,12 @@ class ShipConfig:
             image's (one more encoder pass when no box is given).
         finder_margins: ``us_lesion``: the finder's box is scored at each of these context
             margins (mean logit); ``[]`` = ``data.box_margin`` only.
+        finder_candidates: ``us_lesion``: up to this many finder regions are scored (those with at
+            least ``finder_candidate_mass`` of the largest one's probability mass), their logits
+            weighted by mass; 1 = the largest region only.
+        finder_candidate_mass: ``us_lesion``: see ``finder_candidates``.
+        context_weight_finder: ``us_lesion``: the context weight when the finder gave the box
+            (a finder box is less exact than a reader's); < 0 = ``context_weight``.
         not_for: What the model must not be used for, one card bullet each.
         bench_result: A ``breast-engine bench score`` JSON (relative to this TOML) whose case of
             this modality the card quotes as its speed; ``""`` = no speed section.
@@ -328,6 +334,9 @@ class ShipConfig:
     lso_data: str = ""
     finder_tta: bool = False
     finder_margins: list[float] = field(default_factory=list)
+    finder_candidates: int = 1
+    finder_candidate_mass: float = 0.25
+    context_weight_finder: float = -1.0
     not_for: list[str] = field(default_factory=list)
     bench_result: str = ""
     baseline_saliency: str = ""

@@ -268,7 +268,7 @@ def cross_validate_lesion(cfg: TrainConfig, model: Any, d: LesionData, *,
         "ood" (out-of-fold distances), "finder_metrics", "pointing"}``.
     """
     from engine.data.busi import mask_box
-    from engine.lesion_us import CROP_SIZE, box_from_prob, crop_box, to_tensor
+    from engine.lesion_us import CROP_SIZE, box_from_prob, candidate_boxes, crop_box, to_tensor
     from engine.stats.ood import fit_subspace_distance, subspace_distance
 
     k, seed, epochs, c = int(cfg.ship.folds), int(cfg.train.seed), int(cfg.train.epochs), float(cfg.ship.c)
@@ -304,6 +304,7 @@ def cross_validate_lesion(cfg: TrainConfig, model: Any, d: LesionData, *,
         xs: list[list[torch.Tensor]] = [[] for _ in finder_margins]
         xs_m: list[list[torch.Tensor]] = [[] for _ in finder_margins]
         owners, info = [], []
+        cand: dict[int, list[tuple[tuple[int, int, int, int], float]]] = {}
         for j, i in enumerate(te_w):
             img_i = int(d.w_owner[i])
             g, m = d.cleaned[img_i], d.masks[img_i]
@@ -319,6 +320,9 @@ def cross_validate_lesion(cfg: TrainConfig, model: Any, d: LesionData, *,
                 p_centre[img_i] = float(m[g.shape[0] // 2, g.shape[1] // 2])
             if labels[img_i] < 0:
                 continue
+            if cfg.ship.finder_candidates > 1:
+                cand[img_i] = candidate_boxes(pr, keep=float(cfg.ship.finder_candidate_mass),
+                                              most=int(cfg.ship.finder_candidates))
             for mi, mg in enumerate(finder_margins):
                 x0, y0, x1, y1 = crop_box(bx, g.shape, mg)
                 cg = np.ascontiguousarray(g[y0:y1, x0:x1])
@@ -339,6 +343,8 @@ def cross_validate_lesion(cfg: TrainConfig, model: Any, d: LesionData, *,
                         att = a_
                         ev = model.evidence(maps, a_, (CROP_SIZE, CROP_SIZE)).numpy()
             finder_s[np.array(owners)] = lg
+            if cfg.ship.finder_candidates > 1:
+                finder_s[np.array(owners)] = _other_candidates(cfg, model, w, b, d, owners, cand, lg, finder_margins)
             for j, img_i in enumerate(owners):  # pointing game: peak of the map inside the mask?
                 m = d.masks[img_i]
                 x0, y0, x1, y1 = info[j]
@@ -356,6 +362,38 @@ def cross_validate_lesion(cfg: TrainConfig, model: Any, d: LesionData, *,
                 for part, sel in (("malignant", mal), ("benign", ben), ("all", lesion))}
     return {"folds": folds, "box": box_s, "finder": finder_s, "ood": ood, "finder_metrics": finder_metrics,
             "pointing": pointing}
+
+
+def _other_candidates(cfg: TrainConfig, model: Any, w: np.ndarray, b: float, d: LesionData, owners: list[int],
+                      cand: dict[int, list[tuple[tuple[int, int, int, int], float]]], lg: np.ndarray,
+                      margins: list[float]) -> np.ndarray:
+    """Finder logits with the other candidate regions (``ship.finder_candidates``): each region's
+    logit (mean over the margins, each with its mirror), weighted by its probability mass."""
+    from engine.lesion_us import CROP_SIZE, crop_box, to_tensor
+
+    out = lg.copy()
+    jobs: list[tuple[int, int, torch.Tensor]] = []  # (owner index, candidate, tensor)
+    for j, img_i in enumerate(owners):
+        g = d.cleaned[img_i]
+        for ci, (cb, _) in enumerate(cand[img_i][1:], start=1):
+            for mg in margins:
+                x0, y0, x1, y1 = crop_box(cb, g.shape, mg)
+                cg = np.ascontiguousarray(g[y0:y1, x0:x1])
+                jobs += [(j, ci, to_tensor(cg, CROP_SIZE)), (j, ci, to_tensor(np.ascontiguousarray(cg[:, ::-1]), CROP_SIZE))]
+    vals: dict[tuple[int, int], list[float]] = {}
+    with torch.no_grad():
+        for s in range(0, len(jobs), 64):
+            chunk = jobs[s:s + 64]
+            maps = model.encode(torch.stack([t for _, _, t in chunk]))
+            fe = model.pooled(maps, torch.sigmoid(model.decode(maps))).numpy() @ w + b
+            for (j, ci, _), v in zip(chunk, fe):
+                vals.setdefault((j, ci), []).append(float(v))
+    for j, img_i in enumerate(owners):
+        cs = cand[img_i]
+        if len(cs) > 1:
+            tot = cs[0][1] * lg[j] + sum(cs[ci][1] * float(np.mean(vals[(j, ci)])) for ci in range(1, len(cs)))
+            out[j] = tot / sum(m for _, m in cs)
+    return out
 
 
 def context_oof(cfg: TrainConfig, ids: list[str], *, progress: ProgressCallback | None = None
@@ -411,6 +449,7 @@ def summarise(cfg: TrainConfig, cv: dict[str, Any], labels: np.ndarray,
     fl = cv["folds"][lesion]
     k = int(cfg.ship.folds)
     wctx = float(cfg.ship.context_weight) if context else 0.0
+    wfind = (float(cfg.ship.context_weight_finder) if cfg.ship.context_weight_finder >= 0 else wctx) if context else 0.0
     metrics: dict[str, Any] = {
         "protocol": (f"stratified {k}-fold CV (seed {cfg.train.seed}) grouped by image (BUSI has no patient ids); "
                      "decoder, head and OOD fit on the other folds; out-of-fold figures"),
@@ -418,7 +457,9 @@ def summarise(cfg: TrainConfig, cv: dict[str, Any], labels: np.ndarray,
                    f"lesion box + {cfg.data.box_margin:.0%} margin; attention+plain pooled head, logistic C={cfg.ship.c}"
                    + ("; finder map averaged with its mirror's" if cfg.ship.finder_tta else "")
                    + (f"; finder box scored at margins {cfg.ship.finder_margins} (mean logit)" if cfg.ship.finder_margins else "")
-                   + (f"; logit averaged with the whole-image model {context[0]} (weight {wctx})" if context else "")),
+                   + (f"; finder: up to {cfg.ship.finder_candidates} regions, mass-weighted" if cfg.ship.finder_candidates > 1 else "")
+                   + (f"; logit averaged with the whole-image model {context[0]} (weight {wctx}"
+                      + (f", {wfind} with the finder's box" if wfind != wctx else "") + ")" if context else "")),
         "n_images": int(len(labels)), "n_lesion": int(lesion.sum()), "n_malignant": int((labels == 1).sum()),
         "finder": cv["finder_metrics"], "pointing": cv["pointing"]}
     lesion_only: dict[str, Any] = {}
@@ -433,7 +474,8 @@ def summarise(cfg: TrainConfig, cv: dict[str, Any], labels: np.ndarray,
     calib: dict[str, Any] = {}
     for scen in ("box", "finder"):
         s = cv[scen][lesion]
-        zs = [s] if not context else [(1 - wctx) * s + wctx * logit(p[lesion]) for p in context[1]]
+        ws = wfind if scen == "finder" else wctx
+        zs = [s] if not context else [(1 - ws) * s + ws * logit(p[lesion]) for p in context[1]]
         rows = []
         for r, z in enumerate(zs):
             row: dict[str, Any] = {"partition": r, "combined": _auc(y, z)}
@@ -463,6 +505,8 @@ def summarise(cfg: TrainConfig, cv: dict[str, Any], labels: np.ndarray,
     if context:
         extra["context_model"] = context[0]
         extra["context_weight"] = wctx
+        if wfind != wctx:
+            extra["context_weight_finder"] = wfind
         # the whole-image model alone shows its own (uncalibrated) probabilities: their ECE
         metrics["context_model_ece"] = [_r(reliability_ece(p[lesion], y)) for p in context[1]]
     return metrics, extra
@@ -668,6 +712,9 @@ def _finder_options(cfg: TrainConfig) -> dict[str, Any]:
         out["finder_tta"] = True
     if cfg.ship.finder_margins:
         out["finder_margins"] = [float(v) for v in cfg.ship.finder_margins]
+    if cfg.ship.finder_candidates > 1:
+        out["finder_candidates"] = int(cfg.ship.finder_candidates)
+        out["finder_candidate_mass"] = float(cfg.ship.finder_candidate_mass)
     return out
 
 

@@ -274,3 +274,19 @@ def test_finder_options_mirror_map_and_margins_change_only_the_no_box_score() ->
     _, _, prob_m = p.lesion.find(img[:, ::-1].copy())  # the mirror image's map, seen from the other side
     assert np.abs(prob - prob0).max() > 1e-3  # the mirror pass changes the map ...
     assert prob == pytest.approx(prob_m[:, ::-1], abs=2e-2)  # ... and makes it mirror-symmetric
+
+
+def test_candidate_boxes_by_mass_worked_by_hand() -> None:
+    from engine.lesion_us import box_from_prob, candidate_boxes
+
+    p = np.zeros((50, 60), np.float32)
+    p[5:15, 5:15] = 0.9  # mass 90: the largest region
+    p[30:35, 40:50] = 0.8  # mass 40: kept (>= 25 % of 90)
+    p[45:47, 2:4] = 0.6  # mass 2.4: dropped (< 25 %)
+    c = candidate_boxes(p)
+    assert [b for b, _ in c] == [(5, 5, 15, 15), (40, 30, 50, 35)]
+    assert [round(m, 3) for _, m in c] == [90.0, 40.0]
+    assert c[0][0] == box_from_prob(p)[0]
+    assert len(candidate_boxes(p, most=1)) == 1 and len(candidate_boxes(p, keep=0.01)) == 3
+    q = np.full((10, 10), 0.2, np.float32)  # nothing above 0.5: the region above half the maximum
+    assert candidate_boxes(q) == [((0, 0, 10, 10), pytest.approx(20.0))]
