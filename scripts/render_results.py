@@ -174,7 +174,8 @@ def _us_default_decision() -> str:
             f"**`{les}` is the US default** (`resources/models/defaults.json`). Caveats the switch does not\n"
             f"remove: its transfer to mimbcd-dev comes from the whole-image context it averages in ({crop_txt});\n"
             "the issue's goal \"≥ 0.85 at other hospitals\" holds here only as a BI-RADS figure, with lower CI\n"
-            f"bounds below 0.85; \"≥ 0.95 on BUSI\" holds by CV with a reader's box only ({fin_mean:.3f} without one);\n"
+            f"bounds {min(lso[k][les][1] for k in ('no box', 'outline box')):.3f}–"
+            f"{max(lso[k][les][1] for k in ('no box', 'outline box')):.3f}; \"≥ 0.95 on BUSI\" holds by CV with a reader's box only ({fin_mean:.3f} without one);\n"
             "no pathology-labelled external set was available.\n")
     return head + body + tail
 
