@@ -6,10 +6,16 @@ is made once, in :mod:`engine.inference.case`; this module turns the viewer's
 :class:`~engine.inference.case.Scorer` and caches the result per (case, models chosen, boxes).
 It runs inside a worker thread (see ``qt_workers.py``) and only takes plain data in and out.
 The viewer never invents a score: with no model installed the result says so.
+
+By default the models run in a separate process (:class:`engine.inference.process.ProcessScorer`):
+the workstation's process never imports torch, so loading and running the models cannot hold
+its GIL and freeze the event loop (issue 17). ``BREAST_READER_AI=inprocess`` (or an explicit
+``loader``, as tests give) keeps the :class:`CaseScorer` in this process instead.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +32,7 @@ from engine.inference.case import (
     model_info,
     qi_advice,
 )
+from engine.inference.process import ProcessScorer
 from engine.io.types import LoadedImage
 from engine.progress import ProgressCallback
 
@@ -61,25 +68,55 @@ def installed_models() -> dict[str, list[str]]:
     return installed_by_modality()
 
 
+def in_process_requested() -> bool:
+    """Whether ``BREAST_READER_AI=inprocess`` asks for the models in the workstation's process."""
+    return os.environ.get("BREAST_READER_AI", "").strip().lower() in ("inprocess", "in-process", "thread")
+
+
 class AIService:
     """Schedules case scoring on a :class:`Scorer` and caches results per (case, models, boxes).
 
     Args:
-        loader: ``(modality, model) -> model`` for the engine's :class:`CaseScorer` (default:
-            the installed weights).
+        loader: ``(modality, model) -> model`` for an in-process :class:`CaseScorer` (tests'
+            fakes). Without one the installed weights are scored in a model process
+            (:class:`ProcessScorer`), unless :func:`in_process_requested`.
         scorer: Use this :class:`Scorer` instead (a GUI test double implements the same Protocol).
     """
 
-    def __init__(self, loader: Callable[[str, str | None], Any] = default_loader, *,
+    def __init__(self, loader: Callable[[str, str | None], Any] | None = None, *,
                  scorer: Scorer | None = None) -> None:
         self.model_choice: dict[str, str | None] = {}  # modality -> explicit model name
-        self.scorer: Scorer = scorer if scorer is not None else CaseScorer(loader, self.model_choice)
+        if scorer is None:
+            if loader is None and not in_process_requested():
+                scorer = ProcessScorer()
+            else:
+                scorer = CaseScorer(loader or default_loader, self.model_choice)
+        self.scorer: Scorer = scorer
         if hasattr(self.scorer, "model_choice"):
             self.scorer.model_choice = self.model_choice
         self._cache: dict[tuple[Any, ...], AIResult] = {}
         self._lock = threading.RLock()
         # one scoring at a time: saliency hooks on a shared model must not interleave
         self._run_lock = threading.Lock()
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the models run in this process (False: in a model process)."""
+        return not isinstance(self.scorer, ProcessScorer)
+
+    def shutdown(self) -> None:
+        """Stop the model process, if any (a later request starts a new one)."""
+        close = getattr(self.scorer, "close", None)
+        if callable(close):
+            close()
+
+    def model_info(self, modality: str) -> ModelInfo:
+        """What the reader is told about the modality's model; raises ModelNotFoundError."""
+        fn = getattr(self.scorer, "model_info", None)
+        if callable(fn):
+            info: ModelInfo = fn(modality)
+            return info
+        return model_info(modality, self.predictor(modality))
 
     def predictor(self, modality: str) -> Any:
         """The (cached) model for a modality; raises ModelNotFoundError."""
@@ -139,6 +176,11 @@ class AIService:
         """
         from engine.progress import check, report
 
+        remote = getattr(self.scorer, "warm_up", None)
+        if callable(remote):  # the model process imports and loads; this process only waits
+            with self._run_lock:
+                out: list[str] = remote(modalities, progress=progress, cancel=cancel)
+            return out
         problems: list[str] = []
         with self._run_lock:
             report(progress, 0, len(modalities) + 1, "loading model…")
@@ -172,7 +214,7 @@ class AIService:
         if not mr or case.synthetic or all(ci.synthetic for ci in case.images_of("MR")):
             return images, False
         try:
-            info = model_info("MR", self.predictor("MR"))
+            info = self.model_info("MR")
         except (ModelNotFoundError, BreastReaderError):
             return images, False
         if not info.synthetic:

@@ -533,6 +533,7 @@ class MainWindow(MenusMixin, CaseLoadingMixin, AIMixin, AnnotationsMixin):
         # a model forward pass cannot be interrupted: do not wait for it (the process exits
         # right after the event loop, see main.run_gui); ratings/annotations are saved already
         self.pool.waitForDone(self.close_wait_ms)
+        self.ai.shutdown()  # the model process ends with the window (a later request restarts it)
         self._timer.stop()
         for v in self.views:
             v.dispose()

@@ -1,0 +1,326 @@
+"""A :class:`~engine.inference.case.Scorer` whose models live in a separate process.
+
+The workstation never imports torch: importing it (and building the models) in a thread of the
+GUI process held the GIL and froze the event loop for 1.2-1.7 s (issue 17). :class:`ProcessScorer`
+starts ``python -m engine.inference.serve`` on its first request and talks to it over the child's
+stdin/stdout with a small framed protocol (:func:`send` / :func:`receive`):
+
+* a frame is ``<Q header length><I buffer count>``, each buffer's ``<Q length>``, the pickled
+  header (protocol 5) and the raw bytes of every buffer. numpy arrays (images in, saliency maps
+  out) travel out of band: no copy into the pickle, read straight into their final memory with
+  the GIL released by each ``readinto``;
+* requests ``{"op": "score" | "warm" | "info" | "cancel", "id": n, ...}``; replies
+  ``{"id": n, "kind": "progress" | "result" | "error", ...}``. Progress drives the caller's
+  callback; ``cancel`` stops the child at its next :func:`engine.progress.check`;
+* a child that dies (crash, kill, out of memory) becomes one :class:`ModelProcessError` naming
+  its exit status and its last stderr line; the next request starts a new child;
+* the child exits when its stdin closes, which the kernel does when this process ends, however
+  it ends (``os._exit`` after the window closes, a kill): it never outlives the workstation.
+
+Results are plain data: a lesion model's :class:`engine.lesion_us.LesionAssessment` (a torch
+module's class) arrives as a :class:`LesionResult` with the same fields.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import threading
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from engine.errors import BreastReaderError, Cancelled, ModelNotFoundError
+from engine.inference.case import CaseInput, CaseScores, ModelInfo
+from engine.progress import ProgressCallback
+
+_HEAD = struct.Struct("<QI")
+_LEN = struct.Struct("<Q")
+#: How often a waiting caller looks at its cancel token (s).
+POLL_S = 0.05
+#: Nice increment of the model process: the GUI process wins the CPU on a busy machine.
+CHILD_NICE = 5
+
+
+class ModelProcessError(BreastReaderError):
+    """The model process stopped or could not be started (it is restarted on the next request)."""
+
+
+@dataclass
+class MapResult:
+    """A :class:`engine.saliency.base.SaliencyMap` as plain data (no torch import to read it)."""
+
+    map: Any
+    method: str
+    layer: str
+    model: str = ""
+    box: tuple[int, int, int, int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)``."""
+        return int(self.map.shape[0]), int(self.map.shape[1])
+
+
+@dataclass
+class LesionResult:
+    """An :class:`engine.lesion_us.LesionAssessment` as plain data (same fields, same meaning)."""
+
+    score: float
+    raw_score: float
+    box: tuple[int, int, int, int]
+    box_source: str
+    region: tuple[int, int, int, int]
+    contour: list[list[int]] = field(default_factory=list)
+    ood: float = float("nan")
+    ood_threshold: float = float("inf")
+    saliency: MapResult | None = None
+
+    @property
+    def ood_flag(self) -> bool:
+        """Whether the input looks unlike the training images (never hides the score)."""
+        return bool(self.ood > self.ood_threshold)
+
+
+# ------------------------------------------------------------------------------------ frames
+def send(fh: BinaryIO, msg: Any) -> None:
+    """Write one frame: ``msg`` pickled (protocol 5) with its contiguous buffers out of band."""
+    bufs: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(msg, protocol=5, buffer_callback=bufs.append)
+    raws = [b.raw() for b in bufs]
+    _write_all(fh, _HEAD.pack(len(head), len(raws)) + b"".join(_LEN.pack(r.nbytes) for r in raws))
+    _write_all(fh, head)
+    for r in raws:
+        _write_all(fh, r)
+    fh.flush()
+
+
+def _write_all(fh: BinaryIO, data: bytes | memoryview) -> None:
+    """Unbuffered pipe writes may be partial: write until every byte is out."""
+    view = memoryview(data).cast("B")
+    while view.nbytes:
+        n = fh.write(view)
+        if n is None:  # a non-blocking pipe that is full; ours are blocking
+            continue
+        view = view[n:]
+
+
+def _read_exact(fh: BinaryIO, n: int) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = fh.readinto(view[got:])  # type: ignore[attr-defined]
+        if not k:
+            raise EOFError("the other end closed the pipe")
+        got += k
+    return buf
+
+
+def receive(fh: BinaryIO) -> Any:
+    """Read one frame written by :func:`send` (EOFError when the pipe is closed)."""
+    n_head, n_bufs = _HEAD.unpack(_read_exact(fh, _HEAD.size))
+    lens = [_LEN.unpack_from(b)[0] for b in [_read_exact(fh, _LEN.size) for _ in range(n_bufs)]]
+    head = _read_exact(fh, n_head)
+    bufs = [_read_exact(fh, n) for n in lens]
+    return pickle.loads(head, buffers=bufs)
+
+
+# ------------------------------------------------------------------------------------ client
+class ProcessScorer:
+    """The engine's :class:`~engine.inference.case.CaseScorer`, run in a child process.
+
+    Implements the :class:`~engine.inference.case.Scorer` Protocol (blocking: call it off the
+    GUI thread) plus :meth:`warm_up` and :meth:`model_info`. One request at a time.
+
+    Args:
+        loader: ``"module:function"`` the child loads its models with (default: the installed
+            weights); tests give a fake one.
+        nice: Nice increment of the child (:data:`CHILD_NICE`).
+        env: Extra environment variables of the child.
+    """
+
+    def __init__(self, loader: str | None = None, *, nice: int = CHILD_NICE,
+                 env: dict[str, str] | None = None) -> None:
+        self.loader = loader
+        self.nice = nice
+        self.env = dict(env or {})
+        self.model_choice: dict[str, str | None] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # one request (and one start) at a time
+        self._ids = 0
+        self._stderr_tail: deque[str] = deque(maxlen=6)
+        self.starts = 0  # how many children were started (a crash restarts one)
+        self._finalizer: weakref.finalize | None = None  # type: ignore[type-arg]
+
+    # -- life cycle
+    @property
+    def pid(self) -> int | None:
+        """The running child's pid, or None."""
+        p = self._proc
+        return p.pid if p is not None and p.poll() is None else None
+
+    def start(self) -> None:
+        """Start the child now if none is running (returns at once; it imports torch meanwhile)."""
+        with self._lock:
+            self._ensure()
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        p = self._proc
+        if p is not None and p.poll() is None:
+            return p
+        env = dict(os.environ, **self.env)
+        # the child sees the modules this process sees (a test's fake loader, a source checkout)
+        env["PYTHONPATH"] = os.pathsep.join(x for x in [*sys.path, env.get("PYTHONPATH", "")] if x)
+        cmd = [sys.executable, "-m", "engine.inference.serve", "--nice", str(self.nice)]
+        if self.loader:
+            cmd += ["--loader", self.loader]
+        try:
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=env, bufsize=0)
+        except OSError as exc:
+            raise ModelProcessError(f"cannot start the model process ({exc})") from exc
+        self._proc = p
+        self.starts += 1
+        self._stderr_tail.clear()
+        threading.Thread(target=self._pump_stderr, args=(p,), name="model-process-stderr", daemon=True).start()
+        if self._finalizer is None:
+            self._finalizer = weakref.finalize(self, ProcessScorer._stop, self)
+        return p
+
+    def _pump_stderr(self, p: subprocess.Popen[bytes]) -> None:
+        """Forward the child's stderr to ours, keeping its last lines for a crash message."""
+        assert p.stderr is not None
+        for raw in iter(p.stderr.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self._stderr_tail.append(line)
+                try:
+                    print(f"[model process] {line}", file=sys.stderr)
+                except (OSError, ValueError):
+                    pass
+
+    def close(self, timeout_s: float = 0.5) -> None:
+        """Stop the child: its stdin closes (it exits), then a kill if it has not within ``timeout_s``."""
+        p, self._proc = self._proc, None
+        if p is None:
+            return
+        try:
+            if p.stdin is not None:
+                p.stdin.close()
+            p.wait(timeout_s)
+        except (OSError, subprocess.TimeoutExpired):
+            p.kill()
+            try:
+                p.wait(1.0)
+            except subprocess.TimeoutExpired:
+                pass
+
+    @staticmethod
+    def _stop(self_: ProcessScorer) -> None:
+        self_.close(0.2)
+
+    # -- requests
+    def _died(self, p: subprocess.Popen[bytes]) -> ModelProcessError:
+        try:
+            rc = p.wait(2.0)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            rc = p.wait()
+        if self._proc is p:
+            self._proc = None
+        why = f"signal {-rc}" if rc is not None and rc < 0 else f"exit code {rc}"
+        tail = next((x for x in reversed(self._stderr_tail) if x.strip()), "")
+        return ModelProcessError(f"the model process stopped ({why}{': ' + tail if tail else ''}); "
+                                 "it restarts on the next request")
+
+    def _call(self, op: str, progress: ProgressCallback | None = None, cancel: Any = None, **kw: Any) -> Any:
+        with self._lock:
+            p = self._ensure()
+            assert p.stdin is not None and p.stdout is not None
+            self._ids += 1
+            rid = self._ids
+            try:
+                send(p.stdin, {"op": op, "id": rid, "choice": dict(self.model_choice), **kw})
+            except (BrokenPipeError, OSError):
+                raise self._died(p) from None
+            sent_cancel = False
+            while True:
+                if cancel is not None and not sent_cancel:
+                    while not select.select([p.stdout], [], [], POLL_S)[0]:
+                        if getattr(cancel, "cancelled", False):
+                            try:
+                                send(p.stdin, {"op": "cancel", "id": rid})
+                            except OSError:
+                                pass
+                            sent_cancel = True
+                            break
+                try:
+                    msg = receive(p.stdout)
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    raise self._died(p) from None
+                if msg.get("id") != rid:
+                    continue  # a late reply to a request abandoned earlier
+                kind = msg["kind"]
+                if kind == "progress":
+                    if progress is not None:
+                        progress(int(msg["done"]), int(msg["total"]), str(msg["msg"]))
+                    continue
+                if kind == "result":
+                    return msg["value"]
+                err = str(msg.get("msg", ""))
+                etype = msg.get("type")
+                if etype == "Cancelled":
+                    raise Cancelled(err or "cancelled by the user")
+                if etype == "ModelNotFoundError":
+                    raise ModelNotFoundError(err)
+                raise BreastReaderError(err)
+
+    def score_case(self, case: CaseInput, methods: Sequence[str] = (), *, progress: ProgressCallback | None = None,
+                   cancel: Any = None) -> CaseScores:
+        """Score ``case`` in the model process (see :meth:`engine.inference.case.CaseScorer.score_case`)."""
+        res: CaseScores = self._call("score", progress, cancel, case=case, methods=tuple(methods))
+        return res
+
+    def warm_up(self, modalities: Sequence[str] = (), *, progress: ProgressCallback | None = None,
+                cancel: Any = None) -> list[str]:
+        """Start the child, import the model stack there and load ``modalities``' models.
+
+        Returns:
+            One line per modality whose model could not be loaded.
+        """
+        out: list[str] = self._call("warm", progress, cancel, modalities=tuple(modalities))
+        return out
+
+    def model_info(self, modality: str) -> ModelInfo:
+        """The :class:`ModelInfo` of the modality's model (ModelNotFoundError when none)."""
+        info: ModelInfo = self._call("info", modality=modality)
+        return info
+
+
+def plain(obj: Any) -> Any:
+    """``obj`` with torch-module dataclasses replaced by their plain twins (:class:`LesionResult`)."""
+    cls = type(obj).__name__
+    if cls == "LesionAssessment":
+        sal = getattr(obj, "saliency", None)
+        return LesionResult(obj.score, obj.raw_score, obj.box, obj.box_source, obj.region, list(obj.contour),
+                            obj.ood, obj.ood_threshold, plain(sal) if sal is not None else None)
+    if cls == "SaliencyMap":
+        return MapResult(obj.map, obj.method, obj.layer, obj.model, obj.box, dict(obj.extra))
+    return obj
+
+
+def frame_size(msg: Any) -> int:
+    """Bytes :func:`send` writes for ``msg`` (for benchmarks)."""
+    b = io.BytesIO()
+    send(b, msg)
+    return len(b.getvalue())
+

@@ -1,0 +1,206 @@
+"""The model process (engine.inference.process / serve, issue 17): the workstation scores through
+a child process so that it never imports torch. Same results as in-process scoring on the real
+shipped weights; progress, cancel, errors and crashes as one clear message; the child never
+outlives its parent; the frame protocol carries arrays out of band."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import BreastReaderError, Cancelled, ModelNotFoundError
+from engine.inference.case import CaseImage, CaseInput, CaseScores
+from engine.inference.process import LesionResult, ModelProcessError, ProcessScorer, receive, send
+from engine.io.types import ImageMeta, LoadedImage
+from engine.progress import CancelToken
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKES = "process_fakes:load"  # tests/engine/process_fakes.py, imported in the child
+
+
+def _case(n: int = 2, size: int = 64) -> CaseInput:
+    rng = np.random.default_rng(0)
+    ims = [CaseImage(f"i{k}", LoadedImage(rng.integers(0, 255, (size, size), dtype=np.uint8), ImageMeta(f"i{k}.png", "US")),
+                     "US") for k in range(n)]
+    return CaseInput("c", ims)
+
+
+@pytest.fixture
+def scorer():
+    s = ProcessScorer(FAKES, nice=0)
+    yield s
+    s.close()
+
+
+def test_frames_carry_arrays_out_of_band_and_round_trip() -> None:
+    big = np.arange(1_000_000, dtype=np.float32).reshape(1000, 1000)
+    msg = {"a": big, "b": [big[::2]], "s": "x"}  # the strided view travels in band (not contiguous)
+    b = io.BytesIO()
+    send(b, msg)
+    size = len(b.getvalue())
+    assert big.nbytes < size < big.nbytes + big[::2].nbytes + 4096
+    b.seek(0)
+    got = receive(b)
+    assert np.array_equal(got["a"], big) and got["a"].dtype == np.float32 and got["a"].flags.writeable
+    assert np.array_equal(got["b"][0], big[::2]) and got["s"] == "x"
+    with pytest.raises(EOFError):
+        receive(b)
+
+
+def test_scores_progress_and_no_torch_in_the_caller(scorer) -> None:
+    steps: list[tuple[int, int, str]] = []
+    res = scorer.score_case(_case(), ("gradcam",), progress=lambda d, t, m: steps.append((d, t, m)))
+    assert isinstance(res, CaseScores) and set(res.per_image) == {"i0", "i1"}
+    case = _case()
+    for ci in case.images:
+        assert res.per_image[ci.image_id] == pytest.approx(float(ci.image.pixels.astype(np.float32).mean() / 255))
+        want = ci.image.pixels.astype(np.float32) / ci.image.pixels.max()
+        assert np.array_equal(res.saliency[(ci.image_id, "gradcam")], want)
+    assert steps and steps[-1][0] == steps[-1][1] and steps[-1][2] == "done"
+    assert res.models["US"].name == "fake-us-fast" and scorer.starts == 1
+    assert scorer.pid is not None and scorer.pid != os.getpid()
+
+
+def test_cancel_stops_the_child_and_the_next_request_runs(scorer) -> None:
+    scorer.model_choice["US"] = "slow"
+    tok = CancelToken()
+    seen: list[str] = []
+
+    def progress(d: int, t: int, m: str) -> None:
+        seen.append(m)
+        tok.cancel()  # as the reader pressing Cancel once scoring has started
+
+    with pytest.raises(Cancelled):
+        scorer.score_case(_case(n=3), (), progress=progress, cancel=tok)
+    assert seen and seen[-1] != "done"
+    scorer.model_choice["US"] = None
+    assert set(scorer.score_case(_case(), ()).per_image) == {"i0", "i1"}
+    assert scorer.starts == 1  # cancel is not a crash: same child
+
+
+def test_errors_in_the_child_are_one_clear_line(scorer) -> None:
+    scorer.model_choice["US"] = "bug"
+    with pytest.raises(BreastReaderError) as ei:
+        scorer.score_case(_case(), ())
+    assert "Traceback" not in str(ei.value) and "ValueError: broken weights file" in str(ei.value)
+    scorer.model_choice["US"] = "missing"
+    res = scorer.score_case(_case(), ())  # a missing model is the case's message, as in process
+    assert res.models["US"].error == "no model installed" and not res.per_image
+    with pytest.raises(ModelNotFoundError):
+        scorer.model_info("US")
+    assert scorer.starts == 1
+
+
+def test_a_crash_is_one_message_and_the_next_request_restarts(scorer) -> None:
+    scorer.model_choice["US"] = "crash"
+    with pytest.raises(ModelProcessError) as ei:
+        scorer.score_case(_case(), ())
+    msg = str(ei.value)
+    assert "model process stopped (exit code 7" in msg and "restarts on the next request" in msg
+    assert "\n" not in msg
+    scorer.model_choice["US"] = None
+    assert set(scorer.score_case(_case(), ()).per_image) == {"i0", "i1"}
+    assert scorer.starts == 2
+    scorer.model_choice["US"] = "slow"
+    import threading
+
+    threading.Timer(0.3, os.kill, (scorer.pid, 9)).start()  # killed mid-request (out of memory, a user)
+    with pytest.raises(ModelProcessError, match="signal 9"):
+        scorer.score_case(_case(n=8), ())
+    scorer.model_choice["US"] = None
+    assert scorer.score_case(_case(), ()).per_image and scorer.starts == 3  # found dead: a new one
+
+
+PARENT = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {here!r})
+    from engine.inference.process import ProcessScorer
+    s = ProcessScorer("process_fakes:load", nice=0)
+    s.model_info("US")  # the child is up
+    print(s.pid, flush=True)
+    os._exit(0)  # as the workstation leaves after its window closes
+""")
+
+
+def test_the_child_dies_with_its_parent_within_a_second(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-c", PARENT.format(here=str(Path(__file__).parent))], capture_output=True,
+                       text=True, timeout=120)
+    t_exit = time.perf_counter()
+    pid = int(p.stdout.split()[0])
+    while time.perf_counter() - t_exit < 1.0:
+        if not _alive(pid):
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the model process outlived its parent by more than 1 s")
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left for a non-reaping init has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# --------------------------------------------------------------------------- real weights
+def _demo_inputs() -> list[CaseInput]:
+    from engine.cases import load_study
+    from engine.inference.case import case_input
+    from engine.io.reader import read_image
+
+    study = load_study(ROOT / "resources" / "demo")
+    out = []
+    for cid in ("demo-01", "demo-04"):  # MG + US pair (lesion box on US), US-only
+        case = next(c for c in study.cases if c.case_id == cid)
+        out.append(case_input(case, {ci.image_id: read_image(str(ci.path)) for ci in case.images}))
+    return out
+
+
+def test_same_results_as_in_process_on_the_shipped_weights() -> None:
+    """Scores to 1e-6 and bit-identical saliency maps, lesion details equal, on real demo images."""
+    from engine.model_catalog import default_weights
+
+    if not (ROOT / "resources" / "demo" / "study.json").exists() or not default_weights("US"):
+        pytest.skip("no bundled demo study or no shipped US model")
+    from engine.inference.case import CaseScorer
+
+    cases = _demo_inputs()
+    methods = ("own", "gradcam")
+    remote = ProcessScorer()
+    try:
+        got = [remote.score_case(c, methods) for c in cases]
+    finally:
+        remote.close()
+    local = CaseScorer()
+    want = [local.score_case(c, methods) for c in cases]
+    n_maps = 0
+    for g, w in zip(got, want):
+        assert g.per_image.keys() == w.per_image.keys() and g.per_image
+        for k in w.per_image:
+            assert abs(g.per_image[k] - w.per_image[k]) <= 1e-6
+        assert g.per_modality == pytest.approx(w.per_modality, abs=1e-6)
+        assert (g.fused is None) == (w.fused is None) and g.fused_source == w.fused_source
+        assert g.saliency.keys() == w.saliency.keys()
+        for k in w.saliency:
+            assert g.saliency[k].dtype == w.saliency[k].dtype and np.array_equal(g.saliency[k], w.saliency[k])
+            n_maps += 1
+        assert g.models == w.models and g.errors == w.errors and g.failed == w.failed and g.frames == w.frames
+        assert g.lesion.keys() == w.lesion.keys()
+        for k, a in w.lesion.items():
+            b = g.lesion[k]
+            assert isinstance(b, LesionResult)
+            assert (b.score, b.raw_score, tuple(b.box), b.box_source, tuple(b.region), b.ood, b.ood_threshold,
+                    b.ood_flag) == (a.score, a.raw_score, tuple(a.box), a.box_source, tuple(a.region), a.ood,
+                                    a.ood_threshold, a.ood_flag)
+    assert n_maps >= 4
