@@ -124,7 +124,7 @@ class W(Orig):
                         "panel": self.ai_panel.model_state.text(), "views": len(self.views)}
     def _ready(self):
         out["ready"] = {"torch": "torch" in sys.modules, "panel": self.ai_panel.model_state.text(),
-                        "models": sorted(k[0] for k in self.ai.scorer._models)}
+                        "child": self.ai.scorer.pid, "us": self.ai.model_info("US").name}
         print("RESULT " + json.dumps(out), flush=True)
         self.close()
 qm.MainWindow = W
@@ -146,11 +146,12 @@ def test_first_image_is_painted_before_the_model_stack_loads(tmp_path):
     assert r["first"]["views"] >= 1
     assert not r["first"]["torch"] and not r["first"]["predictor"], r
     assert r["first"]["panel"] == "loading model…"
-    assert r["ready"]["torch"] and r["ready"]["panel"] == ""
+    # the models loaded in the model process: this process never imports torch (issue 17)
+    assert not r["ready"]["torch"] and r["ready"]["panel"] == "" and r["ready"]["child"]
     from engine.model_catalog import default_weights
 
     if default_weights("US"):
-        assert "US" in r["ready"]["models"]
+        assert r["ready"]["us"] == default_weights("US")
 
 
 def test_gui_runs_one_forward_pass_per_image_on_the_shipped_model():
