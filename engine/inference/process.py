@@ -35,7 +35,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from engine.errors import BreastReaderError, Cancelled, ModelNotFoundError
 from engine.inference.case import CaseInput, CaseScores, ModelInfo
@@ -91,7 +91,7 @@ class LesionResult:
 
 
 # ------------------------------------------------------------------------------------ frames
-def send(fh: BinaryIO, msg: Any) -> None:
+def send(fh: IO[bytes], msg: Any) -> None:
     """Write one frame: ``msg`` pickled (protocol 5) with its contiguous buffers out of band."""
     bufs: list[pickle.PickleBuffer] = []
     head = pickle.dumps(msg, protocol=5, buffer_callback=bufs.append)
@@ -103,7 +103,7 @@ def send(fh: BinaryIO, msg: Any) -> None:
     fh.flush()
 
 
-def _write_all(fh: BinaryIO, data: bytes | memoryview) -> None:
+def _write_all(fh: IO[bytes], data: bytes | memoryview) -> None:
     """Unbuffered pipe writes may be partial: write until every byte is out."""
     view = memoryview(data).cast("B")
     while view.nbytes:
@@ -113,7 +113,7 @@ def _write_all(fh: BinaryIO, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
-def _read_exact(fh: BinaryIO, n: int) -> bytearray:
+def _read_exact(fh: IO[bytes], n: int) -> bytearray:
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
@@ -125,7 +125,7 @@ def _read_exact(fh: BinaryIO, n: int) -> bytearray:
     return buf
 
 
-def receive(fh: BinaryIO) -> Any:
+def receive(fh: IO[bytes]) -> Any:
     """Read one frame written by :func:`send` (EOFError when the pipe is closed)."""
     n_head, n_bufs = _HEAD.unpack(_read_exact(fh, _HEAD.size))
     lens = [_LEN.unpack_from(b)[0] for b in [_read_exact(fh, _LEN.size) for _ in range(n_bufs)]]

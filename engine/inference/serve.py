@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from engine.errors import BreastReaderError, Cancelled, ModelNotFoundError
 from engine.inference.case import CaseScorer, Loader, default_loader, model_info
@@ -38,7 +38,7 @@ def _loader(spec: str | None) -> Loader:
 class Server:
     """Runs requests on one :class:`CaseScorer`; replies through ``out``."""
 
-    def __init__(self, out: BinaryIO, loader: Loader) -> None:
+    def __init__(self, out: IO[bytes], loader: Loader) -> None:
         self.out = out
         self.scorer = CaseScorer(loader)
         self._write = threading.Lock()
@@ -54,7 +54,7 @@ class Server:
         with self._tokens_lock:
             return self._tokens.setdefault(rid, CancelToken())
 
-    def read_loop(self, inp: BinaryIO) -> None:
+    def read_loop(self, inp: IO[bytes]) -> None:
         """Reader thread: jobs to the queue, cancels to their token; stdin closed -> exit now."""
         while True:
             try:
