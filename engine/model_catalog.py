@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 SPEC_FILE = "spec.json"
 DEFAULTS_FILE = "defaults.json"
@@ -63,3 +64,30 @@ def installed_by_modality() -> dict[str, list[str]]:
         if isinstance(modality, str) and modality:
             out.setdefault(modality.upper(), []).append(name)
     return out
+
+
+#: The fields of :class:`engine.models.weights.WeightsSpec` (a test keeps the two in step):
+#: every other top-level key of ``spec.json`` is read into its ``extra``.
+SPEC_FIELDS = frozenset({"name", "model", "model_cfg", "modality", "input_size", "in_chans", "mean", "std",
+                         "class_names", "threshold", "sha256", "synthetic", "init", "preprocess", "metrics", "extra"})
+
+
+def spec_summary(name: str) -> tuple[float, dict[str, Any]] | None:
+    """``(threshold, extra)`` of an installed weights folder as its WeightsSpec would read them,
+    without importing torch (the AI panel's facts); None when the spec cannot be read."""
+    d = Path(name)
+    if not (d / SPEC_FILE).is_file():
+        d = models_root() / str(name)
+    try:
+        data = json.loads((d / SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or "name" not in data or "model" not in data:
+        return None
+    extra = dict(data.get("extra") or {})
+    extra.update({k: v for k, v in data.items() if k not in SPEC_FIELDS})
+    try:
+        threshold = float(data.get("threshold", 0.5))
+    except (TypeError, ValueError):
+        return None
+    return threshold, extra

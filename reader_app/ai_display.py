@@ -7,7 +7,6 @@ Nothing here changes a score; it only says how to read one (decision support).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from engine.cases import Case
 from engine.cases.model import same_patient as same_patient  # re-exported: the engine owns the rule (engine.study.ai_scores uses it)
@@ -49,13 +48,12 @@ def model_facts(name: str | None) -> ModelFacts | None:
     """
     if not name:
         return None
-    try:
-        from engine.models.weights import read_spec
+    from engine.model_catalog import spec_summary  # spec.json only: the GUI process never imports torch
 
-        spec: Any = read_spec(name)
-    except Exception:  # noqa: BLE001 - facts are a courtesy; a missing spec must not stop the panel
+    summary = spec_summary(name)
+    if summary is None:  # facts are a courtesy; a missing spec must not stop the panel
         return None
-    extra = getattr(spec, "extra", {}) or {}
+    threshold, extra = summary
     metrics = extra.get("metrics") if isinstance(extra.get("metrics"), dict) else {}
     cal = extra.get("calibration") or (metrics or {}).get("calibration")
     if not cal and extra.get("platt"):  # lesion-centred US model (engine.lesion_us)
@@ -66,7 +64,7 @@ def model_facts(name: str | None) -> ModelFacts | None:
     srcs = extra.get("train_sources")
     return ModelFacts(
         name=name,
-        threshold=float(spec.threshold) if getattr(spec, "threshold", None) is not None else None,
+        threshold=threshold,
         calibration=str(cal) if cal else "not calibrated: a model output in 0-1, read it as a ranking, not a risk",
         train_sources=[str(s) for s in srcs] if isinstance(srcs, list) else _sources_from_name(name),
     )

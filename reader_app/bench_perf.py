@@ -120,7 +120,7 @@ class W(Orig):
     def _beat(self):
         t = time.perf_counter()
         self._beats.append(t)
-        if time.time() - T0 > WINDOW_S and "scored_s" in out:
+        if time.time() - T0 > WINDOW_S and "scored_s" in out or time.time() - T0 > 300:
             self._end()
     def _first(self, _cid):
         if "first_image_s" not in out:
@@ -131,6 +131,8 @@ class W(Orig):
         out["first_image_s"] = time.time() - T0
         out["cpu_s_to_first_image"] = cpu()
         self._beats = [time.perf_counter()]; self._hb.start(5)
+        self.ai_display = "always"  # as a reader asking for the AI at once: it queues behind the load
+        self.score_case()
     def _ready(self):
         out.setdefault("ai_ready_s", time.time() - T0)
     def _scored(self, _cid):
