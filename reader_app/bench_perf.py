@@ -2,21 +2,24 @@
 scoring cost against ``bench score``, the worklist of a 5 000-case study.
 
     QT_QPA_PLATFORM=offscreen python -m reader_app.bench_perf all --json benchmarks/results/gui-perf.json
-    python -m reader_app.bench_perf startup|open|open-views|worklist|score-cost [--json OUT]
+    python -m reader_app.bench_perf startup score-cost --json benchmarks/results/gui-startup.json
+    python -m reader_app.bench_perf startup|open|open-views|worklist|score-cost [...] [--json OUT]
     python -m reader_app.bench_perf open-views --before ../old-checkout --json benchmarks/results/gui-open-views.json
 
-* ``startup``: ``breast-reader demo`` in a fresh process, launch -> first image painted, -> AI
-  models loaded (background), the longest event-loop stall while they load, and the exit time
-  after the window closes; side by side with the previous order (torch and the models
-  imported before the window: ``--eager``), rounds interleaved.
+* ``startup``: ``breast-reader demo`` in a fresh process: launch -> first image painted (wall
+  and the GUI process's CPU time), AI ready, the first case scored (asked for at the first
+  paint), the longest event-loop stall from the first paint to 20 s after launch, the exit
+  after the window closes and the model process gone; models in the model process (the
+  default) vs in the GUI process (``BREAST_READER_AI=inprocess``), rounds interleaved.
 * ``open``: every demo case with the shipped models: open -> first view, the longest stall
   while opening it and while scoring it (score + saliency), and the scoring time.
 * ``open-views``: every demo case opened without AI, the longest stall until its views are
   shown; with ``--before CHECKOUT`` the same in another checkout (the previous code), fresh
   processes alternating, so both are measured under the same load.
-* ``score-cost``: the GUI's scoring path (AIService -> CaseScorer -> Predictor.run) against the
-  ``bench score`` call (Predictor.analyse) on the same image and predictor, interleaved, and the
-  number of network forward passes each makes.
+* ``score-cost``: the GUI's scoring paths (in process, and the model process at nice 0 and at
+  its nice, direct and through AIService in a pool worker) against the ``bench score`` call
+  (Predictor.analyse) on the same image and weights, interleaved; transfer sizes, identity of
+  the results and the number of network forward passes.
 * ``worklist``: a generated 5 000-case study (SYNTHETIC 64x64 images): read in a worker (the
   longest stall meanwhile) and typing a search at 60 ms a key (the longest stall).
 
@@ -568,7 +571,7 @@ BENCHES = {"startup": bench_startup, "open": bench_open, "open-views": bench_ope
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("bench", choices=[*BENCHES, "all"])
+    p.add_argument("bench", nargs="+", choices=[*BENCHES, "all"], help="one or more, run in this order")
     p.add_argument("--json", type=Path, default=None, help="write the JSON here too")
     p.add_argument("--before", type=Path, default=None,
                    help="open-views: also time this checkout of the previous code, side by side")
@@ -578,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine import threads
 
     threads.apply()
-    names = list(BENCHES) if a.bench == "all" else [a.bench]
+    names = list(BENCHES) if "all" in a.bench else list(dict.fromkeys(a.bench))
     out: dict[str, Any] = {"bench": "gui_perf", "load_avg_1min_start": round(os.getloadavg()[0], 2),
                            "cpu_count": os.cpu_count(), "thread_policy": threads.POLICY}
     for name in names:
