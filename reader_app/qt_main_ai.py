@@ -201,6 +201,7 @@ class AIMixin(WorkstationBase):
 
     def _on_ai_error(self, msg: str) -> None:
         self.ai_panel.scores.setText(f"<span style='color:#ff6b6b'>AI failed: {msg}</span>")
+        self.ai_panel.progress.setFormat("failed")  # not a frozen "scoring …" bar
         self.show_error(f"AI failed: {msg}")
 
     def _on_ai_cancelled(self) -> None:

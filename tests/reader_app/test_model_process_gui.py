@@ -32,7 +32,7 @@ def test_model_process_crash_is_one_message_then_restarts(qtbot, data_dir, study
     text = win.ai_panel.scores.text()
     assert "AI failed: the model process stopped (exit code 7" in text and "restarts on the next request" in text
     assert "Traceback" not in text and "Traceback" not in win.last_error
-    assert win.ai_result is None
+    assert win.ai_result is None and win.ai_panel.progress.format() == "failed"
     for box in win.findChildren(QMessageBox):
         box.close()
 
