@@ -100,7 +100,7 @@ def test_a_four_view_case_is_built_one_view_per_event_loop_turn(make_window, bil
         return f
 
     monkeypatch.setattr(qt_view, "window_presets", spy("window_presets", qt_view.window_presets))
-    monkeypatch.setattr(qt_view, "breast_view_box", spy("breast_view_box", qt_view.breast_view_box))
+    monkeypatch.setattr(qt_view, "memo_breast_box", spy("memo_breast_box", qt_view.memo_breast_box))
     monkeypatch.setattr(imaging, "chest_wall_side", spy("chest_wall_side", imaging.chest_wall_side))
     turns = {"n": 0}
     ticker = QTimer()
