@@ -102,6 +102,23 @@ def breast_bbox(array: np.ndarray, *, margin: int = 0) -> tuple[int, int, int, i
     return max(0, x0 - margin), max(0, y0 - margin), min(cols, x1 + margin), min(rows, y1 + margin)
 
 
+#: Film cleaning works on a grid of at most this many pixels per side (mini-MIAS, the training
+#: data, is 1024 x 1024: cleaned at full resolution). A full-field film (4560 x 2864 CBIS-DDSM)
+#: is analysed on a strided copy and its masks are spread back to full resolution: the
+#: morphology at full size cost ~4.5 s per film, against ~0.2 s on the grid.
+FILM_GRID = 1024
+
+
+def _low_tenth_median(a: np.ndarray) -> float:
+    """Median of the darkest tenth of ``a`` (the film background level), exactly as sorting
+    the whole image would give it, by partial partition (a full sort of a 13 MP film is ~1 s)."""
+    flat = np.asarray(a, np.float32).ravel()
+    n = max(1, flat.size // 10)
+    ks = [(n - 1) // 2, n // 2]
+    part = np.partition(flat, ks)
+    return float(np.median(part[ks]) if n % 2 == 0 else part[(n - 1) // 2])
+
+
 def film_artefacts(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Burned-in film labels/markers and film-border strips of a digitised film mammogram.
 
@@ -120,9 +137,28 @@ def film_artefacts(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ``(keep, artefacts)``: boolean masks of the same rows/cols -- the breast region that is
         kept, and the bright pixels outside it that are removed.
     """
+    a = np.asarray(_grey(img), dtype=np.float32)
+    rows, cols = a.shape
+    step = int(np.ceil(max(rows, cols) / FILM_GRID))
+    if step <= 1:
+        return _film_artefacts(a)
+    # a large film: find the kept region on the strided grid, spread it back (each grid pixel
+    # stands for the step x step block it samples), and take the bright pixels outside it at
+    # full resolution with the grid's background and brightness levels.
+    small = np.ascontiguousarray(a[::step, ::step])
+    keep_s, _ = _film_artefacts(small)
+    keep = np.repeat(np.repeat(keep_s, step, axis=0), step, axis=1)[:rows, :cols]
+    flat = np.sort(small.ravel())
+    bg = float(np.median(flat[: max(1, flat.size // 10)]))
+    hi = float(flat[min(flat.size - 1, int(0.99 * flat.size))])
+    artefacts = (a > bg + 0.08 * max(hi - bg, 1e-6)) & ~keep
+    return np.ascontiguousarray(keep), artefacts
+
+
+def _film_artefacts(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`film_artefacts` of a float32 grey image at its own resolution."""
     import cv2
 
-    a = np.asarray(_grey(img), dtype=np.float32)
     rows, cols = a.shape
     breast = breast_mask(a)
     if not breast.any():
@@ -189,8 +225,7 @@ def clean_film(img: np.ndarray) -> np.ndarray:
     keep, art = film_artefacts(a)
     if not art.any():
         return np.asarray(a)
-    flat = np.sort(np.asarray(a, np.float32).ravel())
-    bg = float(np.median(flat[: max(1, flat.size // 10)]))
+    bg = _low_tenth_median(a)
     import cv2
 
     fill = np.asarray(cv2.dilate(art.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~keep
