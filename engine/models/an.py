@@ -245,15 +245,18 @@ class AnPatchClassifier(BreastClassifier):
                     nn.init.zeros_(mod.bias)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        out: torch.Tensor = self.body(x)
+        return out
 
     def dense_logits(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, 2, h, w)``: logits of every patch at multiples of the network stride."""
-        return self.head(features)
+        out: torch.Tensor = self.head(features)
+        return out
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 2)`` (averaged over positions when the input is larger than a patch)."""
-        return self.head(features).mean(dim=(2, 3))
+        out: torch.Tensor = self.head(features).mean(dim=(2, 3))
+        return out
 
 
 def _as_batch(image: np.ndarray | torch.Tensor, patch: int) -> torch.Tensor:
@@ -403,8 +406,9 @@ def _conv_nhwc(x: torch.Tensor, m: nn.Conv2d, *, relu: bool) -> torch.Tensor:
     w = _nhwc(m.weight)
     if relu and x.device.type == "cpu" and m.padding_mode == "zeros" and hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
         try:
-            return torch.ops.mkldnn._convolution_pointwise(x, w, m.bias, [0, 0], [1, 1], [1, 1], m.groups,
-                                                           "relu", [None], "")
+            fused: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(x, w, m.bias, [0, 0], [1, 1], [1, 1],
+                                                                          m.groups, "relu", [None], "")
+            return fused
         except (RuntimeError, TypeError):
             pass
     y = F.conv2d(x, w, m.bias, groups=m.groups)
@@ -681,7 +685,8 @@ class AnHeatmapFCN(nn.Module):
                 raise ValueError("this heatmap model needs the local map as a second input")
             lm = F.interpolate(local_map.to(f.dtype), size=f.shape[-2:], mode="bilinear", align_corners=False)
             f = torch.cat([f, lm], 1)
-        return self.out(f)
+        out: torch.Tensor = self.out(f)
+        return out
 
     def example_inputs(self, batch: int = 2, size: int = 64) -> tuple[torch.Tensor, ...]:
         """Random image batch (+ a local map when used)."""
@@ -713,9 +718,9 @@ def heatmap_target(lesions: Sequence[Lesion], shape: tuple[int, int], *, out: in
     for cx, cy, r in lesions:
         rr = max(r, 0.5 * max(rows, cols) / out)
         t[(xx - cx) ** 2 + (yy - cy) ** 2 <= rr**2] = 1.0
-    t = gaussian_filter(t, sigma).astype(np.float32)
-    m = float(t.max())
-    return t / m if m > 0 else t
+    blurred: np.ndarray = np.asarray(gaussian_filter(t, sigma), dtype=np.float32)
+    m = float(blurred.max())
+    return blurred / m if m > 0 else blurred
 
 
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
