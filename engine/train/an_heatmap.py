@@ -5,7 +5,7 @@ Per fold of a patient-grouped, stratified K-fold (no woman in two parts):
 1. with a local-map model (``an_heatmap_fcn_local``), the tissue classifier
    (``an_patch_classifier``) is trained on patches of the fold's *training* images only, sampled
    by :func:`engine.models.an.sample_patches` (positives centred on each annotation, very large
-   ones ignored; negatives on a fixed stride not touching any annotation), with random flips,
+   ones ignored; negatives on a fixed stride not touching any annotation disc), with random flips,
    90-degree rotations and brightness (An 2019 Sec. 4.1), class-weighted cross-entropy; it is
    then run densely (:func:`engine.models.an.local_map_dense`) on every image of the fold;
 2. the heatmap FCN is trained on the training images against the blurred annotation map
@@ -55,10 +55,10 @@ def train_patch_classifier(ds: HeatmapImages, train_idx: NDArray[np.int64], *, s
     rng = random.Random(seed)
     for i in train_idx:
         c = ds.crop(int(i))
-        p, lab = sample_patches(c.image, ds.crop_lesions(int(i)), scale=h.patch_scale, patch=h.patch,
-                              stride=h.neg_stride, max_negatives=h.max_negatives or None, rng=rng)
-        pats.append(p)
-        labs.append(lab)
+        tp = sample_patches(c.image, ds.crop_lesions(int(i)), scale=h.patch_scale, patch=h.patch,
+                            stride=h.neg_stride, max_negatives=h.max_negatives or None, rng=rng)
+        pats.append(tp.patches)
+        labs.append(tp.labels)
     x = torch.from_numpy(np.concatenate(pats))[:, None]
     y = torch.from_numpy(np.concatenate(labs))
     n_pos, n_neg = int(y.sum()), int((y == 0).sum())
