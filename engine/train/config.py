@@ -161,6 +161,8 @@ class AugmentConfig:
         hflip: Random horizontal flip.
         vflip: Random vertical flip.
         random_crop: Random crop after the ``shorter_side`` resize (else centre crop).
+        brightness: Max relative brightness change (intensity scaled by a factor drawn in
+            [1 - brightness, 1 + brightness]; An 2019's tissue patches).
     """
 
     preset: str = "none"
@@ -171,6 +173,7 @@ class AugmentConfig:
     hflip: bool = False
     vflip: bool = False
     random_crop: bool = False
+    brightness: float = 0.0
 
 
 @dataclass
@@ -503,6 +506,8 @@ class TrainConfig:
             if h.map_stride % 2 ** len(h.patch_widths):
                 raise ConfigError(f"heatmap.map_stride {h.map_stride} must be a multiple of the tissue "
                                   f"classifier's stride {2 ** len(h.patch_widths)}")
+        if not 0.0 <= self.augment.brightness < 1.0:
+            raise ConfigError(f"augment.brightness must be in [0, 1), got {self.augment.brightness}")
         if self.train.epochs < 0 or self.train.batch_size < 1:
             raise ConfigError("train.epochs must be >= 0 and train.batch_size >= 1")
         if not 0.0 <= self.data.val_fraction < 1.0:
