@@ -180,6 +180,23 @@ class SampleDataset(Dataset):  # type: ignore[type-arg]
         return type(self)([self.samples[int(i)] for i in indices], self.classes, self.transform, train=train,
                           seed=self.seed, cache=self.cache, source=self.source, **self._extra_kwargs())
 
+    _noun = "images"
+
+    def _warm_one(self, i: int) -> None:
+        """Decode / prepare item ``i`` into the cache."""
+        raise NotImplementedError
+
+    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        """Decode and prepare every item once into the cache (before DataLoader workers fork)."""
+        if not self.cache.enabled:
+            return
+        n = len(self)
+        for i in range(n):
+            check(cancel)
+            self._warm_one(i)
+            if i % 16 == 0 or i == n - 1:
+                report(progress, i + 1, n, f"preparing {self._noun}")
+
 
 class LabelledImages(SampleDataset):
     """Labelled images -> ``(tensor, class_index)`` pairs.
@@ -225,16 +242,8 @@ class LabelledImages(SampleDataset):
             self.cache.put(key, hit)
         return hit
 
-    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
-        """Decode and prepare every image once into the cache (before DataLoader workers fork)."""
-        if not self.cache.enabled:
-            return
-        n = len(self)
-        for i in range(n):
-            check(cancel)
-            self._prepared(i, train=self.train)
-            if i % 16 == 0 or i == n - 1:
-                report(progress, i + 1, n, "decoding images")
+    def _warm_one(self, i: int) -> None:
+        self._prepared(i, train=self.train)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         if self.train:

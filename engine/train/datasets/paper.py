@@ -13,7 +13,6 @@ from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
 from engine.errors import CaseFormatError, ConfigError
-from engine.progress import CancelToken, ProgressCallback, check, report
 from engine.train.config import TrainConfig
 from engine.train.datasets.images import DecodedCache, SampleDataset, Transform
 from engine.train.datasets.sources import Sample, _float, _infer_classes, _missing_files, _read_csv, _to_uint8, read_model_image
@@ -60,14 +59,8 @@ class _SampleSet(SampleDataset):
         slice), used by :func:`check_readable`."""
         return np.asarray(self._decoded(i)[0])
 
-    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
-        """Decode/generate every item once."""
-        if not self.cache.enabled:
-            return
-        for i in range(len(self)):
-            check(cancel)
-            self._decoded(i)
-            report(progress, i + 1, len(self), f"preparing {self._noun}")
+    def _warm_one(self, i: int) -> None:
+        self._decoded(i)
 
 
 class PairedLesions(_SampleSet):
