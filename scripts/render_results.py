@@ -326,10 +326,12 @@ def _an_heatmap() -> str:
         f"(without) and {a['pointing']['mean'] / a['pointing_chance']:.0f}× (with) as often as a random peak. The tissue "
         f"classifier alone (the local map's peak, held-out women) points at a lesion in {m(a.get('local_map_pointing'), '.3f')}. "
         "Training images' local maps are in-sample for their fold's classifier (as in the paper's two-stage pipeline); "
-        "test images' maps are not. The figures move with the random negatives: the previous run (negatives judged "
-        "against each disc's bounding square, the same counts but other 12 per image) gave pointing 0.185 "
-        "(0.094–0.281) and MSE 0.0062 with the local map, paired pointing +0.031 (-0.063 to +0.136). A larger input "
-        "(the paper's 256 px), wider nets, more epochs and seeds are needed before any claim about the local map.",
+        "test images' maps are not. The with-map figures move with the tissue classifier's random draws (one seed): "
+        "with negatives judged against each disc's bounding square and an inline batch augmentation, pointing was "
+        "0.185 (0.094–0.281), paired +0.031 (-0.063 to +0.136); with the exact disc test (the same counts, other "
+        "negatives) 0.138 (0.062–0.227), paired -0.015 (-0.125 to +0.092); the table is the run with the one sampler "
+        "and per-patch augmentation through the one pipeline (`[augment]`). Every paired CI includes 0. A larger "
+        "input (the paper's 256 px), wider nets, more epochs and seeds are needed before any claim about the local map.",
         f"\n*Commands:* `{b['command']}`; `{a['command']}`  \n*Device:* {a['device']} (shared 2-core machine, loaded)\n",
     ]
     return "\n".join(rows)
