@@ -53,6 +53,7 @@ SECTION0 = """## 0. Where each figure comes from now (configs, not scripts)
 | US fine-tune / tail / squashed-224 rows | none: labkit's batched GPU augmentation loop was removed; `configs/busi_efficientnet_lite0.toml` is the engine's fine-tune | lost experiments, figures kept as measured |
 | An tissue patches (section 3) | none yet: no `mias_patches` data kind in `breast-engine evaluate` | figure kept as measured by the removed script; not re-runnable until ported |
 | An heatmap FCN ± local map (section 5) | `breast-engine evaluate --config configs/an_heatmap_mias_base.toml --protocol an_heatmap --folds 3`, then `configs/an_heatmap_mias_local.toml ... --paired` on the first result | run from the configs (issue 11 item 7) at a CPU budget |
+| MRI attention as a lesion localiser on real outlines (`docs/results/mri_localiser.md`) | `breast-engine evaluate --config configs/mri_localiser_mimbcd.toml --protocol mri_localiser --folds 4` (`--set data.image_size=[256,256]` for 256 px) | run from the config; reproduces the removed `tools/mri_localiser_cv.py` (same pointing, IoU within 0.002) |
 | US saliency localisation (whole-image model, out of fold) | `breast-engine evaluate --config configs/us_effnet_lite0_busi.toml --protocol saliency --out docs/results/us_saliency_oof.json` | protocol (issue 12): fold models of the recipe's partition 0 through `Predictor.saliency` |
 | US default vs previous default (section 0b) | `breast-engine evaluate --config configs/us_lesion_lite0_busi.toml --protocol compare --out docs/results/us_default_comparison.json` | protocol (issue 12): installed models, mimbcd-dev BI-RADS, calibration, out-of-fold pointing |
 """
@@ -305,8 +306,9 @@ def _an_heatmap() -> str:
         f"DDSM). Target: annotation discs at the output size, Gaussian blur σ = {bd['sigma']} output px. Local map: "
         f"tissue classifier (`an_patch_classifier`, widths {bd['patch_widths']}) trained per fold on the training "
         f"women's patches only ({bd['patch']} px at ×{bd['patch_scale']}, `engine.models.an.sample_patches`: positives "
-        f"on the annotation centres, negatives every {bd['neg_stride']} px off the annotations, {bd['max_negatives']} "
-        f"kept per image, {bd['patch_epochs']} epochs), run every {bd['map_stride']} px ({bd['map_grid'][0]}² map). "
+        f"on the annotation centres, very large ones ignored; negatives every {bd['neg_stride']} px whose square meets no "
+        f"annotation disc, empty space kept as in the paper, {bd['max_negatives']} "
+        f"kept per image at random, {bd['patch_epochs']} epochs), run every {bd['map_stride']} px ({bd['map_grid'][0]}² map). "
         "MSE is per image at the output size; pointing = the heatmap's peak inside an annotation circle "
         "(images with a finding). 95 % CIs: patient bootstrap; the difference is paired per image.\n",
         "| FCN | MSE, all images | MSE, images with a finding | pointing | wall |",
@@ -324,8 +326,12 @@ def _an_heatmap() -> str:
         f"(without) and {a['pointing']['mean'] / a['pointing_chance']:.0f}× (with) as often as a random peak. The tissue "
         f"classifier alone (the local map's peak, held-out women) points at a lesion in {m(a.get('local_map_pointing'), '.3f')}. "
         "Training images' local maps are in-sample for their fold's classifier (as in the paper's two-stage pipeline); "
-        "test images' maps are not. A larger input (the paper's 256 px), wider nets, more epochs and seeds are needed "
-        "before any claim about the local map.",
+        "test images' maps are not. The with-map figures move with the tissue classifier's random draws (one seed): "
+        "with negatives judged against each disc's bounding square and an inline batch augmentation, pointing was "
+        "0.185 (0.094–0.281), paired +0.031 (-0.063 to +0.136); with the exact disc test (the same counts, other "
+        "negatives) 0.138 (0.062–0.227), paired -0.015 (-0.125 to +0.092); the table is the run with the one sampler "
+        "and per-patch augmentation through the one pipeline (`[augment]`). Every paired CI includes 0. A larger "
+        "input (the paper's 256 px), wider nets, more epochs and seeds are needed before any claim about the local map.",
         f"\n*Commands:* `{b['command']}`; `{a['command']}`  \n*Device:* {a['device']} (shared 2-core machine, loaded)\n",
     ]
     return "\n".join(rows)

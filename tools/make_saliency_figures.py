@@ -165,14 +165,15 @@ def _an_data(mias: Path, refs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     centres (very large annotations ignored), negatives on a stride-32 grid off the annotations."""
     import cv2
 
-    from engine.data.mias import sample_patches
+    from engine.models.an import sample_patches
 
     xs, ys = [], []
     rng = np.random.default_rng(0)
     for m in refs:
         img = cv2.imread(str(m.path), cv2.IMREAD_GRAYSCALE)
-        abn = tuple(a for a in m.abnormalities if a.radius is None or 2 * a.radius <= 0.9 * 256)
-        p, lab, _ = sample_patches(img, abn, scale=1.0, patch=256, stride=32)
+        les = [(a.centre[1], a.centre[0], float(a.radius or 0.0)) for a in m.abnormalities if a.centre is not None]
+        # breast-only negatives (>= 70 % breast): the full-image map below reads the breast only
+        p, lab, _ = sample_patches(img, les, scale=1.0, patch=256, stride=32, min_breast=0.7)
         neg = np.nonzero(lab == 0)[0]
         keep = np.concatenate([np.nonzero(lab == 1)[0], rng.choice(neg, min(len(neg), 12), replace=False)])
         xs.append(p[keep])

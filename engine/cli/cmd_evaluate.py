@@ -17,7 +17,9 @@ PROTOCOLS = ("loo", "kfold", "repeated-kfold", "split")
 # "saliency": out-of-fold pointing game of a linear_probe config's overlay (engine.train.saliency_oof).
 # "compare": a us_lesion config's shipped model vs its whole-image context model (engine.train.us_compare).
 RESULT_PROTOCOLS = ("saliency", "compare")
-ALL_PROTOCOLS = (*PROTOCOLS, "recipe", "an_heatmap", *RESULT_PROTOCOLS)
+# "mri_localiser": the supervised-attention MRI model as a lesion localiser on real outlined
+# slices (pointing + box IoU, engine.train.mri_localiser).
+ALL_PROTOCOLS = (*PROTOCOLS, "recipe", "an_heatmap", *RESULT_PROTOCOLS, "mri_localiser")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,7 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "with-vs-without local map difference. --protocol saliency (a linear_probe config on busi): out-of-fold "
         "pointing game of the model's overlay against the expert masks vs the centre guess. --protocol compare "
         "(a us_lesion config): its shipped model vs the whole-image model it averages in, leave-source-out "
-        "(mimbcd-dev BI-RADS), calibration and out-of-fold pointing; --out FILE.json keeps the result.",
+        "(mimbcd-dev BI-RADS), calibration and out-of-fold pointing; --out FILE.json keeps the result. "
+        "--protocol mri_localiser (data.kind mimbcd_outlines): the "
+        "MRI attention model as a lesion localiser on real outlined slices, patient-grouped, pointing and box "
+        "IoU with patient-bootstrap 95%% CIs.",
     )
     p.add_argument("--config", required=True, help="TOML configuration file (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -47,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--paired", metavar="RESULT.json",
                    help="an_heatmap: the other arm's result (same data, folds, seed): adds the paired differences")
     p.add_argument("--out", help="output folder (default: train.output_dir/eval-<model>-<protocol>-<time>); "
-                   "an_heatmap / saliency / compare: the result JSON file (or a folder for result.json)")
+                   "an_heatmap / saliency / compare / mri_localiser: the result JSON file (or a folder for result.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
@@ -61,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     from engine.train.protocols import cross_validate, split_indices
 
     cfg = load_config(args.config, args.overrides)
+    if args.protocol == "mri_localiser" or cfg.data.kind == "mimbcd_outlines":
+        return _run_mri_localiser(args, cfg)
     if args.protocol == "an_heatmap" or cfg.data.kind in ("mias_heatmap", "synthetic_heatmap"):
         return _run_heatmap(args, cfg)
     if args.protocol in RESULT_PROTOCOLS:
@@ -125,11 +132,7 @@ def _run_heatmap(args: argparse.Namespace, cfg: object) -> int:
         res["licence"] = "mini-MIAS Licence.txt (research use only) travels with the data: " + \
             str(Path(cfg.data.path) / "Licence.txt")
     if args.out:
-        out = Path(args.out)
-        out = out if out.suffix == ".json" else out / "result.json"
-        args.out = str(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+        args.out = str(_write_result(res, args.out))
     if args.json:
         print(json.dumps(res))
         return 0
@@ -170,16 +173,51 @@ def _run_result(args: argparse.Namespace, cfg: object) -> int:
             res = compare_us_models(cfg, progress=cb)
     res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
     if args.out:
-        out = Path(args.out)
-        out = out if out.suffix == ".json" else out / "result.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+        out = _write_result(res, args.out)
     if args.json:
         print(json.dumps(res))
     else:
         print(json.dumps({k: v for k, v in res.items() if k not in ("peaks_xy", "leave_source_out_mimbcd")}, indent=1))
         if args.out:
             print(f"result: {out}")
+    return 0
+
+
+def _write_result(res: dict[str, object], out_arg: str) -> Path:
+    """Write a protocol result to ``out_arg`` (a ``.json`` file, or a folder for ``result.json``)."""
+    out = Path(out_arg)
+    out = out if out.suffix == ".json" else out / "result.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+def _run_mri_localiser(args: argparse.Namespace, cfg: object) -> int:
+    """The MRI attention model as a lesion localiser: pointing and box IoU with patient-bootstrap CIs."""
+    from engine.errors import ConfigError
+    from engine.progress import tqdm_progress
+    from engine.train.config import TrainConfig
+    from engine.train.mri_localiser import evaluate_mri_localiser
+
+    assert isinstance(cfg, TrainConfig)
+    if args.protocol != "mri_localiser":
+        raise ConfigError(f"data.kind = {cfg.data.kind} is scored by --protocol mri_localiser, not {args.protocol}")
+    with tqdm_progress("evaluate mri_localiser", disable=args.quiet) as cb:
+        res = evaluate_mri_localiser(cfg, folds=args.folds, progress=cb)
+    res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
+    if args.out:
+        args.out = str(_write_result(res, args.out))
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"mri_localiser {res['folds']}-fold | {res['n_slices']} slices, {res['n_patients']} patients | "
+          f"input {res['budget']['input']} | {res['wall_s']:.0f} s | chance pointing {res['chance_pointing']:.4f}")
+    for name, m in res["metrics"].items():
+        h, i = m["hit"], m["iou"]
+        print(f"  {name}: pointing {h['mean']:.3f} ({h['ci'][0]:.3f}-{h['ci'][1]:.3f}), "
+              f"box IoU {i['mean']:.3f} ({i['ci'][0]:.3f}-{i['ci'][1]:.3f})")
+    if args.out:
+        print(f"result: {args.out}")
     return 0
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import CaseFormatError, ImageReadError
+from engine.imaging.geometry import mask_box  # the one mask box (re-exported: BUSI masks)
 
 __all__ = ["BusiRecord", "load_busi", "read_gray", "mask_box", "load_busi_arrays", "BUSI_CITATION"]
 
@@ -121,22 +122,6 @@ def read_gray(path: str | Path) -> np.ndarray:
     if arr is None:
         raise ImageReadError(str(path), "OpenCV could not decode the file")
     return arr
-
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Bounding box (x0, y0, x1, y1), end-exclusive, of the non-zero pixels of a mask.
-
-    Args:
-        mask: 2-D array; non-zero = lesion.
-
-    Returns:
-        The box, or None for an empty mask.
-    """
-    rows = np.flatnonzero((mask > 0).any(axis=1))
-    cols = np.flatnonzero((mask > 0).any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def load_busi_arrays(

@@ -1,4 +1,4 @@
-"""mini-MIAS mammogram loader and An et al. 2019 multi-scale patch sampling.
+"""mini-MIAS mammogram loader.
 
 Source: Suckling J et al. The Mammographic Image Analysis Society digital mammogram database.
 Exerpta Medica, International Congress Series 1069, pp. 375–378 (1994). Licence: research use
@@ -16,9 +16,8 @@ only, no rent/lease/sale — ``Licence.txt`` must travel with any copy (see :fun
 * Patients: mini-MIAS numbers the left and right breasts of one woman consecutively
   (mdb001/mdb002, …), so ``patient = (refnum + 1) // 2`` is used to group cross-validation folds.
 
-Patch sampling follows An et al. 2019 (multi-scale patches): the mammogram is down-scaled by
-0.5, 0.33 or 0.25; positive patches are centred on the annotations, negative patches are taken on
-a stride-32 grid inside the breast and away from every annotation.
+An et al. 2019's tissue patches of these images come from the one sampler,
+:func:`engine.models.an.sample_patches` (annotations as ``(col, row, radius)``).
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import CaseFormatError
-from engine.imaging.breast import breast_mask
 
 __all__ = [
     "MIAS_CITATION",
@@ -39,7 +37,6 @@ __all__ = [
     "load_mias",
     "circle_box",
     "copy_licence",
-    "sample_patches",
     "lesion_crop",
 ]
 
@@ -192,69 +189,6 @@ def copy_licence(root: str | Path, dest: str | Path) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy2(Path(root) / "Licence.txt", dest / "MIAS_Licence.txt"))
-
-
-def sample_patches(
-    image: np.ndarray,
-    abnormalities: tuple[MiasAbnormality, ...],
-    *,
-    scale: float,
-    patch: int = 64,
-    stride: int = 32,
-    min_breast: float = 0.7,
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """An et al. 2019 multi-scale tissue patches of one mammogram.
-
-    The image is resized by ``scale`` (0.5, 0.33 or 0.25). Positives: a patch centred on each
-    annotation centre (label 1 = abnormal tissue). Negatives: patches on a ``stride`` grid whose
-    centre lies in the breast (≥ ``min_breast`` breast pixels) and whose area does not touch any
-    annotation circle (label 0).
-
-    Args:
-        image: 2-D uint8 full mammogram (original resolution).
-        abnormalities: Annotations of the image (rows without a centre are ignored).
-        scale: Down-scaling factor.
-        patch: Patch side at the scaled resolution.
-        stride: Grid stride of the negatives at the scaled resolution.
-        min_breast: Minimum fraction of breast pixels in a negative patch.
-
-    Returns:
-        ``(patches uint8 (n, patch, patch), labels int64 (n,), centres [(row, col)] scaled)``.
-    """
-    import cv2
-
-    h, w = image.shape
-    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-    breast = breast_mask(small)
-    half = patch // 2
-    padded = np.pad(small, half, mode="constant")
-    out: list[np.ndarray] = []
-    labels: list[int] = []
-    centres: list[tuple[int, int]] = []
-    circles = [(a.centre[0] * scale, a.centre[1] * scale, (a.radius or 0) * scale)
-               for a in abnormalities if a.centre is not None]
-    for r, c, _ in circles:
-        ri, ci = int(round(r)), int(round(c))
-        ri, ci = min(max(ri, 0), sh - 1), min(max(ci, 0), sw - 1)
-        out.append(padded[ri : ri + patch, ci : ci + patch])
-        labels.append(1)
-        centres.append((ri, ci))
-    for ri in range(half, sh - half + 1, stride):
-        for ci in range(half, sw - half + 1, stride):
-            if not breast[ri, ci]:
-                continue
-            if breast[ri - half : ri + half, ci - half : ci + half].mean() < min_breast:
-                continue
-            # Off every annotation: the patch square must not reach any circle.
-            if any(np.hypot(max(abs(ri - r) - half, 0), max(abs(ci - c) - half, 0)) <= rad
-                   for r, c, rad in circles):
-                continue
-            out.append(padded[ri : ri + patch, ci : ci + patch])
-            labels.append(0)
-            centres.append((ri, ci))
-    arr = np.stack(out) if out else np.zeros((0, patch, patch), np.uint8)
-    return arr, np.array(labels, np.int64), centres
 
 
 def lesion_crop(

@@ -198,10 +198,14 @@ def _power_law_noise(rng: np.random.Generator, shape: tuple[int, ...], beta: flo
 
 
 def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of a 2-D mask, x = column, y = row, end-exclusive."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    """(x0, y0, x1, y1) of a generated lesion's mask (never empty), x = column, y = row,
+    end-exclusive (:func:`engine.imaging.geometry.mask_box`)."""
+    from engine.imaging.geometry import mask_box
+
+    box = mask_box(mask)
+    if box is None:
+        raise ValueError("a generated lesion mask is empty")
+    return box
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Boxes, crops and Qi et al. 2019's five crops (the one implementation)."""
+"""Boxes (the one mask bounding box), crops and Qi et al. 2019's five crops (the one implementation)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,22 @@ import torch
 import torch.nn.functional as F
 
 Box = tuple[float, float, float, float]
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1), end-exclusive, of the non-zero pixels of a mask.
+
+    Args:
+        mask: 2-D array; non-zero = lesion.
+
+    Returns:
+        The box, or None for an empty mask.
+    """
+    rows = np.flatnonzero((mask > 0).any(axis=1))
+    cols = np.flatnonzero((mask > 0).any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def expand_box(box: Box, shape: tuple[int, int], margin: float = 0.15, min_side: int = 16) -> tuple[int, int, int, int]:

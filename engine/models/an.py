@@ -7,7 +7,8 @@
   down-sampling to a 2048 x 2048 region right-aligned on the nipple (:func:`orient_and_crop`);
   tissue samples at magnifications x0.5, x0.33, x0.25; positives centred on the annotations'
   centres of mass (very large annotations ignored), negatives at a fixed stride of 32 px where
-  the sample does not intersect any annotation (:func:`sample_patches`, :func:`multiscale_patches`).
+  the sample does not intersect any annotation (:func:`sample_patches`, the one patch sampler;
+  :func:`multiscale_patches`).
 * Tissue classifier ``q(z|x')``: a VGG-style CNN (:class:`AnPatchClassifier`) predicting the
   absence / presence of findings (BI-RADS <= 1 vs >= 2). Its convolutions are *unpadded* and its
   head is a convolution, so evaluating it densely on the whole image equals evaluating every
@@ -32,6 +33,7 @@ import copy
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -146,6 +148,31 @@ def _extract(img: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
     return out
 
 
+class TissuePatches(NamedTuple):
+    """Tissue samples of one magnification (:func:`sample_patches`).
+
+    Attributes:
+        patches: ``(N, patch, patch)`` float32, positives first.
+        labels: ``(N,)`` int64, 1 = finding, 0 = no finding.
+        centres: ``(row, col)`` of each sample's centre in the magnified image.
+    """
+
+    patches: np.ndarray
+    labels: np.ndarray
+    centres: list[tuple[int, int]]
+
+
+def _touches(top: int, left: int, patch: int, lesions: Sequence[Lesion]) -> bool:
+    """Whether the closed square ``[left, left + patch] x [top, top + patch]`` meets any
+    annotation disc ``(cx, cy, r)`` (exact square-circle distance, not the disc's bounding box)."""
+    for cx, cy, r in lesions:
+        dx = max(left - cx, 0.0, cx - (left + patch))
+        dy = max(top - cy, 0.0, cy - (top + patch))
+        if dx * dx + dy * dy <= r * r:
+            return True
+    return False
+
+
 def sample_patches(
     img: np.ndarray,
     lesions: Sequence[Lesion],
@@ -154,52 +181,70 @@ def sample_patches(
     patch: int = PATCH,
     stride: int = NEG_STRIDE,
     max_lesion_frac: float = 0.9,
+    min_breast: float = 0.0,
     max_negatives: int | None = None,
     rng: random.Random | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tissue samples of one magnification (An 2019, Data Preparation).
+) -> TissuePatches:
+    """Tissue samples of one magnification, by An 2019's Data Preparation rules (the one sampler).
 
-    Positives are centred on each annotation's centre (annotations wider than
-    ``max_lesion_frac * patch`` after scaling are ignored); negatives are taken at a fixed
-    ``stride`` wherever the sample does not intersect any annotation's bounding square.
+    * The image is area-resampled by ``scale`` (x0.5, x0.33, x0.25 of the 2048 px crop) and
+      samples are ``patch`` px at that magnification (256 in the paper).
+    * Positives ("sampling at the center of mass of annotated regions"): one sample centred on
+      each annotation, zero-padded at the border; "very large annotations were ignored": a disc
+      wider than ``max_lesion_frac * patch`` gives no positive (it still excludes negatives).
+    * Negatives ("at fixed strides of 32 pixels for regions which did not intersect with any
+      annotations"): every ``stride`` px, the sample inside the image, kept when its square does
+      not meet any annotation disc. The paper keeps empty space, partial and full tissue
+      (``min_breast = 0``); ``min_breast > 0`` keeps only samples centred in the breast
+      (:func:`breast_mask`) with at least that share of breast pixels.
+    * Counts: the paper keeps every negative (3038 / 311452 training patches, imbalance met by
+      augmentation); ``max_negatives`` keeps a random subset per image (a CPU budget).
 
     Args:
         img: ``(rows, cols)`` crop at full resolution.
-        lesions: ``(cx, cy, r)`` in ``img`` pixels.
+        lesions: ``(cx, cy, r)`` in ``img`` pixels (``r = 0``: a point annotation).
         scale: Magnification.
         patch: Sample side at that magnification.
-        stride: Negative sampling stride (32).
+        stride: Negative sampling stride at that magnification (32).
         max_lesion_frac: Size limit for positives.
+        min_breast: Minimum share of breast pixels in a negative (0 = the paper: any content).
         max_negatives: Keep at most this many negatives (random subset), None = all.
         rng: Random source for the subset.
 
     Returns:
-        ``(patches (N, patch, patch) float32, labels (N,) int64)``.
+        :class:`TissuePatches` (patches, labels, centres).
     """
     small = rescale(img, scale)
     les = [(cx * scale, cy * scale, r * scale) for cx, cy, r in lesions]
-    pos = [_extract(small, int(round(cy)) - patch // 2, int(round(cx)) - patch // 2, patch)
-           for cx, cy, r in les if 2 * r <= max_lesion_frac * patch]
-    neg_pos: list[tuple[int, int]] = []
+    half = patch // 2
+    pos_at = [(int(round(cy)) - half, int(round(cx)) - half) for cx, cy, r in les if 2 * r <= max_lesion_frac * patch]
+    breast = breast_mask(small) if min_breast > 0 else None
+    neg_at: list[tuple[int, int]] = []
     for top in range(0, max(small.shape[0] - patch, 0) + 1, stride):
         for left in range(0, max(small.shape[1] - patch, 0) + 1, stride):
-            hit = any(top < cy + r and cy - r < top + patch and left < cx + r and cx - r < left + patch
-                      for cx, cy, r in les)
-            if not hit:
-                neg_pos.append((top, left))
-    if max_negatives is not None and len(neg_pos) > max_negatives:
-        neg_pos = (rng or random).sample(neg_pos, max_negatives)
-    neg = [_extract(small, t, l, patch) for t, l in neg_pos]
-    patches = np.stack(pos + neg) if pos or neg else np.zeros((0, patch, patch), np.float32)
-    labels = np.array([1] * len(pos) + [0] * len(neg), dtype=np.int64)
-    return patches, labels
+            if _touches(top, left, patch, les):
+                continue
+            if breast is not None:
+                r, c = min(top + half, small.shape[0] - 1), min(left + half, small.shape[1] - 1)
+                if not breast[r, c] or breast[top:top + patch, left:left + patch].mean() < min_breast:
+                    continue
+            neg_at.append((top, left))
+    if max_negatives is not None and len(neg_at) > max_negatives:
+        neg_at = (rng or random).sample(neg_at, max_negatives)
+    at = pos_at + neg_at
+    patches = (np.stack([_extract(small, t, l, patch) for t, l in at]) if at
+               else np.zeros((0, patch, patch), np.float32))
+    labels = np.array([1] * len(pos_at) + [0] * len(neg_at), dtype=np.int64)
+    return TissuePatches(patches, labels, [(t + half, l + half) for t, l in at])
 
 
 def multiscale_patches(
-    img: np.ndarray, lesions: Sequence[Lesion], *, scales: Sequence[float] = SCALES, **kw: object
-) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    img: np.ndarray, lesions: Sequence[Lesion], *, scales: Sequence[float] = SCALES, patch: int = PATCH,
+    stride: int = NEG_STRIDE, max_negatives: int | None = None, rng: random.Random | None = None,
+) -> dict[float, TissuePatches]:
     """:func:`sample_patches` at every magnification (x0.5, x0.33, x0.25)."""
-    return {s: sample_patches(img, lesions, scale=s, **kw) for s in scales}  # type: ignore[arg-type]
+    return {s: sample_patches(img, lesions, scale=s, patch=patch, stride=stride, max_negatives=max_negatives, rng=rng)
+            for s in scales}
 
 
 # -- tissue classifier --------------------------------------------------------------------------
@@ -245,15 +290,18 @@ class AnPatchClassifier(BreastClassifier):
                     nn.init.zeros_(mod.bias)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        out: torch.Tensor = self.body(x)
+        return out
 
     def dense_logits(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, 2, h, w)``: logits of every patch at multiples of the network stride."""
-        return self.head(features)
+        out: torch.Tensor = self.head(features)
+        return out
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 2)`` (averaged over positions when the input is larger than a patch)."""
-        return self.head(features).mean(dim=(2, 3))
+        out: torch.Tensor = self.head(features).mean(dim=(2, 3))
+        return out
 
 
 def _as_batch(image: np.ndarray | torch.Tensor, patch: int) -> torch.Tensor:
@@ -403,8 +451,9 @@ def _conv_nhwc(x: torch.Tensor, m: nn.Conv2d, *, relu: bool) -> torch.Tensor:
     w = _nhwc(m.weight)
     if relu and x.device.type == "cpu" and m.padding_mode == "zeros" and hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
         try:
-            return torch.ops.mkldnn._convolution_pointwise(x, w, m.bias, [0, 0], [1, 1], [1, 1], m.groups,
-                                                           "relu", [None], "")
+            fused: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(x, w, m.bias, [0, 0], [1, 1], [1, 1],
+                                                                          m.groups, "relu", [None], "")
+            return fused
         except (RuntimeError, TypeError):
             pass
     y = F.conv2d(x, w, m.bias, groups=m.groups)
@@ -681,7 +730,8 @@ class AnHeatmapFCN(nn.Module):
                 raise ValueError("this heatmap model needs the local map as a second input")
             lm = F.interpolate(local_map.to(f.dtype), size=f.shape[-2:], mode="bilinear", align_corners=False)
             f = torch.cat([f, lm], 1)
-        return self.out(f)
+        out: torch.Tensor = self.out(f)
+        return out
 
     def example_inputs(self, batch: int = 2, size: int = 64) -> tuple[torch.Tensor, ...]:
         """Random image batch (+ a local map when used)."""
@@ -713,9 +763,9 @@ def heatmap_target(lesions: Sequence[Lesion], shape: tuple[int, int], *, out: in
     for cx, cy, r in lesions:
         rr = max(r, 0.5 * max(rows, cols) / out)
         t[(xx - cx) ** 2 + (yy - cy) ** 2 <= rr**2] = 1.0
-    t = gaussian_filter(t, sigma).astype(np.float32)
-    m = float(t.max())
-    return t / m if m > 0 else t
+    blurred: np.ndarray = np.asarray(gaussian_filter(t, sigma), dtype=np.float32)
+    m = float(blurred.max())
+    return blurred / m if m > 0 else blurred
 
 
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

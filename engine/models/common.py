@@ -89,7 +89,8 @@ class BreastClassifier(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps ``(B, C, h, w)`` of a batch ``(B, in_chans, H, W)``."""
-        return self.features_out(self._features(self.backbone_input(x)))
+        out: torch.Tensor = self.features_out(self._features(self.backbone_input(x)))
+        return out
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_outputs)`` from feature maps."""
@@ -130,7 +131,8 @@ class PooledLinearHead(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """Logits from ``(B, C, h, w)`` maps."""
-        return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(feats, 1), 1)))
+        out: torch.Tensor = self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(feats, 1), 1)))
+        return out
 
 
 def adapt_first_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:
@@ -309,4 +311,5 @@ class BasicCNNFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps at 1/16 resolution."""
-        return self.body(x)
+        out: torch.Tensor = self.body(x)
+        return out

@@ -50,11 +50,13 @@ class EfficientNetLiteClassifier(BreastClassifier):
         self.malignant_index = 0 if num_classes == 1 else 1
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)
+        out: torch.Tensor = self.net.extract_features(x)
+        return out
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Pooled linear head."""
-        return self.head(features)
+        out: torch.Tensor = self.head(features)
+        return out
 
 
 @register_model(
@@ -207,7 +209,8 @@ class MultiScaleLiteClassifier(BreastClassifier):
         return torch.stack([head(f) for head, f in zip(self.heads, feats)]).mean(dim=0)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)
+        out: torch.Tensor = self.net.extract_features(x)
+        return out
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Not separable: the heads read several depths. Use :meth:`forward`."""

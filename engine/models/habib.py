@@ -135,11 +135,13 @@ class HabibDescriptorNet(BreastClassifier):
         self.min_input_size = 32 if arch == "basic" else 64
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        out: torch.Tensor = self.body(x)
+        return out
 
     def descriptor_from_features(self, features: torch.Tensor) -> torch.Tensor:
         """The lesion descriptor ``(B, descriptor_dim)``."""
-        return self.proj(F.adaptive_avg_pool2d(features, self.pool_size))
+        out: torch.Tensor = self.proj(F.adaptive_avg_pool2d(features, self.pool_size))
+        return out
 
     def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         """Descriptor of an image batch (input of the fusion network)."""
@@ -147,7 +149,8 @@ class HabibDescriptorNet(BreastClassifier):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Descriptor -> BCE logit or LMCL cosine logits."""
-        return self.head(self.descriptor_from_features(features))
+        out: torch.Tensor = self.head(self.descriptor_from_features(features))
+        return out
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """This network's training loss (BCE or LMCL)."""
@@ -189,7 +192,8 @@ class HabibFusionFC(nn.Module):
 
     def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
         """Logits from ``(B, d_MG + d_US)`` concatenated descriptors."""
-        return self.head(self.body(descriptors))
+        out: torch.Tensor = self.head(self.body(descriptors))
+        return out
 
     def malignancy(self, logits: torch.Tensor) -> torch.Tensor:
         """Probability of malignancy ``(B,)``."""

@@ -70,11 +70,13 @@ class HijabVGG16(BreastClassifier):
                     p.requires_grad_(i >= _LAST_BLOCK_START)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+        out: torch.Tensor = self.features(x)
+        return out
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """7x7 pool -> flatten -> dense 256 -> dropout -> logits."""
-        return self.classifier(self.pool(features))
+        out: torch.Tensor = self.classifier(self.pool(features))
+        return out
 
 
 def hijab_sgd(model: nn.Module, *, lr: float = 1e-4, momentum: float = 0.9) -> torch.optim.SGD:

@@ -34,7 +34,8 @@ class ConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """conv -> bn -> relu."""
-        return self.relu(self.bn(self.conv(x)))
+        out: torch.Tensor = self.relu(self.bn(self.conv(x)))
+        return out
 
 
 class Stem(nn.Module):
@@ -53,7 +54,8 @@ class Stem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Stem."""
         x = self.pool3a(self.conv2b(self.conv2a(self.conv1a(x))))
-        return self.pool5a(self.conv4a(self.conv3b(x)))
+        out: torch.Tensor = self.pool5a(self.conv4a(self.conv3b(x)))
+        return out
 
 
 class Mixed5b(nn.Module):
@@ -86,7 +88,8 @@ class Block35(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x + scale * proj(branches), ReLU."""
         r = self.proj(torch.cat([self.b0(x), self.b1(x), self.b2(x)], 1))
-        return self.relu(x + self.scale * r)
+        out: torch.Tensor = self.relu(x + self.scale * r)
+        return out
 
 
 class Mixed6a(nn.Module):
@@ -118,7 +121,8 @@ class Block17(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x + scale * proj(branches), ReLU."""
-        return self.relu(x + self.scale * self.proj(torch.cat([self.b0(x), self.b1(x)], 1)))
+        out: torch.Tensor = self.relu(x + self.scale * self.proj(torch.cat([self.b0(x), self.b1(x)], 1)))
+        return out
 
 
 class Mixed7a(nn.Module):
@@ -151,7 +155,8 @@ class Block8(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x + scale * proj(branches), optional ReLU."""
-        return self.relu(x + self.scale * self.proj(torch.cat([self.b0(x), self.b1(x)], 1)))
+        out: torch.Tensor = self.relu(x + self.scale * self.proj(torch.cat([self.b0(x), self.b1(x)], 1)))
+        return out
 
 
 class InceptionResNetV2Trunk(nn.Module):
@@ -179,11 +184,13 @@ class InceptionResNetV2Trunk(nn.Module):
     def lower(self, x: torch.Tensor) -> torch.Tensor:
         """Input -> 17x17x1088 (after the block (17) repeats)."""
         x = self.repeat_35(self.mixed_5b(self.stem(x)))
-        return self.repeat_17(self.mixed_6a(x))
+        out: torch.Tensor = self.repeat_17(self.mixed_6a(x))
+        return out
 
     def upper(self, a: torch.Tensor) -> torch.Tensor:
         """17x17x1088 -> 8x8x1536."""
-        return self.conv_7b(self.block8(self.repeat_8(self.mixed_7a(a))))
+        out: torch.Tensor = self.conv_7b(self.block8(self.repeat_8(self.mixed_7a(a))))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Full trunk."""

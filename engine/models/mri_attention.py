@@ -97,15 +97,18 @@ class MRIAttentionNet(BreastClassifier):
         self.fc = nn.Linear(channels, num_outputs)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)
+        out: torch.Tensor = self.trunk(x)
+        return out
 
     def attention_map(self, features: torch.Tensor) -> torch.Tensor:
         """Attention ``p`` in (0, 1), shape ``(B, 1, h, w)``."""
-        return self.attention_out(torch.sigmoid(self.attention(features)))
+        out: torch.Tensor = self.attention_out(torch.sigmoid(self.attention(features)))
+        return out
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Eq. 2 attention-weighted pooling then the 5-output dense layer."""
-        return self.fc(attention_pool(features, self.attention_map(features)))
+        out: torch.Tensor = self.fc(attention_pool(features, self.attention_map(features)))
+        return out
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits (B, 5), attention (B, 1, h, w))`` in one pass (for training)."""

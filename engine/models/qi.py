@@ -55,7 +55,7 @@ class CamPathway(nn.Module):
 
     def forward(self, cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Features of the CAM resized to ``size`` (the image pathway's mid-network grid)."""
-        y = self.body(cam)
+        y: torch.Tensor = self.body(cam)
         if tuple(y.shape[-2:]) != tuple(size):
             y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
         return y
@@ -90,7 +90,8 @@ class _QiNet(BreastClassifier):
         a = self._lower(x)
         if cam is not None:
             a = a + self.lam * self.cam_path(cam.to(a.dtype), tuple(a.shape[-2:]))
-        return self.features_out(self._upper(a))
+        out: torch.Tensor = self.features_out(self._upper(a))
+        return out
 
     def forward(self, x: torch.Tensor, cam: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, 2)``; ``cam`` optional (zeros/absent = basic network)."""
@@ -143,7 +144,8 @@ class QiMtNet(_QiNet):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """8x8 average pool, dropout 0.2, linear 2."""
-        return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)))
+        out: torch.Tensor = self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)))
+        return out
 
     def class_weights(self) -> torch.Tensor:
         """Linear layer weights."""
@@ -172,14 +174,17 @@ class QiSnNet(_QiNet):
         self.classifier = nn.Conv2d(2048, num_classes, 1)
 
     def _lower(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lower_net(x)
+        out: torch.Tensor = self.lower_net(x)
+        return out
 
     def _upper(self, a: torch.Tensor) -> torch.Tensor:
-        return self.upper_net(a)
+        out: torch.Tensor = self.upper_net(a)
+        return out
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Dropout, 1x1 conv to 2 maps, global average pool."""
-        return self.classifier(self.drop(features)).mean(dim=(2, 3))
+        out: torch.Tensor = self.classifier(self.drop(features)).mean(dim=(2, 3))
+        return out
 
     def class_weights(self) -> torch.Tensor:
         """1x1 conv kernels as a ``(num_classes, 2048)`` matrix."""

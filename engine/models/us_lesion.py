@@ -193,7 +193,8 @@ class LesionAttentionLite(BreastClassifier):
         return total
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)
+        out: torch.Tensor = self.net.extract_features(x)
+        return out
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Not separable (attention pooling over several layers): use :meth:`forward`."""

@@ -151,7 +151,8 @@ def _inside(x: float, y: float, poly: tuple[tuple[float, float], ...]) -> bool:
     return inside
 
 
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 when both are empty)."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -161,7 +162,7 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
 
 def _accepts(rule: AcceptanceRule, m: Mark, les: Lesion) -> bool:
     if rule.kind == "iou":
-        return m.box is not None and les.box is not None and _iou(m.box, les.box) >= rule.iou_min
+        return m.box is not None and les.box is not None and box_iou(m.box, les.box) >= rule.iou_min
     if rule.kind == "outline" and les.outline:
         return _inside(m.x, m.y, les.outline)
     r = les.radius if les.radius is not None else rule.radius

@@ -5,8 +5,8 @@ Per fold of a patient-grouped, stratified K-fold (no woman in two parts):
 1. with a local-map model (``an_heatmap_fcn_local``), the tissue classifier
    (``an_patch_classifier``) is trained on patches of the fold's *training* images only, sampled
    by :func:`engine.models.an.sample_patches` (positives centred on each annotation, very large
-   ones ignored; negatives on a fixed stride not touching any annotation), with random flips,
-   90-degree rotations and brightness (An 2019 Sec. 4.1), class-weighted cross-entropy; it is
+   ones ignored; negatives on a fixed stride not touching any annotation disc), with the config's
+   ``[augment]`` (An 2019 Sec. 4.1: flips, 90-degree rotations, brightness), class-weighted cross-entropy; it is
    then run densely (:func:`engine.models.an.local_map_dense`) on every image of the fold;
 2. the heatmap FCN is trained on the training images against the blurred annotation map
    (:func:`engine.models.an.heatmap_loss`, MSE);
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,19 @@ from numpy.typing import NDArray
 from engine.errors import ConfigError
 from engine.models.an import AnPatchClassifier
 from engine.progress import CancelToken, ProgressCallback, check, report
-from engine.train.config import TrainConfig
+from engine.train.augment import augment
+from engine.train.config import AugmentConfig, TrainConfig
 from engine.train.datasets.paper import HeatmapImages
 from engine.train.loop import build_model
 from engine.train.protocols import Fold, split_indices
 from engine.train.runtime import seed_everything
 
 
-def train_patch_classifier(ds: HeatmapImages, train_idx: NDArray[np.int64], *, seed: int,
+def train_patch_classifier(ds: HeatmapImages, train_idx: NDArray[np.int64], *, seed: int, aug: AugmentConfig,
                            cancel: CancelToken | None = None) -> tuple[AnPatchClassifier, dict[str, int]]:
-    """The tissue classifier of one fold, from the training images' patches only.
+    """The tissue classifier of one fold, from the training images' patches only, each patch
+    augmented by the one pipeline (:func:`engine.train.augment.augment` with the config's
+    ``[augment]``: An's flips, 90-degree rotations and brightness).
 
     Returns:
         ``(classifier in eval mode, {"n_pos", "n_neg"})``.
@@ -55,10 +59,10 @@ def train_patch_classifier(ds: HeatmapImages, train_idx: NDArray[np.int64], *, s
     rng = random.Random(seed)
     for i in train_idx:
         c = ds.crop(int(i))
-        p, lab = sample_patches(c.image, ds.crop_lesions(int(i)), scale=h.patch_scale, patch=h.patch,
-                              stride=h.neg_stride, max_negatives=h.max_negatives or None, rng=rng)
-        pats.append(p)
-        labs.append(lab)
+        tp = sample_patches(c.image, ds.crop_lesions(int(i)), scale=h.patch_scale, patch=h.patch,
+                            stride=h.neg_stride, max_negatives=h.max_negatives or None, rng=rng)
+        pats.append(tp.patches)
+        labs.append(tp.labels)
     x = torch.from_numpy(np.concatenate(pats))[:, None]
     y = torch.from_numpy(np.concatenate(labs))
     n_pos, n_neg = int(y.sum()), int((y == 0).sum())
@@ -70,17 +74,13 @@ def train_patch_classifier(ds: HeatmapImages, train_idx: NDArray[np.int64], *, s
     w = torch.tensor([len(y) / (2.0 * n_neg), len(y) / (2.0 * n_pos)])
     opt = torch.optim.Adam(net.parameters(), lr=h.patch_lr)
     g = torch.Generator().manual_seed(seed)
-    for _ in range(h.patch_epochs):
+    for ep in range(h.patch_epochs):
         net.train()
         perm = torch.randperm(len(y), generator=g)
         for b in range(0, len(y), 32):
             check(cancel)
             j = perm[b:b + 32]
-            xb = x[j]
-            if torch.rand(1, generator=g) < 0.5:
-                xb = xb.flip(-1)
-            xb = torch.rot90(xb, int(torch.randint(0, 4, (1,), generator=g)), (-2, -1))
-            xb = xb * (1 + 0.2 * (torch.rand(len(j), 1, 1, 1, generator=g) - 0.5))
+            xb = torch.stack([augment(x[int(k)], aug, np.random.default_rng([seed, ep, int(k)])) for k in j])
             loss = F.cross_entropy(net(xb), y[j], weight=w)
             opt.zero_grad()
             loss.backward()
@@ -173,7 +173,8 @@ def evaluate_an_heatmap(cfg: TrainConfig, ds: HeatmapImages, *, folds: int = 5,
         info: dict[str, Any] = {"fold": fold.fold, "n_train": int(tr.size), "n_test": int(te.size)}
         ds.local_maps = {}
         if use_local:
-            clf, counts = train_patch_classifier(ds, tr, seed=cfg.train.seed + fold.fold, cancel=cancel)
+            clf, counts = train_patch_classifier(ds, tr, seed=cfg.train.seed + fold.fold, aug=cfg.augment,
+                                                 cancel=cancel)
             info["patches"] = counts
             for i in np.concatenate([tr, te]):
                 ds.local_maps[int(i)] = local_map_dense(clf, ds.patch_image(int(i)), stride=h.map_stride)
@@ -235,7 +236,9 @@ def evaluate_an_heatmap(cfg: TrainConfig, ds: HeatmapImages, *, folds: int = 5,
                    "fcn_widths": list(cfg.model.cfg.get("widths", [32, 64, 128, 128])),
                    **({"patch_scale": h.patch_scale, "patch": h.patch, "patch_widths": list(h.patch_widths),
                        "neg_stride": h.neg_stride, "map_stride": h.map_stride, "map_grid": list(ds.map_grid()),
-                       "max_negatives": h.max_negatives, "patch_epochs": h.patch_epochs} if use_local else {})},
+                       "max_negatives": h.max_negatives, "patch_epochs": h.patch_epochs,
+                       "patch_augment": {k: v for k, v in asdict(cfg.augment).items() if k != "preset"}}
+                      if use_local else {})},
         "n_images": n,
         "n_lesion_images": int(les.sum()),
         "n_patients": len(set(groups)),

@@ -2,8 +2,8 @@
 
 The one augmentation pipeline of the gradient trainer: Hijab et al. 2019 Sec. III.A (rotations
 by multiples of 90 degrees, width/height shift, shear, zoom, horizontal flip, "nearest" filling
-of the exposed border) and Qi et al. 2019 Sec. 3.3 (a random crop after the shorter-side
-resize). It acts on what ``spec.transforms()`` produced (steps 1-5 of
+of the exposed border), Qi et al. 2019 Sec. 3.3 (a random crop after the shorter-side
+resize) and An et al. 2019 Sec. 4.1 (random brightness, rotations, flips of the tissue patches). It acts on what ``spec.transforms()`` produced (steps 1-5 of
 :class:`engine.transforms.Preprocess`), so a trained model sees exactly the evaluation input
 plus these random geometric changes. Randomness comes only from the ``numpy`` generator passed
 in (seeded by ``(seed, epoch, index)`` in the datasets), so it is identical across runs,
@@ -59,7 +59,8 @@ def warp(t: torch.Tensor, m: np.ndarray) -> torch.Tensor:
 
 
 def augment(t: torch.Tensor, aug: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:
-    """Random rotation (k * 90), flips, shift / shear / zoom of a ``(C, H, W)`` tensor (shape kept)."""
+    """Random rotation (k * 90), flips, shift / shear / zoom and brightness of a ``(C, H, W)``
+    tensor (shape kept)."""
     H, W = int(t.shape[-2]), int(t.shape[-1])
     if aug.rotate90:
         k = int(rng.integers(0, 4))
@@ -74,6 +75,8 @@ def augment(t: torch.Tensor, aug: AugmentConfig, rng: np.random.Generator) -> to
     m = affine_matrix(aug, (H, W), rng)
     if m is not None:
         t = warp(t.contiguous(), m)
+    if aug.brightness:
+        t = t * float(rng.uniform(1 - aug.brightness, 1 + aug.brightness))
     return t.contiguous()
 
 

@@ -128,7 +128,7 @@ RECIPE_KINDS = ("busi", "mias_lesions", "synthetic_mri")
 TRAIN_MODES = ("finetune", "linear_probe", "supervised_attention", "us_lesion")
 DATA_KINDS = ("busi", "mias_lesions", "image_folder_csv", "manifest", "study", "paired_manifest", "synthetic_paired",
               "synthetic_mri",
-              "boxed_manifest", "mias_heatmap", "synthetic_heatmap")
+              "boxed_manifest", "mias_heatmap", "synthetic_heatmap", "mimbcd_outlines")
 SYNTHETIC_KINDS = ("synthetic_paired", "synthetic_mri", "synthetic_heatmap")
 #: Kinds of An 2019's heatmap regression (image, local map, blurred target): evaluated by
 #: ``breast-engine evaluate --protocol an_heatmap`` (engine.train.an_heatmap).
@@ -161,6 +161,8 @@ class AugmentConfig:
         hflip: Random horizontal flip.
         vflip: Random vertical flip.
         random_crop: Random crop after the ``shorter_side`` resize (else centre crop).
+        brightness: Max relative brightness change (intensity scaled by a factor drawn in
+            [1 - brightness, 1 + brightness]; An 2019's tissue patches).
     """
 
     preset: str = "none"
@@ -171,6 +173,7 @@ class AugmentConfig:
     hflip: bool = False
     vflip: bool = False
     random_crop: bool = False
+    brightness: float = 0.0
 
 
 @dataclass
@@ -380,6 +383,25 @@ class HeatmapConfig:
 
 
 @dataclass
+class LocaliserConfig:
+    """The MRI lesion-localiser protocol (``[localiser]``; kind ``mimbcd_outlines``, protocol
+    ``mri_localiser``, :mod:`engine.train.mri_localiser`).
+
+    Attributes:
+        init: Weights folder (name under ``resources/models`` or a path) the attention is
+            fine-tuned from and scored zero-shot.
+        mirror: Random left-right mirror of the training slices (both breasts are in an axial slice).
+        smooth_sigma: Gaussian sigma (input pixels) of the brightest-point baseline.
+        n_boot: Patient-bootstrap resamples for the CIs.
+    """
+
+    init: str = "mri_attention_synthetic"
+    mirror: bool = True
+    smooth_sigma: float = 3.0
+    n_boot: int = 2000
+
+
+@dataclass
 class TrainConfig:
     """The complete, resolved configuration (saved as ``config.json``/``config.toml``)."""
 
@@ -391,6 +413,7 @@ class TrainConfig:
     train: RunConfig = field(default_factory=RunConfig)
     ship: ShipConfig = field(default_factory=ShipConfig)
     heatmap: HeatmapConfig = field(default_factory=HeatmapConfig)
+    localiser: LocaliserConfig = field(default_factory=LocaliserConfig)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -483,6 +506,8 @@ class TrainConfig:
             if h.map_stride % 2 ** len(h.patch_widths):
                 raise ConfigError(f"heatmap.map_stride {h.map_stride} must be a multiple of the tissue "
                                   f"classifier's stride {2 ** len(h.patch_widths)}")
+        if not 0.0 <= self.augment.brightness < 1.0:
+            raise ConfigError(f"augment.brightness must be in [0, 1), got {self.augment.brightness}")
         if self.train.epochs < 0 or self.train.batch_size < 1:
             raise ConfigError("train.epochs must be >= 0 and train.batch_size >= 1")
         if not 0.0 <= self.data.val_fraction < 1.0:

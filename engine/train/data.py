@@ -65,6 +65,9 @@ def load_dataset(cfg: TrainConfig, *, train: bool = False) -> Any:
         return load_paper_dataset(cfg, train=train)
     if cfg.data.kind in ("mias_heatmap", "synthetic_heatmap"):
         return load_heatmap_dataset(cfg)
+    if cfg.data.kind == "mimbcd_outlines":
+        raise ConfigError("data.kind = 'mimbcd_outlines' (outlined MR slices) is read by "
+                          "`breast-engine evaluate --protocol mri_localiser` only")
     if not cfg.data.path:
         raise ConfigError("data.path is empty; point it at an image folder, manifest CSV or study")
     loader = {"image_folder_csv": _from_image_folder, "manifest": _from_manifest,

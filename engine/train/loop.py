@@ -28,6 +28,7 @@ import copy
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,16 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim
     return None
 
 
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """``get_model(cfg.model.name, **cfg.model.cfg)`` with config-level error messages.
+def build_model(cfg: TrainConfig, *, channels: int | None = None,
+                image_size: Sequence[int] | None = None) -> nn.Module:
+    """``get_model(cfg.model.name, **cfg.model.cfg)`` with config-level error messages (the one
+    model builder of every trainer, recipe and protocol).
+
+    Args:
+        cfg: The config.
+        channels: Input channels the model is fed (default: the ``[data]`` channels; a recipe
+            passes its ``[ship] preprocess`` ones).
+        image_size: Input ``(h, w)`` (default ``data.image_size``).
 
     Raises:
         ConfigError: empty model name or an option the builder does not accept.
@@ -122,21 +131,23 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         params = inspect.signature(builder).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins
         params = {}  # type: ignore[assignment]
+    chans = cfg.channels if channels is None else int(channels)
+    size = list(cfg.data.image_size if image_size is None else image_size)
     if "in_chans" in params and "in_chans" not in opts:
-        opts["in_chans"] = cfg.channels  # follow the data unless the config says otherwise
+        opts["in_chans"] = chans  # follow the data unless the config says otherwise
     try:
         model = get_model(cfg.model.name, **opts)
     except TypeError as exc:
         raise ConfigError(f"model {cfg.model.name!r} rejected its options {opts}: {exc}") from None
     want = getattr(model, "in_chans", None)
-    if isinstance(want, int) and want != cfg.channels:
+    if isinstance(want, int) and want != chans:
         raise ConfigError(
-            f"model {cfg.model.name!r} takes {want}-channel input but the data gives {cfg.channels}; "
-            f"set data.grayscale = {str(want == 1).lower()} or model.cfg.in_chans = {cfg.channels}")
+            f"model {cfg.model.name!r} takes {want}-channel input but the data gives {chans}; "
+            f"set data.grayscale = {str(want == 1).lower()} or model.cfg.in_chans = {chans}")
     min_size = getattr(model, "min_input_size", 0)
-    if isinstance(min_size, int) and min(cfg.data.image_size) < min_size:
+    if isinstance(min_size, int) and min(size) < min_size:
         raise ConfigError(f"model {cfg.model.name!r} needs images of at least {min_size} px; "
-                          f"data.image_size is {cfg.data.image_size}")
+                          f"the input size is {size}")
     return model
 
 

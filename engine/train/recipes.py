@@ -134,10 +134,18 @@ def make_spec(cfg: TrainConfig, metrics: dict[str, Any] | None = None, threshold
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
-    """The registered architecture with its initial weights (``pretrained`` as configured)."""
-    from engine.models import get_model
+    """The registered architecture with its initial weights (``pretrained`` as configured), by
+    the one builder (:func:`engine.train.loop.build_model`), checked against the channels and
+    size of ``[ship] preprocess`` (what the recipe feeds it) rather than ``[data]``'s."""
+    from engine.train.loop import build_model as build
 
-    return get_model(cfg.model.name, **cfg.model.cfg)
+    if not cfg.ship.preprocess:
+        return build(cfg)
+    try:
+        pre = Preprocess.from_json(cfg.ship.preprocess)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"ship.preprocess: {exc}") from None
+    return build(cfg, channels=int(pre.in_chans), image_size=[int(v) for v in pre.size])
 
 
 @torch.no_grad()

@@ -219,3 +219,25 @@ def test_heatmap_config_section_round_trips() -> None:
     assert cfg.heatmap.map_stride == 8
     with pytest.raises(ConfigError, match="map_stride"):
         TrainConfig.from_dict({"data": {"kind": "synthetic_heatmap"}, "heatmap": {"map_stride": 12}})
+
+
+def test_patch_classifier_is_augmented_by_the_one_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tissue patches go through engine.train.augment.augment with the config's [augment]
+    (An Sec. 4.1: flips, 90-degree rotations, brightness), one call per patch and epoch."""
+    import engine.train.an_heatmap as ah
+    from engine.train.augment import augment
+    from engine.train.data import load_dataset
+
+    cfg = load_config(_syn_config(tmp_path, "an_heatmap_fcn_local", n=8))
+    assert cfg.augment.rotate90 and cfg.augment.hflip and cfg.augment.brightness == pytest.approx(0.1)
+    calls: list[object] = []
+
+    def spy(t: torch.Tensor, aug: object, rng: np.random.Generator) -> torch.Tensor:
+        calls.append(aug)
+        return augment(t, aug, rng)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ah, "augment", spy)
+    ds = load_dataset(cfg)
+    _, counts = ah.train_patch_classifier(ds, np.arange(len(ds)), seed=0, aug=cfg.augment)
+    assert len(calls) == (counts["n_pos"] + counts["n_neg"]) * cfg.heatmap.patch_epochs
+    assert all(a is cfg.augment for a in calls)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.data.busi import load_busi, load_busi_arrays, mask_box
-from engine.data.mias import circle_box, copy_licence, lesion_crop, load_mias, sample_patches
+from engine.data.mias import circle_box, copy_licence, lesion_crop, load_mias
 from engine.errors import CaseFormatError
 
 BUSI_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "busi-dev"
@@ -115,24 +115,6 @@ def test_mias_bad_row(tmp_path: Path) -> None:
     (root / "Info.txt").write_text("mdb001 G BLOB B 1 2 3\n")
     with pytest.raises(CaseFormatError, match="malformed"):
         load_mias(root)
-
-
-def test_an_patch_sampling_positive_at_centre_negatives_off_lesion() -> None:
-    from engine.data.mias import MiasAbnormality
-
-    img = np.zeros((512, 512), np.uint8)
-    img[:, :300] = 100
-    img[240:272, 140:172] = 250  # the lesion
-    abn = (MiasAbnormality("CIRC", "M", (256.0, 156.0), 16.0),)
-    patches, labels, centres = sample_patches(img, abn, scale=0.5, patch=32, stride=16)
-    assert labels[0] == 1 and centres[0] == (128, 78)
-    assert patches[0][16, 16] == 250  # lesion at the patch centre
-    neg = patches[labels == 0]
-    assert len(neg) > 5 and neg.max() < 250  # no negative touches the lesion
-    for r, c in centres[1:]:
-        assert c < 150  # negatives inside the breast (left part)
-    small = sample_patches(img, abn, scale=0.25, patch=32, stride=16)
-    assert len(small[0]) < len(patches)
 
 
 def test_lesion_crop_pads_at_border() -> None:

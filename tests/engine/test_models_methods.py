@@ -60,18 +60,58 @@ def test_sample_patches_positive_centres_and_negative_stride() -> None:
     img = np.zeros((512, 512), np.float32)
     img[240:272, 240:272] = 1.0
     lesions = [(256.0, 256.0, 16.0)]
-    patches, labels = sample_patches(img, lesions, scale=0.5, patch=64, stride=32)
+    patches, labels, _ = sample_patches(img, lesions, scale=0.5, patch=64, stride=32)
     assert labels[0] == 1 and labels.sum() == 1
     pos = patches[0]
     assert pos[24:40, 24:40].mean() > 0.9  # lesion centred
     assert all(p.max() == 0 for p in patches[labels == 0])  # negatives do not touch the lesion
     assert len(labels) > 10
-    few, fl = sample_patches(img, lesions, scale=0.5, patch=64, max_negatives=3, rng=random.Random(0))
-    assert (fl == 0).sum() == 3
+    few = sample_patches(img, lesions, scale=0.5, patch=64, max_negatives=3, rng=random.Random(0))
+    assert (few.labels == 0).sum() == 3
     ms = multiscale_patches(img, lesions, patch=64)
     assert set(ms) == {0.5, 0.33, 0.25}
+    assert ms[0.25].patches.shape[1:] == (64, 64) and len(ms[0.25].labels) < len(ms[0.5].labels)
     huge = sample_patches(img, [(256.0, 256.0, 200.0)], scale=0.5, patch=64)[1]
     assert huge.sum() == 0  # very large annotations ignored
+
+
+def _an_breast_and_disc() -> np.ndarray:
+    """512^2: tissue (0.5) in the left half, a disc of radius 40 at (224, 224) (1.0), air (0) right."""
+    img = np.zeros((512, 512), np.float32)
+    img[:, :256] = 0.5
+    yy, xx = np.mgrid[0:512, 0:512]
+    img[(xx - 224) ** 2 + (yy - 224) ** 2 <= 40**2] = 1.0
+    return img
+
+
+def test_sample_patches_follows_an_rules_worked_by_hand() -> None:
+    """x0.5 -> 256^2, 64 px samples, stride 32: 7 x 7 = 49 candidate squares; the disc (112, 112)
+    r 20 meets the 16 squares with top/left in {32, 64, 96, 128} but the four corner ones
+    (nearest point 16 px off in x and y: 22.6 > 20), so 49 - 12 = 37 negatives (a bounding-box
+    test would leave 33); the paper keeps empty space too, so some negatives are all air."""
+    from engine.models.an import sample_patches
+
+    tp = sample_patches(_an_breast_and_disc(), [(224.0, 224.0, 40.0)], scale=0.5, patch=64, stride=32)
+    assert tp.labels.tolist() == [1] + [0] * 37
+    assert tp.centres[0] == (112, 112) and tp.patches[0][32, 32] == 1.0
+    neg = tp.patches[1:]
+    assert all(p.max() < 1.0 for p in neg)  # no negative holds the finding
+    assert {(r - 32) % 32 for r, c in tp.centres[1:]} == {0} == {(c - 32) % 32 for r, c in tp.centres[1:]}
+    assert (32 + 32, 32 + 32) in tp.centres[1:]  # the corner square off the disc is a negative
+    # left >= 128: all air (the paper's "empty space"), 21 squares less the 2 that meet the disc
+    assert sum(p.max() == 0 for p in neg) == 21 - 2
+    assert tp.patches.dtype == np.float32 and tp.labels.dtype == np.int64
+
+
+def test_sample_patches_breast_only_negatives() -> None:
+    """min_breast = 0.7: negatives centred in the tissue with >= 70 % of it: columns left in
+    {0, 32, 64} (at 96 only half is tissue), 21 squares less the 6 that meet the disc = 15."""
+    from engine.models.an import sample_patches
+
+    tp = sample_patches(_an_breast_and_disc(), [(224.0, 224.0, 40.0)], scale=0.5, patch=64, stride=32,
+                        min_breast=0.7)
+    assert int((tp.labels == 0).sum()) == 15 and tp.labels[0] == 1
+    assert all(c < 128 for r, c in tp.centres[1:]) and all(p.min() > 0 for p in tp.patches[1:])
 
 
 def test_heatmap_target_and_fcn_shapes() -> None:

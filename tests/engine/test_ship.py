@@ -5,28 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from engine.cli.main import main
-
-
-def _busi_like(root: Path, n: int = 10) -> Path:
-    """A tiny BUSI-layout folder (labels.csv, images/, masks/): malignant images are darker blobs."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rows = ["image,mask,label"]
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        lab = "malignant" if i % 2 else "benign"
-        img = (rng.random((48, 64)) * 60 + 100).astype(np.uint8)
-        cv2.circle(img, (20 + 3 * i, 24), 8 + (4 if lab == "malignant" else 0), 30 if lab == "malignant" else 220, -1)
-        cv2.imwrite(str(root / "images" / f"{lab}_{i}.png"), img)
-        cv2.imwrite(str(root / "masks" / f"{lab}_{i}.png"), np.zeros_like(img))
-        rows.append(f"images/{lab}_{i}.png,masks/{lab}_{i}.png,{lab}")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    return root
+from tests.engine.tiny_study import TinyBusi
 
 
 TINY = """
@@ -69,8 +51,8 @@ resize = "five_crop"
 
 
 @pytest.fixture
-def tiny_config(tmp_path: Path) -> Path:
-    data = _busi_like(tmp_path / "busi")
+def tiny_config(tmp_path: Path, tiny_busi: TinyBusi) -> Path:
+    data = tiny_busi(n=10)
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY.format(data=data))
     return cfg
@@ -158,12 +140,13 @@ parity_images = 4
 """
 
 
-def test_ship_a_finetune_config_same_bytes_card_from_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ship_a_finetune_config_same_bytes_card_from_evaluate(tmp_path: Path, tiny_busi: TinyBusi,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """A gradient-trained (train.mode = finetune) config ships too: same config + seed -> same
     bytes; the card's AUC is `evaluate --protocol kfold` of the same config; the spec's
     preprocessing is the datasets' own (so the parity check inside ship passed); another
     seed gives other weights."""
-    data = _busi_like(tmp_path / "busi", n=12)
+    data = tiny_busi(n=12)
     cfg = tmp_path / "ft.toml"
     cfg.write_text(FINETUNE.format(data=data))
     a, b = tmp_path / "a", tmp_path / "b"

@@ -13,29 +13,7 @@ import numpy as np
 import pytest
 
 from engine.cli.main import main
-
-
-def _synthetic_busi(root: Path, n: int = 14) -> Path:
-    """SYNTHETIC B-mode-like images with lesion masks: speckled background, a dark ellipse
-    (malignant: irregular, larger), two normal images with empty masks."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rows = ["image,mask,label"]
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        lab = "normal" if i >= n - 2 else ("malignant" if i % 2 else "benign")
-        img = np.clip(rng.normal(120, 25, (96, 128)), 0, 255).astype(np.uint8)
-        m = np.zeros_like(img)
-        if lab != "normal":
-            cx, cy = 40 + 4 * (i % 8), 40 + 2 * (i % 5)
-            ax = (14, 9) if lab == "malignant" else (10, 7)
-            cv2.ellipse(m, (cx, cy), ax, 15 * i, 0, 360, 255, -1)
-            img[m > 0] = (30 if lab == "malignant" else 70)
-        cv2.imwrite(str(root / "images" / f"{lab}_{i}.png"), img)
-        cv2.imwrite(str(root / "masks" / f"{lab}_{i}.png"), m)
-        rows.append(f"images/{lab}_{i}.png,masks/{lab}_{i}.png,{lab}")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    return root
+from tests.engine.tiny_study import TinyBusi
 
 
 CONTEXT = """
@@ -109,8 +87,8 @@ synthetic = true
 
 
 @pytest.fixture
-def configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = _synthetic_busi(tmp_path / "busi")
+def configs(tmp_path: Path, tiny_busi: TinyBusi, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = tiny_busi(n=14, normals=2)
     (tmp_path / "ctx.toml").write_text(CONTEXT.format(data=data))
     (tmp_path / "lesion.toml").write_text(LESION.format(data=data))
     models = tmp_path / "models"

@@ -143,3 +143,17 @@ def test_augmentation_warp_is_opencv_convention_with_edge_fill() -> None:
     a = augment(x, aug, np.random.default_rng([0, 1, 2]))
     assert a.shape == x.shape and torch.equal(a, augment(x, aug, np.random.default_rng([0, 1, 2])))
     assert not torch.equal(a, augment(x, aug, np.random.default_rng([0, 2, 2])))
+
+
+def test_augmentation_brightness_scales_within_its_range_and_is_seeded() -> None:
+    from engine.train.augment import augment
+    from engine.train.config import AugmentConfig
+
+    t = torch.full((1, 8, 8), 0.5)
+    assert torch.equal(augment(t, AugmentConfig(), np.random.default_rng(0)), t)  # off by default
+    aug = AugmentConfig(brightness=0.1)
+    outs = [augment(t, aug, np.random.default_rng(s)) for s in range(40)]
+    factors = [float(o[0, 0, 0]) / 0.5 for o in outs]
+    assert all(0.9 <= f <= 1.1 for f in factors) and max(factors) - min(factors) > 0.1  # spans the range
+    assert all(float(o.max()) == float(o.min()) for o in outs)  # one factor per image: brightness, not noise
+    assert torch.equal(augment(t, aug, np.random.default_rng(3)), outs[3])

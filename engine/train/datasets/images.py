@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -127,23 +127,23 @@ class DecodedCache:
 
 
 # ------------------------------------------------------------------------------ dataset
-class LabelledImages(Dataset):  # type: ignore[type-arg]
-    """Labelled images -> ``(tensor, class_index)`` pairs.
-
-    The tensor is float32 (C, H, W), or (5, C, H, W) with 5-crop evaluation (Qi et al.
-    2019 multi-input prediction; :func:`engine.train.loop.predict` averages the crops).
+class SampleDataset(Dataset):  # type: ignore[type-arg]
+    """State every sample-list dataset shares (:class:`LabelledImages`, and the paper kinds'
+    :class:`~engine.train.datasets.paper.PairedLesions` / ``BoxedSlices``): samples with a
+    ``label`` and a ``group``, the config's transform, a decoded cache shared by subsets, and the
+    epoch that selects the augmentation stream.
 
     Attributes:
-        samples: The images.
+        samples: The items.
         classes: Class names; index 1 is the positive class of a binary task.
         labels: int64 class index per sample.
-        groups: Group id per sample.
+        groups: Group id per sample (lesion / patient): never in two folds.
         train: Whether augmentation/random cropping is applied.
     """
 
     def __init__(
         self,
-        samples: Sequence[Sample],
+        samples: Sequence[Any],
         classes: Sequence[str],
         transform: Transform,
         *,
@@ -171,10 +171,42 @@ class LabelledImages(Dataset):  # type: ignore[type-arg]
         """Select the augmentation stream of ``epoch`` (called by the training loop)."""
         self.epoch = epoch
 
-    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> LabelledImages:
+    def _extra_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments a subclass adds (kept by :meth:`subset`)."""
+        return {}
+
+    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> Self:
         """A view on ``indices`` sharing the decoded cache."""
-        return LabelledImages([self.samples[int(i)] for i in indices], self.classes, self.transform,
-                              train=train, seed=self.seed, cache=self.cache, source=self.source)
+        return type(self)([self.samples[int(i)] for i in indices], self.classes, self.transform, train=train,
+                          seed=self.seed, cache=self.cache, source=self.source, **self._extra_kwargs())
+
+    _noun = "images"
+
+    def _warm_one(self, i: int) -> None:
+        """Decode / prepare item ``i`` into the cache."""
+        raise NotImplementedError
+
+    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        """Decode and prepare every item once into the cache (before DataLoader workers fork)."""
+        if not self.cache.enabled:
+            return
+        n = len(self)
+        for i in range(n):
+            check(cancel)
+            self._warm_one(i)
+            if i % 16 == 0 or i == n - 1:
+                report(progress, i + 1, n, f"preparing {self._noun}")
+
+
+class LabelledImages(SampleDataset):
+    """Labelled images -> ``(tensor, class_index)`` pairs.
+
+    The tensor is float32 (C, H, W), or (5, C, H, W) with 5-crop evaluation (Qi et al.
+    2019 multi-input prediction; :func:`engine.train.loop.predict` averages the crops).
+    Attributes as :class:`SampleDataset`; ``samples`` are :class:`~engine.train.datasets.sources.Sample`.
+    """
+
+    samples: list[Sample]
 
     def with_transform(self, transform: Transform) -> LabelledImages:
         """Same samples, another transform (new cache: the base size may differ)."""
@@ -210,16 +242,8 @@ class LabelledImages(Dataset):  # type: ignore[type-arg]
             self.cache.put(key, hit)
         return hit
 
-    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
-        """Decode and prepare every image once into the cache (before DataLoader workers fork)."""
-        if not self.cache.enabled:
-            return
-        n = len(self)
-        for i in range(n):
-            check(cancel)
-            self._prepared(i, train=self.train)
-            if i % 16 == 0 or i == n - 1:
-                report(progress, i + 1, n, "decoding images")
+    def _warm_one(self, i: int) -> None:
+        self._prepared(i, train=self.train)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         if self.train:

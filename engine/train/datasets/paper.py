@@ -13,9 +13,8 @@ from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
 from engine.errors import CaseFormatError, ConfigError
-from engine.progress import CancelToken, ProgressCallback, check, report
 from engine.train.config import TrainConfig
-from engine.train.datasets.images import DecodedCache, Transform
+from engine.train.datasets.images import DecodedCache, SampleDataset, Transform
 from engine.train.datasets.sources import Sample, _float, _infer_classes, _missing_files, _read_csv, _to_uint8, read_model_image
 
 
@@ -39,41 +38,15 @@ class PairedSample:
         return f"{self.mg_path}|{self.us_path}"
 
 
-class _SampleSet(Dataset):  # type: ignore[type-arg]
-    """State shared by the sample-list datasets (:class:`PairedLesions`, :class:`BoxedSlices`):
-    samples with ``label``/``group``/``synthetic_seed``, a decoded cache shared by subsets, and
-    the epoch that selects the augmentation stream."""
+class _SampleSet(SampleDataset):
+    """:class:`~engine.train.datasets.images.SampleDataset` of the paper kinds
+    (:class:`PairedLesions`, :class:`BoxedSlices`): samples also carry ``synthetic_seed``
+    (>= 0 = SYNTHETIC) and decode to a tuple whose first element is an image."""
 
     def __init__(self, samples: Sequence[Any], classes: Sequence[str], transform: Transform, *,
                  train: bool = False, seed: int = 0, cache: DecodedCache | None = None, source: str = "") -> None:
-        self.samples = list(samples)
-        self.classes = list(classes)
-        self.transform = transform
-        self.train = train
-        self.seed = seed
-        self.epoch = 0
-        self.cache = cache if cache is not None else DecodedCache()
-        self.source = source
-        index = {c: i for i, c in enumerate(self.classes)}
-        self.labels: NDArray[np.int64] = np.array([index[s.label] for s in self.samples], dtype=np.int64)
-        self.groups: list[str] = [s.group for s in self.samples]
+        super().__init__(samples, classes, transform, train=train, seed=seed, cache=cache, source=source)
         self.synthetic = any(s.synthetic_seed >= 0 for s in self.samples)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream (and the epoch reported in paired items)."""
-        self.epoch = epoch
-
-    def _extra_kwargs(self) -> dict[str, Any]:
-        """Constructor arguments a subclass adds (kept by :meth:`subset`)."""
-        return {}
-
-    def subset(self, indices: Sequence[int] | NDArray[np.int64], *, train: bool) -> Any:
-        """A view on ``indices`` sharing the decoded cache."""
-        return type(self)([self.samples[int(i)] for i in indices], self.classes, self.transform, train=train,
-                          seed=self.seed, cache=self.cache, source=self.source, **self._extra_kwargs())
 
     _noun = "items"
 
@@ -86,14 +59,8 @@ class _SampleSet(Dataset):  # type: ignore[type-arg]
         slice), used by :func:`check_readable`."""
         return np.asarray(self._decoded(i)[0])
 
-    def warm(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
-        """Decode/generate every item once."""
-        if not self.cache.enabled:
-            return
-        for i in range(len(self)):
-            check(cancel)
-            self._decoded(i)
-            report(progress, i + 1, len(self), f"preparing {self._noun}")
+    def _warm_one(self, i: int) -> None:
+        self._decoded(i)
 
 
 class PairedLesions(_SampleSet):

@@ -112,12 +112,15 @@ def read_model_image(path: str) -> LoadedImage:
 
 def _mask_box(path: str, shape: tuple[int, ...]) -> tuple[float, float, float, float] | None:
     """Bounding box (x0, y0, x1, y1) of a mask's non-zero pixels, in image coordinates."""
+    from engine.imaging.geometry import mask_box
+
     m = decode_image(path, 1)
-    ys, xs = np.nonzero(m)
-    if ys.size == 0:
+    box = mask_box(m)
+    if box is None:
         return None  # empty mask (e.g. a normal image): keep the whole image
     sy, sx = shape[0] / m.shape[0], shape[1] / m.shape[1]
-    return (xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy)
+    x0, y0, x1, y1 = box
+    return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
 
 
 # ------------------------------------------------------------------------------ loaders
