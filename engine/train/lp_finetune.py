@@ -18,7 +18,7 @@ with the per-channel normalisation, so it is applied to the normalised tensor.
 Cross-validation is the linear probe's: ``ship.repeats`` partitions (seeds ``train.seed + r``)
 of ``ship.folds`` stratified folds grouped by patient, out-of-fold scores of the scoring input
 (view 0). The metrics carry every partition's out-of-fold scores in item order, so
-``breast-engine evaluate --protocol mg_compare`` pairs them with other recipes (DeLong).
+``breast-engine evaluate --protocol compare`` pairs them with other recipes (DeLong).
 """
 
 from __future__ import annotations
