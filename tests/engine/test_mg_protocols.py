@@ -126,3 +126,16 @@ def test_old_experiment_scripts_are_gone() -> None:
     for name in ("mg_compare_cv.py", "mg_ood_smoke.py", "mg_reliability_figure.py"):
         assert not (ROOT / "tools" / name).exists(), name
     assert json.loads((ROOT / "docs" / "site-robust" / "mg_lesion_cv" / "compare.json").read_text())["n"] == 72
+
+
+def test_experiment_settings_are_refused_by_ship(tmp_path: Path) -> None:
+    """An LP-FT config and test-time margin averaging are experiments: ship says so by name."""
+    from engine.train.config import load_config
+    from engine.train.recipes import RecipeState, train_recipe
+    from engine.train.ship import ship
+
+    with pytest.raises(ConfigError, match="lp_finetune"):
+        ship(load_config(ROOT / "configs" / "experiments" / "mg_lesion_lpft_block1.toml"), tmp_path / "x")
+    tta = load_config(ROOT / "configs" / "experiments" / "mg_lesion_head_tta.toml")
+    with pytest.raises(ConfigError, match="eval_margins"):
+        train_recipe(tta, {}, RecipeState([], np.zeros(0), np.zeros(0)))
