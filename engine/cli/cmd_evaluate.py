@@ -15,8 +15,12 @@ PROTOCOLS = ("loo", "kfold", "repeated-kfold", "split")
 # the figures `breast-engine ship` writes into the model card.
 # "an_heatmap": An 2019's heatmap regression (MSE + pointing, engine.train.an_heatmap).
 # "saliency": out-of-fold pointing game of a linear_probe config's overlay (engine.train.saliency_oof).
-# "compare": a us_lesion config's shipped model vs its whole-image context model (engine.train.us_compare).
-RESULT_PROTOCOLS = ("saliency", "compare")
+# "compare": a us_lesion config's shipped model vs its whole-image context model (engine.train.us_compare);
+#   a config with a [compare] section: its recipe configs paired per grouped-CV partition (DeLong;
+#   engine.train.compare).
+# "reliability": a calibrated recipe's reliability diagram (raw vs cross-fitted Platt).
+# "ood_smoke": an installed MG lesion model's OOD distances on CBIS-DDSM / mini-MIAS (engine.train.ood_smoke).
+RESULT_PROTOCOLS = ("saliency", "compare", "reliability", "ood_smoke")
 # "mri_localiser": the supervised-attention MRI model as a lesion localiser on real outlined
 # slices (pointing + box IoU, engine.train.mri_localiser).
 ALL_PROTOCOLS = (*PROTOCOLS, "recipe", "an_heatmap", *RESULT_PROTOCOLS, "mri_localiser")
@@ -37,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "pointing game of the model's overlay against the expert masks vs the centre guess. --protocol compare "
         "(a us_lesion config): its shipped model vs the whole-image model it averages in, leave-source-out "
         "(mimbcd-dev BI-RADS), calibration and out-of-fold pointing; --out FILE.json keeps the result. "
+        "--protocol compare (a config with a [compare] section): its recipe configs paired per grouped-CV "
+        "partition (DeLong), --out DIR. --protocol reliability / ood_smoke (a calibrated recipe / an MG lesion "
+        "model's config): reliability diagram PNG / OOD distances on CBIS-DDSM and mini-MIAS, --out FILE. "
         "--protocol mri_localiser (data.kind mimbcd_outlines): the "
         "MRI attention model as a lesion localiser on real outlined slices, patient-grouped, pointing and box "
         "IoU with patient-bootstrap 95%% CIs.",
@@ -52,7 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--paired", metavar="RESULT.json",
                    help="an_heatmap: the other arm's result (same data, folds, seed): adds the paired differences")
     p.add_argument("--out", help="output folder (default: train.output_dir/eval-<model>-<protocol>-<time>); "
-                   "an_heatmap / saliency / compare / mri_localiser: the result JSON file (or a folder for result.json)")
+                   "an_heatmap / saliency / compare (us_lesion) / ood_smoke / mri_localiser: the result JSON file (or a "
+                   "folder for result.json); compare ([compare] config): the folder for compare.json and arms/<name>.json; "
+                   "reliability: the PNG (or a folder for reliability.png)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
@@ -68,10 +77,10 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.protocol == "mri_localiser" or cfg.data.kind == "mimbcd_outlines":
         return _run_mri_localiser(args, cfg)
-    if args.protocol == "an_heatmap" or cfg.data.kind in ("mias_heatmap", "synthetic_heatmap"):
-        return _run_heatmap(args, cfg)
     if args.protocol in RESULT_PROTOCOLS:
         return _run_result(args, cfg)
+    if args.protocol == "an_heatmap" or cfg.data.kind in ("mias_heatmap", "synthetic_heatmap"):
+        return _run_heatmap(args, cfg)
     if args.protocol == "recipe" or cfg.train.mode != "finetune":
         return _run_recipe(args, cfg)
     # Fail fast: model name, data, labels, folds — before any training.
@@ -158,6 +167,8 @@ def _run_result(args: argparse.Namespace, cfg: object) -> int:
     from engine.train.config import TrainConfig
 
     assert isinstance(cfg, TrainConfig)
+    if args.protocol in ("reliability", "ood_smoke") or (args.protocol == "compare" and cfg.compare.reference):
+        return _run_mg_result(args, cfg)
     if cfg.train.threads:
         import torch
 
@@ -242,6 +253,10 @@ def _run_recipe(args: argparse.Namespace, cfg: object) -> int:
             from engine.train.us_lesion import evaluate_us_lesion
 
             metrics = evaluate_us_lesion(cfg, progress=cb)
+        elif cfg.train.mode == "lp_finetune":
+            from engine.train.lp_finetune import evaluate_lp_finetune
+
+            metrics = evaluate_lp_finetune(cfg, progress=cb)
         else:
             metrics, _ = evaluate_recipe(cfg, progress=cb)
     if args.json:
@@ -249,6 +264,49 @@ def _run_recipe(args: argparse.Namespace, cfg: object) -> int:
     else:
         for k, v in metrics.items():
             print(f"{k}: {v}")
+    return 0
+
+
+def _run_mg_result(args: argparse.Namespace, cfg: object) -> int:
+    """compare ([compare] config) / reliability / ood_smoke: one result file (``--out``, required)."""
+    from engine.errors import ConfigError
+    from engine.progress import tqdm_progress
+    from engine.train.config import TrainConfig
+
+    assert isinstance(cfg, TrainConfig)
+    if not args.out:
+        raise ConfigError(f"--protocol {args.protocol} needs --out (the result it writes)")
+    out = Path(args.out)
+    command = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
+    res: dict[str, object]
+    with tqdm_progress(f"evaluate {args.protocol}", disable=args.quiet) as cb:
+        if args.protocol == "compare":
+            from engine.train.compare import run_compare
+
+            res = run_compare(cfg, out, progress=cb)
+            written = out / "compare.json"
+        elif args.protocol == "reliability":
+            from engine.metrics.report import save_reliability
+            from engine.train.compare import evaluate_arm
+
+            metrics = evaluate_arm(cfg, progress=cb)
+            if "calibration_raw" not in metrics:
+                raise ConfigError(f"{args.config}: no calibration to draw (set ship.calibrate = 'platt')")
+            written = out if out.suffix == ".png" else out / "reliability.png"
+            save_reliability(metrics, written, title=f"{cfg.ship.name or cfg.model.name}: out-of-fold (partition 0)")
+            res = {k: metrics[k] for k in ("calibration_raw", "calibration_platt_crossfit", "n", "n_malignant")}
+        else:
+            from engine.train.ood_smoke import ood_smoke
+
+            res = {**ood_smoke(cfg, progress=cb), "command": command}
+            written = out if out.suffix == ".json" else out / "result.json"
+            written.parent.mkdir(parents=True, exist_ok=True)
+            written.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    res["command"] = command
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{args.protocol}: {written}")
     return 0
 
 

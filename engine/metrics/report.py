@@ -157,3 +157,50 @@ def plot_roc(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     return out
+
+
+def save_reliability(metrics: dict[str, Any], path: str | PathLike[str], *,
+                     title: str = "out-of-fold reliability (partition 0)") -> Path:
+    """Save the reliability diagram of a recipe's calibration metrics (PNG, matplotlib Agg).
+
+    Draws the equal-width-bin curves the recipe reported (``calibration_raw`` and
+    ``calibration_platt_crossfit`` of :func:`engine.train.calibrate_ood.calibration_metrics`),
+    each labelled with its ECE and Brier score, and the lesions per bin.
+
+    Args:
+        metrics: ``--protocol recipe`` metrics of a ``ship.calibrate = "platt"`` config.
+        path: Output PNG path (parent folders are created).
+        title: Plot title.
+
+    Returns:
+        The written path.
+
+    Raises:
+        KeyError: the metrics hold no calibration (``ship.calibrate`` unset).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6, 4.4), dpi=120)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfect calibration")
+    for key, name, colour in (("calibration_raw", "raw", "tab:red"),
+                              ("calibration_platt_crossfit", "Platt (cross-fitted)", "tab:blue")):
+        r = metrics[key]
+        pts = [(p, f, c) for p, f, c in zip(r["mean_predicted"], r["fraction_positive"], r["counts"]) if c]
+        ax.plot([p for p, _, _ in pts], [f for _, f, _ in pts], marker="o", color=colour,
+                label=f"{name}: ECE {r['ece']:.3f}, Brier {r['brier']:.3f}")
+        for p, f, c in pts:
+            ax.annotate(str(c), (p, f), textcoords="offset points", xytext=(4, -10), fontsize=7, color=colour)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability (5 equal-width bins)")
+    ax.set_ylabel("fraction malignant")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.text(0.01, 0.01, f"n = {metrics['n']} lesions ({metrics['n_malignant']} malignant); numbers = lesions per bin",
+             fontsize=6, color="0.3")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out

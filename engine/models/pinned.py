@@ -20,7 +20,7 @@ from pathlib import Path
 __all__ = ["PINNED_SHA256", "pinned_digest", "shipped_root", "update_pin"]
 
 PINNED_SHA256: dict[str, str] = {
-    "mg_lesion_lite0_mias": "93ed33b936aabe3c294912979ddf14f194b20faa45f0becad13f8bea622851e4",
+    "mg_lesion_lite0_mias": "4e5abc12ea8f64a69346e00c3f26c9071a03545f5c42018f3c4ea34d8d48e698",
     "mg_effnet_lite0_mias_lesion": "debc410b8377f934136bd1c4fbc7f6b336609572b901eb09422b0cfb0bf24859",
     "mri_attention_synthetic": "f978e8283958f9ed838a7b4aa2851cf345f57d9ddc12f64779fe69ba0e68b77f",
     "us_effnet_lite0_busi": "5c2cc46872ea10be73e81e69a9873377b39b7ea50dfc6bd0e03ecc80416380b1",

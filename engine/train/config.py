@@ -125,7 +125,7 @@ class DataConfig:
 # ``busi`` / ``mias_lesions`` are read by the ship recipes (engine.train.recipes) through the
 # app's own reader and the weights' Preprocess.
 RECIPE_KINDS = ("busi", "mias_lesions", "synthetic_mri")
-TRAIN_MODES = ("finetune", "linear_probe", "supervised_attention", "us_lesion")
+TRAIN_MODES = ("finetune", "linear_probe", "supervised_attention", "us_lesion", "lp_finetune")
 DATA_KINDS = ("busi", "mias_lesions", "image_folder_csv", "manifest", "study", "paired_manifest", "synthetic_paired",
               "synthetic_mri",
               "boxed_manifest", "mias_heatmap", "synthetic_heatmap", "mimbcd_outlines")
@@ -225,7 +225,9 @@ class RunConfig:
             multi-layer / multi-scale readout when it has one -- folded into its linear
             head(s)) or ``supervised_attention`` (from-scratch training of the MRI attention
             net with the attention loss) or ``us_lesion`` (the ultrasound lesion finder +
-            lesion-centred classifier + whole-image context, :mod:`engine.train.us_lesion`).
+            lesion-centred classifier + whole-image context, :mod:`engine.train.us_lesion`) or
+            ``lp_finetune`` (linear probe, then the last MBConv blocks fine-tuned:
+            :mod:`engine.train.lp_finetune`; evaluated by ``--protocol recipe``).
             The last three are the recipes of the shipped defaults (:mod:`engine.train.recipes`).
     """
 
@@ -303,6 +305,12 @@ class ShipConfig:
             this modality the card quotes as its speed; ``""`` = no speed section.
         baseline_saliency: ``us_lesion``: the context model's ``evaluate --protocol saliency``
             JSON (relative to this TOML), quoted in the card's "Default?" comparison.
+        eval_margins: ``linear_probe`` experiments: extra box margins scored beside the scoring
+            input and averaged (multi-scale test-time averaging); not shippable.
+        unfreeze_blocks: ``lp_finetune``: MBConv blocks fine-tuned (the last ones) besides the
+            head conv and the head.
+        bank_views: ``lp_finetune``: prepared views per lesion (scoring input, its mirror,
+            augmented ``margins`` boxes) the tail is trained on.
     """
 
     name: str = ""
@@ -343,6 +351,9 @@ class ShipConfig:
     not_for: list[str] = field(default_factory=list)
     bench_result: str = ""
     baseline_saliency: str = ""
+    eval_margins: list[float] = field(default_factory=list)
+    unfreeze_blocks: int = 1
+    bank_views: int = 16
 
 
 @dataclass
@@ -402,6 +413,28 @@ class LocaliserConfig:
 
 
 @dataclass
+class CompareConfig:
+    """A paired comparison of recipe configs (``[compare]``, ``--protocol compare``).
+
+    Every arm is a ``--protocol recipe`` config whose metrics carry every partition's
+    out-of-fold scores in the same item order (same data, folds and seeds); each is paired with
+    the reference per partition by DeLong's test (DeLong et al. 1988).
+
+    Attributes:
+        reference: The reference arm's config (relative to this TOML).
+        arms: The other arms' configs (relative to this TOML).
+        names: One short name per arm, reference first (default: the files' stems).
+        ensembles: Unweighted out-of-fold ensembles (mean logit) of named arms, e.g.
+            ``[["head", "an_patch"]]``: no fitting, so no extra selection.
+    """
+
+    reference: str = ""
+    arms: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    ensembles: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
 class TrainConfig:
     """The complete, resolved configuration (saved as ``config.json``/``config.toml``)."""
 
@@ -414,6 +447,7 @@ class TrainConfig:
     ship: ShipConfig = field(default_factory=ShipConfig)
     heatmap: HeatmapConfig = field(default_factory=HeatmapConfig)
     localiser: LocaliserConfig = field(default_factory=LocaliserConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -650,6 +684,15 @@ def load_config(path: str | PathLike[str], overrides: list[str] | None = None) -
                     ship[key] = fp.read_text(encoding="utf-8")
                 else:
                     ship[key] = str(fp)
+    compare = raw.get("compare")
+    if isinstance(compare, dict):  # the compared configs are named relative to the TOML
+        for key in ("reference",):
+            v = compare.get(key)
+            if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+                compare[key] = str((p.parent / Path(v).expanduser()).resolve())
+        if isinstance(compare.get("arms"), list):
+            compare["arms"] = [str((p.parent / Path(a).expanduser()).resolve()) if isinstance(a, str) and
+                               not Path(a).expanduser().is_absolute() else a for a in compare["arms"]]
     cfg = TrainConfig.from_dict(raw, source=str(p))
     if overrides:
         cfg = cfg.override(overrides)

@@ -176,6 +176,8 @@ def probe_features(cfg: TrainConfig, model: nn.Module, spec: WeightsSpec, items:
                    progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Eval-view features ``(N, Ve, S, D)`` and training-view features ``(N, Vt, S, D)``.
 
+    Eval views: the scoring input, then (``ship.eval_margins``) the box at each extra margin
+    (test-time averaging; scores are the mean over the eval views).
     Training views (``ship.views``): ``eval`` (the scoring input itself), ``random_crops``
     (Qi 2019's random crops of the shorter-side-resized region + their mirrors; one generator
     seeded with ``train.seed`` across the data set, in data order) or ``margins`` (the lesion
@@ -192,6 +194,11 @@ def probe_features(cfg: TrainConfig, model: nn.Module, spec: WeightsSpec, items:
     for i, it in enumerate(items):
         p = tf(it.image, box=it.box, modality=it.modality or None)
         ev = p.tensor if p.tensor.ndim == 4 else p.tensor[None]
+        if sh.eval_margins:  # test-time averaging over box margins (experiment arms only)
+            from engine.transforms import EvalTransform
+
+            ev = torch.cat([ev, *(EvalTransform(spec.pre.with_(box_margin=float(m)), default_modality=spec.modality)(
+                it.image, box=it.box, modality=it.modality or None).tensor[None] for m in sh.eval_margins)])
         ev_f = _features(model, ev)
         if sh.views == "eval":
             tr_f = ev_f
@@ -373,6 +380,8 @@ def _feature_cache_path(cfg: TrainConfig, items: list[Item]) -> Any:
     key = {"model": cfg.model.name, "cfg": mcfg, "pre": pre, "views": sh.views, "margins": list(sh.margins),
            "random_crops": sh.random_crops, "seed": cfg.train.seed, "torch": torch.__version__,
            "items": [[it.item_id, it.path, list(it.box) if it.box else None] for it in items]}
+    if sh.eval_margins:  # only when set, so the keys of configs without it stay as they were
+        key["eval_margins"] = list(sh.eval_margins)
     h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return Path(root) / f"probe_{cfg.model.name}_{h}.npz"
 
@@ -469,6 +478,9 @@ def train_recipe(cfg: TrainConfig, metrics: dict[str, Any], st: RecipeState, *,
     """
     n_check = max(0, cfg.ship.parity_images)
     if cfg.train.mode == "linear_probe":
+        if cfg.ship.eval_margins:
+            raise ConfigError("ship.eval_margins (test-time margin averaging) is an experiment setting: the app "
+                              "scores the one scoring input, so a model shipped with it would not match its card")
         assert st.eval_feats is not None and st.train_feats is not None
         idx = np.arange(len(st.items))
         clfs = fit_probe(st.train_feats, st.labels, idx, float(metrics.get("c", cfg.ship.c)))

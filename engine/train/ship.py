@@ -97,6 +97,9 @@ def ship(cfg: TrainConfig, out: str | Path, *, config_path: str = "CONFIG",
     """
     if cfg.train.mode == "finetune":
         return ship_finetune(cfg, out, config_path=config_path, progress=progress)
+    if cfg.train.mode == "lp_finetune":
+        raise ConfigError("train.mode = lp_finetune is an experiment (`breast-engine evaluate --protocol recipe`); "
+                          "shipping it is not implemented: it lost to the linear probe by grouped CV (docs/results.md)")
     if cfg.train.mode == "us_lesion":
         from engine.train.us_lesion import ship_us_lesion
 
