@@ -30,7 +30,7 @@ from engine.io.types import LoadedImage
 from engine.lesion_us import Box, LesionAssessment
 from engine.saliency.base import SaliencyMap
 
-SaliencyFn = Callable[[Any, Box, str], SaliencyMap]
+SaliencyFn = Callable[[Any, Box, str, Any], SaliencyMap]
 
 
 def is_mg_lesion_pipeline(spec: Any) -> bool:
@@ -83,7 +83,7 @@ class LesionMGScorer:
         cal = float(apply_platt(np.array([z]), *self.platt, from_probability=False)[0])
         sal = None
         if saliency is not None and self.saliency_fn is not None:
-            sal = self.saliency_fn(image, box, saliency)
+            sal = self.saliency_fn(image, box, saliency, p)  # the input just scored: prepared once
         lb = tuple(int(round(v)) for v in box)
         return LesionAssessment(cal, raw, (lb[0], lb[1], lb[2], lb[3]), "reader", p.region, [],
                                 float(ood.float().mean()), self.ood_threshold, sal)

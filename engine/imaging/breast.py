@@ -225,7 +225,8 @@ def clean_film(img: np.ndarray) -> np.ndarray:
     keep, art = film_artefacts(a)
     if not art.any():
         return np.asarray(a)
-    bg = _low_tenth_median(a)
+    step = int(np.ceil(max(a.shape[:2]) / FILM_GRID))  # a full-field film: the level of its grid
+    bg = _low_tenth_median(a[::step, ::step] if step > 1 else a)
     import cv2
 
     fill = np.asarray(cv2.dilate(art.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~keep

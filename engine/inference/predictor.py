@@ -112,9 +112,13 @@ class Predictor:
         elif is_mg_lesion_pipeline(self.spec):
             self.lesion = LesionMGScorer(self.model, self.spec, self.device, saliency_fn=self._plain_saliency)
 
-    def _plain_saliency(self, image: LoadedImage | np.ndarray, box: Box, method: str) -> SaliencyMap:
-        """The classifier's own saliency of the prepared crop (MG lesion pipeline's overlay)."""
-        out = self._run_plain([ImageItem(image, box)], (method,))[0]
+    def _plain_saliency(self, image: LoadedImage | np.ndarray, box: Box, method: str,
+                        prepared: Prepared | None = None) -> SaliencyMap:
+        """The classifier's own saliency of the prepared crop (MG lesion pipeline's overlay);
+        ``prepared``: the input the lesion scorer has just made of ``image`` and ``box`` (film
+        cleaning and cropping of a full-field film are not repeated)."""
+        out = self._run_plain([ImageItem(image, box)], (method,),
+                              prepared=None if prepared is None else [prepared])[0]
         if method not in out.saliency:
             raise ValueError(out.errors.get(method, f"{method} saliency unavailable"))
         return out.saliency[method]
@@ -253,11 +257,12 @@ class Predictor:
         return self._run_plain(items, methods, batch_size=batch_size)
 
     def _run_plain(self, items: Sequence[ImageItem], methods: Sequence[str] = (), *,
-                   batch_size: int = 16) -> list[ImageOutput]:
-        """:meth:`run` for plain classifiers (one batched pass per method)."""
+                   batch_size: int = 16, prepared: Sequence[Prepared] | None = None) -> list[ImageOutput]:
+        """:meth:`run` for plain classifiers (one batched pass per method); ``prepared``: the
+        items' inputs already made by ``self.transform`` (same order)."""
         supported = self.saliency_methods()
-        preps: list[Prepared] = []
-        for it in items:
+        preps: list[Prepared] = list(prepared) if prepared is not None else []
+        for it in items if prepared is None else ():
             box = self._box_for_model(it.box)
             frame = it.frame
             if frame is None and isinstance(it.image, LoadedImage) and is_stack(it.image):
