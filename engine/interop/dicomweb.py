@@ -22,10 +22,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from engine.errors import Cancelled
 from engine.interop.errors import PacsError
+from engine.io.urls import safe_url
 from engine.progress import CancelToken, ProgressCallback, check, report
 
 #: Refuse a retrieval of more instances than this unless the caller raises it.
@@ -53,11 +53,7 @@ class PacsSettings:
     @property
     def safe_url(self) -> str:
         """The URL without any user:password part (for messages)."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return safe_url(self.url)
 
 
 @dataclass

@@ -32,8 +32,8 @@ import hashlib
 import re
 import sqlite3
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from engine.io.urls import safe_url as _safe_url
 from engine.study import schema
 
 #: study-wide advisory lock key for write transactions
@@ -110,12 +110,7 @@ def is_url(path: object) -> bool:
 
 def safe_url(url: str) -> str:
     """The URL without its password (for messages and logs)."""
-    p = urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host = f"{host}:{p.port}"
-    user = f"{p.username}@" if p.username else ""
-    return urlunsplit((p.scheme, user + host, p.path, "", ""))
+    return _safe_url(url, keep_user=True)
 
 
 def split_statements(script: str) -> list[str]:

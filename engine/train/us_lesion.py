@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
+from engine.stats.binary import wilson_ci
 from engine.train.config import TrainConfig
 
 #: Encoder taps the head pools (classifier crops) and the decoder reads (finder).
@@ -242,11 +243,8 @@ def _wilson(hits: np.ndarray) -> list[float]:
     m, k = int(h.size), int(h.sum())
     if m == 0:
         return [float("nan")] * 3 + [0]
-    p, z = k / m, 1.96
-    d = 1 + z * z / m
-    c = (p + z * z / (2 * m)) / d
-    half = z * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / d
-    return [_r(p), _r(c - half), _r(c + half), m]
+    lo, hi = wilson_ci(k, m)
+    return [_r(k / m), _r(lo), _r(hi), m]
 
 
 def _folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
