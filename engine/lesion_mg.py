@@ -28,7 +28,7 @@ import torch
 from engine.errors import BoxRequiredError
 from engine.io.types import LoadedImage
 from engine.lesion_us import Box, LesionAssessment
-from engine.saliency.base import SaliencyMap
+from engine.results import SaliencyMap
 
 SaliencyFn = Callable[[Any, Box, str, Any], SaliencyMap]
 

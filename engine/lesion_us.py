@@ -24,7 +24,6 @@ Scores are research decision support, not a diagnosis.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -34,7 +33,8 @@ import torch.nn.functional as F
 
 from engine.imaging.ultrasound import clean_ultrasound
 from engine.io.types import LoadedImage
-from engine.saliency.base import SaliencyMap, normalise
+from engine.results import LesionAssessment, SaliencyMap
+from engine.saliency.base import normalise
 
 WHOLE_SIZE = 160
 CROP_SIZE = 128
@@ -106,39 +106,6 @@ def candidate_boxes(prob: np.ndarray, threshold: float = 0.5, keep: float = 0.25
         ys, xs = np.nonzero(lab == j)
         out.append(((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), float(mass[j])))
     return out or [(box_from_prob(p, threshold)[0], 1.0)]
-
-
-@dataclass
-class LesionAssessment:
-    """Everything the lesion pipeline says about one image (input-image pixel coordinates).
-
-    Attributes:
-        score: Calibrated probability of malignancy (Platt, fitted out of fold).
-        raw_score: The probability before calibration (lesion crop, averaged in logit space with
-            the whole-image context model when the spec names one).
-        box: The lesion box used ``(x0, y0, x1, y1)``.
-        box_source: ``"reader"`` or ``"finder"``.
-        region: The crop scored (box + context margin).
-        contour: The finder's outline ``[[x, y], ...]`` (empty when the reader's box was used).
-        ood: Mahalanobis distance from the training images.
-        ood_threshold: Distances above it are flagged as unlike the training images.
-        saliency: The map (when asked for), in the image's pixel grid.
-    """
-
-    score: float
-    raw_score: float
-    box: tuple[int, int, int, int]
-    box_source: str
-    region: tuple[int, int, int, int]
-    contour: list[list[int]] = field(default_factory=list)
-    ood: float = float("nan")
-    ood_threshold: float = float("inf")
-    saliency: SaliencyMap | None = None
-
-    @property
-    def ood_flag(self) -> bool:
-        """Whether the input looks unlike the training images (never hides the score)."""
-        return bool(self.ood > self.ood_threshold)
 
 
 def _plane(image: LoadedImage | np.ndarray) -> np.ndarray:

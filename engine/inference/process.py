@@ -17,8 +17,9 @@ stdin/stdout with a small framed protocol (:func:`send` / :func:`receive`):
 * the child exits when its stdin closes, which the kernel does when this process ends, however
   it ends (``os._exit`` after the window closes, a kill): it never outlives the workstation.
 
-Results are plain data: a lesion model's :class:`engine.lesion_us.LesionAssessment` (a torch
-module's class) arrives as a :class:`LesionResult` with the same fields.
+Results are plain data: scores, numpy maps and :mod:`engine.results`' torch-free
+:class:`~engine.results.LesionAssessment` / :class:`~engine.results.SaliencyMap`, the same
+classes the engine makes, so unpickling them here never imports torch.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from engine.errors import BreastReaderError, Cancelled, ModelNotFoundError
@@ -51,43 +51,6 @@ CHILD_NICE = 5
 
 class ModelProcessError(BreastReaderError):
     """The model process stopped or could not be started (it is restarted on the next request)."""
-
-
-@dataclass
-class MapResult:
-    """A :class:`engine.saliency.base.SaliencyMap` as plain data (no torch import to read it)."""
-
-    map: Any
-    method: str
-    layer: str
-    model: str = ""
-    box: tuple[int, int, int, int] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(rows, cols)``."""
-        return int(self.map.shape[0]), int(self.map.shape[1])
-
-
-@dataclass
-class LesionResult:
-    """An :class:`engine.lesion_us.LesionAssessment` as plain data (same fields, same meaning)."""
-
-    score: float
-    raw_score: float
-    box: tuple[int, int, int, int]
-    box_source: str
-    region: tuple[int, int, int, int]
-    contour: list[list[int]] = field(default_factory=list)
-    ood: float = float("nan")
-    ood_threshold: float = float("inf")
-    saliency: MapResult | None = None
-
-    @property
-    def ood_flag(self) -> bool:
-        """Whether the input looks unlike the training images (never hides the score)."""
-        return bool(self.ood > self.ood_threshold)
 
 
 # ------------------------------------------------------------------------------------ frames
@@ -304,18 +267,6 @@ class ProcessScorer:
         """The :class:`ModelInfo` of the modality's model (ModelNotFoundError when none)."""
         info: ModelInfo = self._call("info", modality=modality)
         return info
-
-
-def plain(obj: Any) -> Any:
-    """``obj`` with torch-module dataclasses replaced by their plain twins (:class:`LesionResult`)."""
-    cls = type(obj).__name__
-    if cls == "LesionAssessment":
-        sal = getattr(obj, "saliency", None)
-        return LesionResult(obj.score, obj.raw_score, obj.box, obj.box_source, obj.region, list(obj.contour),
-                            obj.ood, obj.ood_threshold, plain(sal) if sal is not None else None)
-    if cls == "SaliencyMap":
-        return MapResult(obj.map, obj.method, obj.layer, obj.model, obj.box, dict(obj.extra))
-    return obj
 
 
 def frame_size(msg: Any) -> int:

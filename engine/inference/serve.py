@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from engine.errors import BreastReaderError, Cancelled, ModelNotFoundError
 from engine.inference.case import CaseScorer, Loader, default_loader, model_info
-from engine.inference.process import plain, receive, send
+from engine.inference.process import receive, send
 from engine.progress import CancelToken, check, report
 
 
@@ -102,7 +102,6 @@ class Server:
         op = msg["op"]
         if op == "score":
             res = self.scorer.score_case(msg["case"], msg["methods"], progress=progress, cancel=cancel)
-            res.lesion = {k: plain(v) for k, v in res.lesion.items()}
             return res
         if op == "info":
             return model_info(msg["modality"], self.scorer.model(msg["modality"]))

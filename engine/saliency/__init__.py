@@ -6,8 +6,9 @@ method and layer named). Hooks live in :mod:`engine.saliency.hooks` and are alwa
 
 from __future__ import annotations
 
+from engine.results import SaliencyMap
 from engine.saliency.attention import AttentionSaliency
-from engine.saliency.base import SaliencyMap, SaliencyMethod, normalise
+from engine.saliency.base import SaliencyMethod, normalise
 from engine.saliency.cam import CAMSaliency
 from engine.saliency.entropy import EntropySaliency
 from engine.saliency.gradcam import GradCAMSaliency

@@ -8,39 +8,13 @@ places it in the input image's pixel coordinates (inside the reader's box when o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-@dataclass
-class SaliencyMap:
-    """A float map in image pixel coordinates.
-
-    Attributes:
-        map: ``(rows, cols)`` float32 in [0, 1].
-        method: ``"gradcam"``, ``"cam"``, ``"attention"`` or ``"entropy"``.
-        layer: The module (or quantity) the map was taken from.
-        model: Registry / weights name of the model.
-        box: ``(x0, y0, x1, y1)`` the map was computed in, or None for the whole image.
-        extra: Method-specific details (target class, ...).
-    """
-
-    map: np.ndarray
-    method: str
-    layer: str
-    model: str = ""
-    box: tuple[int, int, int, int] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(rows, cols)``."""
-        return int(self.map.shape[0]), int(self.map.shape[1])
+from engine.results import SaliencyMap
 
 
 def normalise(m: np.ndarray) -> np.ndarray:

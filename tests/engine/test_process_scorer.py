@@ -18,7 +18,8 @@ import pytest
 
 from engine.errors import BreastReaderError, Cancelled, ModelNotFoundError
 from engine.inference.case import CaseImage, CaseInput, CaseScores
-from engine.inference.process import LesionResult, ModelProcessError, ProcessScorer, receive, send
+from engine.inference.process import ModelProcessError, ProcessScorer, receive, send
+from engine.results import LesionAssessment
 from engine.io.types import ImageMeta, LoadedImage
 from engine.progress import CancelToken
 
@@ -204,7 +205,7 @@ def test_same_results_as_in_process_on_the_shipped_weights() -> None:
         assert g.lesion.keys() == w.lesion.keys()
         for k, a in w.lesion.items():
             b = g.lesion[k]
-            assert isinstance(b, LesionResult)
+            assert isinstance(b, LesionAssessment)
             assert (b.score, b.raw_score, tuple(b.box), b.box_source, tuple(b.region), b.ood, b.ood_threshold,
                     b.ood_flag) == (a.score, a.raw_score, tuple(a.box), a.box_source, tuple(a.region), a.ood,
                                     a.ood_threshold, a.ood_flag)
