@@ -109,14 +109,17 @@ def breast_bbox(array: np.ndarray, *, margin: int = 0) -> tuple[int, int, int, i
 FILM_GRID = 1024
 
 
-def _low_tenth_median(a: np.ndarray) -> float:
-    """Median of the darkest tenth of ``a`` (the film background level), exactly as sorting
-    the whole image would give it, by partial partition (a full sort of a 13 MP film is ~1 s)."""
+def _film_levels(a: np.ndarray) -> tuple[float, float]:
+    """``(background, top)`` levels of a film: the median of its darkest tenth and its 99th
+    order statistic, exactly as a full sort gives them, by partial partition (a full sort of a
+    13 MP film is ~1 s)."""
     flat = np.asarray(a, np.float32).ravel()
     n = max(1, flat.size // 10)
-    ks = [(n - 1) // 2, n // 2]
-    part = np.partition(flat, ks)
-    return float(np.median(part[ks]) if n % 2 == 0 else part[(n - 1) // 2])
+    top = min(flat.size - 1, int(0.99 * flat.size))
+    mid = [(n - 1) // 2, n // 2]
+    part = np.partition(flat, sorted({*mid, top}))
+    bg = float(np.median(part[mid]) if n % 2 == 0 else part[mid[0]])
+    return bg, float(part[top])
 
 
 def film_artefacts(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,36 +140,38 @@ def film_artefacts(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ``(keep, artefacts)``: boolean masks of the same rows/cols -- the breast region that is
         kept, and the bright pixels outside it that are removed.
     """
-    a = np.asarray(_grey(img), dtype=np.float32)
+    keep, artefacts, _ = _film_analysis(np.asarray(_grey(img), dtype=np.float32))
+    return keep, artefacts
+
+
+def _film_analysis(a: np.ndarray, grid: int = FILM_GRID) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(keep, artefacts, background level)`` of a float32 grey film.
+
+    A film larger than ``grid`` pixels a side is analysed on its strided copy: the kept region
+    found there is spread back (each grid pixel stands for the step x step block it samples),
+    and the bright pixels outside it are taken at full resolution with the grid's levels.
+    """
     rows, cols = a.shape
-    step = int(np.ceil(max(rows, cols) / FILM_GRID))
-    if step <= 1:
-        return _film_artefacts(a)
-    # a large film: find the kept region on the strided grid, spread it back (each grid pixel
-    # stands for the step x step block it samples), and take the bright pixels outside it at
-    # full resolution with the grid's background and brightness levels.
-    small = np.ascontiguousarray(a[::step, ::step])
-    keep_s, _ = _film_artefacts(small)
-    keep = np.repeat(np.repeat(keep_s, step, axis=0), step, axis=1)[:rows, :cols]
-    flat = np.sort(small.ravel())
-    bg = float(np.median(flat[: max(1, flat.size // 10)]))
-    hi = float(flat[min(flat.size - 1, int(0.99 * flat.size))])
-    artefacts = (a > bg + 0.08 * max(hi - bg, 1e-6)) & ~keep
-    return np.ascontiguousarray(keep), artefacts
+    step = int(np.ceil(max(rows, cols) / grid))
+    g = np.ascontiguousarray(a[::step, ::step]) if step > 1 else a
+    bg, hi = _film_levels(g)
+    threshold = bg + 0.08 * max(hi - bg, 1e-6)
+    bright = g > threshold
+    keep = _film_keep(g, bright)
+    if step > 1:
+        keep = np.ascontiguousarray(np.repeat(np.repeat(keep, step, axis=0), step, axis=1)[:rows, :cols])
+        bright = a > threshold
+    return keep, bright & ~keep, bg
 
 
-def _film_artefacts(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`film_artefacts` of a float32 grey image at its own resolution."""
+def _film_keep(a: np.ndarray, bright: np.ndarray) -> np.ndarray:
+    """The kept region of a film at its own resolution (``bright``: above its threshold)."""
     import cv2
 
     rows, cols = a.shape
     breast = breast_mask(a)
     if not breast.any():
-        return np.ones(a.shape, bool), np.zeros(a.shape, bool)
-    flat = np.sort(a.ravel())
-    bg = float(np.median(flat[: max(1, flat.size // 10)]))
-    hi = float(flat[min(flat.size - 1, int(0.99 * flat.size))])
-    bright = a > bg + 0.08 * max(hi - bg, 1e-6)
+        return np.ones(a.shape, bool)
     # film-edge strips: long straight bright runs (>= 40 % of the image side) a few per cent
     # wide with dark film on BOTH sides -- mini-MIAS pads each film, so its edge lies anywhere
     # in the frame. A chest wall is bright on its inner side too, so it is never taken, nor is
@@ -203,8 +208,7 @@ def _film_artefacts(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     grow = max(3, int(0.02 * max(rows, cols)) | 1)
     keep = np.asarray(cv2.dilate(breast.astype(np.uint8),
                                  cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))) > 0) & ~strips
-    artefacts = bright & ~keep
-    return keep, artefacts
+    return keep
 
 
 def clean_film(img: np.ndarray) -> np.ndarray:
@@ -222,11 +226,9 @@ def clean_film(img: np.ndarray) -> np.ndarray:
         Array of the input's grey dtype and shape, artefacts set to the background level.
     """
     a = _grey(img)
-    keep, art = film_artefacts(a)
+    keep, art, bg = _film_analysis(np.asarray(a, dtype=np.float32))
     if not art.any():
         return np.asarray(a)
-    step = int(np.ceil(max(a.shape[:2]) / FILM_GRID))  # a full-field film: the level of its grid
-    bg = _low_tenth_median(a[::step, ::step] if step > 1 else a)
     import cv2
 
     fill = np.asarray(cv2.dilate(art.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~keep

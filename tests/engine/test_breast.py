@@ -161,7 +161,8 @@ def test_full_field_film_is_cleaned_on_the_grid_like_at_full_resolution() -> Non
     view, p = _cbis()[0]
     assert max(p.shape) > b.FILM_GRID
     keep, art = b.film_artefacts(p)
-    keep_full, art_full = b._film_artefacts(np.asarray(b._grey(p), np.float32))
+    grey = np.asarray(b._grey(p), np.float32)
+    keep_full, art_full, _ = b._film_analysis(grey, grid=max(grey.shape))  # one step: full resolution
     assert keep.shape == keep_full.shape == p.shape[:2]
     iou = float((keep & keep_full).sum() / (keep | keep_full).sum())
     assert iou > 0.95, (view, iou)
@@ -171,12 +172,15 @@ def test_full_field_film_is_cleaned_on_the_grid_like_at_full_resolution() -> Non
 
 
 def test_film_background_level_is_the_sorted_definition() -> None:
-    """The background level (median of the darkest tenth) by partial partition equals the
-    definition by a full sort, for odd and even tenth sizes."""
-    from engine.imaging.breast import _low_tenth_median
+    """The background level (median of the darkest tenth) and the top level (99th order
+    statistic) by partial partition equal their definitions by a full sort, for odd and even
+    tenth sizes."""
+    from engine.imaging.breast import _film_levels
 
     rng = np.random.default_rng(0)
     for n in (1, 9, 10, 19, 20, 101, 4000, 12345):
         a = (rng.random(n) * 4095).astype(np.float32)
         flat = np.sort(a)
-        assert _low_tenth_median(a) == float(np.median(flat[: max(1, n // 10)])), n
+        bg, top = _film_levels(a)
+        assert bg == float(np.median(flat[: max(1, n // 10)])), n
+        assert top == float(flat[min(n - 1, int(0.99 * n))]), n
