@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     with tqdm_progress(f"evaluate {args.protocol}", disable=args.quiet) as cb:
         res = cross_validate(cfg, ds, protocol=args.protocol, folds=args.folds, repeats=args.repeats,
                              progress=cb, run_dir=out)
-    res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
+    res["command"] = _command()
     if args.json:
         from engine.cli.cmd_train import _finite
 
@@ -133,7 +133,7 @@ def _run_heatmap(args: argparse.Namespace, cfg: object) -> int:
     ds = load_dataset(cfg)
     with tqdm_progress("evaluate an_heatmap", disable=args.quiet) as cb:
         res = evaluate_an_heatmap(cfg, ds, folds=args.folds, paired=paired, progress=cb)
-    res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
+    res["command"] = _command()
     if cfg.data.kind == "mias_heatmap":
         from engine.data.mias import MIAS_CITATION
 
@@ -182,7 +182,7 @@ def _run_result(args: argparse.Namespace, cfg: object) -> int:
             from engine.train.us_compare import compare_us_models
 
             res = compare_us_models(cfg, progress=cb)
-    res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
+    res["command"] = _command()
     if args.out:
         out = _write_result(res, args.out)
     if args.json:
@@ -192,6 +192,11 @@ def _run_result(args: argparse.Namespace, cfg: object) -> int:
         if args.out:
             print(f"result: {out}")
     return 0
+
+
+def _command() -> str:
+    """The command line that made a result (written into it, so it can be re-run)."""
+    return "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
 
 
 def _write_result(res: dict[str, object], out_arg: str) -> Path:
@@ -215,7 +220,7 @@ def _run_mri_localiser(args: argparse.Namespace, cfg: object) -> int:
         raise ConfigError(f"data.kind = {cfg.data.kind} is scored by --protocol mri_localiser, not {args.protocol}")
     with tqdm_progress("evaluate mri_localiser", disable=args.quiet) as cb:
         res = evaluate_mri_localiser(cfg, folds=args.folds, progress=cb)
-    res["command"] = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
+    res["command"] = _command()
     if args.out:
         args.out = str(_write_result(res, args.out))
     if args.json:
@@ -277,7 +282,7 @@ def _run_mg_result(args: argparse.Namespace, cfg: object) -> int:
     if not args.out:
         raise ConfigError(f"--protocol {args.protocol} needs --out (the result it writes)")
     out = Path(args.out)
-    command = "breast-engine " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "breast-engine evaluate"
+    command = _command()
     res: dict[str, object]
     with tqdm_progress(f"evaluate {args.protocol}", disable=args.quiet) as cb:
         if args.protocol == "compare":
@@ -299,9 +304,7 @@ def _run_mg_result(args: argparse.Namespace, cfg: object) -> int:
             from engine.train.ood_smoke import ood_smoke
 
             res = {**ood_smoke(cfg, progress=cb), "command": command}
-            written = out if out.suffix == ".json" else out / "result.json"
-            written.parent.mkdir(parents=True, exist_ok=True)
-            written.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+            written = _write_result(res, args.out)
     res["command"] = command
     if args.json:
         print(json.dumps(res))
