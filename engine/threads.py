@@ -28,6 +28,17 @@ def apply() -> bool:
     return "torch" not in sys.modules
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the OS has one (a container or
+    ``taskset`` limit), else ``os.cpu_count()``. A CI container granted 2 cores of a 64-core
+    host reports 64 in ``os.cpu_count()``.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def limit_intra_op(reserve: int = 1) -> int:
     """Interactive use: torch's intra-op threads = cores - ``reserve`` (at least 1), so that a
     forward pass in a worker leaves a core to the GUI thread. Imports torch; call it off the
@@ -38,7 +49,7 @@ def limit_intra_op(reserve: int = 1) -> int:
     """
     import torch
 
-    n = max(1, (os.cpu_count() or 1) - max(0, reserve))
+    n = max(1, usable_cores() - max(0, reserve))
     if torch.get_num_threads() > n:
         torch.set_num_threads(n)
     return int(torch.get_num_threads())
