@@ -411,32 +411,41 @@ def bench_open_views(before: Path | None = None, rounds: int = 2) -> dict[str, A
             "rounds": rounds, "target_stall_ms": 100, **{name: summary(name) for name in trees}}
 
 
-def bench_score_cost(repeats: int = 5) -> dict[str, Any]:
-    """GUI scoring paths vs ``bench score``'s call on the same image and weights, interleaved.
+def bench_score_cost(repeats: int = 8, block: int = 3) -> dict[str, Any]:
+    """GUI scoring paths vs ``bench score``'s call on the same image and weights, side by side.
 
     ``bench score`` is Predictor.analyse in this process (1 intra-op thread, as ``bench score``
     and the model process use). The GUI's paths: CaseScorer.score_case in process; the model
     process (ProcessScorer: the image to the child, scores and the full-size map back) at nice 0
     and at the workstation's nice; the same through AIService in a pool worker with the event
     loop running (its longest stall).
+
+    Each round runs every path as a block of ``block`` calls in a row, blocks alternating, so
+    machine drift falls on all paths alike. ``bench score`` times calls in a row; a path's
+    steady figure is the median of its calls after the first of each block, the same
+    conditions. The first call of a block, right after another path ran (in the model
+    process's case: other memory filled the caches), is reported apart as ``after_switch``.
     """
     import torch
 
     from engine.bench.threads import bench_image as _image
     from engine.inference import load_predictor
     from engine.inference.case import CaseImage, CaseInput, CaseScorer
-    from engine.inference.process import CHILD_NICE, ProcessScorer, frame_size
+    from engine.inference.process import CHILD_NICE, ProcessScorer, fd_passing, frame_size
     from reader_app.ai import AIService
     from reader_app.qt_app import ensure_app
     from reader_app.qt_workers import Worker, start
 
     torch.set_num_threads(1)
     ensure_app()
-    out: dict[str, Any] = {"what": "same weights and image, interleaved: bench score's Predictor.analyse vs the GUI's "
-                                   "CaseScorer.score_case in process, and the model process (ProcessScorer, the "
-                                   "workstation's default) at nice 0 and at its nice, direct and through AIService in a "
-                                   "pool worker with the event loop running; score + saliency",
-                           "repeats": repeats, "torch_threads": 1, "model_process_nice": CHILD_NICE}
+    out: dict[str, Any] = {"what": "same weights and image, in alternating blocks of calls: bench score's "
+                                   "Predictor.analyse vs the GUI's CaseScorer.score_case in process, and the model "
+                                   "process (ProcessScorer, the workstation's default) at nice 0 and at its nice, "
+                                   "direct and through AIService in a pool worker with the event loop running; "
+                                   "score + saliency; steady = calls after the first of each block (as bench score "
+                                   "times them), after_switch = the first call of a block",
+                           "repeats": repeats, "block": block, "torch_threads": 1, "model_process_nice": CHILD_NICE,
+                           "buffers_as_memory_files": fd_passing()}
     remote0 = ProcessScorer(nice=0)
     remote = ProcessScorer()
     try:
@@ -454,53 +463,59 @@ def bench_score_cost(repeats: int = 5) -> dict[str, Any]:
             pred.analyse(img, method, box)
             ref = scorer.score_case(case, (method,))
             svc = AIService(scorer=remote)
-            t: dict[str, list[float]] = {"bench": [], "gui": [], "proc0": [], "proc": [], "worker": []}
-            stalls: list[float] = []
-            f_bench = f_gui = 0
-            for _ in range(repeats):
-                calls["n"] = 0
-                t0 = time.perf_counter()
-                pred.analyse(img, method, box)
-                t["bench"].append(time.perf_counter() - t0)
-                f_bench = calls["n"]
-                calls["n"] = 0
-                t0 = time.perf_counter()
-                scorer.score_case(case, (method,))
-                t["gui"].append(time.perf_counter() - t0)
-                f_gui = calls["n"]
-                for key, r in (("proc0", remote0), ("proc", remote)):
-                    t0 = time.perf_counter()
-                    got = r.score_case(case, (method,))
-                    t[key].append(time.perf_counter() - t0)
+            got: Any = None
+
+            def via_worker() -> None:
                 svc._cache.clear()
                 w = Worker(lambda progress=None, cancel=None: svc.scorer.score_case(case, (method,), cancel=cancel))
                 done: list[float] = []
                 w.signals.finished.connect(lambda d=done: d.append(time.perf_counter()))
                 with Heartbeat() as hb:
-                    t0 = time.perf_counter()
                     start(w)
                     _pump_until(lambda d=done: bool(d), 120)
-                t["worker"].append(done[0] - t0)
                 stalls.append(hb.worst_ms)
+
+            def proc(r: ProcessScorer) -> Any:
+                def call() -> None:
+                    nonlocal got
+                    got = r.score_case(case, (method,))
+                return call
+
+            paths = {"bench": lambda: pred.analyse(img, method, box), "gui": lambda: scorer.score_case(case, (method,)),
+                     "proc0": proc(remote0), "proc": proc(remote), "worker": via_worker}
+            steady: dict[str, list[float]] = {k: [] for k in paths}
+            first: dict[str, list[float]] = {k: [] for k in paths}
+            stalls: list[float] = []
+            forwards: dict[str, int] = {}
+            for _ in range(repeats):
+                for key, fn in paths.items():
+                    for i in range(block):
+                        calls["n"] = 0
+                        t0 = time.perf_counter()
+                        fn()
+                        (first if i == 0 else steady)[key].append(time.perf_counter() - t0)
+                        forwards[key] = calls["n"]
             hook.remove()
             same = (abs(got.per_image["i"] - ref.per_image["i"]) <= 1e-6
                     and all(bool((got.saliency[k] == ref.saliency[k]).all()) for k in ref.saliency))
-            m = {k: statistics.median(v) for k, v in t.items()}
+            m = {k: statistics.median(v) for k, v in steady.items()}
+            f = {k: statistics.median(v) for k, v in first.items()}
             b = m["bench"]
             sal = ref.saliency[("i", method)]
-            out[modality] = {
-                "weights": pred.name, "image_shape": list(img.pixels.shape), "map_shape": list(sal.shape),
-                "bench_score_s": round(b, 4), "gui_in_process_s": round(m["gui"], 4),
-                "gui_model_process_nice0_s": round(m["proc0"], 4), "gui_model_process_s": round(m["proc"], 4),
-                "gui_model_process_worker_with_event_loop_s": round(m["worker"], 4),
-                "gui_in_process_over_bench": round(m["gui"] / b, 3),
-                "gui_model_process_nice0_over_bench": round(m["proc0"] / b, 3),
-                "gui_model_process_over_bench": round(m["proc"] / b, 3),
-                "gui_model_process_worker_over_bench": round(m["worker"] / b, 3),
-                "longest_stall_while_scoring_in_model_process_ms": max(stalls),
-                "request_bytes": frame_size({"case": case}), "reply_bytes": frame_size({"value": ref}),
-                "model_process_result_identical": same,
-                "forward_calls_bench": f_bench, "forward_calls_gui": f_gui}
+            names = {"gui": "gui_in_process", "proc0": "gui_model_process_nice0", "proc": "gui_model_process",
+                     "worker": "gui_model_process_worker_with_event_loop"}
+            row: dict[str, Any] = {"weights": pred.name, "image_shape": list(img.pixels.shape),
+                                   "map_shape": list(sal.shape), "bench_score_s": round(b, 4)}
+            for k, name in names.items():
+                row[f"{name}_s"] = round(m[k], 4)
+            for k, name in names.items():
+                row[f"{name}_over_bench"] = round(m[k] / b, 3)
+            row["after_switch_over_bench"] = {names.get(k, k): round(f[k] / f["bench"], 3) for k in paths if k != "bench"}
+            row.update({"longest_stall_while_scoring_in_model_process_ms": max(stalls),
+                        "request_bytes": frame_size({"case": case}), "reply_bytes": frame_size({"value": ref}),
+                        "model_process_result_identical": same,
+                        "forward_calls_bench": forwards["bench"], "forward_calls_gui": forwards["gui"]})
+            out[modality] = row
     finally:
         remote0.close()
         remote.close()

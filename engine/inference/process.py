@@ -7,8 +7,13 @@ stdin/stdout with a small framed protocol (:func:`send` / :func:`receive`):
 
 * a frame is ``<Q header length><I buffer count>``, each buffer's ``<Q length>``, the pickled
   header (protocol 5) and the raw bytes of every buffer. numpy arrays (images in, saliency maps
-  out) travel out of band: no copy into the pickle, read straight into their final memory with
-  the GIL released by each ``readinto``;
+  out) travel out of band: no copy into the pickle;
+* on Linux a buffer of :data:`FD_MIN_BYTES` or more does not go through the pipe at all: it is
+  written once into an anonymous memory file (``memfd_create``) whose descriptor travels over a
+  Unix socket beside the pipe (``SCM_RIGHTS``), and the receiver maps it copy-on-write, so the
+  array it gets is that memory: one copy instead of the pipe's two plus a page fault per 4 KiB
+  written. Its length field carries :data:`_VIA_FD`. Nothing is left behind if either end dies
+  (the kernel closes the descriptors), and ``/dev/shm``'s size limit does not apply;
 * requests ``{"op": "score" | "warm" | "info" | "cancel", "id": n, ...}``; replies
   ``{"id": n, "kind": "progress" | "result" | "error", ...}``. Progress drives the caller's
   callback; ``cancel`` stops the child at its next :func:`engine.progress.check`;
@@ -24,10 +29,13 @@ classes the engine makes, so unpickling them here never imports torch.
 
 from __future__ import annotations
 
+import ctypes
 import io
+import mmap
 import os
 import pickle
 import select
+import socket
 import struct
 import subprocess
 import sys
@@ -43,6 +51,10 @@ from engine.progress import ProgressCallback
 
 _HEAD = struct.Struct("<QI")
 _LEN = struct.Struct("<Q")
+#: Out-of-band buffers this large travel as a memory file over the side socket (when there is one).
+FD_MIN_BYTES = 1 << 20
+#: Flag bit in a buffer's length field: its bytes come as a descriptor on the side socket.
+_VIA_FD = 1 << 63
 #: How often a waiting caller looks at its cancel token (s).
 POLL_S = 0.05
 #: Nice increment of the model process: the GUI process wins the CPU on a busy machine.
@@ -54,15 +66,59 @@ class ModelProcessError(BreastReaderError):
 
 
 # ------------------------------------------------------------------------------------ frames
-def send(fh: IO[bytes], msg: Any) -> None:
-    """Write one frame: ``msg`` pickled (protocol 5) with its contiguous buffers out of band."""
+def fd_passing() -> bool:
+    """Whether this platform can pass buffers as memory files (Linux: memfd + SCM_RIGHTS)."""
+    return hasattr(os, "memfd_create") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX")
+
+
+def side_channel() -> tuple[socket.socket, socket.socket] | None:
+    """A connected pair of Unix datagram sockets for :func:`send`'s ``fds`` (None where unsupported)."""
+    if not fd_passing():
+        return None
+    try:
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return None
+
+
+def _memfd(raw: memoryview) -> int:
+    """A memory file holding ``raw``'s bytes (its descriptor; the caller closes it)."""
+    fd = os.memfd_create("breast-reader-buffer", os.MFD_CLOEXEC)
+    try:
+        view = raw.cast("B")
+        while view.nbytes:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def send(fh: IO[bytes], msg: Any, fds: socket.socket | None = None) -> None:
+    """Write one frame: ``msg`` pickled (protocol 5) with its contiguous buffers out of band.
+
+    With ``fds`` (one end of :func:`side_channel`) buffers of :data:`FD_MIN_BYTES` or more are
+    sent as memory files on it, before the frame, in order; the receiver must read the frame
+    with the other end.
+    """
     bufs: list[pickle.PickleBuffer] = []
     head = pickle.dumps(msg, protocol=5, buffer_callback=bufs.append)
     raws = [b.raw() for b in bufs]
-    _write_all(fh, _HEAD.pack(len(head), len(raws)) + b"".join(_LEN.pack(r.nbytes) for r in raws))
+    via_fd = [fds is not None and r.nbytes >= FD_MIN_BYTES for r in raws]
+    for r, v in zip(raws, via_fd):
+        if v:
+            assert fds is not None
+            fd = _memfd(r)
+            try:
+                socket.send_fds(fds, [b"F"], [fd])
+            finally:
+                os.close(fd)
+    lens = b"".join(_LEN.pack(r.nbytes | (_VIA_FD if v else 0)) for r, v in zip(raws, via_fd))
+    _write_all(fh, _HEAD.pack(len(head), len(raws)) + lens)
     _write_all(fh, head)
-    for r in raws:
-        _write_all(fh, r)
+    for r, v in zip(raws, via_fd):
+        if not v:
+            _write_all(fh, r)
     fh.flush()
 
 
@@ -88,12 +144,71 @@ def _read_exact(fh: IO[bytes], n: int) -> bytearray:
     return buf
 
 
-def receive(fh: IO[bytes]) -> Any:
+def _libc_mmap() -> Any:
+    """libc's mmap/munmap through ctypes (None where there is none): maps that hold no descriptor."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_long]
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc_mmap() if fd_passing() else None
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _map_private(fd: int, n: int) -> Any:
+    """``fd``'s first ``n`` bytes mapped copy-on-write as a ctypes array, unmapped when it is
+    garbage (Python's ``mmap.mmap`` would keep a duplicate of ``fd`` open as long as the array
+    lives: a workstation caching saliency maps would run out of descriptors). None on failure."""
+    if _LIBC is None:
+        return None
+    addr = _LIBC.mmap(None, n, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, 0)
+    if addr is None or addr == _MAP_FAILED:
+        return None
+    buf = (ctypes.c_ubyte * n).from_address(addr)
+    fin = weakref.finalize(buf, _LIBC.munmap, addr, n)
+    fin.atexit = False  # at exit the kernel unmaps it; unmapping earlier could pull memory from under a late reader
+    return buf
+
+
+def _mapped(fds: socket.socket | None, n: int) -> Any:
+    """The next memory file on ``fds`` as a writable buffer private to this process: mapped
+    copy-on-write (no copy), or read into memory where it cannot be mapped."""
+    if fds is None:
+        raise pickle.UnpicklingError("a frame refers to a memory file but there is no side socket")
+    _, got, _, _ = socket.recv_fds(fds, 1, 1)
+    if len(got) != 1:
+        raise EOFError("the side socket closed")
+    fd = got[0]
+    try:
+        if os.fstat(fd).st_size < n:
+            raise pickle.UnpicklingError("a memory file is shorter than its frame says")
+        buf = _map_private(fd, n)
+        if buf is None:
+            buf = bytearray(n)
+            view, off = memoryview(buf), 0
+            while off < n:
+                k = os.preadv(fd, [view[off:]], off)
+                if not k:
+                    raise EOFError("a memory file ended early")
+                off += k
+        return buf
+    finally:
+        os.close(fd)
+
+
+def receive(fh: IO[bytes], fds: socket.socket | None = None) -> Any:
     """Read one frame written by :func:`send` (EOFError when the pipe is closed)."""
     n_head, n_bufs = _HEAD.unpack(_read_exact(fh, _HEAD.size))
     lens = [_LEN.unpack_from(b)[0] for b in [_read_exact(fh, _LEN.size) for _ in range(n_bufs)]]
     head = _read_exact(fh, n_head)
-    bufs = [_read_exact(fh, n) for n in lens]
+    bufs = [_mapped(fds, n & ~_VIA_FD) if n & _VIA_FD else _read_exact(fh, n) for n in lens]
     return pickle.loads(head, buffers=bufs)
 
 
@@ -118,6 +233,7 @@ class ProcessScorer:
         self.env = dict(env or {})
         self.model_choice: dict[str, str | None] = {}
         self._proc: subprocess.Popen[bytes] | None = None
+        self._fds: socket.socket | None = None  # this end of the running child's side socket
         self._lock = threading.Lock()  # one request (and one start) at a time
         self._ids = 0
         self._stderr_tail: deque[str] = deque(maxlen=6)
@@ -146,11 +262,21 @@ class ProcessScorer:
         cmd = [sys.executable, "-m", "engine.inference.serve", "--nice", str(self.nice)]
         if self.loader:
             cmd += ["--loader", self.loader]
+        pair = side_channel()  # a new one per child: nothing a dead child queued can reach the next
+        if pair is not None:
+            cmd += ["--fd-socket", str(pair[1].fileno())]
         try:
             p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 env=env, bufsize=0)
+                                 env=env, bufsize=0, pass_fds=[pair[1].fileno()] if pair else [])
         except OSError as exc:
+            if pair is not None:
+                pair[0].close()
             raise ModelProcessError(f"cannot start the model process ({exc})") from exc
+        finally:
+            if pair is not None:
+                pair[1].close()  # the child's end lives in the child only
+        self._close_fds()
+        self._fds = pair[0] if pair is not None else None
         self._proc = p
         self.starts += 1
         self._stderr_tail.clear()
@@ -171,10 +297,16 @@ class ProcessScorer:
                 except (OSError, ValueError):
                     pass
 
+    def _close_fds(self) -> None:
+        fds, self._fds = self._fds, None
+        if fds is not None:
+            fds.close()
+
     def close(self, timeout_s: float = 0.5) -> None:
         """Stop the child: its stdin closes (it exits), then a kill if it has not within ``timeout_s``."""
         p, self._proc = self._proc, None
         if p is None:
+            self._close_fds()
             return
         try:
             if p.stdin is not None:
@@ -186,6 +318,7 @@ class ProcessScorer:
                 p.wait(1.0)
             except subprocess.TimeoutExpired:
                 pass
+        self._close_fds()
 
     @staticmethod
     def _stop(self_: ProcessScorer) -> None:
@@ -200,6 +333,7 @@ class ProcessScorer:
             rc = p.wait()
         if self._proc is p:
             self._proc = None
+            self._close_fds()
         why = f"signal {-rc}" if rc is not None and rc < 0 else f"exit code {rc}"
         tail = next((x for x in reversed(self._stderr_tail) if x.strip()), "")
         return ModelProcessError(f"the model process stopped ({why}{': ' + tail if tail else ''}); "
@@ -212,7 +346,7 @@ class ProcessScorer:
             self._ids += 1
             rid = self._ids
             try:
-                send(p.stdin, {"op": op, "id": rid, "choice": dict(self.model_choice), **kw})
+                send(p.stdin, {"op": op, "id": rid, "choice": dict(self.model_choice), **kw}, self._fds)
             except (BrokenPipeError, OSError):
                 raise self._died(p) from None
             sent_cancel = False
@@ -227,7 +361,7 @@ class ProcessScorer:
                             sent_cancel = True
                             break
                 try:
-                    msg = receive(p.stdout)
+                    msg = receive(p.stdout, self._fds)
                 except (EOFError, OSError, pickle.UnpicklingError):
                     raise self._died(p) from None
                 if msg.get("id") != rid:
