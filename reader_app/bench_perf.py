@@ -436,7 +436,10 @@ def bench_score_cost(repeats: int = 8, block: int = 3) -> dict[str, Any]:
     from reader_app.qt_app import ensure_app
     from reader_app.qt_workers import Worker, start
 
+    from engine import threads
+
     torch.set_num_threads(1)
+    threads.keep_freed_memory()  # the memory policy breast-engine (bench score) and the model process run with
     ensure_app()
     out: dict[str, Any] = {"what": "same weights and image, in alternating blocks of calls: bench score's "
                                    "Predictor.analyse vs the GUI's CaseScorer.score_case in process, and the model "

@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine import threads
 
     threads.apply()  # OpenMP's passive wait, before any command imports torch (bench threads)
+    threads.keep_freed_memory()  # one image's arrays reused by the next (score, bench score)
     args_list = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(command)

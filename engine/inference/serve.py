@@ -134,29 +134,6 @@ class Server:
         return problems
 
 
-#: glibc malloc settings of the model process (mallopt): freed blocks up to MMAP_THRESHOLD come
-#: from the heap and up to TRIM_THRESHOLD of free heap top stays mapped, so a request reuses the
-#: previous one's memory. With glibc's defaults the model process gave each MG request's
-#: full-size arrays back to the kernel and faulted them in again: ~10 000 page faults and
-#: 25-40 ms of system time per 2048x1664 mammogram (0 in a long-lived process that had
-#: raised its thresholds), about half the model process's extra cost over ``bench score``.
-MMAP_THRESHOLD = 32 << 20  # glibc's maximum (HEAP_MAX_SIZE / 2 on 64-bit)
-TRIM_THRESHOLD = 128 << 20
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory() -> bool:
-    """Apply :data:`MMAP_THRESHOLD` / :data:`TRIM_THRESHOLD` (glibc only; False elsewhere)."""
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the model process."""
     p = argparse.ArgumentParser(prog="python -m engine.inference.serve", description=__doc__.split("\n\n")[0])
@@ -173,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine import threads
 
     threads.apply()
-    keep_freed_memory()
+    threads.keep_freed_memory()
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # a library's print() must not corrupt the protocol
     inp = os.fdopen(os.dup(0), "rb", buffering=0)

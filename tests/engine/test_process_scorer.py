@@ -279,7 +279,7 @@ def test_same_results_as_in_process_on_the_shipped_weights() -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the child's page faults from /proc")
 def test_the_model_process_reuses_its_memory_between_requests() -> None:
-    """The model process keeps freed memory for the next request (serve.keep_freed_memory): with
+    """The model process keeps freed memory for the next request (engine.threads.keep_freed_memory): with
     glibc's defaults each 2048x1664 mammogram request gave its full-size arrays back to the kernel
     and faulted ~10 000 pages in again (25-40 ms of system time), 0 in a long-lived process."""
     from engine.bench.threads import bench_image

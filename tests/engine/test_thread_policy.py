@@ -31,3 +31,10 @@ def test_limit_counts_the_granted_cores_not_the_hosts() -> None:
 def test_usable_cores_is_this_process_affinity() -> None:
     want = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     assert threads.usable_cores() == want >= 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_memory_policy_is_applied_where_glibc_is() -> None:
+    code = "from engine import threads; print(threads.keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "True"
