@@ -1,4 +1,5 @@
-"""Mouse drags that pyqtgraph sees as real drags (QTest.mouseMove carries no buttons)."""
+"""Mouse drags that pyqtgraph sees as real drags (QTest.mouseMove carries no buttons), and key
+presses that reach the window's shortcuts."""
 
 from __future__ import annotations
 
@@ -34,3 +35,11 @@ def image_point(view, x: float, y: float) -> QPoint:
     """Viewport position of image pixel (x, y) of an ImageView."""
     scene = view.group.mapToScene(QPointF(x, y))
     return view.gv.mapFromScene(scene)
+
+
+def key(qtbot, w: QWidget, k: Qt.Key, mod: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier) -> None:
+    """Press ``k`` on ``w`` once it is the active window: window-context shortcuts (rating keys,
+    tools) fire only then, and offscreen a case change can leave no active window until asked."""
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=2000)
+    qtbot.keyClick(w, k, mod)

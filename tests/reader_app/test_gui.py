@@ -11,6 +11,7 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QTableWidget
 
+from gui_helpers import key
 from studies import fake_loader
 
 
@@ -60,11 +61,6 @@ def wheel(view, steps: int) -> None:
 
 def view_of(win, image_id):
     return next(v for v in win.views if v.slot.image_id == image_id)
-
-
-def key(qtbot, win, k, mods=Qt.KeyboardModifier.NoModifier):
-    win.activateWindow()
-    qtbot.keyClick(win, k, mods)
 
 
 # ----------------------------------------------------------------------------- tests

@@ -13,17 +13,11 @@ from PySide6.QtCore import Qt
 
 from engine.cases import Case, CaseImage, load_study, save_case
 from engine.errors import CaseFormatError
-from gui_helpers import click, drag, image_point
+from gui_helpers import click, drag, image_point, key
 from studies import add_bilateral_case, add_prior_pair, build_study, mammogram
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CASES = ROOT / "resources" / "demo" / "cases"
-
-
-def key(qtbot, w, k, mod=Qt.KeyboardModifier.NoModifier) -> None:
-    w.activateWindow()  # offscreen: a case change can leave no active window until asked
-    qtbot.waitUntil(w.isActiveWindow, timeout=2000)
-    qtbot.keyClick(w, k, mod)
 
 
 def _open(make_window, folder: Path, qtbot, case_id: str):
