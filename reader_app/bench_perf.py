@@ -428,6 +428,7 @@ def bench_score_cost(repeats: int = 8, block: int = 3) -> dict[str, Any]:
     """
     import torch
 
+    from engine import threads
     from engine.bench.threads import bench_image as _image
     from engine.inference import load_predictor
     from engine.inference.case import CaseImage, CaseInput, CaseScorer
@@ -435,8 +436,6 @@ def bench_score_cost(repeats: int = 8, block: int = 3) -> dict[str, Any]:
     from reader_app.ai import AIService
     from reader_app.qt_app import ensure_app
     from reader_app.qt_workers import Worker, start
-
-    from engine import threads
 
     torch.set_num_threads(1)
     threads.keep_freed_memory()  # the memory policy breast-engine (bench score) and the model process run with

@@ -30,6 +30,7 @@ classes the engine makes, so unpickling them here never imports torch.
 from __future__ import annotations
 
 import ctypes
+import functools
 import io
 import mmap
 import os
@@ -144,8 +145,12 @@ def _read_exact(fh: IO[bytes], n: int) -> bytearray:
     return buf
 
 
+@functools.cache
 def _libc_mmap() -> Any:
-    """libc's mmap/munmap through ctypes (None where there is none): maps that hold no descriptor."""
+    """libc's mmap/munmap through ctypes (None where there is none): maps that hold no descriptor.
+    Looked up on the first memory file received, not when the workstation imports this module."""
+    if not fd_passing():
+        return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mmap.restype = ctypes.c_void_p
@@ -158,7 +163,6 @@ def _libc_mmap() -> Any:
         return None
 
 
-_LIBC = _libc_mmap() if fd_passing() else None
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -166,13 +170,14 @@ def _map_private(fd: int, n: int) -> Any:
     """``fd``'s first ``n`` bytes mapped copy-on-write as a ctypes array, unmapped when it is
     garbage (Python's ``mmap.mmap`` would keep a duplicate of ``fd`` open as long as the array
     lives: a workstation caching saliency maps would run out of descriptors). None on failure."""
-    if _LIBC is None:
+    libc = _libc_mmap()
+    if libc is None:
         return None
-    addr = _LIBC.mmap(None, n, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, 0)
+    addr = libc.mmap(None, n, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, 0)
     if addr is None or addr == _MAP_FAILED:
         return None
     buf = (ctypes.c_ubyte * n).from_address(addr)
-    fin = weakref.finalize(buf, _LIBC.munmap, addr, n)
+    fin = weakref.finalize(buf, libc.munmap, addr, n)
     fin.atexit = False  # at exit the kernel unmaps it; unmapping earlier could pull memory from under a late reader
     return buf
 
@@ -193,6 +198,7 @@ def _mapped(fds: socket.socket | None, n: int) -> Any:
         if buf is None:
             buf = bytearray(n)
             view, off = memoryview(buf), 0
+            # pread from 0: the descriptor shares the sender's file offset, which its write left at the end
             while off < n:
                 k = os.preadv(fd, [view[off:]], off)
                 if not k:
